@@ -1,0 +1,55 @@
+# Parcel-locker controller: every target sets up what it needs (venv, system packages).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+MPY     := $(BIN)/micropython
+BOARD   ?= esp32-4door
+HEAP    ?= 128K
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help sim test test-fast check lint typecheck mpy bench clean distclean
+
+help:
+	@echo "make sim     run a simulated locker (real firmware, simulated board) in this terminal"
+	@echo "make test    all tests: firmware logic on CPython and MicroPython, scenarios, host tools"
+	@echo "make check   ruff, mypy (host tools; hardware layer against ESP32 stubs), mpy-cross sizes"
+	@echo "make bench   latency, heap, flash-wear and boot-time figures"
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+sim: $(STAMP)
+	$(BIN)/lockerctl sim run --board boards/$(BOARD).json
+
+test: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not scenario and not slow"
+
+check: lint typecheck mpy
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check host_tools/lockertools tests/host bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+	$(BIN)/mypy --config-file firmware/hal/mypy.ini
+
+mpy: $(STAMP)
+	@$(BIN)/python bench/mpy_sizes.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

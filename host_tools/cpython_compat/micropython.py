@@ -1,0 +1,13 @@
+"""CPython stand-in for MicroPython's `micropython` module.
+
+Lets the firmware's logic modules import under CPython (pytest, host tools)
+exactly as they are written for the board.
+"""
+
+
+def const(value):  # noqa: D103 - mirrors micropython.const
+    return value
+
+
+def mem_peak() -> int:  # not meaningful on CPython
+    return 0

@@ -1,0 +1,33 @@
+"""The firmware's unit tests, run a second time under the real MicroPython with a board-sized heap."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "tests" / "unit"
+MICROPYTHON = Path(sys.executable).with_name("micropython")
+MODULES = sorted(p.stem for p in UNIT.glob("test_*.py"))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_passes_under_micropython(module: str, tmp_path: Path) -> None:
+    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'firmware'}:{UNIT}:.frozen", LOCKER_TEST_TMP=str(tmp_path))
+    proc = subprocess.run(
+        [str(MICROPYTHON), "-X", "heapsize=128K", str(UNIT / "mpy_runner.py"), module],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    summary = re.search(r"^(\d+) passed, (\d+) failed$", proc.stdout, re.M)
+    assert summary, out
+    assert int(summary[2]) == 0, out
+    assert int(summary[1]) > 0, f"no test ran in {module}:\n{out}"
