@@ -1,0 +1,110 @@
+# The board: pins by role, built from board.json (see docs/design.md, "Board definition").
+# Board(spec) switches every solenoid off before it does anything else.
+import json
+
+import machine
+from micropython import const
+
+from hal.buzzer import Buzzer
+from hal.lcd import Lcd
+from hal.mcp23017 import MCP23017
+from hal.pins import make_in, make_out
+
+TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
+    from hal.pins import LogicalIn, LogicalOut
+
+
+class Board:
+    def __init__(self, spec: "Dict[str, Any]") -> None:
+        doors = spec["doors"]
+        # 1. Solenoids on ESP32 GPIOs: driven to their OFF level before anything else happens.
+        sol: "List[Optional[LogicalOut]]" = [None] * len(doors)
+        for i, door in enumerate(doors):
+            s = door["solenoid"]
+            if "expander" not in s:
+                sol[i] = make_out(s, {})
+
+        # 2. I2C and expanders. An expander's constructor puts it back in its power-on state (all
+        #    inputs), which releases any solenoid a previous run left on; then its solenoid pins become
+        #    outputs with the OFF level latched first.
+        self.faults: "List[str]" = []
+        self.name: str = spec.get("name", "")
+        self.i2c: "Optional[machine.I2C]" = None
+        bus = spec.get("i2c")
+        if bus is not None:
+            self.i2c = machine.I2C(
+                bus.get("id", 0),
+                scl=machine.Pin(bus["scl"]),
+                sda=machine.Pin(bus["sda"]),
+                freq=bus.get("freq", 100000),
+            )
+        self.expanders: "Dict[str, MCP23017]" = {}
+        for x in spec.get("expanders", ()):
+            if self.i2c is None:
+                raise ValueError("board.json: expanders need an i2c bus")
+            self.expanders[x["name"]] = MCP23017(self.i2c, x["address"])  # raises ExpanderError
+        for i, door in enumerate(doors):
+            if sol[i] is None:
+                sol[i] = make_out(door["solenoid"], self.expanders)
+        self.solenoids: "List[LogicalOut]" = [s for s in sol if s is not None]
+
+        # 3. Door inputs.
+        self.labels: "List[str]" = [str(d["label"]) for d in doors]
+        self.closed: "List[LogicalIn]" = [make_in(d["closed"], self.expanders) for d in doors]
+        self.parcels: "List[Optional[LogicalIn]]" = [
+            make_in(d["parcel"], self.expanders) if d.get("parcel") else None for d in doors
+        ]
+
+        # 4. Keypad: raw pins, columns pulled up; rows open-drain, released (1) when idle and pulled
+        # low one at a time to scan. Open drain: two keys down in one column never short a low row
+        # to a high one.
+        keypad = spec["keypad"]
+        Pin = machine.Pin
+        self.rows: "List[machine.Pin]" = [Pin(n, Pin.OPEN_DRAIN, value=1) for n in keypad["rows"]]
+        self.cols: "List[machine.Pin]" = [Pin(n, Pin.IN, Pin.PULL_UP) for n in keypad["cols"]]
+        self.keys: str = keypad["keys"]
+
+        # 5. Buzzer, status LED, display.
+        self.buzzer: "Optional[Buzzer]" = None
+        if spec.get("buzzer"):
+            pin = machine.Pin(spec["buzzer"]["pin"], machine.Pin.OUT, value=0)
+            self.buzzer = Buzzer(machine.PWM(pin, freq=2000, duty_u16=0))
+        self.led: "Optional[LogicalOut]" = None
+        if spec.get("status_led"):
+            self.led = make_out(spec["status_led"], self.expanders)
+        self.display: "Optional[Lcd]" = None
+        disp = spec.get("display")
+        if disp is not None and self.i2c is not None:
+            try:
+                self.display = Lcd(self.i2c, disp["address"], disp.get("cols", 16), disp.get("rows", 2))
+            except OSError as exc:
+                # The locker still works without its display: report it, carry on.
+                self.faults.append("display: %s" % (exc,))
+        self._xs = list(self.expanders.values())  # refresh() iterates a list: no allocation per poll
+        self.refresh()
+
+    @classmethod
+    def load(cls, path: str = "board.json") -> "Board":
+        with open(path) as f:
+            spec = json.load(f)
+        return cls(spec)
+
+    def refresh(self) -> bool:
+        """Read every expander's inputs once (call once per poll). False if any expander failed."""
+        ok = True
+        for x in self._xs:
+            if not x.refresh():
+                ok = False
+        return ok
+
+    def all_off(self) -> None:
+        """Safe state: every solenoid off, buzzer silent, LED off."""
+        for s in self.solenoids:
+            s.value(0)
+        if self.buzzer is not None:
+            self.buzzer.stop()
+        if self.led is not None:
+            self.led.value(0)

@@ -1,0 +1,294 @@
+# The locker application: wires keypad -> entry -> code store -> doors -> feedback, and records
+# events. `Locker` is plain logic over a board object (hal.board.Board or a test double) and a
+# now_ms; `main()` is the thin asyncio glue that runs it on the real (or simulated) hardware.
+import json
+
+from micropython import const
+
+from locker import messages
+from locker.ticks import ticks_add, ticks_diff
+
+_STICKY = const(-1)  # a screen that stays until something else replaces it
+
+
+class Locker:
+    """The resident's flow and the door bookkeeping. No hardware, no clock of its own."""
+
+    def __init__(self, board, cfg, key, clock, now_ms, codes=None):
+        from locker.codes import CodeStore
+
+        # The code store's table is the one large allocation: the runtime makes it right after
+        # the board, before the other modules' imports fragment the heap.
+        self.codes = codes or CodeStore(key, board.labels, capacity=cfg.code_capacity)
+        self.problems = self.codes.load()
+
+        from locker.audit import AuditLog
+        from locker.doors import DoorBank
+        from locker.entry import CodeEntry
+        from locker.keypad import MatrixKeypad
+        from locker.outbox import Outbox
+        from locker.throttle import Throttle
+
+        self.board = board
+        self.cfg = cfg
+        self.clock = clock
+        self.labels = board.labels
+        self.throttle = Throttle(
+            free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
+        )
+        self.throttle.load()
+        self.outbox = Outbox(capacity=cfg.outbox_capacity)
+        self.problems.extend(self.outbox.load())
+        self.audit = AuditLog()
+        self.keypad = MatrixKeypad(board.rows, board.cols, board.keys, debounce_ms=cfg.key_debounce_ms)
+        self.entry = CodeEntry(min_len=cfg.code_min, max_len=cfg.code_max, timeout_ms=cfg.entry_timeout_ms)
+        self.doors = DoorBank(
+            board.solenoids,
+            board.closed,
+            board.parcels,
+            pulse_ms=cfg.pulse_ms,
+            gap_ms=cfg.pulse_gap_ms,
+            confirm_ms=cfg.confirm_ms,
+            retries=cfg.unlock_retries,
+            open_alarm_ms=cfg.open_alarm_ms,
+            sensor_debounce_ms=cfg.sensor_debounce_ms,
+        )
+        # door index -> code id, for doors opened for a pickup that is not complete yet
+        self.pending = {}
+        # pickups interrupted by a reboot, settled once the door sensors have settled
+        self._resume = list(self.codes.pending())
+        self._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
+        self.lang = cfg.language
+        self._screen = None
+        self._screen_until = 0
+        self._shown = None
+        self.show("idle", None, _STICKY, now_ms)
+        for problem in self.problems:
+            self.record("problem", None, {"m": problem[:80]}, now_ms)
+
+    # --- the hot loop -------------------------------------------------------------------------
+
+    def poll(self, now_ms):
+        board = self.board
+        board.refresh()
+        keypad = self.keypad
+        keypad.scan(now_ms)
+        ev = keypad.events.get()
+        while ev >= 0:
+            self.on_key(ev, now_ms)
+            ev = keypad.events.get()
+        if self.entry.tick(now_ms):
+            self.show("idle", None, _STICKY, now_ms)
+        self._drain_doors(now_ms)
+        if self._resume and ticks_diff(now_ms, self._resume_at) >= 0:
+            self._settle_interrupted(now_ms)
+        if board.buzzer is not None:
+            board.buzzer.update(now_ms)
+        self._refresh_screen(now_ms)
+
+    def _drain_doors(self, now_ms):
+        doors = self.doors
+        doors.poll(now_ms)
+        ev = doors.events.get()
+        while ev >= 0:
+            self.on_door_event(ev >> 8, ev & 0xFF, now_ms)
+            ev = doors.events.get()
+
+    # --- keys and codes -----------------------------------------------------------------------
+
+    def on_key(self, ch, now_ms):
+        from locker import entry as E
+
+        self.beep("KEY_CLICK", now_ms)
+        result = self.entry.key(ch, now_ms)
+        if result == E.DIGIT or result == E.FULL:
+            self.show("entry", self.entry.masked(), self.cfg.entry_timeout_ms, now_ms)
+        elif result == E.CLEARED:
+            self.show("idle", None, _STICKY, now_ms)
+        elif result == E.LANGUAGE:
+            self.lang = messages.next_language(self.lang)
+            self.show("language", None, self.cfg.message_ms, now_ms)
+        elif result == E.TOO_SHORT:
+            self.beep("WRONG", now_ms)
+            self.show("too_short", self.cfg.code_min, self.cfg.message_ms, now_ms)
+        elif result == E.SUBMIT:
+            self.submit(now_ms)
+
+    def submit(self, now_ms):
+        from locker import codes as C
+
+        wait = self.throttle.wait_ms(now_ms)
+        if wait > 0:
+            self.entry.wipe()
+            self.beep("WRONG", now_ms)
+            secs = (wait + 999) // 1000
+            if secs > 120:
+                self.show("wait_min", (secs + 59) // 60, self.cfg.message_ms, now_ms)
+            else:
+                self.show("wait", secs, self.cfg.message_ms, now_ms)
+            self.record("denied", None, {"r": "throttled"}, now_ms, to_host=False)
+            return
+        status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
+        # The digits leave memory as soon as they are checked: nothing can replay them later.
+        self.entry.wipe()
+        if status == C.OK and kind == C.KIND_PICKUP:
+            self.open_for_pickup(door, code_id, now_ms)
+            self.throttle.success()
+        elif status == C.EXPIRED:
+            self.beep("WRONG", now_ms)
+            self.show("expired", None, self.cfg.message_ms, now_ms)
+            self.record("denied", door, {"r": "expired", "id": code_id}, now_ms)
+        elif status == C.USED:
+            self.beep("WRONG", now_ms)
+            self.show("used", None, self.cfg.message_ms, now_ms)
+            self.record("denied", door, {"r": "used", "id": code_id}, now_ms)
+        else:
+            self.throttle.failure(now_ms)
+            self.beep("WRONG", now_ms)
+            self.show("wrong", None, self.cfg.message_ms, now_ms)
+            self.record("denied", None, {"r": "wrong", "n": self.throttle.failures}, now_ms)
+
+    def open_for_pickup(self, door, code_id, now_ms):
+        # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.
+        self.codes.consume(code_id, door)
+        self.pending[door] = code_id
+        if self.doors.energized() >= 0 and self.doors.energized() != door:
+            self.show("busy", None, self.cfg.message_ms, now_ms)
+        else:
+            self.show("opening", self.labels[door], self.cfg.message_ms, now_ms)
+        self.doors.request_unlock(door, now_ms)
+        self.doors.poll(now_ms)  # energize now, not on the next loop
+        self.beep("ACCEPTED", now_ms)
+        self.record("unlock", door, {"id": code_id}, now_ms)
+
+    # --- doors --------------------------------------------------------------------------------
+
+    def on_door_event(self, kind, door, now_ms):
+        from locker import doors as D
+
+        label = self.labels[door]
+        if kind == D.EV_OPENED:
+            if door in self.pending:
+                self.beep("DOOR_OPEN", now_ms)
+                self.show("take", label, _STICKY, now_ms)
+            self.record("opened", door, None, now_ms)
+        elif kind == D.EV_CLOSED:
+            self.on_closed(door, now_ms)
+        elif kind == D.EV_JAMMED:
+            code_id = self.pending.get(door)
+            self.beep("WRONG", now_ms)
+            self.show("jammed", label, self.cfg.message_ms, now_ms)
+            self.record("jammed", door, {"id": code_id}, now_ms)
+        elif kind == D.EV_LEFT_OPEN:
+            self.beep("CLOSE_DOOR", now_ms)
+            self.show("close", label, _STICKY, now_ms)
+            self.record("left_open", door, None, now_ms)
+        elif kind == D.EV_FORCED:
+            self.beep("ALARM", now_ms)
+            self.record("forced", door, None, now_ms)
+        elif kind == D.EV_SENSOR_SUSPECT:
+            self.record("sensor_suspect", door, None, now_ms)
+        elif kind == D.EV_RETRY:
+            self.record("unlock_retry", door, None, now_ms, to_host=False)
+
+    def on_closed(self, door, now_ms):
+        code_id = self.pending.get(door)
+        if code_id is None:
+            self.doors.acknowledge(door)
+            self.record("closed", door, None, now_ms)
+            return
+        if self.doors.has_parcel(door):
+            # Shut with the parcel still inside: the pickup is not done.
+            self.doors.acknowledge(door)
+            self.show("still_full", self.labels[door], self.cfg.message_ms, now_ms)
+            self.record("closed_full", door, {"id": code_id}, now_ms)
+            return
+        self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
+
+    def complete_pickup(self, door, code_id, now_ms, confirmed=True):
+        # The event is on flash before the journal says "done": a cut in between repeats the event
+        # (same id, the host applies it once) but never loses it.
+        extra = {"id": code_id}
+        if not confirmed:
+            extra["sensor"] = 0
+        self.record("pickup", door, extra, now_ms)
+        self.codes.complete(code_id)
+        self.pending.pop(door, None)
+        self.doors.acknowledge(door)
+        if self._screen != "wrong":
+            self.show("thanks", None, self.cfg.message_ms, now_ms)
+
+    def _settle_interrupted(self, now_ms):
+        """After a reboot: finish or undo the pickups a power cut interrupted."""
+        resume, self._resume = self._resume, []
+        for code_id, door in resume:
+            if door >= len(self.labels):
+                continue
+            if not self.doors.is_closed(door):
+                # Still open: the resident is (or was) at it. Wait for it to close.
+                self.pending[door] = code_id
+                self.doors.assume_open(door, now_ms)
+            elif self.doors.has_parcel(door):
+                # Closed with the parcel inside: the door never opened, or the parcel went back in.
+                self.codes.release(code_id)
+                self.record("pickup_undone", door, {"id": code_id}, now_ms)
+            else:
+                self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
+
+    # --- feedback and records -----------------------------------------------------------------
+
+    def beep(self, name, now_ms):
+        buzzer = self.board.buzzer
+        if buzzer is not None:
+            from hal import buzzer as B
+
+            buzzer.play(getattr(B, name), now_ms)
+
+    def show(self, key, arg, ms, now_ms):
+        if ms == _STICKY and self.lang != self.cfg.language:
+            # A resident's language choice lasts while they use the keypad, then resets.
+            ms = self.cfg.entry_timeout_ms
+        self._screen = key
+        self._screen_arg = arg
+        self._screen_until = _STICKY if ms == _STICKY else ticks_add(now_ms, ms)
+
+    def _refresh_screen(self, now_ms):
+        if self._screen_until != _STICKY and ticks_diff(now_ms, self._screen_until) >= 0:
+            self._screen, self._screen_arg, self._screen_until = "idle", None, _STICKY
+            self.lang = self.cfg.language  # the next resident starts in the default language
+        shown = (self._screen, self._screen_arg, self.lang)
+        if shown != self._shown:
+            self._shown = shown
+            lines = messages.render(self.lang, self._screen, self._screen_arg)
+            display = self.board.display
+            if display is not None:
+                display.show(lines)
+            print("display|%s|%s" % lines)
+
+    def record(self, kind, door, extra, now_ms, to_host=True):
+        """An event for the audit log and (to_host) the outbox. Never carries a code."""
+        ev = {"k": kind, "t": self.clock.now(now_ms)}
+        if door is not None:
+            ev["d"] = self.labels[door]
+        if extra:
+            ev.update(extra)
+        line = json.dumps(ev)
+        self.audit.append(line)
+        if to_host:
+            self.outbox.put(line.encode())
+        print("event", line)
+
+    def status(self, now_ms):
+        """A summary for the console and diagnostics: no secrets, no codes."""
+        from locker import doors as D
+
+        return {
+            "codes": self.codes.count(),
+            "rev": self.codes.revision,
+            "outbox": len(self.outbox),
+            "failures": self.throttle.failures,
+            "time": self.clock.now(now_ms),
+            "time_known": self.clock.known,
+            "doors": [D.name_of_state(self.doors.state(i)) for i in range(len(self.labels))],
+            "pending": [self.labels[d] for d in self.pending],
+        }

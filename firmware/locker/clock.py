@@ -1,0 +1,65 @@
+# Wall-clock time for code expiry, with an honest "known" flag.
+#
+# Offline policy (docs/security.md): the ESP32's RTC survives resets but not a power cut. When the
+# RTC is unset after boot, the locker estimates the time as the last time it knew (saved to flash
+# every few minutes and whenever the host sets the clock) plus the uptime since this boot. The
+# estimate is never later than the true time, so a valid code is never refused as expired; a code
+# may be honoured past its expiry by at most the length of the power cut, until the host or NTP
+# gives the time again. A locker that has never known the time does not check expiry at all.
+import struct
+
+from micropython import const
+
+from locker import store
+from locker.ticks import ticks_diff
+
+_SAVE_EVERY_MS = const(600_000)
+
+
+class WallClock:
+    def __init__(self, path="clock.bin"):
+        self.path = path
+        self.known = False  # True when the time came from the RTC or the host since boot
+        self._base_epoch = None  # epoch at ticks _base_ms
+        self._base_ms = 0
+        self._saved_ms = 0
+        self.problem = None
+
+    def boot(self, rtc_epoch, now_ms):
+        """Start from the RTC's time when it has one, otherwise from the last time saved on flash."""
+        saved = None
+        try:
+            raw = store.load(self.path)
+            if raw is not None and len(raw) == 4:
+                saved = struct.unpack("<I", raw)[0]
+        except store.Corrupt as exc:
+            self.problem = str(exc)
+        if rtc_epoch is not None and (saved is None or rtc_epoch >= saved):
+            self._base_epoch, self.known = rtc_epoch, True
+        elif saved is not None:
+            self._base_epoch, self.known = saved, False
+        self._base_ms = self._saved_ms = now_ms
+
+    def set(self, epoch, now_ms):
+        """A trusted source (the host, NTP) gave the time: adopt it and save it."""
+        self._base_epoch, self._base_ms, self.known = int(epoch), now_ms, True
+        self._save(now_ms)
+
+    def now(self, now_ms):
+        """Epoch seconds (known or estimated), or None when the locker has never known the time."""
+        if self._base_epoch is None:
+            return None
+        return self._base_epoch + ticks_diff(now_ms, self._base_ms) // 1000
+
+    def tick(self, now_ms):
+        """Call now and then: saves the time every few minutes so an estimate after a cut is recent."""
+        if self._base_epoch is not None and ticks_diff(now_ms, self._saved_ms) >= _SAVE_EVERY_MS:
+            self._save(now_ms)
+        # Re-base well before ticks_diff's range (2**29 ms, 6 days) runs out.
+        if ticks_diff(now_ms, self._base_ms) > 86_400_000 and self._base_epoch is not None:
+            self._base_epoch = self.now(now_ms)
+            self._base_ms = now_ms
+
+    def _save(self, now_ms):
+        self._saved_ms = now_ms
+        store.save(self.path, struct.pack("<I", self.now(now_ms)))

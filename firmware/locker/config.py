@@ -1,0 +1,101 @@
+# config.json -> settings. A missing, corrupt or out-of-range value never stops the locker: it
+# falls back to the default and the problem is reported (event + log) so a technician can fix it.
+import json
+
+# name: (default, minimum, maximum) for numbers; (default, allowed) for strings.
+_NUMBERS = {
+    "code_min": (8, 6, 12),
+    "code_max": (12, 6, 16),
+    "entry_timeout_ms": (30000, 5000, 300000),
+    "message_ms": (6000, 1000, 60000),
+    "pulse_ms": (300, 50, 1000),
+    "pulse_gap_ms": (150, 0, 5000),
+    "confirm_ms": (3000, 500, 30000),
+    "unlock_retries": (1, 0, 3),
+    "open_alarm_ms": (120000, 5000, 3600000),
+    "sensor_debounce_ms": (50, 5, 1000),
+    "key_debounce_ms": (20, 5, 200),
+    "scan_ms": (5, 1, 50),
+    "throttle_free": (3, 1, 10),
+    "throttle_base_ms": (5000, 1000, 60000),
+    "throttle_max_ms": (300000, 10000, 3600000),
+    "safe_mode_boots": (10, 2, 100),
+    "boot_ok_ms": (60000, 1000, 600000),
+    "safe_mode_reboot_ms": (300000, 10000, 3600000),
+    "watchdog_ms": (8000, 2000, 60000),
+    "task_silence_ms": (3000, 500, 30000),
+    "outbox_capacity": (500, 10, 5000),
+    "code_capacity": (600, 16, 2000),
+}
+_STRINGS = {
+    "language": ("nl", ("nl", "fr", "en")),
+}
+
+
+class Config:
+    def __init__(self, values=None):
+        self.problems = []
+        self.locker_id = "locker"
+        for name, spec in _NUMBERS.items():
+            setattr(self, name, spec[0])
+        for name, spec in _STRINGS.items():
+            setattr(self, name, spec[0])
+        if values:
+            self._apply(values)
+
+    def _apply(self, values):
+        if not isinstance(values, dict):
+            self.problems.append("config: not a JSON object; using defaults")
+            return
+        lid = values.get("locker_id")
+        if isinstance(lid, str) and 0 < len(lid) <= 32:
+            self.locker_id = lid
+        elif lid is not None:
+            self.problems.append("config: locker_id must be a string of 1-32 characters")
+        for name, value in values.items():
+            if name in _NUMBERS:
+                default, low, high = _NUMBERS[name]
+                if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                    setattr(self, name, value)
+                else:
+                    self.problems.append(
+                        "config: %s=%r out of range %d..%d; using %d" % (name, value, low, high, default)
+                    )
+            elif name in _STRINGS:
+                default, allowed = _STRINGS[name]
+                if value in allowed:
+                    setattr(self, name, value)
+                else:
+                    self.problems.append("config: %s=%r not one of %s; using %s" % (name, value, allowed, default))
+        if self.code_max < self.code_min:
+            self.problems.append("config: code_max < code_min; using code_max=%d" % self.code_min)
+            self.code_max = self.code_min
+
+
+def load(path="config.json"):
+    """Read the config file; never raises: problems are listed on the result."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except OSError:
+        cfg = Config()
+        cfg.problems.append("config: %s missing; using defaults" % path)
+        return cfg
+    except ValueError:
+        cfg = Config()
+        cfg.problems.append("config: %s is not valid JSON; using defaults" % path)
+        return cfg
+    return Config(values)
+
+
+def load_key(path="locker.key"):
+    """The locker's 32-byte secret (hex in the file). None when missing or malformed."""
+    import binascii
+
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        key = binascii.unhexlify(text)
+    except (OSError, ValueError):
+        return None
+    return key if len(key) == 32 else None

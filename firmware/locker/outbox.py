@@ -1,0 +1,128 @@
+# Events waiting for the host: one framed file per event in a directory, named by sequence number.
+#
+# Sequence numbers only grow, across reboots and across an emptied outbox: hwm.bin holds a
+# reservation, rewritten once every _RESERVE events (before the first number past it is used), and
+# the next number after a boot is past both the reservation and the newest file.
+# When full, the oldest event is dropped and counted in `dropped` (the app reports it).
+import os
+import struct
+
+from micropython import const
+
+from locker import store
+
+_RESERVE = const(64)
+_SUFFIX = ".ev"
+_HWM = "hwm.bin"
+
+
+def _name(seq):
+    return "%010d.ev" % seq
+
+
+class Outbox:
+    def __init__(self, directory="outbox", capacity=500):
+        self.directory = directory
+        self.capacity = capacity
+        self.dropped = 0
+        self.problems = []  # damaged events found after load() (by peek)
+        self._seqs = []  # sequence numbers on flash, oldest first
+        self._next = 1
+        self._reserved = 0
+
+    def _path(self, seq):
+        return store.join(self.directory, _name(seq))
+
+    def load(self):
+        """Scan the directory: remove stray tmp files and damaged events. Returns a list of problems."""
+        problems = []
+        d = self.directory
+        try:
+            os.mkdir(d)
+        except OSError:
+            pass
+        for name in store.cleanup(d):
+            problems.append("outbox: removed %s" % name)
+        reserved = 0
+        try:
+            raw = store.load(store.join(d, _HWM))
+            if raw is not None and len(raw) == 4:
+                reserved = struct.unpack("<I", raw)[0]
+            elif raw is not None:
+                problems.append("outbox: bad %s" % _HWM)
+        except store.Corrupt as exc:
+            problems.append(str(exc))
+        seqs = []
+        for name in os.listdir(d):
+            if name == _HWM:
+                continue
+            seq = -1
+            if name.endswith(_SUFFIX) and len(name) == 13:
+                try:
+                    seq = int(name[:10])
+                except ValueError:
+                    seq = -1
+            path = store.join(d, name)
+            if seq < 0:
+                problems.append("outbox: removed stray %s" % name)
+                store.remove(path)
+                continue
+            try:
+                payload = store.load(path)
+            except store.Corrupt as exc:
+                payload = None
+                problems.append(str(exc))
+            if payload is None:
+                store.remove(path)
+                continue
+            seqs.append(seq)
+        seqs.sort()
+        self._seqs = seqs
+        self._reserved = reserved
+        self._next = max(reserved, (seqs[-1] + 1) if seqs else 1, 1)
+        self.problems = []
+        while len(self._seqs) > self.capacity:
+            self._drop_oldest()
+        return problems
+
+    def __len__(self):
+        return len(self._seqs)
+
+    def _drop_oldest(self):
+        store.remove(self._path(self._seqs.pop(0)))
+        self.dropped += 1
+
+    def put(self, payload):
+        """Store one event (bytes) on flash; returns its sequence number."""
+        seq = self._next
+        if seq >= self._reserved:
+            reserved = seq + _RESERVE
+            store.save(store.join(self.directory, _HWM), struct.pack("<I", reserved))
+            self._reserved = reserved
+        store.save(self._path(seq), payload)
+        self._next = seq + 1
+        self._seqs.append(seq)
+        while len(self._seqs) > self.capacity:
+            self._drop_oldest()
+        return seq
+
+    def peek(self):
+        """(seq, payload) of the oldest event, or None. A damaged event is removed and skipped."""
+        while self._seqs:
+            seq = self._seqs[0]
+            try:
+                payload = store.load(self._path(seq))
+            except store.Corrupt as exc:
+                payload = None
+                self.problems.append(str(exc))
+            if payload is not None:
+                return (seq, payload)
+            store.remove(self._path(seq))
+            self._seqs.pop(0)
+        return None
+
+    def ack(self, seq):
+        """The host has the event: forget it. Unknown numbers are ignored."""
+        if seq in self._seqs:
+            store.remove(self._path(seq))
+            self._seqs.remove(seq)

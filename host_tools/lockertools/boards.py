@@ -1,0 +1,419 @@
+"""Board definition checks (boards/*.json): structure by JSON schema, then wiring rules for the classic ESP32.
+
+`validate(path)` returns a `Report`; every `Issue` names the file and the JSON field, e.g.
+``boards/x.json: doors[2].solenoid.pin: GPIO 7 is wired to the SPI flash (GPIO 6-11); using it bricks
+the board``.
+`board_cli` is the ``lockerctl board`` command group (``board check FILE...``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+SCHEMA_PATH = Path(__file__).with_name("board_schema.json")
+
+# Classic ESP32 (ESP32-D0WD in WROOM-32 / WROVER modules).
+VALID_GPIOS = frozenset([*range(0, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)])
+FLASH_GPIOS = frozenset(range(6, 12))
+INPUT_ONLY_GPIOS = frozenset(range(34, 40))
+NOT_ON_MODULE_GPIOS = frozenset([37, 38])
+PSRAM_GPIOS = frozenset([16, 17])  # WROVER only
+CONSOLE_GPIOS = {1: "TX0", 3: "RX0"}
+STRAPPING_GPIOS = {
+    0: "GPIO 0 is a strapping pin: held low at reset it starts the serial download mode, not the firmware",
+    2: "GPIO 2 is a strapping pin: it must be low or floating at reset for serial flashing to work",
+    5: "GPIO 5 is a strapping pin (SDIO timing) and outputs a PWM burst at boot",
+    15: "GPIO 15 (MTDO) is a strapping pin: low at reset it silences the boot log; it outputs PWM at boot",
+}
+MTDI = 12
+MCP23017_ADDRESSES = range(0x20, 0x28)
+PCF8574_ADDRESSES = frozenset([*range(0x20, 0x28), *range(0x38, 0x40)])
+PCF8574_MAX_FREQ = 100_000
+HD44780_MAX_CHARS = 80
+
+
+@dataclass(frozen=True)
+class Issue:
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}" if self.field else f"{self.file}: {self.message}"
+
+
+@dataclass
+class Report:
+    file: str
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(Issue(self.file, where, message))
+
+    def warn(self, where: str, message: str) -> None:
+        self.warnings.append(Issue(self.file, where, message))
+
+
+@dataclass(frozen=True)
+class _Use:
+    """One pin as the firmware will drive it."""
+
+    where: str  # JSON field of the pin number
+    spec_path: str  # JSON path of the pin spec object ("" for bare ints in keypad lists)
+    role: str
+    output: bool
+    pull: str | None
+    pull_is_implicit: bool  # the firmware asks for it (keypad columns), not the board file
+    active_low: bool
+    expander: str | None
+    pin: int
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """JSON path in the form used in messages: doors[2].solenoid.pin."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _hex(n: int) -> str:
+    return f"0x{n:02X} ({n})"
+
+
+def _load_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
+
+
+def _schema_issues(doc: Any, report: Report) -> None:
+    validator = Draft202012Validator(_load_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (field_path(e.absolute_path), e.message))
+    for err in errors:
+        parts: list[str | int] = list(err.absolute_path)
+        if err.validator == "required":
+            missing = [name for name in err.validator_value if name not in err.instance]
+            for name in missing:
+                report.error(field_path([*parts, name]), "required field is missing")
+            continue
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = set(err.schema.get("properties", {}))
+            for name in sorted(set(err.instance) - known):
+                report.error(field_path([*parts, name]), f"unknown field (allowed: {', '.join(sorted(known))})")
+            continue
+        report.error(field_path(parts) or "(top level)", err.message)
+
+
+def _pin_spec_use(spec: dict[str, Any], path: str, role: str, output: bool) -> _Use:
+    return _Use(
+        where=f"{path}.pin",
+        spec_path=path,
+        role=role,
+        output=output,
+        pull=spec.get("pull"),
+        pull_is_implicit=False,
+        active_low=bool(spec.get("active_low", False)),
+        expander=spec.get("expander"),
+        pin=int(spec["pin"]),
+    )
+
+
+def _collect_uses(doc: dict[str, Any]) -> list[_Use]:
+    uses: list[_Use] = []
+    i2c = doc.get("i2c")
+    if i2c is not None:
+        for line in ("sda", "scl"):
+            uses.append(_Use(f"i2c.{line}", "", f"I2C {line.upper()}", True, None, False, False, None, i2c[line]))
+    keypad = doc["keypad"]
+    for i, n in enumerate(keypad["rows"]):
+        uses.append(_Use(f"keypad.rows[{i}]", "", "keypad row", True, None, False, False, None, n))
+    for i, n in enumerate(keypad["cols"]):
+        uses.append(_Use(f"keypad.cols[{i}]", "", "keypad column", False, "up", True, False, None, n))
+    if "buzzer" in doc:
+        uses.append(_pin_spec_use(doc["buzzer"], "buzzer", "buzzer", True))
+    if "status_led" in doc:
+        uses.append(_pin_spec_use(doc["status_led"], "status_led", "status LED", True))
+    for i, door in enumerate(doc["doors"]):
+        uses.append(_pin_spec_use(door["solenoid"], f"doors[{i}].solenoid", "solenoid", True))
+        uses.append(_pin_spec_use(door["closed"], f"doors[{i}].closed", "door sensor", False))
+        if "parcel" in door:
+            uses.append(_pin_spec_use(door["parcel"], f"doors[{i}].parcel", "parcel sensor", False))
+    return uses
+
+
+def _pull_field(use: _Use) -> str:
+    return use.where if use.pull_is_implicit or not use.spec_path else f"{use.spec_path}.pull"
+
+
+def _check_gpio(use: _Use, doc: dict[str, Any], report: Report) -> bool:
+    """Rules for one ESP32 GPIO. Returns False when the number is unusable (skip the clash check)."""
+    n = use.pin
+    if n not in VALID_GPIOS:
+        report.error(
+            use.where,
+            f"GPIO {n} doesn't exist on the ESP32 (valid: 0-19, 21-23, 25-27, 32-39; no 20, 24, 28-31)",
+        )
+        return False
+    if n in FLASH_GPIOS:
+        report.error(use.where, f"GPIO {n} is wired to the SPI flash (GPIO 6-11); using it bricks the board")
+        return False
+    if n in PSRAM_GPIOS and doc.get("module") == "wrover":
+        report.error(use.where, f"GPIO {n} is taken by the PSRAM on WROVER modules")
+    if n in INPUT_ONLY_GPIOS:
+        if use.output:
+            report.error(
+                use.where,
+                f"GPIO {n} is input-only (GPIO 34-39 have no output driver): the {use.role} needs an output",
+            )
+        elif use.pull is not None:
+            if use.pull_is_implicit:
+                report.error(
+                    use.where,
+                    f"GPIO {n} has no internal pull resistors (GPIO 34-39), and the {use.role} relies on the "
+                    "internal pull-up: use a pin from 0-33",
+                )
+            else:
+                report.error(
+                    _pull_field(use),
+                    f"GPIO {n} has no internal pull-up/down (GPIO 34-39): fit an external resistor "
+                    f'(e.g. 10 kOhm to 3.3 V for "up") and set "pull" to null',
+                )
+        if n in NOT_ON_MODULE_GPIOS:
+            report.warn(use.where, f"GPIO {n} exists on the chip but is not brought out on WROOM/WROVER modules")
+    if n == MTDI:
+        _check_mtdi(use, report)
+    elif n in STRAPPING_GPIOS:
+        report.warn(use.where, STRAPPING_GPIOS[n] + "; make sure the " + use.role + " can't upset booting")
+    if n in CONSOLE_GPIOS:
+        report.warn(
+            use.where,
+            f"GPIO {n} is UART0 {CONSOLE_GPIOS[n]}, the REPL/boot console: the {use.role} will see boot "
+            "messages and lose the console",
+        )
+    if use.output and use.pull is not None and not use.pull_is_implicit:
+        report.warn(_pull_field(use), f'"pull" is ignored on an output ({use.role})')
+    return True
+
+
+def _check_mtdi(use: _Use, report: Report) -> None:
+    """GPIO 12 (MTDI) selects the flash voltage when the chip comes out of reset.
+
+    High at reset = 1.8 V flash; WROOM/WROVER modules carry 3.3 V flash and then fail to boot or crash at
+    random. The firmware's own settings are gone during reset, so what matters is what the wiring does to
+    the line then. An input's level is set by its source (a sensor output, a switch with an external
+    pull-up): that can hold the pin high at reset, so inputs are refused. So are active-low outputs
+    (they need the line held high to be off, typically by an external pull-up) and any pull-up. A plain
+    active-high output idles low and only draws a warning.
+    """
+    base = (
+        "GPIO 12 (MTDI) sets the flash voltage at reset: held high it selects 1.8 V and the 3.3 V flash "
+        "of WROOM/WROVER modules won't boot"
+    )
+    if not use.output:
+        report.error(
+            use.where,
+            f"{base}; the {use.role} input can hold it high at reset (sensor output, external pull-up, "
+            "pressed switch): use GPIO 12 only for an active-high output",
+        )
+    elif use.active_low:
+        report.error(
+            use.where,
+            f"{base}; an active-low {use.role} is off when the line is high, i.e. high during reset: "
+            "use GPIO 12 only for an active-high output",
+        )
+    elif use.pull == "up":
+        report.error(_pull_field(use), f"{base}; don't pull it up")
+    else:
+        report.warn(use.where, f"{base}; keep anything on the {use.role} line from pulling it up")
+
+
+def _check_expander_pin(use: _Use, names: dict[str, int], report: Report) -> bool:
+    assert use.expander is not None
+    ok = True
+    if use.expander not in names:
+        declared = ", ".join(names) or "none declared"
+        report.error(f"{use.spec_path}.expander", f"unknown expander '{use.expander}' (expanders: {declared})")
+        ok = False
+    if not 0 <= use.pin <= 15:
+        report.error(use.where, f"MCP23017 pins are 0-15 (GPA0-7 = 0-7, GPB0-7 = 8-15), not {use.pin}")
+        ok = False
+    if use.pull == "down":
+        report.error(
+            _pull_field(use),
+            'the MCP23017 has internal pull-ups only (100 kOhm): use "up", or null and an external pull-down',
+        )
+    if use.role == "buzzer":
+        report.error(use.where, "the buzzer needs an ESP32 GPIO (PWM); an expander pin can't make a tone")
+    if use.output and use.pull is not None and use.pull != "down":
+        report.warn(_pull_field(use), f'"pull" is ignored on an output ({use.role})')
+    return ok
+
+
+def _check_buses(doc: dict[str, Any], report: Report) -> dict[str, int]:
+    """Expanders and display on I2C. Returns expander name -> address of the declared expanders."""
+    names: dict[str, int] = {}
+    by_address: dict[int, str] = {}
+    expanders: list[dict[str, Any]] = doc.get("expanders", [])
+    for i, exp in enumerate(expanders):
+        path = f"expanders[{i}]"
+        name, address = exp["name"], exp["address"]
+        if name in names:
+            report.error(f"{path}.name", f"expander name '{name}' is declared twice")
+        else:
+            names[name] = address
+        if address not in MCP23017_ADDRESSES:
+            report.error(
+                f"{path}.address",
+                f"MCP23017 addresses are 0x20-0x27 (32-39, set by A0-A2), not {_hex(address)}",
+            )
+        elif address in by_address:
+            report.error(f"{path}.address", f"I2C address {_hex(address)} is already used by {by_address[address]}")
+        else:
+            by_address[address] = f"expanders[{i}] ({name})"
+    display = doc.get("display")
+    if display is not None:
+        address = display["address"]
+        if not 0x08 <= address <= 0x77:
+            report.error("display.address", f"{_hex(address)} is not a 7-bit I2C device address (0x08-0x77)")
+        elif address in by_address:
+            report.error("display.address", f"I2C address {_hex(address)} is already used by {by_address[address]}")
+        elif address not in PCF8574_ADDRESSES:
+            report.warn(
+                "display.address",
+                f"{_hex(address)} is not a PCF8574 (0x20-0x27) or PCF8574A (0x38-0x3F) backpack address",
+            )
+        if display["cols"] * display["rows"] > HD44780_MAX_CHARS:
+            report.error(
+                "display.cols",
+                f"{display['cols']}x{display['rows']} is more than the HD44780's {HD44780_MAX_CHARS} chars",
+            )
+    needs_i2c = bool(expanders) or display is not None
+    i2c = doc.get("i2c")
+    if needs_i2c and i2c is None:
+        report.error("i2c", "required: the board has expanders or a display")
+    if display is not None and i2c is not None and i2c.get("freq", 400_000) > PCF8574_MAX_FREQ:
+        report.warn(
+            "i2c.freq",
+            f"{i2c.get('freq', 400_000)} Hz is above the PCF8574 (display backpack) rating of 100 kHz; use 100000",
+        )
+    return names
+
+
+def _check_keypad(doc: dict[str, Any], report: Report) -> None:
+    keypad = doc["keypad"]
+    need = len(keypad["rows"]) * len(keypad["cols"])
+    keys: str = keypad["keys"]
+    if len(keys) != need:
+        report.error(
+            "keypad.keys",
+            f"{len(keys)} keys for {len(keypad['rows'])} rows x {len(keypad['cols'])} cols: need {need}, row-major",
+        )
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        report.warn("keypad.keys", f"keys {''.join(dupes)!r} appear more than once and can't be told apart")
+
+
+def _check_doors(doc: dict[str, Any], report: Report) -> None:
+    seen: dict[str, int] = {}
+    for i, door in enumerate(doc["doors"]):
+        label = door["label"]
+        if label in seen:
+            report.error(f"doors[{i}].label", f"label {label!r} is already used by doors[{seen[label]}]")
+        else:
+            seen[label] = i
+
+
+def _semantic_issues(doc: dict[str, Any], report: Report) -> None:
+    names = _check_buses(doc, report)
+    _check_keypad(doc, report)
+    _check_doors(doc, report)
+    used: dict[tuple[str, int], str] = {}
+    used_expanders: set[str] = set()
+    for use in _collect_uses(doc):
+        if use.expander is None:
+            ok = _check_gpio(use, doc, report)
+            key = ("", use.pin)
+            what = f"GPIO {use.pin}"
+        else:
+            ok = _check_expander_pin(use, names, report)
+            key = (use.expander, use.pin)
+            what = f"expander {use.expander} pin {use.pin}"
+            used_expanders.add(use.expander)
+        if not ok:
+            continue
+        if key in used:
+            report.error(use.where, f"{what} is already used by {used[key]}")
+        else:
+            used[key] = use.where
+    for i, exp in enumerate(doc.get("expanders", [])):
+        if exp["name"] not in used_expanders:
+            report.warn(f"expanders[{i}]", f"expander '{exp['name']}' is declared but no pin uses it")
+
+
+def validate(path: str | Path) -> Report:
+    """Check one board file. Structure first; wiring rules only run on a structurally valid file."""
+    path = Path(path)
+    report = Report(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        report.error("", f"can't read: {exc.strerror or exc}")
+        return report
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        report.error("", f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+        return report
+    _schema_issues(doc, report)
+    if report.ok:
+        _semantic_issues(doc, report)
+    return report
+
+
+def validate_all(paths: Sequence[str | Path]) -> list[Report]:
+    return [validate(p) for p in paths]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+@click.group(name="board")
+def board_cli() -> None:
+    """Board definitions (boards/*.json)."""
+
+
+@board_cli.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def check_cmd(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Validate board files: exit 1 on any error; warnings are printed but pass."""
+    failed = False
+    for report in validate_all(files):
+        for issue in report.errors:
+            click.echo(f"error: {issue}", err=True)
+        for issue in report.warnings:
+            click.echo(f"warning: {issue}", err=True)
+        warnings = _count(len(report.warnings), "warning")
+        if report.errors:
+            failed = True
+            click.echo(f"{report.file}: FAILED ({_count(len(report.errors), 'error')}, {warnings})")
+        else:
+            click.echo(f"{report.file}: ok ({warnings})")
+    if failed:
+        ctx.exit(1)

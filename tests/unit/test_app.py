@@ -1,0 +1,220 @@
+# The resident's flow in the Locker logic, on a fake board: keys in, solenoids/display/events out.
+import json
+import os
+
+import fakes
+from locker import codes as C
+from locker.app import Locker
+from locker.clock import WallClock
+from locker.config import Config
+from locker.hmac256 import HmacKey
+
+KEY = b"k" * 32
+T0 = 1_790_000_000
+LABELS = ["1", "2", "3", "4"]
+
+
+class FakeDisplay:
+    def __init__(self):
+        self.lines = ("", "")
+
+    def show(self, lines):
+        self.lines = tuple(lines)
+
+
+class QuietPin:
+    """A keypad line: holds its level, keeps no history (it is written on every scan)."""
+
+    def __init__(self, level):
+        self.level = level
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+
+
+class FakeBoard:
+    def __init__(self, clock):
+        self.labels = LABELS
+        self.rows = [QuietPin(1) for _ in range(4)]
+        self.cols = [QuietPin(1) for _ in range(3)]
+        self.keys = "123456789*0#"
+        self.solenoids = [fakes.FakePin(0, clock) for _ in LABELS]
+        self.closed = [fakes.FakePin(1) for _ in LABELS]
+        self.parcels = [fakes.FakePin(1) for _ in LABELS]
+        self.buzzer = None
+        self.led = None
+        self.display = FakeDisplay()
+
+    def refresh(self):
+        pass
+
+    def all_off(self):
+        for pin in self.solenoids:
+            pin.value(0)
+
+
+class Rig:
+    """A locker on a fake board in a scratch directory, with a fake tick clock."""
+
+    def __init__(self, name, codes=(), cfg=None, rtc=T0):
+        self.dir = fakes.scratch_dir(name)
+        self.home = os.getcwd()
+        os.chdir(self.dir)
+        self.ticks = fakes.FakeClock(1000)
+        self.board = FakeBoard(self.ticks)
+        hkey = HmacKey(KEY)
+        rows = []
+        for i, (code, label, expiry) in enumerate(codes):
+            rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i))
+        if codes:
+            C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows)
+        self.cfg = cfg or Config({"locker_id": "t1", "code_capacity": 64})
+        self.rtc = rtc
+        self.drained = []
+        self.boot()
+
+    def boot(self):
+        clock = WallClock()
+        clock.boot(self.rtc, self.ticks.now)
+        self.locker = Locker(self.board, self.cfg, KEY, clock, self.ticks.now)
+        self.run(100)
+
+    def close(self):
+        os.chdir(self.home)
+
+    def run(self, ms, step=5):
+        end = self.ticks.now + ms
+        while self.ticks.now < end:
+            self.ticks.advance(step)
+            self.locker.poll(self.ticks.now)
+
+    def type(self, keys):
+        for ch in keys:
+            self.locker.on_key(ord(ch), self.ticks.now)
+            self.run(10)
+
+    def energized_doors(self):
+        return [i for i, pin in enumerate(self.board.solenoids) if any(level for _, level in pin.writes)]
+
+    def events(self, kind=None):
+        # Drain the outbox through its API, as the uplink will (acknowledging each event),
+        # and keep what was drained so later calls still see it.
+        ob = self.locker.outbox
+        item = ob.peek()
+        while item is not None:
+            self.drained.append(json.loads(item[1]))
+            ob.ack(item[0])
+            item = ob.peek()
+        return [ev for ev in self.drained if kind is None or ev["k"] == kind]
+
+
+def test_right_code_opens_the_right_door_and_pickup_completes():
+    rig = Rig("app-ok", codes=[("12345678", "2", 0)])
+    try:
+        rig.type("12345678#")
+        assert rig.energized_doors() == [1]
+        assert rig.board.display.lines == ("Deur 2", "gaat nu open")
+        rig.board.closed[1].level = 0  # the spring pops the door
+        rig.run(200)
+        assert rig.board.display.lines == ("Neem uw pakket", "Sluit deur 2")
+        rig.board.parcels[1].level = 0
+        rig.board.closed[1].level = 1
+        rig.run(200)
+        assert rig.board.display.lines[0] == "Dank u wel!"
+        pickups = rig.events("pickup")
+        assert len(pickups) == 1 and pickups[0]["d"] == "2" and pickups[0]["id"] == 100
+    finally:
+        rig.close()
+
+
+def test_a_code_works_once():
+    rig = Rig("app-once", codes=[("12345678", "1", 0)])
+    try:
+        rig.type("12345678#")
+        rig.board.closed[0].level = 0
+        rig.run(200)
+        rig.board.parcels[0].level = 0
+        rig.board.closed[0].level = 1
+        rig.run(200)
+        first = len(rig.board.solenoids[0].writes)
+        rig.type("12345678#")
+        rig.run(4000)
+        assert rig.board.display.lines == ("Code al gebruikt", "Vraag het loket")
+        assert len(rig.board.solenoids[0].writes) == first
+    finally:
+        rig.close()
+
+
+def test_wrong_code_then_throttle_with_a_plain_wait_message():
+    rig = Rig("app-wrong", codes=[("12345678", "1", 0)])
+    try:
+        for _ in range(4):
+            rig.type("99999999#")
+        assert rig.board.display.lines[0] == "Code klopt niet"
+        rig.type("99999999#")
+        assert rig.board.display.lines[0] == "Te veel pogingen"
+        assert rig.board.display.lines[1].startswith("Wacht ")
+        assert rig.energized_doors() == []
+        denied = rig.events("denied")
+        assert len(denied) == 4 and all("code" not in json.dumps(e) for e in denied)
+    finally:
+        rig.close()
+
+
+def test_expired_code_does_not_open():
+    rig = Rig("app-expired", codes=[("12345678", "1", T0 - 10)])
+    try:
+        rig.type("12345678#")
+        assert rig.board.display.lines[0] == "Code is verlopen"
+        assert rig.energized_doors() == []
+    finally:
+        rig.close()
+
+
+def test_star_switches_language_and_idle_returns_to_default():
+    cfg = Config({"locker_id": "t1", "message_ms": 1000, "entry_timeout_ms": 5000, "code_capacity": 64})
+    rig = Rig("app-lang", cfg=cfg)
+    try:
+        rig.type("*")
+        assert rig.board.display.lines[0] == "Français"
+        rig.type("1")
+        assert rig.board.display.lines[0] == "Votre code :"
+        rig.type("*")
+        assert rig.board.display.lines[0] == "Tapez votre code"
+        rig.run(5200)
+        assert rig.board.display.lines == ("Typ uw code", "en druk op #")
+    finally:
+        rig.close()
+
+
+def test_reboot_with_door_closed_and_parcel_gone_records_the_pickup():
+    rig = Rig("app-resume", codes=[("12345678", "3", 0)])
+    try:
+        rig.type("12345678#")
+        rig.board.closed[2].level = 0
+        rig.run(200)
+        # power cut: the resident takes the parcel and shuts the door while the locker is off
+        rig.board.parcels[2].level = 0
+        rig.board.closed[2].level = 1
+        rig.boot()
+        rig.run(500)
+        pickups = rig.events("pickup")
+        assert [p["id"] for p in pickups] == [100]
+    finally:
+        rig.close()
+
+
+def test_reboot_before_the_door_opened_gives_the_code_back():
+    rig = Rig("app-undo", codes=[("12345678", "4", 0)])
+    try:
+        rig.type("12345678#")
+        # cut before the door ever opened: parcel still inside, door shut
+        rig.boot()
+        rig.run(500)
+        assert rig.events("pickup_undone")
+        rig.type("12345678#")
+        assert rig.board.display.lines == ("Deur 4", "gaat nu open")
+    finally:
+        rig.close()

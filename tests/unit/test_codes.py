@@ -1,0 +1,438 @@
+# The code store: tags, lookup, expiry, one use, deltas, damaged files and power cuts.
+import gc
+import os
+
+import fakes
+from locker import codes, hmac256, store
+
+SLOT = codes.RECORD_SIZE + 4  # a record and its checksum, on flash
+
+KEY = b"locker key for the unit tests, 32"
+DOORS = ("1", "2", "3", "4")
+
+
+class PowerCut(Exception):
+    pass
+
+
+class CutAfter:
+    def __init__(self, k=None):
+        self.k = k
+        self.steps = 0
+
+    def __call__(self, op, path):
+        self.steps += 1
+        if self.k is not None and self.steps >= self.k:
+            raise PowerCut()
+
+
+def _code(i):
+    return "%08d" % ((i * 7919 + 12345678) % 100000000)
+
+
+def _rec(door, i, kind=codes.KIND_PICKUP, expiry=0, cid=None, doors=DOORS):
+    return (codes.tag(hmac256.HmacKey(KEY), doors[door], _code(i)), door, kind, expiry, i if cid is None else cid)
+
+
+def _new(d, doors=DOORS, capacity=64):
+    s = codes.CodeStore(KEY, doors, path=d + "/codes.bin", used_path=d + "/used.bin", capacity=capacity)
+    return s
+
+
+def _reboot(d, doors=DOORS, capacity=64):
+    store.cleanup(d)
+    s = _new(d, doors, capacity)
+    problems = s.load()
+    return s, problems
+
+
+def _state(s):
+    return (s.revision, sorted(s.records()), s.used())
+
+
+def _look(s, code, now=None):
+    return s.lookup(bytearray(code.encode()), now)
+
+
+def test_tag_is_hmac_of_label_colon_code():
+    k = hmac256.HmacKey(KEY)
+    t = codes.tag(k, "12", "00001234")
+    assert t == hmac256.hmac_sha256(KEY, b"12:00001234")[:16]
+    assert codes.tag(KEY, b"12", memoryview(b"00001234")) == t
+    assert codes.tag(k, "12", bytearray(b"00001234")) == t
+    assert codes.tag(k, "1", "200001234") != t
+    assert len(t) == codes.TAG_SIZE == 16
+
+
+def test_empty_store_loads_without_problems():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    assert s.load() == []
+    assert s.count() == 0
+    assert s.revision == 0
+    assert _look(s, "12345678") == (codes.UNKNOWN, None, None, None)
+    assert s.pending() == []
+
+
+def test_replace_and_lookup():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    recs = [_rec(i % 4, i) for i in range(40)]
+    s.replace(7, recs)
+    assert s.count() == 40 and s.revision == 7
+    for i in range(40):
+        assert _look(s, _code(i)) == (codes.OK, i % 4, i, codes.KIND_PICKUP), i
+        assert s.lookup(memoryview(_code(i).encode()), 0)[0] == codes.OK
+    assert _look(s, _code(40))[0] == codes.UNKNOWN
+    assert _look(s, "")[0] == codes.UNKNOWN
+    assert sorted(s.records()) == sorted(recs)
+    tags = [r[0] for r in s.records()]
+    assert tags == sorted(tags)
+    s2, problems = _reboot(d)
+    assert problems == []
+    assert _state(s2) == _state(s)
+    s.replace(8, recs[:3])
+    assert s.count() == 3
+    assert _look(s, _code(5))[0] == codes.UNKNOWN
+
+
+def test_a_code_only_opens_its_own_door():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(2, 1)])
+    assert _look(s, _code(1)) == (codes.OK, 2, 1, codes.KIND_PICKUP)
+    # The same digits tagged for another door are a different tag.
+    wrong = (codes.tag(KEY, "1", _code(1)), 0, 0, 0, 9)
+    assert wrong[0] != _rec(2, 1)[0]
+
+
+def test_kinds_and_expiry():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, 1, codes.KIND_STAFF, 0), _rec(1, 2, codes.KIND_RETURN, 1000), _rec(3, 3, expiry=2000)])
+    assert _look(s, _code(1), 10**9) == (codes.OK, 0, 1, codes.KIND_STAFF)
+    assert _look(s, _code(2), 999) == (codes.OK, 1, 2, codes.KIND_RETURN)
+    assert _look(s, _code(2), 1000) == (codes.EXPIRED, 1, 2, codes.KIND_RETURN)
+    assert _look(s, _code(2), None) == (codes.OK, 1, 2, codes.KIND_RETURN)  # clock unknown
+    assert _look(s, _code(3), 5000)[0] == codes.EXPIRED
+    assert codes.KIND_PICKUP == 0 and codes.KIND_STAFF == 1 and codes.KIND_RETURN == 2
+    assert len(set((codes.OK, codes.UNKNOWN, codes.EXPIRED, codes.USED))) == 4
+
+
+def test_consume_persists_and_never_comes_back():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, 1), _rec(1, 2)])
+    s.consume(1, 0)
+    assert _look(s, _code(1)) == (codes.USED, 0, 1, codes.KIND_PICKUP)
+    assert s.pending() == [(1, 0)]
+    s2, problems = _reboot(d)
+    assert problems == []
+    assert _look(s2, _code(1))[0] == codes.USED
+    assert s2.pending() == [(1, 0)]
+    assert s2.complete(1)
+    assert s2.pending() == []
+    s3, _ = _reboot(d)
+    assert s3.pending() == []
+    assert _look(s3, _code(1))[0] == codes.USED
+    assert _look(s3, _code(2))[0] == codes.OK
+    assert not s3.complete(99)
+    assert s3.used() == [(1, 0, codes.STATE_COMPLETED)]
+
+
+def test_release_undoes_a_consume_but_never_a_completed_pickup():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, 1), _rec(1, 2)])
+    s.consume(1, 0)
+    s.consume(2, 1)
+    s.complete(2)
+    assert s.release(1)
+    assert not s.release(1)
+    assert not s.release(2)
+    assert not s.release(99)
+    assert _look(s, _code(1))[0] == codes.OK
+    assert _look(s, _code(2))[0] == codes.USED
+    s2, problems = _reboot(d)
+    assert problems == [] and s2.pending() == []
+    assert _look(s2, _code(1))[0] == codes.OK
+
+
+def test_consume_twice_and_complete_twice_write_once():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, 1)])
+    s.consume(1, 0)
+    store.reset_counter()
+    s.consume(1, 0)
+    assert store.bytes_written() == 0
+    s.complete(1)
+    n = store.bytes_written()
+    assert n > 0
+    s.complete(1)
+    assert store.bytes_written() == n
+
+
+def test_shared_code_opens_the_next_unused_door():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(1, 5, cid=50), _rec(3, 5, cid=51, expiry=100)])
+    assert _look(s, _code(5), 50) == (codes.OK, 1, 50, 0)
+    s.consume(50, 1)
+    assert _look(s, _code(5), 50) == (codes.OK, 3, 51, 0)
+    assert _look(s, _code(5), 200) == (codes.EXPIRED, 3, 51, 0)
+    s.consume(51, 3)
+    assert _look(s, _code(5), 50) == (codes.USED, 1, 50, 0)
+
+
+def test_apply_delta():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(i % 4, i) for i in range(20)])
+    s.apply(2, [_rec(0, 100), _rec(1, 101), _rec(2, 3, cid=3)], [0, 1, 2, 99])
+    assert s.revision == 2
+    assert s.count() == 20 - 3 + 2  # 3 was replaced by an equal id (now on door 2)
+    for i in (0, 1, 2):
+        assert _look(s, _code(i))[0] == codes.UNKNOWN
+    assert _look(s, _code(3))[:3] == (codes.OK, 2, 3)
+    assert _look(s, _code(100))[:3] == (codes.OK, 0, 100)
+    tags = [r[0] for r in s.records()]
+    assert tags == sorted(tags)
+    s2, problems = _reboot(d)
+    assert problems == []
+    assert _state(s2) == _state(s)
+    s.apply(3, [], [])
+    assert s.count() == 19 and s.revision == 3
+
+
+def test_capacity_is_enforced_without_change():
+    d = fakes.scratch_dir("codes")
+    s = _new(d, capacity=5)
+    s.replace(1, [_rec(0, i) for i in range(5)])
+    for bad in (lambda: s.replace(2, [_rec(0, i) for i in range(6)]), lambda: s.apply(2, [_rec(1, 9)], [])):
+        try:
+            bad()
+            raised = False
+        except ValueError:
+            raised = True
+        assert raised
+    assert s.count() == 5 and s.revision == 1
+    s.apply(2, [_rec(1, 9)], [0])
+    assert s.count() == 5
+
+
+def test_bad_records_are_refused():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    good = _rec(0, 1)
+    for bad in (
+        (b"short",) + good[1:],
+        good[:1] + (4,) + good[2:],
+        good[:2] + (3,) + good[3:],
+        good[:3] + (-1, 1),
+        good[:4] + (1 << 32,),
+    ):
+        try:
+            s.replace(1, [bad])
+            raised = False
+        except ValueError:
+            raised = True
+        assert raised, bad
+    assert s.count() == 0
+    assert not os.listdir(d)
+
+
+def test_journal_prunes_completed_codes_that_are_gone_but_keeps_pending():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, i) for i in range(6)])
+    for i in range(4):
+        s.consume(i, 0)
+    s.complete(0)
+    s.complete(1)
+    s.apply(2, [], [0, 2, 5])  # 0 completed and gone, 2 pending and gone, 1 completed but present
+    assert [e[0] for e in s.used()] == [0, 1, 2, 3]  # not rewritten yet
+    s.consume(4, 0)
+    assert [e[0] for e in s.used()] == [1, 2, 3, 4]
+    assert s.pending() == [(2, 0), (3, 0), (4, 0)]
+    s2, _ = _reboot(d)
+    assert s2.used() == s.used()
+
+
+def _damage(path, fn):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data = fn(data)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_damaged_record_loses_only_itself():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    recs = [_rec(i % 4, i) for i in range(10)]
+    s.replace(5, recs)
+    order = list(s.records())
+
+    def flip(data):
+        data[16 + SLOT * 3 + 10] ^= 0xFF  # inside the 4th record
+        return data
+
+    _damage(d + "/codes.bin", flip)
+    s2, problems = _reboot(d)
+    assert len(problems) == 1 and "lost 1" in problems[0], problems
+    assert list(s2.records()) == order[:3] + order[4:]
+    assert s2.revision == 0  # data lost: ask the host for a full snapshot
+
+
+def test_truncated_file_keeps_whole_records():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(5, [_rec(i % 4, i) for i in range(10)])
+    order = list(s.records())
+    _damage(d + "/codes.bin", lambda data: data[: 16 + SLOT * 6 + 20])
+    s2, problems = _reboot(d)
+    assert problems and "lost 4" in problems[-1], problems
+    assert list(s2.records()) == order[:6]
+
+
+def test_damaged_header_keeps_records():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(5, [_rec(i % 4, i) for i in range(10)])
+    order = list(s.records())
+
+    def flip(data):
+        data[5] ^= 1
+        return data
+
+    _damage(d + "/codes.bin", flip)
+    s2, problems = _reboot(d)
+    assert problems and "header" in problems[0]
+    assert list(s2.records()) == order
+    assert s2.revision == 0
+
+
+def test_empty_or_garbage_files_do_not_raise():
+    d = fakes.scratch_dir("codes")
+    for content in (b"", b"LC", b"\x00" * 100, b"garbage" * 50):
+        with open(d + "/codes.bin", "wb") as f:
+            f.write(content)
+        with open(d + "/used.bin", "wb") as f:
+            f.write(content)
+        s, problems = _reboot(d)
+        assert s.count() == 0
+        assert problems, content
+
+
+def test_damaged_journal_entry_is_reported():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_rec(0, i) for i in range(3)])
+    for i in range(3):
+        s.consume(i, 0)
+
+    def flip(data):
+        data[12 + 10 + 2] ^= 1  # the second entry
+        return data
+
+    _damage(d + "/used.bin", flip)
+    s2, problems = _reboot(d)
+    assert problems and "lost 1" in problems[0]
+    assert [e[0] for e in s2.used()] == [0, 2]
+
+
+def _count_steps(fn):
+    hook = CutAfter()
+    store.set_fault_hook(hook)
+    try:
+        fn()
+    finally:
+        store.set_fault_hook(None)
+    return hook.steps
+
+
+def _cut_everywhere(name, setup, op):
+    """Run op with a cut after each of its steps; the rebooted store is the before or the after."""
+    d = fakes.scratch_dir(name)
+    s = setup(d)
+    before = _state(s)
+    steps = _count_steps(lambda: op(s))
+    after = _state(s)
+    assert before != after
+    assert steps >= 4
+    for k in range(1, steps + 1):
+        d = fakes.scratch_dir(name)
+        s = setup(d)
+        store.set_fault_hook(CutAfter(k))
+        try:
+            op(s)
+            finished = True
+        except PowerCut:
+            finished = False
+        finally:
+            store.set_fault_hook(None)
+        assert not finished, k
+        s2, problems = _reboot(d)
+        assert problems == [], (k, problems)
+        got = _state(s2)
+        assert got == (after if k == steps else before), k
+        assert os.listdir(d) == sorted(os.listdir(d)) and not [n for n in os.listdir(d) if n.endswith(".tmp")]
+    return steps
+
+
+def _setup(d):
+    s = _new(d)
+    s.replace(3, [_rec(i % 4, i) for i in range(12)])
+    s.consume(1, 1)
+    return s
+
+
+def test_power_cut_at_every_step_of_consume():
+    def op(s):
+        s.consume(5, 1)
+        assert _look(s, _code(5))[0] == codes.USED
+
+    _cut_everywhere("consume", _setup, op)
+
+
+def test_power_cut_at_every_step_of_complete():
+    _cut_everywhere("complete", _setup, lambda s: s.complete(1))
+
+
+def test_power_cut_at_every_step_of_release():
+    _cut_everywhere("release", _setup, lambda s: s.release(1))
+
+
+def test_power_cut_at_every_step_of_apply():
+    _cut_everywhere("apply", _setup, lambda s: s.apply(4, [_rec(0, 50), _rec(2, 51)], [0, 3, 7]))
+
+
+def test_power_cut_at_every_step_of_replace():
+    _cut_everywhere("replace", _setup, lambda s: s.replace(9, [_rec(1, i) for i in range(20, 26)]))
+
+
+def test_500_codes_24_doors_fit_and_are_found():
+    d = fakes.scratch_dir("codes")
+    doors = tuple(str(i + 1) for i in range(24))
+    gc.collect()
+    try:
+        before = gc.mem_alloc()
+    except AttributeError:  # CPython
+        before = None
+    s = _new(d, doors, 600)
+    if before is not None:
+        gc.collect()
+        assert gc.mem_alloc() - before < 32 * 1024
+    k = hmac256.HmacKey(KEY)
+    for batch in range(10):
+        recs = [(codes.tag(k, doors[i % 24], _code(i)), i % 24, 0, 0, i) for i in range(batch * 50, batch * 50 + 50)]
+        s.apply(batch + 1, recs, [])
+    assert s.count() == 500
+    for i in range(0, 500, 37):
+        assert _look(s, _code(i)) == (codes.OK, i % 24, i, 0), i
+    assert _look(s, "99999999")[0] in (codes.UNKNOWN, codes.OK)
+    s = None
+    gc.collect()
+    s2, problems = _reboot(d, doors, 600)
+    assert problems == [] and s2.count() == 500 and s2.revision == 10
