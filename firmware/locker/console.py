@@ -31,6 +31,7 @@ class Console:
             status = rt.locker.status(now_ms) if rt.locker is not None else {}
             status["safe_mode"] = rt.safe_reason
             status["locker_id"] = rt.cfg.locker_id
+            status.update(self.health())
             reply(status)
         elif line.startswith(b"log"):
             n = int(line[3:] or 20) if line[3:].strip().isdigit() else 20
@@ -39,6 +40,20 @@ class Console:
             self.command(line, now_ms)
         elif line:
             reply({"ok": False, "error": "unknown", "help": "status | log [n] | <signed command>"})
+
+    def health(self):
+        """Heap and flash-wear figures for diagnostics and benchmarks."""
+        import gc
+
+        import micropython
+
+        from locker import store
+
+        gc.collect()
+        out = {"heap_used": gc.mem_alloc(), "heap_free": gc.mem_free(), "flash_bytes": store.bytes_written()}
+        if hasattr(micropython, "mem_peak"):  # the unix port keeps a high-water mark
+            out["heap_peak"] = micropython.mem_peak()
+        return out
 
     def command(self, wire, now_ms):
         from locker import protocol

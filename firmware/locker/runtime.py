@@ -31,7 +31,6 @@ class Runtime:
     def boot(self):
         from hal import system
         from hal.board import Board
-
         from locker.clock import WallClock
         from locker.safemode import BootCounter
 
@@ -72,7 +71,8 @@ class Runtime:
                 self.board.all_off()
                 self._show_safe()
         gc.collect()
-        log("ready", "safe" if self.locker is None else "normal", ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
+        mode = "safe" if self.locker is None else "normal"
+        log("ready", mode, ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
 
     def _show_safe(self):
         from locker import messages

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from lockertools.boards import Report, board_cli, field_path, validate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from lockertools import BOARDS_DIR, REPO_ROOT, SIM_BOARD_DIR
 from lockertools.scenario import Runner, ScenarioError, load, parse_time, run_files
 from lockertools.sim import (

@@ -7,6 +7,7 @@ import tempfile
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+
 from locker import codes, hmac256, store
 
 SLOT = codes.RECORD_SIZE + 4  # a record and its checksum, on flash

@@ -2,6 +2,7 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from locker import doors as D
 from locker.ticks import ticks_add, ticks_diff
 

@@ -2,6 +2,7 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from locker.entry import CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
 
 KEYS = "0123456789*#ABCD"

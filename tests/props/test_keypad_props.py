@@ -9,8 +9,9 @@ registered one (initially none).
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from locker.keypad import MatrixKeypad
 from test_keypad import KEYS_4X3, KEYS_4X4, Matrix
+
+from locker.keypad import MatrixKeypad
 
 NONE, MULTI = -1, -2
 

@@ -5,6 +5,7 @@ import tempfile
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from locker import store
 
 
