@@ -5,16 +5,19 @@ import json
 import machine
 from micropython import const
 
-from hal.buzzer import Buzzer
-from hal.lcd import Lcd
-from hal.mcp23017 import MCP23017
 from hal.pins import make_in, make_out
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
+    from hal.buzzer import Buzzer
+    from hal.lcd import Lcd
+    from hal.mcp23017 import MCP23017
     from hal.pins import LogicalIn, LogicalOut
+
+# The expander, display and buzzer drivers are imported only by boards that have those parts:
+# on a board every module's bytecode costs heap.
 
 
 class Board:
@@ -43,6 +46,8 @@ class Board:
             )
         self.expanders: "Dict[str, MCP23017]" = {}
         for x in spec.get("expanders", ()):
+            from hal.mcp23017 import MCP23017
+
             if self.i2c is None:
                 raise ValueError("board.json: expanders need an i2c bus")
             self.expanders[x["name"]] = MCP23017(self.i2c, x["address"])  # raises ExpanderError
@@ -70,6 +75,8 @@ class Board:
         # 5. Buzzer, status LED, display.
         self.buzzer: "Optional[Buzzer]" = None
         if spec.get("buzzer"):
+            from hal.buzzer import Buzzer
+
             pin = machine.Pin(spec["buzzer"]["pin"], machine.Pin.OUT, value=0)
             self.buzzer = Buzzer(machine.PWM(pin, freq=2000, duty_u16=0))
         self.led: "Optional[LogicalOut]" = None
@@ -78,6 +85,8 @@ class Board:
         self.display: "Optional[Lcd]" = None
         disp = spec.get("display")
         if disp is not None and self.i2c is not None:
+            from hal.lcd import Lcd
+
             try:
                 self.display = Lcd(self.i2c, disp["address"], disp.get("cols", 16), disp.get("rows", 2))
             except OSError as exc:

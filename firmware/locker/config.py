@@ -25,51 +25,57 @@ _NUMBERS = {
     "watchdog_ms": (8000, 2000, 60000),
     "task_silence_ms": (3000, 500, 30000),
     "outbox_capacity": (500, 10, 5000),
-    "code_capacity": (600, 16, 2000),
+    "code_capacity": (512, 16, 2000),
 }
 _STRINGS = {
     "language": ("nl", ("nl", "fr", "en")),
 }
 
 
-class Config:
-    def __init__(self, values=None):
-        self.problems = []
-        self.locker_id = "locker"
-        for name, spec in _NUMBERS.items():
-            setattr(self, name, spec[0])
-        for name, spec in _STRINGS.items():
-            setattr(self, name, spec[0])
-        if values:
-            self._apply(values)
+class Settings:
+    """Plain attributes, no methods: once the locker has booted, this module can be unloaded
+    (runtime drops it from sys.modules) and its tables freed, while the settings stay."""
 
-    def _apply(self, values):
-        if not isinstance(values, dict):
-            self.problems.append("config: not a JSON object; using defaults")
-            return
-        lid = values.get("locker_id")
-        if isinstance(lid, str) and 0 < len(lid) <= 32:
-            self.locker_id = lid
-        elif lid is not None:
-            self.problems.append("config: locker_id must be a string of 1-32 characters")
-        for name, value in values.items():
-            if name in _NUMBERS:
-                default, low, high = _NUMBERS[name]
-                if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-                    setattr(self, name, value)
-                else:
-                    self.problems.append(
-                        "config: %s=%r out of range %d..%d; using %d" % (name, value, low, high, default)
-                    )
-            elif name in _STRINGS:
-                default, allowed = _STRINGS[name]
-                if value in allowed:
-                    setattr(self, name, value)
-                else:
-                    self.problems.append("config: %s=%r not one of %s; using %s" % (name, value, allowed, default))
-        if self.code_max < self.code_min:
-            self.problems.append("config: code_max < code_min; using code_max=%d" % self.code_min)
-            self.code_max = self.code_min
+
+def settings(values=None):
+    """Settings from a parsed config.json object: defaults for what is missing or out of range."""
+    cfg = Settings()
+    cfg.problems = []
+    cfg.locker_id = "locker"
+    for name, spec in _NUMBERS.items():
+        setattr(cfg, name, spec[0])
+    for name, spec in _STRINGS.items():
+        setattr(cfg, name, spec[0])
+    if values is not None:
+        _apply(cfg, values)
+    return cfg
+
+
+def _apply(cfg, values):
+    if not isinstance(values, dict):
+        cfg.problems.append("config: not a JSON object; using defaults")
+        return
+    lid = values.get("locker_id")
+    if isinstance(lid, str) and 0 < len(lid) <= 32:
+        cfg.locker_id = lid
+    elif lid is not None:
+        cfg.problems.append("config: locker_id must be a string of 1-32 characters")
+    for name, value in values.items():
+        if name in _NUMBERS:
+            default, low, high = _NUMBERS[name]
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                setattr(cfg, name, value)
+            else:
+                cfg.problems.append("config: %s=%r out of range %d..%d; using %d" % (name, value, low, high, default))
+        elif name in _STRINGS:
+            default, allowed = _STRINGS[name]
+            if value in allowed:
+                setattr(cfg, name, value)
+            else:
+                cfg.problems.append("config: %s=%r not one of %s; using %s" % (name, value, allowed, default))
+    if cfg.code_max < cfg.code_min:
+        cfg.problems.append("config: code_max < code_min; using code_max=%d" % cfg.code_min)
+        cfg.code_max = cfg.code_min
 
 
 def load(path="config.json"):
@@ -78,14 +84,14 @@ def load(path="config.json"):
         with open(path) as f:
             values = json.load(f)
     except OSError:
-        cfg = Config()
+        cfg = settings()
         cfg.problems.append("config: %s missing; using defaults" % path)
         return cfg
     except ValueError:
-        cfg = Config()
+        cfg = settings()
         cfg.problems.append("config: %s is not valid JSON; using defaults" % path)
         return cfg
-    return Config(values)
+    return settings(values)
 
 
 def load_key(path="locker.key"):

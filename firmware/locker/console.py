@@ -104,11 +104,13 @@ class Console:
     def _records(self, rows):
         if len(rows) > _MAX_BATCH:
             raise ValueError("at most %d codes per command" % _MAX_BATCH)
+        from locker.codes import TAG_SIZE
+
         labels = self.rt.locker.labels
         out = []
         for tag_hex, label, kind, expiry, code_id in rows:
             tag = unhexlify(tag_hex)
-            if len(tag) != 32:
-                raise ValueError("tag must be 32 bytes")
+            if len(tag) != TAG_SIZE:
+                raise ValueError("tag must be %d bytes" % TAG_SIZE)
             out.append((tag, labels.index(label), int(kind), int(expiry), int(code_id)))
         return out

@@ -7,7 +7,7 @@ import sys
 
 from micropython import const
 
-from locker import config, store
+from locker import store
 from locker.ticks import ticks_diff, ticks_ms
 
 _VERSION = "0.1.0"
@@ -29,49 +29,71 @@ class Runtime:
     # --- boot ---------------------------------------------------------------------------------
 
     def boot(self):
+        import json
+
+        now = ticks_ms()
+        from locker import config
+
+        self.cfg = config.load()
+        key = config.load_key()
+        try:
+            with open("board.json") as f:
+                spec = json.load(f)
+            labels = [str(d["label"]) for d in spec["doors"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            spec, labels = None, None
+            self.safe_reason = "board.json: %s" % exc
+        # The code table is the one large block of heap (13 KB for 512 codes): it is taken first,
+        # while the heap is still whole. The latches are held off by their drivers' gate
+        # pull-downs from reset until Board() drives them, a few milliseconds later.
+        codes = None
+        if key is not None and labels is not None:
+            from locker.codes import CodeStore
+
+            gc.collect()
+            codes = CodeStore(key, labels, capacity=self.cfg.code_capacity)
+        if spec is not None:
+            from hal.board import Board
+
+            try:
+                self.board = Board(spec)  # switches every solenoid off first thing
+            except Exception as exc:  # a board we cannot drive: safe mode, console only
+                self.safe_reason = "board: %s" % exc
+                log("board failed:", exc)
         from hal import system
-        from hal.board import Board
         from locker.clock import WallClock
         from locker.safemode import BootCounter
 
-        now = ticks_ms()
-        # Solenoids off before anything else can fail (Board switches them off first thing).
-        try:
-            self.board = Board.load()
-        except Exception as exc:  # a board we cannot drive: stay in safe mode, console only
-            self.safe_reason = "board: %s" % exc
-            log("board failed:", exc)
         store.cleanup()
-        self.cfg = config.load()
         for problem in self.cfg.problems:
             log(problem)
         counter = BootCounter(self.cfg.safe_mode_boots)
         if counter.start():
             self.safe_reason = self.safe_reason or "%d failed boots in a row" % self.cfg.safe_mode_boots
         self.counter = counter
-        key = config.load_key()
         if key is None and self.safe_reason is None:
             self.safe_reason = "not provisioned: locker.key missing or malformed"
         self.clock = WallClock()
         self.clock.boot(system.wall_clock(), now)
         self.key = key
         self.reset_cause = system.reset_cause()
+        spec = labels = None  # parsed board.json: not needed once the board is built
         if self.safe_reason is None:
-            from locker.codes import CodeStore
-
-            gc.collect()  # the code table is the one large block: take it while the heap is whole
-            codes = CodeStore(key, self.board.labels, capacity=self.cfg.code_capacity)
             from locker.app import Locker
 
             self.locker = Locker(self.board, self.cfg, key, self.clock, now, codes)
             self.locker.record("boot", None, {"cause": self.reset_cause, "v": _VERSION}, now)
         else:
             log("SAFE MODE:", self.safe_reason)
+            codes = None  # give the table back: safe mode never checks a code
             if self.board is not None:
                 self.board.all_off()
                 self._show_safe()
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
+        # Boot-only modules go: their tables and bytecode are heap the running locker can use.
+        for name in ("locker.config", "locker.safemode"):
+            sys.modules.pop(name, None)
         log("ready", mode, ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
 
     def _show_safe(self):

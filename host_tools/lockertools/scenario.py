@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
-from lockertools.sim import Event, SimError, VirtualBoard, format_event
+from lockertools.sim import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 
 ACTIONS = {
     "press",
@@ -48,14 +48,20 @@ ACTIONS = {
     "boot",
     "set_time",
     "console",
+    "write_file",
+    "delete_file",
 }
+# actions on the flash folder: they may come before the first `boot` (the board has never run)
+FILE_ACTIONS = {"write_file", "delete_file"}
 EXPECTATIONS = {
     "expect_display",
     "expect_solenoid",
     "expect_no_solenoid",
     "expect_event",
     "expect_outbox",
+    "expect_no_outbox",
     "expect_log",
+    "expect_solenoid_timeline",
 }
 TOP_LEVEL = {"name", "board", "config", "codes", "time", "parcels", "heap", "steps", "description"}
 DEFAULT_WITHIN_MS = {"expect_display": 2000, "expect_solenoid": 1000, "expect_event": 2000, "expect_outbox": 2000}
@@ -200,7 +206,7 @@ def _step(path: Path, n: int, raw: Any) -> Step:
             f"{path}: step {n}: unknown step {kind!r}; actions: {', '.join(sorted(ACTIONS))}; "
             f"expectations: {', '.join(sorted(EXPECTATIONS))}"
         )
-    needs_arg = kind not in ("power_cut", "boot")
+    needs_arg = kind not in ("power_cut", "boot", "expect_solenoid_timeline")
     if needs_arg and arg is None:
         raise ScenarioError(f"{path}: step {n}: `{kind}` needs a value")
     if kind in ("expect_solenoid", "parcel") and not (isinstance(arg, dict) and "door" in arg):
@@ -211,7 +217,45 @@ def _step(path: Path, n: int, raw: Any) -> Step:
         raise ScenarioError(f"{path}: step {n}: `expect_outbox` takes a mapping with `kind`")
     if kind in ("wait_ms",) and not isinstance(arg, int):
         raise ScenarioError(f"{path}: step {n}: `wait_ms` takes a number of milliseconds")
+    if kind == "expect_no_outbox" and not (isinstance(arg, dict) and "kind" in arg):
+        raise ScenarioError(f"{path}: step {n}: `expect_no_outbox` takes a mapping with `kind`")
+    if kind == "expect_solenoid_timeline" and arg is not None:
+        allowed = {"pulses", "max_on", "max_pulse_ms", "min_gap_ms"}
+        if not isinstance(arg, dict) or set(arg) - allowed:
+            raise ScenarioError(f"{path}: step {n}: `expect_solenoid_timeline` takes {sorted(allowed)}")
+        if "pulses" in arg and not isinstance(arg["pulses"], list):
+            raise ScenarioError(f'{path}: step {n}: `pulses` is a list of door labels, e.g. ["2", "3"]')
+    if kind in FILE_ACTIONS:
+        _check_file_step(path, n, kind, arg)
     return Step(n, kind, arg)
+
+
+def _flash_name(value: Any) -> str | None:
+    """A file name inside the flash folder (no absolute paths, no way out of it), or None."""
+    name = str(value)
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts:
+        return None
+    return name
+
+
+def _check_file_step(path: Path, n: int, kind: str, arg: Any) -> None:
+    if kind == "delete_file":
+        if isinstance(arg, dict) or _flash_name(arg) is None:
+            raise ScenarioError(f"{path}: step {n}: `delete_file` takes a file name in the flash folder")
+        return
+    if not isinstance(arg, dict) or _flash_name(arg.get("name", "")) is None:
+        raise ScenarioError(f"{path}: step {n}: `write_file` takes a mapping with `name` (in the flash folder)")
+    if ("text" in arg) == ("hex" in arg):
+        raise ScenarioError(f"{path}: step {n}: `write_file` takes one of `text` or `hex`")
+    if "hex" in arg:
+        try:
+            bytes.fromhex(str(arg["hex"]))
+        except ValueError:
+            raise ScenarioError(f"{path}: step {n}: `hex` is not hexadecimal: {arg['hex']!r}") from None
+    at = arg.get("at")
+    if at is not None and at != "end" and not (isinstance(at, int) and not isinstance(at, bool) and at >= 0):
+        raise ScenarioError(f"{path}: step {n}: `at` is a byte offset (0, 1, ...) or `end`")
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -238,7 +282,7 @@ class Runner:
         self.sc = scenario
         self.out = out
         self.flash_dir = flash_dir
-        self.heap = heap or scenario.heap or "128K"
+        self.heap = heap or scenario.heap or DEFAULT_HEAP
         self.firmware_dir = firmware_dir
         self.script = script
         self.prepare = prepare
@@ -291,7 +335,11 @@ class Runner:
                     for label in self.sc.parcels:
                         board.parcels.add(board.door_index(label))
                     steps = self.sc.steps
-                    if steps[0].kind != "boot":
+                    # file actions before the first `boot` change a flash folder that has never run
+                    lead = 0
+                    while lead < len(steps) and steps[lead].kind in FILE_ACTIONS:
+                        lead += 1
+                    if lead == len(steps) or steps[lead].kind != "boot":
                         self._boot(None)
                     for step in steps:
                         self._do(step)
@@ -359,10 +407,38 @@ class Runner:
                 b.set_time(epoch)
             elif kind == "console":
                 b.send_console(str(arg))
+            elif kind == "write_file":
+                self._write_file(arg)
+            elif kind == "delete_file":
+                target = b.flash_dir / str(arg)
+                if not target.is_file():
+                    raise ScenarioError(f"delete_file: there is no {arg} in the flash folder")
+                target.unlink()
         except ExpectationFailed as exc:
             raise ExpectationFailed(self._explain(step, str(exc))) from None
         except SimError as exc:
             raise SimError(self._explain(step, str(exc))) from None
+        except ScenarioError as exc:
+            raise ScenarioError(self._explain(step, str(exc))) from None
+
+    def _write_file(self, arg: dict[str, Any]) -> None:
+        """Bytes into a file of the flash folder: the whole file, or over part of it (`at`)."""
+        assert self.board is not None
+        target = self.board.flash_dir / str(arg["name"])
+        data = bytes.fromhex(str(arg["hex"])) if "hex" in arg else str(arg["text"]).encode()
+        at = arg.get("at")
+        if at is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            return
+        if not target.is_file():
+            raise ScenarioError(f"write_file: there is no {arg['name']} in the flash folder to write into")
+        old = bytearray(target.read_bytes())
+        pos = len(old) if at == "end" else int(at)
+        if pos > len(old):
+            raise ScenarioError(f"write_file: {arg['name']} has only {len(old)} bytes (at: {pos})")
+        old[pos : pos + len(data)] = data
+        target.write_bytes(bytes(old))
 
     def _keys(self, kind: str, arg: Any) -> None:
         b = self.board
@@ -377,11 +453,11 @@ class Runner:
             b.release(key)
             time.sleep(0.06)
             return
-        code, submit = (
-            (str(arg.get("code")), bool(arg.get("submit", True))) if isinstance(arg, dict) else (str(arg), True)
-        )
+        opts = arg if isinstance(arg, dict) else {"code": arg}
+        code, submit = str(opts.get("code")), bool(opts.get("submit", True))
+        hold, gap = int(opts.get("hold_ms", 60)), int(opts.get("gap_ms", 60))
         self._mark()
-        last = b.type_code(code, submit=submit)
+        last = b.type_code(code, submit=submit, hold_ms=hold, gap_ms=gap)
         # timings after typing count from the last key going down, on the board's clock
         self._ref_us = int(last["t"])
 
@@ -452,9 +528,17 @@ class Runner:
         assert b is not None
         text = str(arg.get("text")) if isinstance(arg, dict) else str(arg)
         within = self._within("expect_display", arg)
+        since = self._ref_mark if isinstance(arg, dict) and arg.get("since_action") else None
+
+        def check() -> bool:
+            if since is not None and any(_shows(e.get("lines", []), text) for e in b.events("display", since)):
+                return True
+            return _shows(b.last_display(), text)
+
         # displays are checked from now: the text may well have been there before the action
-        got = self._watch(lambda: (lines := b.last_display()) and text in "\n".join(lines), within / 1000)
-        if not got and text not in "\n".join(b.display()):
+        # (`since_action`: or any screen shown since the last action, for screens that pass quickly)
+        got = self._watch(check, within / 1000)
+        if not got and not _shows(b.display(), text):
             raise ExpectationFailed(f"the display never showed {text!r} within {within} ms; it shows {b.display()!r}")
 
     def _expect_solenoid(self, arg: dict[str, Any]) -> None:
@@ -547,6 +631,77 @@ class Runner:
             raise ExpectationFailed(f"no outbox event {want | extra} within {within} ms; new in the outbox: {seen}")
         self._emit(f"      outbox: {json.dumps(hit)}")
 
+    def _expect_no_outbox(self, arg: dict[str, Any]) -> None:
+        b = self.board
+        assert b is not None
+        want = {"k": str(arg["kind"])}
+        if "door" in arg:
+            want["d"] = b.labels[self._door(arg["door"])]
+        want |= {k: v for k, v in arg.items() if k not in ("kind", "door", "within_ms")}
+        within = int(arg.get("within_ms", 1000))
+
+        def check() -> dict[str, Any] | None:
+            for ev in self._outbox_events():
+                if all(ev.get(k) == v for k, v in want.items()):
+                    return ev
+            return None
+
+        hit = self._watch(check, self._deadline_s(within) - 0.25, recheck_s=0.05) or check()
+        if hit:
+            raise ExpectationFailed(f"the firmware queued {json.dumps(hit)} for the host")
+
+    def _expect_solenoid_timeline(self, arg: Any) -> None:
+        """Checks every latch event since the scenario started (all boots); does not wait."""
+        b = self.board
+        assert b is not None
+        opts = arg if isinstance(arg, dict) else {}
+        max_on = int(opts.get("max_on", 1))
+        max_pulse = int(opts.get("max_pulse_ms", 1000))
+        min_gap = opts.get("min_gap_ms")
+        labels = b.labels
+        on: dict[int, int] = {}  # door -> board time (us) its latch went on
+        pulses: list[str] = []
+        lengths: list[str] = []
+        problems: list[str] = []
+        last_off: int | None = None
+        for e in b.events():
+            kind = e.get("ev")
+            if kind in ("boot", "power_cut", "exit"):  # a new boot starts with every latch off
+                on.clear()
+                last_off = None
+                continue
+            if kind != "solenoid":
+                continue
+            door, t = int(e["door"]), int(e["t"])
+            label = labels[door] if door < len(labels) else str(door)
+            if e.get("on"):
+                if door in on:
+                    continue
+                if min_gap is not None and last_off is not None and not on and (t - last_off) / 1000 < int(min_gap):
+                    problems.append(f"door {label}'s latch went on {(t - last_off) / 1000:.0f} ms after the last one")
+                on[door] = t
+                pulses.append(label)
+                if len(on) > max_on:
+                    both = ", ".join(labels[d] for d in on)
+                    problems.append(f"{len(on)} latches on at the same moment (doors {both}); at most {max_on}")
+            else:
+                start = on.pop(door, None)
+                last_off = t
+                if start is not None:
+                    ms = (t - start) / 1000
+                    lengths.append(f"{label} {ms:.0f} ms")
+                    if ms > max_pulse:
+                        problems.append(f"door {label}'s latch was on for {ms:.0f} ms (at most {max_pulse})")
+        now_us = time.time_ns() // 1000
+        for door, start in on.items():
+            if (now_us - start) / 1000 > max_pulse + 250:  # + delivery slack for the `off` event
+                problems.append(f"door {labels[door]}'s latch has been on for {(now_us - start) / 1000:.0f} ms")
+        if "pulses" in opts and pulses != [str(p) for p in opts["pulses"]]:
+            problems.append(f"pulses were {pulses}, not {[str(p) for p in opts['pulses']]}")
+        self._emit(f"      pulses: {', '.join(lengths) or 'none'}")
+        if problems:
+            raise ExpectationFailed("; ".join(problems))
+
     def _expect_log(self, arg: Any) -> None:
         b = self.board
         assert b is not None
@@ -560,6 +715,12 @@ class Runner:
         around = "\n".join(self.trace[-25:])
         tail = self.board.log_tail(15) if self.board is not None else ""
         return f"{self.sc.path}: step {step.index} failed: {step.describe()}\n  {why}\n--- trace ---\n{around}\n{tail}"
+
+
+def _shows(lines: list[str], text: str) -> bool:
+    """Whether display lines show `text`: as they are, or with each line's trailing blanks cut,
+    so that "Sluit deur 2\nalstublieft" matches a padded 16x2 screen."""
+    return text in "\n".join(lines) or text in "\n".join(ln.rstrip() for ln in lines)
 
 
 def _read_framed(path: Path) -> Any:

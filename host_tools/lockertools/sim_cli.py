@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lockertools import BOARDS_DIR, REPO_ROOT
-from lockertools.sim import Event, SimError, VirtualBoard, format_event
+from lockertools.sim import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
 HELP = """\
@@ -57,7 +57,7 @@ def scenario_cmd(files: tuple[Path, ...], board: Path | None, heap: str | None, 
     show_default=True,
 )
 @click.option("--flash", type=click.Path(file_okay=False, path_type=Path), help="Flash folder to use (default: temp).")
-@click.option("--heap", default="128K", show_default=True, help="MicroPython heap size.")
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="The firmware's MicroPython heap.")
 @click.option("--codes", "n_codes", default=3, show_default=True, help="How many demo codes to provision.")
 def run_cmd(board_path: Path, flash: Path | None, heap: str, n_codes: int) -> None:
     """A locker in this terminal: type keys and commands, watch what it does.

@@ -6,7 +6,7 @@ import fakes
 from locker import codes as C
 from locker.app import Locker
 from locker.clock import WallClock
-from locker.config import Config
+from locker.config import settings
 from locker.hmac256 import HmacKey
 
 KEY = b"k" * 32
@@ -70,7 +70,7 @@ class Rig:
             rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i))
         if codes:
             C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows)
-        self.cfg = cfg or Config({"locker_id": "t1", "code_capacity": 64})
+        self.cfg = cfg or settings({"locker_id": "t1", "code_capacity": 64})
         self.rtc = rtc
         self.drained = []
         self.boot()
@@ -174,7 +174,7 @@ def test_expired_code_does_not_open():
 
 
 def test_star_switches_language_and_idle_returns_to_default():
-    cfg = Config({"locker_id": "t1", "message_ms": 1000, "entry_timeout_ms": 5000, "code_capacity": 64})
+    cfg = settings({"locker_id": "t1", "message_ms": 1000, "entry_timeout_ms": 5000, "code_capacity": 64})
     rig = Rig("app-lang", cfg=cfg)
     try:
         rig.type("*")

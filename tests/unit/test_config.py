@@ -23,7 +23,9 @@ def test_corrupt_json_falls_back_to_defaults_and_says_so():
 
 
 def test_out_of_range_value_is_replaced_by_its_default():
-    cfg = config.Config({"locker_id": "L1", "pulse_ms": 50000, "language": "de", "code_min": 6, "open_alarm_ms": 9000})
+    cfg = config.settings(
+        {"locker_id": "L1", "pulse_ms": 50000, "language": "de", "code_min": 6, "open_alarm_ms": 9000}
+    )
     assert cfg.locker_id == "L1"
     assert cfg.pulse_ms == 300
     assert cfg.language == "nl"
@@ -33,13 +35,13 @@ def test_out_of_range_value_is_replaced_by_its_default():
 
 
 def test_booleans_are_not_numbers():
-    cfg = config.Config({"unlock_retries": True})
+    cfg = config.settings({"unlock_retries": True})
     assert cfg.unlock_retries == 1
     assert cfg.problems
 
 
 def test_code_max_never_below_code_min():
-    cfg = config.Config({"code_min": 10, "code_max": 8})
+    cfg = config.settings({"code_min": 10, "code_max": 8})
     assert cfg.code_max == 10
 
 
