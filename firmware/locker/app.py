@@ -146,7 +146,12 @@ class Locker:
             self.throttle.failure(now_ms)
             self.beep("WRONG", now_ms)
             self.show("wrong", None, self.cfg.message_ms, now_ms)
-            self.record("denied", None, {"r": "wrong", "n": self.throttle.failures}, now_ms)
+            failures = self.throttle.failures
+            self.record("denied", None, {"r": "wrong", "n": failures}, now_ms)
+            if failures % 100 == 0:
+                # NIST's "stronger response": no lockout (a stranger must not lock residents
+                # out), but the host is told someone is working through the code space.
+                self.record("throttled", None, {"n": failures}, now_ms)
 
     def open_for_pickup(self, door, code_id, now_ms):
         # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.

@@ -34,11 +34,15 @@ class WallClock:
                 saved = struct.unpack("<I", raw)[0]
         except store.Corrupt as exc:
             self.problem = str(exc)
+        self._base_ms = self._saved_ms = now_ms
         if rtc_epoch is not None and (saved is None or rtc_epoch >= saved):
             self._base_epoch, self.known = rtc_epoch, True
+            if saved is None or rtc_epoch > saved:
+                # Saved now, not only in 10 minutes: a power cut right after this boot must not
+                # leave a locker that knew the time with no estimate (then no expiry check at all).
+                self._save(now_ms)
         elif saved is not None:
             self._base_epoch, self.known = saved, False
-        self._base_ms = self._saved_ms = now_ms
 
     def set(self, epoch, now_ms):
         """A trusted source (the host, NTP) gave the time: adopt it and save it."""
