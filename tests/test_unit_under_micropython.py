@@ -8,17 +8,29 @@ from pathlib import Path
 
 import pytest
 
+from lockertools.build import compile_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "tests" / "unit"
 MICROPYTHON = Path(sys.executable).with_name("micropython")
 MODULES = sorted(p.stem for p in UNIT.glob("test_*.py"))
 
 
+@pytest.fixture(scope="module")
+def compiled() -> tuple[Path, Path]:
+    """Firmware and tests as bytecode, as a board loads them: the parser never takes the heap."""
+    tool = MICROPYTHON.with_name("mpy-cross")
+    firmware = compile_tree(ROOT / "firmware", "firmware", mpy_cross=tool)
+    tests = compile_tree(UNIT, "unit-tests", mpy_cross=tool, keep_source=frozenset({"mpy_runner.py"}))
+    return firmware, tests
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_module_passes_under_micropython(module: str, tmp_path: Path) -> None:
-    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'firmware'}:{UNIT}:.frozen", LOCKER_TEST_TMP=str(tmp_path))
+def test_module_passes_under_micropython(module: str, tmp_path: Path, compiled: tuple[Path, Path]) -> None:
+    firmware, tests = compiled
+    env = dict(os.environ, MICROPYPATH=f"{tests}:{firmware}:.frozen", LOCKER_TEST_TMP=str(tmp_path))
     proc = subprocess.run(
-        [str(MICROPYTHON), "-X", "heapsize=128K", str(UNIT / "mpy_runner.py"), module],
+        [str(MICROPYTHON), "-X", "heapsize=128K", str(tests / "mpy_runner.py"), module],
         capture_output=True,
         text=True,
         timeout=300,

@@ -36,7 +36,9 @@ class Locker:
         self.throttle = Throttle(
             free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
         )
-        self.throttle.load()
+        self.problems.extend(self.throttle.load())  # a damaged count is reported, and restarts at free
+        if clock.problem:
+            self.problems.append(clock.problem)
         self.outbox = Outbox(capacity=cfg.outbox_capacity)
         self.problems.extend(self.outbox.load())
         self.audit = AuditLog()
@@ -180,7 +182,11 @@ class Locker:
         elif kind == D.EV_CLOSED:
             self.on_closed(door, now_ms)
         elif kind == D.EV_JAMMED:
-            code_id = self.pending.get(door)
+            # The door was never seen open: the resident got nothing, so the code works again
+            # ("Probeer opnieuw"), and the host hears of the jammed latch.
+            code_id = self.pending.pop(door, None)
+            if code_id is not None:
+                self.codes.release(code_id)
             self.beep("WRONG", now_ms)
             self.show("jammed", label, self.cfg.message_ms, now_ms)
             self.record("jammed", door, {"id": code_id}, now_ms)

@@ -4,20 +4,37 @@
 # which the host computes with the same tag(). A typed code is tagged once per door and looked up
 # by binary search in ONE preallocated bytearray of fixed-size records sorted by tag.
 #
-# RAM record (42 bytes): tag(32) | door u8 | kind u8 | expiry u32 (epoch s, 0 = none) | code_id u32
+# RAM record (26 bytes): tag(16) | door u8 | kind u8 | expiry u32 (epoch s, 0 = none) | code_id u32
 #
 # codes.bin (written whole, tmp + rename):
 #   header: b"LC" | version u8 | 0 u8 | revision u32 | count u32 | sha256(header)[:4]
-#   count x (record(42) | sha256(record)[:4])
+#   count x (record(26) | sha256(record)[:4])
 # Each record carries its own checksum, so a truncated or partly damaged file still yields every
 # intact record; load() reports what was lost and sets revision to 0 (ask the host for a snapshot).
 #
-# used.bin, the journal (rewritten whole, tmp + rename, before consume()/complete() return):
-#   header: b"LU" | version u8 | 0 u8 | count u32 | sha256(header)[:4]
-#   count x (code_id u32 | door u8 | state u8 | sha256(entry)[:4]), sorted by code_id
-#   state 1 = consumed (door unlocked), 2 = pickup recorded. release() drops a state-1 entry.
-# Entries in state 2 whose code is no longer in the store are dropped at the next journal rewrite;
-# entries in state 1 stay until complete(): the app resumes those doors after a reboot.
+# used.bin, the journal (version 2), appended to and compacted now and then:
+#   header: b"LU" | version u8 (2) | 0 u8 | base u32 | sha256(header)[:4]
+#   then entries: code_id u32 | door u8 | state u8 | sha256(entry)[:4]   (10 bytes each)
+#   state 1 = consumed (door unlocked), 2 = pickup recorded, 3 = released (consume undone).
+# consume(), complete() and release() each append ONE entry: open "ab", write, close. littlefs commits
+# on close, so a cut leaves the file as it was; elsewhere a torn last entry fails its checksum.
+# load() replays the entries in order: the later state of a code id wins, a released entry drops a
+# consumed one (never a recorded pickup). A bad entry in the middle is skipped, a torn or bad last
+# entry dropped; both are reported, never fatal.
+# Compaction rewrites the file whole (tmp + rename) as `base` entries, one per code id by code_id:
+#   - after replace() and apply() (codes.bin committed first) when entries were appended or some are
+#     to be dropped: state-2 entries whose code is no longer in the store (state-1 entries stay until
+#     complete(): the app resumes those doors);
+#   - when the appended part passes journal_limit bytes (by complete()/release(); consume() only at
+#     twice that, to keep the unlock quick);
+#   - for the first write after used.bin was found missing, damaged or in version 1 (so an entry never
+#     follows garbage, and a new file is never an empty one left by a cut).
+# Nothing is dropped while codes.bin is known damaged: the host's snapshot may bring those codes back.
+# Version 1 files (the same header and entries, rewritten whole, states 1 and 2) load as they are.
+#
+# RAM journal: ONE preallocated bytearray of entries as on flash without their checksum (6 bytes),
+# sorted by code_id, binary-searched. Sized to the store's capacity; grows only past it (codes
+# consumed and no longer in the store).
 import struct
 
 from micropython import const
@@ -35,6 +52,7 @@ USED = const(3)
 
 STATE_CONSUMED = const(1)
 STATE_COMPLETED = const(2)
+STATE_RELEASED = const(3)  # on flash only: a released code has no entry in RAM
 
 # Tags are HMAC-SHA256 truncated to 128 bits (RFC 2104 allows truncation to half the hash):
 # a random wrong code matches one of 600 stored tags with odds of 600 / 2**128, and the table
@@ -50,9 +68,10 @@ _CODES_MAGIC = b"LC"
 _CODES_HEAD = "<2sBBII"
 _CODES_HEAD_LEN = const(12)
 _USED_MAGIC = b"LU"
+_USED_VERSION = const(2)
 _USED_HEAD = "<2sBBI"
 _USED_HEAD_LEN = const(8)
-_ENTRY = "<IBB"
+_ENTRY = "<IBB"  # code_id, door, state: a journal entry in RAM, and on flash before its checksum
 _ENTRY_LEN = const(6)
 _ENTRY_SLOT = const(10)
 _U32 = const(0xFFFFFFFF)
@@ -91,8 +110,16 @@ class CodeStore:
         self._mv = memoryview(self._buf)
         self._n = 0
         self._slot = bytearray(_SLOT)
-        self._journal = bytearray()  # _ENTRY_LEN-byte entries sorted by code_id
-        self._prune_due = True
+        # The used-code journal in RAM: _ENTRY_LEN-byte entries (_ENTRY) sorted by code_id.
+        self._jbuf = bytearray(capacity * _ENTRY_LEN)
+        self._jn = 0
+        self._jslot = bytearray(_ENTRY_SLOT)  # one entry on flash: read, appended
+        # Bytes appended to used.bin since it was last written whole; -1: missing, damaged or old,
+        # so the next write rewrites it whole.
+        self._appended = -1
+        self._prune_ok = True  # False while codes.bin is known damaged (see the header)
+        # Bytes appended after which complete()/release() compact used.bin (consume(): twice that).
+        self.journal_limit = 4096
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -101,9 +128,9 @@ class CodeStore:
         problems = []
         self._n = 0
         self.revision = 0
+        self._prune_ok = True
         self._load_codes(problems)
         self._load_journal(problems)
-        self._prune_due = True
         return problems
 
     def _load_codes(self, problems):
@@ -134,6 +161,7 @@ class CodeStore:
             _, version, _, revision, count = struct.unpack(_CODES_HEAD, head[:_CODES_HEAD_LEN])
             if version != _VERSION:
                 problems.append("%s: version %d" % (path, version))
+                self._prune_ok = False
                 return
         else:
             problems.append("%s: bad header" % path)
@@ -174,54 +202,48 @@ class CodeStore:
             problems.append("%s: lost %d records, kept %d" % (path, lost, n))
         if lost or count is None:
             revision = 0
+            self._prune_ok = False
         self.revision = revision
 
+    # Replay used.bin into RAM. Any problem leaves _appended at -1: the next write rewrites it whole.
     def _load_journal(self, problems):
-        self._journal = bytearray()
+        self._jn = 0
+        self._appended = -1
         path = self.used_path
         try:
             f = open(path, "rb")
         except OSError:
             return
+        slot = self._jslot
         try:
             head = f.read(_USED_HEAD_LEN + 4)
-            count = None
-            if not head:
-                problems.append("%s: empty" % path)
-                return
+            base = -1
             if (
                 len(head) == _USED_HEAD_LEN + 4
                 and head[:2] == _USED_MAGIC
-                and head[2] == _VERSION
+                and head[2] in (1, _USED_VERSION)
                 and store.checksum(head[:_USED_HEAD_LEN]) == head[_USED_HEAD_LEN:]
             ):
-                count = struct.unpack(_USED_HEAD, head[:_USED_HEAD_LEN])[3]
-            else:
-                problems.append("%s: bad header" % path)
-            slot = bytearray(_ENTRY_SLOT)
-            mv = memoryview(slot)
-            seen = bad = 0
-            last = -1
-            while count is None or seen < count:
+                base = struct.unpack_from("<I", head, 4)[0]
+            else:  # read the entries anyway: each has its checksum, and one forgotten is a code back
+                problems.append("%s: %s" % (path, "bad header" if head else "empty"))
+            n = bad = 0
+            while True:
                 got = f.readinto(slot)
-                if not got:
+                if got < _ENTRY_SLOT:  # a partial last entry: torn, dropped
+                    bad += got > 0
                     break
-                seen += 1
-                if got < _ENTRY_SLOT or store.checksum(mv[:_ENTRY_LEN]) != slot[_ENTRY_LEN:]:
-                    bad += 1
-                    if got < _ENTRY_SLOT:
-                        break
-                    continue
+                n += 1
                 cid, door, state = struct.unpack_from(_ENTRY, slot, 0)
-                if cid <= last or state not in (STATE_CONSUMED, STATE_COMPLETED):
-                    bad += 1
-                    continue
-                last = cid
-                self._journal.extend(mv[:_ENTRY_LEN])
-            if count is not None and seen < count:
-                bad += count - seen
+                if store.checksum(slot[:_ENTRY_LEN]) != slot[_ENTRY_LEN:] or not 0 < state <= STATE_RELEASED:
+                    bad += 1  # damaged, or the last entry torn: skipped
+                else:
+                    self._set(cid, door, state, True)
+            bad += max(base - n, 0)
             if bad:
                 problems.append("%s: lost %d used-code entries" % (path, bad))
+            elif base >= 0 and head[2] == _USED_VERSION:
+                self._appended = max(n - base, 0) * _ENTRY_SLOT
         except OSError as exc:
             problems.append("%s: read error %s" % (path, exc))
         finally:
@@ -357,7 +379,8 @@ class CodeStore:
             off += RECORD_SIZE
         self._n = len(recs)
         self.revision = revision
-        self._prune_due = True
+        self._prune_ok = True  # the host's full snapshot: what is not in it is gone
+        self._compact(True)
 
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the
@@ -404,7 +427,7 @@ class CodeStore:
             k -= 1
         self._n = total
         self.revision = revision
-        self._prune_due = True
+        self._compact(True)
 
     def _merged(self, keep, adds):
         """The kept RAM records and the sorted adds, merged in tag order."""
@@ -427,14 +450,13 @@ class CodeStore:
             j += 1
             nxt = next(packed) if j < len(adds) else None
 
-    # --- the used-code journal -------------------------------------------------------------------
+    # --- the used-code journal ------------------------------------------------------------------
 
-    def _jfind(self, cid, j=None):
-        """Index of code_id's entry in journal j (default: the current one), or -(insertion point) - 1."""
-        if j is None:
-            j = self._journal
+    # Index of code_id's entry, or -(insertion point) - 1.
+    def _jfind(self, cid):
+        j = self._jbuf
         lo = 0
-        hi = len(j) // _ENTRY_LEN
+        hi = self._jn
         while lo < hi:
             mid = (lo + hi) >> 1
             c = struct.unpack_from("<I", j, mid * _ENTRY_LEN)[0]
@@ -446,97 +468,127 @@ class CodeStore:
                 return mid
         return -lo - 1
 
-    def _pruned(self, j):
-        """Journal j without the completed entries whose code is no longer in the store."""
-        entries = len(j) // _ENTRY_LEN
-        present = bytearray(entries)
-        buf = self._buf
-        for i in range(self._n):
-            k = self._jfind(struct.unpack_from("<I", buf, i * RECORD_SIZE + _ID_OFF)[0], j)
-            if k >= 0:
-                present[k] = 1
-        out = bytearray()
-        for k in range(entries):
-            off = k * _ENTRY_LEN
-            if present[k] or j[off + 5] != STATE_COMPLETED:
-                out.extend(j[off : off + _ENTRY_LEN])
-        return out
+    # The one change to the journal: code_id's state (STATE_RELEASED: no entry), in RAM, then on flash
+    # unless replay (load()). With consume/complete/release's rules; False when refused.
+    def _set(self, cid, door, state, replay=False):
+        k = self._jfind(cid)
+        j = self._jbuf
+        n = self._jn
+        if k >= 0:
+            p = k * _ENTRY_LEN
+            old = j[p + 5]
+            if old == STATE_COMPLETED and state == STATE_RELEASED:
+                return False  # a recorded pickup is never released
+            if not replay:
+                if state == STATE_CONSUMED or old == STATE_COMPLETED:
+                    return True  # done already
+                door = j[p + 4]
+            if state == STATE_RELEASED:
+                mv = memoryview(j)  # overlapping moves are memmoves, in CPython and MicroPython
+                mv[p : (n - 1) * _ENTRY_LEN] = mv[p + _ENTRY_LEN : n * _ENTRY_LEN]
+                self._jn = n - 1
+            else:
+                j[p + 4] = door
+                j[p + 5] = state
+        elif state == STATE_RELEASED or (state == STATE_COMPLETED and not replay):
+            return False
+        else:
+            if n * _ENTRY_LEN == len(j):  # past capacity (consumed codes no longer stored): rare
+                j = bytearray(len(j) + _ENTRY_LEN * (8 + self.capacity // 8))
+                j[: n * _ENTRY_LEN] = self._jbuf
+                self._jbuf = j
+            mv = memoryview(j)
+            p = (-k - 1) * _ENTRY_LEN
+            mv[p + _ENTRY_LEN : (n + 1) * _ENTRY_LEN] = mv[p : n * _ENTRY_LEN]
+            struct.pack_into(_ENTRY, j, p, cid, door, state)
+            self._jn = n + 1
+        if replay:
+            return True
+        # On flash: appended (littlefs commits it on close), or in a compaction when due. Committed
+        # when this returns; after an error RAM is read back from flash.
+        slot = self._jslot
+        struct.pack_into(_ENTRY, slot, 0, cid, door, state)
+        limit = self.journal_limit * (2 if state == STATE_CONSUMED else 1)  # consume: unlock quickly
+        try:
+            if self._appended < 0 or self._appended + _ENTRY_SLOT > limit:
+                self._compact()
+            else:
+                slot[_ENTRY_LEN:] = store.checksum(slot[:_ENTRY_LEN])
+                store.append(self.used_path, slot)
+                self._appended += _ENTRY_SLOT
+        except BaseException:
+            self._load_journal([])
+            raise
+        return True
 
-    def _journal_chunks(self, journal):
-        entries = len(journal) // _ENTRY_LEN
-        head = struct.pack(_USED_HEAD, _USED_MAGIC, _VERSION, 0, entries)
+    # Rewrite used.bin whole from RAM (tmp + rename), without the recorded pickups whose code is no
+    # longer in the store; then drop those from RAM. update: after replace()/apply() committed
+    # codes.bin (skipped when nothing would change; an error waits for the next journal write).
+    def _compact(self, update=False):
+        n = self._jn
+        j = self._jbuf
+        drop = bytearray(n)
+        if self._prune_ok:
+            for k in range(n):
+                if j[k * _ENTRY_LEN + 5] == STATE_COMPLETED:
+                    drop[k] = 1
+            for i in range(self._n):
+                k = self._jfind(struct.unpack_from("<I", self._buf, i * RECORD_SIZE + _ID_OFF)[0])
+                if k >= 0:
+                    drop[k] = 0
+        dropped = sum(drop)
+        if update and not dropped and not self._appended:
+            return
+        try:
+            store.write_atomic(self.used_path, self._chunks(drop, n - dropped))
+        except OSError:
+            if not update:
+                raise
+            self._appended = -1
+            return
+        self._appended = 0
+        w = 0
+        for k in range(n):
+            if not drop[k]:
+                j[w * _ENTRY_LEN : (w + 1) * _ENTRY_LEN] = j[k * _ENTRY_LEN : (k + 1) * _ENTRY_LEN]
+                w += 1
+        self._jn = w
+
+    def _chunks(self, drop, count):
+        head = struct.pack(_USED_HEAD, _USED_MAGIC, _USED_VERSION, 0, count)
         yield head + store.checksum(head)
         slot = bytearray(_ENTRY_SLOT)
-        mv = memoryview(journal)
-        for k in range(entries):
-            e = mv[k * _ENTRY_LEN : (k + 1) * _ENTRY_LEN]
-            slot[:_ENTRY_LEN] = e
-            slot[_ENTRY_LEN:] = store.checksum(e)
-            yield slot
-
-    def _commit_journal(self, journal):
-        """Write journal (a bytearray of entries) and adopt it. Prunes when the store changed."""
-        prune = self._prune_due
-        if prune:
-            journal = self._pruned(journal)
-        store.write_atomic(self.used_path, self._journal_chunks(journal))
-        self._journal = journal
-        if prune:
-            self._prune_due = False
+        mv = memoryview(slot)
+        for k in range(len(drop)):
+            if not drop[k]:
+                slot[:_ENTRY_LEN] = self._jbuf[k * _ENTRY_LEN : (k + 1) * _ENTRY_LEN]
+                slot[_ENTRY_LEN:] = store.checksum(mv[:_ENTRY_LEN])
+                yield slot
 
     def consume(self, code_id, door_index):
         """Mark a code used; persisted before this returns (then, and only then, unlock the door)."""
-        k = self._jfind(code_id)
-        if k >= 0:
-            return
-        pos = (-k - 1) * _ENTRY_LEN
-        j = self._journal
-        journal = bytearray(len(j) + _ENTRY_LEN)
-        journal[:pos] = j[:pos]
-        struct.pack_into(_ENTRY, journal, pos, code_id, door_index, STATE_CONSUMED)
-        journal[pos + _ENTRY_LEN :] = j[pos:]
-        self._commit_journal(journal)
+        self._set(code_id, door_index, STATE_CONSUMED)
 
     def complete(self, code_id):
         """The pickup was recorded: the door need not be resumed after a reboot. False if unknown."""
-        k = self._jfind(code_id)
-        if k < 0:
-            return False
-        off = k * _ENTRY_LEN
-        if self._journal[off + 5] == STATE_COMPLETED:
-            return True
-        journal = bytearray(self._journal)
-        journal[off + 5] = STATE_COMPLETED
-        self._commit_journal(journal)
-        return True
+        return self._set(code_id, 0, STATE_COMPLETED)
 
     def release(self, code_id):
         """Undo consume() for a door that never opened (the app saw the parcel still inside after a
         reboot): the code works again. A completed pickup is never released. False if not pending."""
-        k = self._jfind(code_id)
-        if k < 0:
-            return False
-        off = k * _ENTRY_LEN
-        j = self._journal
-        if j[off + 5] != STATE_CONSUMED:
-            return False
-        journal = bytearray(len(j) - _ENTRY_LEN)
-        journal[:off] = j[:off]
-        journal[off:] = j[off + _ENTRY_LEN :]
-        self._commit_journal(journal)
-        return True
+        return self._set(code_id, 0, STATE_RELEASED)
 
     def pending(self):
         """(code_id, door_index) of codes consumed but not completed, by code_id."""
-        j = self._journal
         out = []
-        for off in range(0, len(j), _ENTRY_LEN):
-            cid, door, state = struct.unpack_from(_ENTRY, j, off)
-            if state == STATE_CONSUMED:
-                out.append((cid, door))
+        for p in range(0, self._jn * _ENTRY_LEN, _ENTRY_LEN):
+            if self._jbuf[p + 5] == STATE_CONSUMED:
+                out.append(struct.unpack_from("<IB", self._jbuf, p))
         return out
 
     def used(self):
-        """(code_id, door_index, state) of every journal entry, for diagnostics and tests."""
-        j = self._journal
-        return [struct.unpack_from(_ENTRY, j, off) for off in range(0, len(j), _ENTRY_LEN)]
+        """(code_id, door_index, state) of every journal entry, by code_id, for diagnostics and tests."""
+        out = []
+        for p in range(0, self._jn * _ENTRY_LEN, _ENTRY_LEN):
+            out.append(struct.unpack_from(_ENTRY, self._jbuf, p))
+        return out

@@ -37,8 +37,9 @@ except AttributeError:  # CPython
     def _sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-    def _wait_ms(aw, ms):
-        return asyncio.wait_for(aw, ms / 1000)
+    async def _wait_ms(aw, ms):  # not wait_for: on 3.11 it can swallow a cancellation
+        async with asyncio.timeout(ms / 1000):
+            return await aw
 
 
 class MQTTError(Exception):
@@ -294,7 +295,10 @@ async def _call(fn, *args):
 
 
 class Client:
-    """keepalive_s may be fractional in tests (the wire value is rounded up; 0 disables).
+    """on_message(topic: str, payload: bytes-like, retained: bool) and on_status(up: bool) may be
+    plain functions or coroutines; a QoS 1 message is acknowledged after on_message returns (if it
+    raises, the connection is closed unacknowledged). keepalive_s may be fractional in tests (the
+    wire value is rounded up; 0 disables). clean: the CONNECT clean-session flag.
     Tunable attributes: min_backoff_ms, max_backoff_ms, timeout_ms (connect, CONNACK, writes),
     stable_ms (a session shorter than this counts as a failure for the backoff)."""
 
@@ -525,6 +529,7 @@ class Client:
                     p = await read_packet(r, self._max)
                 except Oversized as e:
                     st["oversized"] += 1
+                    self.last_error = e
                     if e.pid is None:
                         return
                     self._got()

@@ -83,6 +83,9 @@ class Runtime:
 
             self.locker = Locker(self.board, self.cfg, key, self.clock, now, codes)
             self.locker.record("boot", None, {"cause": self.reset_cause, "v": _VERSION}, now)
+            # Settings and the boot counter were read before the locker could record anything.
+            for problem in self.cfg.problems + ([counter.problem] if counter.problem else []):
+                self.locker.record("problem", None, {"m": problem[:80]}, now)
         else:
             log("SAFE MODE:", self.safe_reason)
             codes = None  # give the table back: safe mode never checks a code

@@ -38,7 +38,13 @@ def sources(tree: Path) -> list[Path]:
     return sorted(p for p in tree.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def compile_tree(tree: Path, kind: str, arch: str | None = None, mpy_cross: Path | None = None) -> Path:
+def compile_tree(
+    tree: Path,
+    kind: str,
+    arch: str | None = None,
+    mpy_cross: Path | None = None,
+    keep_source: frozenset[str] = SOURCE_ONLY,
+) -> Path:
     """Compile every module under `tree` to .mpy (entry points copied as source); returns the output dir.
 
     `arch` is passed as -march (e.g. "xtensawin" for the ESP32); bytecode-only output (None)
@@ -46,7 +52,7 @@ def compile_tree(tree: Path, kind: str, arch: str | None = None, mpy_cross: Path
     """
     tool = mpy_cross or mpy_cross_path()
     files = sources(tree)
-    digest = hashlib.sha256(f"{tool.resolve()}|{arch}".encode())
+    digest = hashlib.sha256(f"{tool.resolve()}|{arch}|{sorted(keep_source)}".encode())
     for src in files:
         digest.update(str(src.relative_to(tree)).encode() + b"\0" + src.read_bytes())
     out = REPO_ROOT / "build" / kind / digest.hexdigest()[:16]
@@ -64,7 +70,7 @@ def compile_tree(tree: Path, kind: str, arch: str | None = None, mpy_cross: Path
         for src in files:
             rel = src.relative_to(tree)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            if rel.name in SOURCE_ONLY and rel.parent == Path("."):
+            if rel.name in keep_source and rel.parent == Path("."):
                 shutil.copyfile(src, tmp / rel)
                 continue
             cmd = [str(tool), "-s", str(rel), "-o", str(tmp / rel.with_suffix(".mpy"))]

@@ -162,7 +162,7 @@ def _send(line, t=None):
     _lock.acquire()
     try:
         if _wd is None or not _wd[2] or line.startswith('"ev":"reset"'):
-            _sock.write("{%s,\"t\":%d}\n" % (line, time.time_ns() // 1000 if t is None else t))
+            _sock.write('{%s,"t":%d}\n' % (line, time.time_ns() // 1000 if t is None else t))
     except OSError:
         pass
     finally:
@@ -235,8 +235,7 @@ def _command(c):
             "id": c.get("id"),
             "board": name,
             "doors": [
-                {"open": _open[j], "parcel": _parcel[j], "solenoid": _sol[j], "jammed": _jam[j]}
-                for j in range(_nd)
+                {"open": _open[j], "parcel": _parcel[j], "solenoid": _sol[j], "jammed": _jam[j]} for j in range(_nd)
             ],
             "display": lcd_lines(),
             "display_on": (_lcd[6] >> 2) & 1,
@@ -525,14 +524,16 @@ def wdt(timeout):
         _wd[0] = time.ticks_add(ticks_ms(), _wd[1])
         return
     up()
-    if _wd is None:
+    start = _wd is None
+    if start:
         _wd = [0, 0, 0]
-        if _lock is not None:
-            import _thread
-
-            _thread.start_new_thread(_watch, (_wd,))
+    # The deadline is set before the watchdog thread exists: it must never see a deadline of 0.
     _wd[1] = timeout
     _wd[0] = time.ticks_add(ticks_ms(), timeout)
+    if start and _lock is not None:
+        import _thread
+
+        _thread.start_new_thread(_watch, (_wd,))
     _ev('"ev":"wdt","timeout":%d' % timeout)
 
 

@@ -112,6 +112,7 @@ class WDT:
 
     def feed(self):
         _sb.wdt(None)
+        _sb.pump()  # a board in safe mode reads no pins: the controller's commands still arrive
 
 
 class RTC:

@@ -77,9 +77,7 @@ def test_entry_matches_model(lengths, timeout_ms, seq):
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    digits=st.text(alphabet="0123456789", max_size=20), min_len=st.integers(1, 12), extra=st.integers(0, 4)
-)
+@given(digits=st.text(alphabet="0123456789", max_size=20), min_len=st.integers(1, 12), extra=st.integers(0, 4))
 def test_submit_only_with_valid_length_then_wipe_zeroes(digits, min_len, extra):
     max_len = min_len + extra
     e = CodeEntry(min_len, max_len)

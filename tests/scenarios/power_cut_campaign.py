@@ -125,11 +125,13 @@ class Plan:
     stage: str
     delay: float
     arg: int = 0  # stage "digit": after which digit
+    jam: bool = False  # pickup with a stuck latch
     deadline: float | None = None
     fired: bool = False
 
     def describe(self) -> str:
         extra = f" #{self.arg}" if self.stage == "digit" else ""
+        extra += " (latch jammed)" if self.jam else ""
         return f"{self.phase}: {self.stage}{extra} + {self.delay * 1000:.1f} ms"
 
 
@@ -251,6 +253,7 @@ class Stats:
     applies: Counter[str] = field(default_factory=Counter)
     tmp_left: int = 0
     used_checks: int = 0
+    jammed: int = 0
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v}" for k, v in sorted(self.stages.items()))
@@ -258,12 +261,21 @@ class Stats:
         return (
             f"{self.cuts} cuts ({stages}); {self.pickups} pickups, {self.duplicate_pickups} repeated after a cut, "
             f"{self.resumed} finished after reboot, {self.undone} undone; applies after a cut: {applies}; "
-            f"stray .tmp after {self.tmp_left} cuts; {self.used_checks} used codes retyped"
+            f"stray .tmp after {self.tmp_left} cuts; {self.used_checks} used codes retyped; "
+            f"{self.jammed} jammed latches"
         )
 
 
 class Campaign:
-    def __init__(self, tmp: Path, name: str, seed: int, rng: random.Random, initial_codes: int = 160) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        name: str,
+        seed: int,
+        rng: random.Random,
+        initial_codes: int = 160,
+        firmware_dir: Path | None = None,  # another firmware tree (e.g. a deliberately broken copy)
+    ) -> None:
         self.name = name
         self.seed = seed
         self.rng = rng
@@ -291,7 +303,7 @@ class Campaign:
         self.rev = 1
         self.store: dict[int, tuple[bytes, int, int, int, int]] = store_recs  # the model: code id -> record
         self.signer = CommandSigner(self.secrets.locker_id, self.key)
-        self.b = VirtualBoard(self.flash, log_limit=10**6)
+        self.b = VirtualBoard(self.flash, log_limit=10**6, **({"firmware_dir": firmware_dir} if firmware_dir else {}))
         self.b.parcels.update(range(len(labels)))  # a parcel waits behind every door
         self.log = LogView(self.b, self._on_fw_event)
         self.announced: dict[int, str] = {}  # code id -> door label of every pickup announced
@@ -301,10 +313,11 @@ class Campaign:
         self.apply_ok = False
         self.apply_latency = 0.012  # seconds from send to reply, learnt from applies that were not cut
         self.inflight: Code | None = None
-        self.hash_mark = 0
+        self.hash_mark: int | None = None
         self.pending: list[tuple[int, int]] = []  # the journal's consumed entries at the last cut
         self.failures = 0  # the firmware's wrong-code count, as far as the harness knows
         self.journal_now: list[tuple[int, int, int]] = []  # used.bin after the last settle
+        self.muted = False  # stage triggers ignored (the check typed between boot and action)
         self.last_opened: Code | None = None
 
     # --- the model ------------------------------------------------------------------------------
@@ -386,7 +399,9 @@ class Campaign:
     def at(self, stage: str, arg: int = 0) -> None:
         """The flow reached `stage`: start the planned delay when it is this round's trigger."""
         p = self.plan
-        if p is not None and p.deadline is None and p.stage == stage and (stage != "digit" or p.arg == arg):
+        if self.muted:
+            pass  # a check between boot and action: the round's action has not begun
+        elif p is not None and p.deadline is None and p.stage == stage and (stage != "digit" or p.arg == arg):
             p.deadline = time.monotonic() + p.delay
         self.check_deadline()
 
@@ -413,7 +428,9 @@ class Campaign:
             self.cut()
         time.sleep(max(0.0, end - time.monotonic()))
 
-    def wait(self, predicate: Callable[[], T | None], what: str, timeout: float = WAIT_S, recheck_s: float | None = None) -> T:
+    def wait(
+        self, predicate: Callable[[], T | None], what: str, timeout: float = WAIT_S, recheck_s: float | None = None
+    ) -> T:
         """predicate()'s first truthy value; the planned cut interrupts the wait on time."""
         end = time.monotonic() + timeout
         run_boot = self.b.boot_count
@@ -442,12 +459,16 @@ class Campaign:
 
     # --- hands on the board ----------------------------------------------------------------------
 
-    def tap(self, key: str, stage: str | None = None, arg: int = 0) -> dict[str, Any]:
+    def tap(
+        self, key: str, stage: str | None = None, arg: int = 0, on_down: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         since = self.b.mark()
         self.b.press(key, wait=False)
         down = self.wait(lambda: self.b.events_find("key", since, key=key, down=1), f"key {key} down")
         if stage:
             self.at(stage, arg)
+        if on_down is not None:
+            on_down()
         self.sleep(HOLD_S)
         since = self.b.mark()
         self.b.release(key, wait=False)
@@ -455,13 +476,28 @@ class Campaign:
         self.sleep(GAP_S)
         return down
 
-    def type_digits(self, digits: str) -> int:
+    def type_digits(self, digits: str, journal_trigger: bool = False) -> int:
         """Type a code and #; returns the event mark taken just before the #."""
         for i, ch in enumerate(digits):
             self.tap(ch, "digit", i)
         mark = self.b.mark()
         self.hash_mark = mark
-        self.tap("#", "hash")
+        p = self.plan
+        on_down = None
+        if journal_trigger and not self.muted and p is not None and p.stage == "journal":
+            # cut the moment used.bin is replaced (the code consumed), before the latch if we can
+            used = self.flash / "used.bin"
+            before = _stat(used)
+
+            def on_down() -> None:
+                self.wait(
+                    lambda: _stat(used) != before or self.b.events_find("solenoid", mark, on=1),
+                    "the journal written",
+                    recheck_s=0.0001,
+                )
+                self.at("journal")
+
+        self.tap("#", "hash", on_down=on_down)
         return mark
 
     def shows(self, since: int, text: str) -> bool:
@@ -469,12 +505,18 @@ class Campaign:
 
     # --- actions ---------------------------------------------------------------------------------
 
-    def pickup(self, code: Code) -> None:
+    def pickup(self, code: Code, jam: bool = False, while_open: Callable[[], None] | None = None) -> None:
+        """A resident picks up a parcel. `jam`: the latch is stuck, the door never opens (the code
+        is consumed; a cut then gives it back, as the door never opened)."""
         d = code.door
         b = self.b
         self.inflight = code
+        self.hash_mark = None  # set just before its '#': a door event before that is not this code's
         code.submitted = True
-        mark = self.type_digits(code.digits)
+        if jam:
+            b.jam(d, True)
+            self.stats.jammed += 1
+        mark = self.type_digits(code.digits, journal_trigger=True)
 
         def latch_or_refusal() -> Any:
             on = b.events_find("solenoid", mark, door=d, on=1)
@@ -489,12 +531,19 @@ class Campaign:
         if isinstance(got, str):
             raise Violation(f"code id {code.cid} (never opened a door) was refused: {got!r}")
         self.at("solenoid")
+        if jam:
+            n = b.boot_count
+            self.wait(lambda: self.log.find(n, k="jammed", d=self.labels[d]), f"door {self.labels[d]} jammed")
+            self.at("jammed")
+            return
         self.wait(lambda: b.events_find("door", mark, door=d, open=1), f"door {self.labels[d]} popping open")
         code.opened = True
         self.last_opened = code
         self.at("open")
         b.set_parcel(d, False)
         self.at("take")
+        if while_open is not None:
+            while_open()
         self.wait(lambda: b.events_find("solenoid", mark, door=d, on=0), f"door {self.labels[d]}'s latch off")
         b.close_door(d)
         self.at("close")
@@ -519,7 +568,9 @@ class Campaign:
 
         got = self.wait(verdict, f"the verdict on used code id {code.cid}")
         if got != TXT_USED:
-            raise Violation(f"code id {code.cid}, whose door was seen open before, typed again: {got!r}, not {TXT_USED!r}")
+            raise Violation(
+                f"code id {code.cid}, whose door was seen open before, typed again: {got!r}, not {TXT_USED!r}"
+            )
         self.stats.used_checks += 1
         self.at("verdict")
 
@@ -537,7 +588,7 @@ class Campaign:
             raise Violation(f"a wrong code opened a door: {got}")
         self.at("verdict")
 
-    def apply(self) -> None:
+    def apply(self, delete: tuple[int, ...] = ()) -> None:
         """A signed codes.apply on the console: adds, updates (same id, new expiry) and deletes."""
         rng = self.rng
         size = len(self.store)
@@ -546,6 +597,7 @@ class Campaign:
         n_upd = rng.randint(0, 4)
         ids = sorted(self.store)
         dels = rng.sample(ids, min(n_del, len(ids)))
+        dels += [cid for cid in delete if cid in self.store and cid not in dels]
         upds = rng.sample([i for i in ids if i not in dels], min(n_upd, len(ids) - len(dels)))
         rows = []
         adds: dict[int, tuple[bytes, int, int, int, int]] = {}
@@ -560,7 +612,9 @@ class Campaign:
         new_rev = self.rev + rng.randint(1, 3)
         add_tags = {r[0] for r in adds.values()}
         new = {
-            cid: rec for cid, rec in self.store.items() if cid not in dels and cid not in adds and rec[0] not in add_tags
+            cid: rec
+            for cid, rec in self.store.items()
+            if cid not in dels and cid not in adds and rec[0] not in add_tags
         }
         new.update(adds)
         wire = self.signer.command("codes.apply", {"rev": new_rev, "base": self.rev, "add": rows, "del": dels})
@@ -626,7 +680,9 @@ class Campaign:
         for door in b.opened - pending_doors:
             raise Violation(f"door {self.labels[door]} is open with no pickup pending in the journal")
         for cid, kind in expect.items():
-            self.wait(lambda cid=cid, kind=kind: self.log.find(n, k=kind, id=cid), f"{kind} for code id {cid} after boot")
+            self.wait(
+                lambda cid=cid, kind=kind: self.log.find(n, k=kind, id=cid), f"{kind} for code id {cid} after boot"
+            )
             if kind == "pickup":
                 self.stats.resumed += 1
         # The journal says every interrupted pickup is settled before a door is refilled: a parcel
@@ -655,10 +711,13 @@ class Campaign:
         b = self.b
         self.log.pump()
         code = self.inflight
-        if code is not None and b.events_find("door", self.hash_mark, door=code.door, open=1):
+        mark = self.hash_mark
+        if code is not None and mark is not None and b.events_find("door", mark, door=code.door, open=1):
             code.opened = True  # it popped open just before the cut
             self.last_opened = code
         self.inflight = None
+        for door in list(b.jammed):
+            b.jam(door, False)  # a technician frees the latch while the power is off
         view = read_flash(self.flash, self.scratch, self.key, self.labels, self.secrets.locker_id)
         if view.tmp:
             self.stats.tmp_left += 1
@@ -693,10 +752,12 @@ class Campaign:
         for c in self.used_in_store():
             status = view.lookup(c.digits)
             if status != fw_codes.USED:
-                raise Violation(f"code id {c.cid} opened door {self.labels[c.door]}, yet the store says {status} (not USED)")
+                raise Violation(
+                    f"code id {c.cid} opened door {self.labels[c.door]}, yet the store says {status} (not USED)"
+                )
         submitted = {c.cid for c in self.codes.values() if c.submitted}
         announced_ev = Counter(e.get("id") for e in view.events if e.get("k") == "pickup")
-        for cid, door, state in view.journal:
+        for cid, _door, state in view.journal:
             if cid not in submitted:
                 raise Violation(f"the journal holds code id {cid}, which was never typed")
             if state == fw_codes.STATE_COMPLETED and cid not in self.announced:
@@ -715,6 +776,14 @@ class Campaign:
         self.journal_now = view.journal
 
 
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
 def _records(
     model: tuple[int, dict[int, tuple[bytes, int, int, int, int]]],
 ) -> tuple[int, frozenset[tuple[bytes, int, int, int, int]]]:
@@ -727,7 +796,6 @@ def _diff(got: frozenset[Any], old: frozenset[Any], new: frozenset[Any]) -> str:
         f"\n  only on flash: {ids(got - old - new)[:20]}\n  missing from flash (old): {ids(old - got)[:20]}"
         f"\n  missing from flash (new): {ids(new - got)[:20]}"
     )
-
 
 
 # --- running a campaign ----------------------------------------------------------------------------
@@ -751,8 +819,13 @@ def run(camp: Campaign, rounds: int, choose: Chooser, verify_p: float = 0.3) -> 
                     camp.boot_and_settle()
                     used = camp.used_in_store()
                     if used and camp.rng.random() < verify_p:
+                        # a code whose door opened before this cut, typed again: it opens nothing
                         last = camp.last_opened
-                        camp.retype_used(last if last in used else camp.rng.choice(used))
+                        camp.muted = plan.phase != "boot"
+                        try:
+                            camp.retype_used(last if last in used else camp.rng.choice(used))
+                        finally:
+                            camp.muted = False
                 if plan.phase != "boot":
                     act(camp, plan)
                 finish(camp)
@@ -799,7 +872,12 @@ def act(camp: Campaign, plan: Plan) -> None:
         codes = camp.available(d)
         if codes:
             newest = max(codes, key=lambda c: c.cid)
-            camp.pickup(newest if phase == "apply+pickup" else camp.rng.choice(codes))
+            code = newest if phase == "apply+pickup" else camp.rng.choice(codes)
+            if phase == "pickup+apply":
+                # the host deletes the code (and others) while its door is open
+                camp.pickup(code, while_open=lambda cid=code.cid: camp.apply(delete=(cid,)))
+            else:
+                camp.pickup(code, jam=plan.jam)
             return
     raise Violation(f"no door with a parcel and an unused code (doors with parcels: {sorted(camp.b.parcels)})")
 

@@ -30,6 +30,7 @@ SCALE = float(os.environ.get("LOCKER_CUT_SCALE", "1"))
 PICKUP_STAGES = {
     "digit": 0.02,  # a digit's echo: nothing is on flash yet
     "hash": 0.025,  # the '#' echo: lookup, consume (journal), latch, unlock event
+    "journal": 0.0,  # used.bin replaced: the code is consumed, the latch comes next
     "solenoid": 0.006,  # the latch turned on: the unlock event is being written
     "open": 0.02,  # the door popped: 'opened' is recorded after the sensor's debounce
     "take": 0.01,
@@ -37,7 +38,17 @@ PICKUP_STAGES = {
     "pickup": 0.002,  # the pickup was printed: complete() is being written
     "thanks": 0.05,
 }
-PICKUP_WEIGHTS = {"digit": 3, "hash": 20, "solenoid": 12, "open": 14, "take": 8, "close": 16, "pickup": 18, "thanks": 5}
+PICKUP_WEIGHTS = {
+    "digit": 3,
+    "hash": 14,
+    "journal": 8,
+    "solenoid": 12,
+    "open": 14,
+    "take": 8,
+    "close": 16,
+    "pickup": 18,
+    "thanks": 5,
+}
 
 
 def cuts(n: int) -> int:
@@ -51,8 +62,15 @@ def event_plan(camp: Campaign, phase: str, stages: dict[str, int]) -> Plan:
     return Plan(phase, stage, delay, arg=rng.randrange(8))
 
 
+def jammed(camp: Campaign) -> Plan:
+    """The latch is stuck: pulse, confirm window, retry, 'jammed'; the cut anywhere in it."""
+    return Plan("pickup", "solenoid", camp.rng.uniform(0, 1.3), jam=True)
+
+
 def pickup_events(camp: Campaign) -> Plan:
     r = camp.rng.random()
+    if r < 0.06:
+        return jammed(camp)
     if r < 0.82:
         return event_plan(camp, "pickup", PICKUP_WEIGHTS)
     return event_plan(camp, "used" if r < 0.94 else "wrong", {"hash": 3, "verdict": 1})
@@ -61,6 +79,8 @@ def pickup_events(camp: Campaign) -> Plan:
 def random_moments(camp: Campaign) -> Plan:
     rng = camp.rng
     r = rng.random()
+    if r < 0.05:
+        return jammed(camp)
     phase = "pickup" if r < 0.75 else "used" if r < 0.9 else "wrong"
     if rng.random() < 0.8:
         return Plan(phase, "hash", rng.uniform(0, 0.3))  # from the '#' to well after the thank-you
@@ -78,6 +98,11 @@ def code_changes(camp: Campaign) -> Plan:
         return Plan("apply", "reply", rng.uniform(0, 0.002))
     if r < 0.75:
         return event_plan(camp, "apply+pickup", PICKUP_WEIGHTS)  # an applied code opens its door
+    if r < 0.87:
+        # the code is deleted while its door is open: cut in the apply or in the rest of the pickup
+        if rng.random() < 0.5:
+            return Plan("pickup+apply", "sent", rng.uniform(0, 1.5 * camp.apply_latency))
+        return event_plan(camp, "pickup+apply", {"reply": 1, "close": 2, "pickup": 2})
     return event_plan(camp, "pickup", PICKUP_WEIGHTS)
 
 
@@ -86,6 +111,8 @@ def boots(camp: Campaign) -> Plan:
     if not camp.pending and rng.random() < 0.6:
         # leave an interrupted pickup for the next boots to settle
         return event_plan(camp, "pickup", {"hash": 2, "open": 3, "take": 3, "close": 4, "pickup": 3})
+    if any(door in camp.b.opened for _, door in camp.pending) and rng.random() < 0.4:
+        return Plan("boot", "settle_close", rng.uniform(0, 0.03))  # a resident shuts a door left open
     r = rng.random()
     if r < 0.5:
         return Plan("boot", "hello", rng.uniform(0, 0.2))  # loading, boot counter, boot event, settling

@@ -31,4 +31,3 @@ def test_scenario(path: Path) -> None:
     result = Runner(load(path), trace).run()
     if not result.passed:
         pytest.fail(f"{result.failure}\n\n--- full trace ---\n{trace.getvalue()}", pytrace=False)
-

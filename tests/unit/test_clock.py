@@ -50,3 +50,12 @@ def test_corrupt_clock_file_is_reported_not_fatal():
     c.boot(None, 0)
     assert c.problem
     assert c.now(0) is None
+
+
+def test_rtc_time_is_saved_at_boot_so_a_quick_power_cut_keeps_an_estimate():
+    d = fakes.scratch_dir("clock")
+    WallClock(d + "/clock.bin").boot(T0, 0)  # knew the time, cut within seconds
+    again = WallClock(d + "/clock.bin")
+    again.boot(None, 0)
+    assert not again.known
+    assert again.now(0) == T0

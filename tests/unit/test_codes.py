@@ -18,11 +18,11 @@ class PowerCut(Exception):
 class CutAfter:
     def __init__(self, k=None):
         self.k = k
-        self.steps = 0
+        self.ops = []
 
     def __call__(self, op, path):
-        self.steps += 1
-        if self.k is not None and self.steps >= self.k:
+        self.ops.append((op, path))
+        if self.k is not None and len(self.ops) >= self.k:
             raise PowerCut()
 
 
@@ -250,13 +250,16 @@ def test_journal_prunes_completed_codes_that_are_gone_but_keeps_pending():
         s.consume(i, 0)
     s.complete(0)
     s.complete(1)
+    store.reset_counter()
     s.apply(2, [], [0, 2, 5])  # 0 completed and gone, 2 pending and gone, 1 completed but present
-    assert [e[0] for e in s.used()] == [0, 1, 2, 3]  # not rewritten yet
+    # codes.bin, then the journal compacted: 12 + 3 entries
+    assert store.bytes_written() == 16 + 3 * SLOT + 12 + 3 * 10
+    assert [e[0] for e in s.used()] == [1, 2, 3]
     s.consume(4, 0)
     assert [e[0] for e in s.used()] == [1, 2, 3, 4]
     assert s.pending() == [(2, 0), (3, 0), (4, 0)]
-    s2, _ = _reboot(d)
-    assert s2.used() == s.used()
+    s2, problems = _reboot(d)
+    assert problems == [] and s2.used() == s.used()
 
 
 def _damage(path, fn):
@@ -342,50 +345,92 @@ def test_damaged_journal_entry_is_reported():
     assert [e[0] for e in s2.used()] == [0, 2]
 
 
-def _count_steps(fn):
-    hook = CutAfter()
-    store.set_fault_hook(hook)
-    try:
-        fn()
-    finally:
-        store.set_fault_hook(None)
-    return hook.steps
+def _looks(s):
+    return [_look(s, _code(i)) for i in range(27)]
 
 
 def _cut_everywhere(name, setup, op):
-    """Run op with a cut after each of its steps; the rebooted store is the before or the after."""
+    # Run op with a cut after each of its steps, on littlefs (an append not closed is lost) and on a
+    # file system that keeps what was written. The rebooted store reports no problem; until op's first
+    # commit it is the before, from then on its codes and lookups are the after; the journal on flash
+    # is the before until its own commit (after codes.bin's), then the after. Returns the step count.
     d = fakes.scratch_dir(name)
     s = setup(d)
-    before = _state(s)
-    steps = _count_steps(lambda: op(s))
-    after = _state(s)
-    assert before != after
-    assert steps >= 4
-    for k in range(1, steps + 1):
-        d = fakes.scratch_dir(name)
-        s = setup(d)
-        store.set_fault_hook(CutAfter(k))
-        try:
-            op(s)
-            finished = True
-        except PowerCut:
-            finished = False
-        finally:
-            store.set_fault_hook(None)
-        assert not finished, k
-        s2, problems = _reboot(d)
-        assert problems == [], (k, problems)
-        got = _state(s2)
-        assert got == (after if k == steps else before), k
-        assert os.listdir(d) == sorted(os.listdir(d)) and not [n for n in os.listdir(d) if n.endswith(".tmp")]
-    return steps
+    before = _state(s) + (_looks(s),)
+    hook = CutAfter()
+    store.set_fault_hook(hook)
+    try:
+        op(s)
+    finally:
+        store.set_fault_hook(None)
+    after = _state(s) + (_looks(s),)
+    ops = hook.ops
+    assert before != after and len(ops) >= 3
+    j = d + "/used.bin"
+    commits = [k + 1 for k in range(len(ops)) if ops[k][0] == "rename" or ops[k] == ("close", j)]
+    jc = [k + 1 for k in range(len(ops)) if ops[k] in (("rename", j), ("close", j))] + [len(ops) + 1]
+    for littlefs in (True, False):
+        for k in range(1, len(ops) + 1):
+            d = fakes.scratch_dir(name)
+            s = setup(d)
+            j = d + "/used.bin"
+            saved = _read(j)
+            cut = CutAfter(k)
+            store.set_fault_hook(cut)
+            try:
+                op(s)
+                raise AssertionError("no cut")
+            except PowerCut:
+                pass
+            finally:
+                store.set_fault_hook(None)
+            ops = cut.ops
+            if littlefs and ("open", j) in ops and ("close", j) not in ops:
+                _write(j, saved)  # littlefs commits on close
+            s2, problems = _reboot(d, capacity=16)
+            assert problems == [], (k, problems)
+            got = _state(s2) + (_looks(s2),)
+            for i, c in enumerate((commits[0], commits[0], jc[0], commits[0])):
+                assert got[i] == (after if k >= c else before)[i] if littlefs else got[i] in (before[i], after[i]), k
+            assert not [n for n in os.listdir(d) if n.endswith(".tmp")]
+            s2.consume(26, 0)  # it goes on from there: the next write and boot are clean
+            s3, problems = _reboot(d, capacity=16)
+            assert problems == [] and _state(s3) == _state(s2), k
+    return len(hook.ops)
 
 
-def _setup(d):
-    s = _new(d)
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _setup(d, aged=False, limit=None):
+    s = _new(d, capacity=16)
     s.replace(3, [_rec(i % 4, i) for i in range(12)])
     s.consume(1, 1)
+    if aged:  # entries appended, and a recorded pickup (3) that apply/replace will drop
+        s.consume(3, 3)
+        s.complete(3)
+        s.consume(6, 2)
+    if limit:  # the appended part of the journal at its limit: the next write compacts
+        s.journal_limit = limit
     return s
+
+
+def _aged(d):
+    return _setup(d, True)
+
+
+def _full(d):
+    return _setup(d, True, 30)
 
 
 def test_power_cut_at_every_step_of_consume():
@@ -393,23 +438,32 @@ def test_power_cut_at_every_step_of_consume():
         s.consume(5, 1)
         assert _look(s, _code(5))[0] == codes.USED
 
-    _cut_everywhere("consume", _setup, op)
+    assert _cut_everywhere("consume", _setup, op) == 3  # open, write, close: one append
+    assert _cut_everywhere("consume", _aged, op) == 3
+    _cut_everywhere("consume", lambda d: _new(d, capacity=16), lambda s: s.consume(5, 1))  # the first: tmp + rename
+    assert _cut_everywhere("consume", lambda d: _setup(d, True, 15), op) > 3  # compacts at twice the limit
 
 
 def test_power_cut_at_every_step_of_complete():
-    _cut_everywhere("complete", _setup, lambda s: s.complete(1))
+    assert _cut_everywhere("complete", _setup, lambda s: s.complete(1)) == 3
+    assert _cut_everywhere("complete", _aged, lambda s: s.complete(6)) == 3
+    assert _cut_everywhere("complete", _full, lambda s: s.complete(6)) > 3  # a compaction
 
 
 def test_power_cut_at_every_step_of_release():
-    _cut_everywhere("release", _setup, lambda s: s.release(1))
+    assert _cut_everywhere("release", _setup, lambda s: s.release(1)) == 3
+    assert _cut_everywhere("release", _aged, lambda s: s.release(6)) == 3
+    assert _cut_everywhere("release", _full, lambda s: s.release(6)) > 3
 
 
 def test_power_cut_at_every_step_of_apply():
-    _cut_everywhere("apply", _setup, lambda s: s.apply(4, [_rec(0, 50), _rec(2, 51)], [0, 3, 7]))
+    for setup in (_setup, _aged):
+        _cut_everywhere("apply", setup, lambda s: s.apply(4, [_rec(0, 20), _rec(2, 21)], [0, 3, 7]))
 
 
 def test_power_cut_at_every_step_of_replace():
-    _cut_everywhere("replace", _setup, lambda s: s.replace(9, [_rec(1, i) for i in range(20, 26)]))
+    for setup in (_setup, _aged):
+        _cut_everywhere("replace", setup, lambda s: s.replace(9, [_rec(1, i) for i in range(20, 26)]))
 
 
 def test_500_codes_24_doors_fit_and_are_found():
@@ -432,7 +486,23 @@ def test_500_codes_24_doors_fit_and_are_found():
     for i in range(0, 500, 37):
         assert _look(s, _code(i)) == (codes.OK, i % 24, i, 0), i
     assert _look(s, "99999999")[0] in (codes.UNKNOWN, codes.OK)
+    # 400 pickups kept in the journal (the host cannot remove them): each appends 20 bytes
+    for i in range(400):
+        if i == 399:
+            s.apply(11, [], [])  # compacted by the host's update: the next pickup only appends
+            store.reset_counter()
+        s.consume(i, i % 24)
+        s.complete(i)
+    assert store.bytes_written() == 20
     s = None
     gc.collect()
-    s2, problems = _reboot(d, doors, 600)
-    assert problems == [] and s2.count() == 500 and s2.revision == 10
+    s2 = _new(d, doors, 600)
+    gc.collect()
+    if before is not None:
+        before = gc.mem_alloc()
+    assert s2.load() == [] and s2.count() == 500 and s2.revision == 11 and s2.pending() == []
+    if before is not None:
+        gc.collect()
+        assert gc.mem_alloc() - before < 512  # the journal in the preallocated buffer: nothing per entry
+    for i in range(0, 500, 37):
+        assert _look(s2, _code(i))[0] == (codes.USED if i < 400 else codes.OK), i

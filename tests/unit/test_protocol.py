@@ -82,9 +82,7 @@ def test_clock_unknown_uses_the_signed_send_time():
     gate, _ = _gate("proto-clock")
     wire = _cmd(3, exp=NOW + 60)
     assert gate.admit(wire, None)["seq"] == 3
-    stale = protocol.sign(
-        KEY, protocol.encode({"v": 1, "lid": "L1", "seq": 4, "exp": NOW - 10, "now": NOW, "op": "x"})
-    )
+    stale = protocol.sign(KEY, protocol.encode({"v": 1, "lid": "L1", "seq": 4, "exp": NOW - 10, "now": NOW, "op": "x"}))
     assert _refused(gate, stale, now=None) == protocol.EXPIRED
 
 
