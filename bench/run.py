@@ -207,24 +207,29 @@ def flash_run(tmp: Path, board: str, ncodes: int, used: int) -> dict[str, Any]:
                 lk.pickup(digits, door)
             b1 = lk.status()["flash_bytes"]
             after_files = files(flash)
-        return {"per": (b1 - b0) / FLASH_PICKUPS, "parts": breakdown(before_files, after_files, FLASH_PICKUPS)}
+        per = (b1 - b0) / FLASH_PICKUPS
+        return {"per": per, "parts": breakdown(before_files, after_files, FLASH_PICKUPS, per)}
 
     return run_crash_aware(f"flash wear ({board}, {ncodes} codes, {used} used)", run)
 
 
-def breakdown(before: dict[str, bytes], after: dict[str, bytes], n: int) -> dict[str, float]:
+def breakdown(before: dict[str, bytes], after: dict[str, bytes], n: int, per_pickup: float) -> dict[str, float]:
     """Bytes written per pickup by file, from the flash folder before and after n pickups.
 
-    Outbox events: the new files' sizes. Audit log: its growth. used.bin is rewritten whole twice
-    per pickup (consume, then complete), one entry longer each pickup."""
+    Outbox events: the new files' sizes (and the high-water mark when it moved). Audit log: its
+    growth. The rest of what the firmware counted (per_pickup) is the used-code journal, which
+    appends one small entry on consume and one on complete (and now and then compacts)."""
     new_events = sum(len(v) for k, v in after.items() if k.startswith("outbox/") and k not in before)
     hwm = sum(len(v) for k, v in after.items() if k.endswith("hwm.bin") and before.get(k) != v)
     audit = len(after.get("audit.log", b"")) - len(before.get("audit.log", b""))
-    s0 = len(before.get("used.bin", b""))
-    s1 = len(after.get("used.bin", b""))
-    entry = (s1 - s0) // n if n else 0
-    journal = sum(2 * (s0 + entry * i) for i in range(1, n + 1))
-    return {"used.bin": journal / n, "outbox": (new_events + hwm) / n, "audit.log": audit / n, "used_size": s1}
+    outbox = (new_events + hwm) / n if n else 0.0
+    audit_per = audit / n if n else 0.0
+    return {
+        "used.bin": max(0.0, per_pickup - outbox - audit_per),
+        "outbox": outbox,
+        "audit.log": audit_per,
+        "used_size": len(after.get("used.bin", b"")),
+    }
 
 
 def boot_job(tmp: Path, board: str) -> list[dict[str, Any]]:

@@ -13,8 +13,12 @@ if TYPE_CHECKING:
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
-    from hal.mcp23017 import MCP23017
-    from hal.pins import LogicalIn, LogicalOut
+    from hal.mcp23017 import MCP23017, ExpanderPin
+    from hal.pins import LogicalIn as _In
+    from hal.pins import LogicalOut as _Out
+
+    LogicalIn = _In | ExpanderPin  # an expander pin applies its polarity itself
+    LogicalOut = _Out | ExpanderPin
 
 # The expander, display and buzzer drivers are imported only by boards that have those parts:
 # on a board every module's bytecode costs heap.

@@ -17,6 +17,8 @@ _GPPUA = const(0x0C)  # 1 = 100 kOhm pull-up
 _GPIOA = const(0x12)  # read: pin levels
 _OLATA = const(0x14)  # output latches
 _ALL = const(0xFFFF)
+_OUT = const(0x10000)  # ExpanderPin: an output
+_INV = const(0x20000)  # ExpanderPin: active low (bit 17, read as (m >> 17) & 1)
 
 
 class ExpanderError(OSError):
@@ -24,12 +26,20 @@ class ExpanderError(OSError):
 
 
 class ExpanderPin:
-    """One expander pin with .value() / .value(v). Inputs read the cache of the last refresh()."""
+    """One expander pin with .value() / .value(v). Inputs read the cache of the last refresh().
 
-    def __init__(self, chip: "MCP23017", mask: int, output: bool) -> None:
+    With active_low the pin is logical (hal.pins' polarity): reads and writes are inverted here, so a
+    board needs one object per expander pin, not a pin plus a wrapper. An output reads its latch."""
+
+    def __init__(self, chip: "MCP23017", mask: int, output: bool, active_low: bool = False) -> None:
         self._chip = chip
-        self._mask = mask
-        self.output = output
+        # mask | _OUT | _INV in one int: two attributes make a smaller object than four (a board
+        # has one of these per expander pin).
+        self._m = mask | (_OUT if output else 0) | (_INV if active_low else 0)
+
+    @property
+    def output(self) -> bool:
+        return bool(self._m & _OUT)
 
     if TYPE_CHECKING:
 
@@ -41,11 +51,19 @@ class ExpanderPin:
 
     def value(self, v: "Any" = None) -> "int | None":
         chip = self._chip
+        m = self._m
+        inv = (m >> 17) & 1
         if v is None:
-            return 1 if ((chip._olat if self.output else chip._gpio) & self._mask) else 0
-        if self.output:
-            chip._set_latch(self._mask, v)
+            return (1 if ((chip._olat if m & _OUT else chip._gpio) & m & _ALL) else 0) ^ inv
+        if m & _OUT:
+            chip._set_latch(m & _ALL, (1 if v else 0) ^ inv)
         return None
+
+    def on(self) -> None:
+        self.value(1)
+
+    def off(self) -> None:
+        self.value(0)
 
 
 class MCP23017:
@@ -71,8 +89,11 @@ class MCP23017:
         except OSError as exc:
             raise ExpanderError("MCP23017 at 0x%02x: no answer on I2C (%s)" % (address, exc))
 
-    def pin(self, n: int, output: bool = False, pull_up: bool = False, value: int = 0) -> ExpanderPin:
-        """Configure pin n and return it. An output's latch is set to `value` BEFORE it becomes an output.
+    def pin(
+        self, n: int, output: bool = False, pull_up: bool = False, value: int = 0, active_low: bool = False
+    ) -> ExpanderPin:
+        """Configure pin n and return it. An output's latch is set to `value` (the level on the wire)
+        BEFORE it becomes an output. active_low: the returned pin inverts reads and writes.
 
         Inputs read the levels of the last refresh(): call refresh() once configuring is done."""
         if not 0 <= n <= 15:
@@ -95,7 +116,7 @@ class MCP23017:
             self._write(_IODIRA, self._iodir)
         except OSError as exc:
             raise ExpanderError("MCP23017 at 0x%02x: configuring pin %d failed (%s)" % (self.address, n, exc))
-        return ExpanderPin(self, mask, output)
+        return ExpanderPin(self, mask, output, active_low)
 
     def refresh(self) -> bool:
         """Read all 16 input levels into the cache. On an I2C error: count it, keep the last levels."""

@@ -1,5 +1,6 @@
 # Logical pins: polarity applied, so the rest of the firmware sees 1 = solenoid energized, 1 = door closed,
-# 1 = parcel present, whatever the wiring. make_in/make_out build them from a board.json pin spec:
+# 1 = parcel present, whatever the wiring. make_in/make_out build them from a board.json pin spec
+# (an expander pin applies its polarity itself: hal.mcp23017.ExpanderPin):
 #   {"pin": N} (ESP32 GPIO) or {"expander": NAME, "pin": 0..15}, with "active_low" and "pull" optional.
 import machine
 from micropython import const
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
     from typing import Any, overload
 
     from hal import PinLike
-    from hal.mcp23017 import MCP23017
+    from hal.mcp23017 import MCP23017, ExpanderPin
 
 
 class LogicalIn:
@@ -73,25 +74,24 @@ def _pull(spec: "dict[str, Any]") -> "int | None":
     return None
 
 
-def make_in(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> LogicalIn:
+def make_in(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalIn | ExpanderPin":
     active_low = bool(spec.get("active_low", False))
     name = spec.get("expander")
     if name is not None:
-        pin = expanders[name].pin(spec["pin"], output=False, pull_up=spec.get("pull") == "up")
-        return LogicalIn(pin, active_low)
+        # The expander pin applies the polarity itself: no wrapper object per pin.
+        return expanders[name].pin(spec["pin"], output=False, pull_up=spec.get("pull") == "up", active_low=active_low)
     # pull None = explicitly no internal pull (MicroPython's documented value; the stubs only say int).
     raw = machine.Pin(spec["pin"], machine.Pin.IN, _pull(spec))  # type: ignore[arg-type]
     return LogicalIn(raw, active_low)
 
 
-def make_out(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> LogicalOut:
+def make_out(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalOut | ExpanderPin":
     """The pin is set to its OFF level before it is switched to output: no glitch on the load."""
     active_low = bool(spec.get("active_low", False))
     off = 1 if active_low else 0
     name = spec.get("expander")
     if name is not None:
-        pin = expanders[name].pin(spec["pin"], output=True, value=off)
-        return LogicalOut(pin, active_low)
+        return expanders[name].pin(spec["pin"], output=True, value=off, active_low=active_low)
     # value= sets the level before the direction (ESP32 port: gpio_set_level, then gpio_set_direction).
     raw = machine.Pin(spec["pin"], machine.Pin.OUT, value=off)
     return LogicalOut(raw, active_low)

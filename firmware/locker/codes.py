@@ -98,6 +98,25 @@ def _cmp_tag(buf, off, t):
     return 0
 
 
+def _codefile():
+    from locker import codefile
+
+    return codefile
+
+
+def _drop_codefile():
+    # Out of sys.modules AND off the package, or the module (bytecode, tables) stays on the heap.
+    import sys
+
+    import locker
+
+    sys.modules.pop("locker.codefile", None)
+    try:
+        delattr(locker, "codefile")
+    except AttributeError:
+        pass
+
+
 class CodeStore:
     def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600):
         self._key = key if isinstance(key, hmac256.HmacKey) else hmac256.HmacKey(key)
@@ -129,125 +148,20 @@ class CodeStore:
         self._n = 0
         self.revision = 0
         self._prune_ok = True
-        self._load_codes(problems)
-        self._load_journal(problems)
+        codefile = _codefile()
+        try:
+            codefile.load(self, problems)
+        finally:
+            _drop_codefile()
         return problems
 
-    def _load_codes(self, problems):
-        try:
-            f = open(self.path, "rb")
-        except OSError:
-            return
-        try:
-            self._read_codes(f, problems)
-        except OSError as exc:
-            problems.append("%s: read error %s" % (self.path, exc))
-        finally:
-            f.close()
-
-    def _read_codes(self, f, problems):
-        path = self.path
-        head = f.read(_CODES_HEAD_LEN + 4)
-        if not head:
-            problems.append("%s: empty" % path)
-            return
-        count = None
-        revision = 0
-        if (
-            len(head) == _CODES_HEAD_LEN + 4
-            and head[:2] == _CODES_MAGIC
-            and store.checksum(head[:_CODES_HEAD_LEN]) == head[_CODES_HEAD_LEN:]
-        ):
-            _, version, _, revision, count = struct.unpack(_CODES_HEAD, head[:_CODES_HEAD_LEN])
-            if version != _VERSION:
-                problems.append("%s: version %d" % (path, version))
-                self._prune_ok = False
-                return
-        else:
-            problems.append("%s: bad header" % path)
-        buf = self._buf
-        slot = self._slot
-        mv = memoryview(slot)
-        ndoors = len(self._prefixes)
-        seen = bad = n = 0
-        while count is None or seen < count:
-            got = f.readinto(slot)
-            if not got:
-                break
-            seen += 1
-            if got < _SLOT:
-                bad += 1
-                break
-            if store.checksum(mv[:RECORD_SIZE]) != slot[RECORD_SIZE:]:
-                bad += 1
-                continue
-            off = n * RECORD_SIZE
-            if (
-                slot[TAG_SIZE] >= ndoors
-                or slot[TAG_SIZE + 1] > _MAX_KIND
-                or n >= self.capacity
-                or (n and _cmp_tag(buf, off - RECORD_SIZE, slot) >= 0)
-            ):
-                bad += 1
-                continue
-            buf[off : off + RECORD_SIZE] = mv[:RECORD_SIZE]
-            n += 1
-        self._n = n
-        lost = bad
-        if count is not None and seen < count:
-            lost += count - seen
-        if count is not None and seen == count and f.read(1):
-            problems.append("%s: data after the last record" % path)
-        if lost:
-            problems.append("%s: lost %d records, kept %d" % (path, lost, n))
-        if lost or count is None:
-            revision = 0
-            self._prune_ok = False
-        self.revision = revision
-
-    # Replay used.bin into RAM. Any problem leaves _appended at -1: the next write rewrites it whole.
+    # Replay used.bin into RAM (after a failed write: RAM is read back from flash).
     def _load_journal(self, problems):
-        self._jn = 0
-        self._appended = -1
-        path = self.used_path
+        codefile = _codefile()
         try:
-            f = open(path, "rb")
-        except OSError:
-            return
-        slot = self._jslot
-        try:
-            head = f.read(_USED_HEAD_LEN + 4)
-            base = -1
-            if (
-                len(head) == _USED_HEAD_LEN + 4
-                and head[:2] == _USED_MAGIC
-                and head[2] in (1, _USED_VERSION)
-                and store.checksum(head[:_USED_HEAD_LEN]) == head[_USED_HEAD_LEN:]
-            ):
-                base = struct.unpack_from("<I", head, 4)[0]
-            else:  # read the entries anyway: each has its checksum, and one forgotten is a code back
-                problems.append("%s: %s" % (path, "bad header" if head else "empty"))
-            n = bad = 0
-            while True:
-                got = f.readinto(slot)
-                if got < _ENTRY_SLOT:  # a partial last entry: torn, dropped
-                    bad += got > 0
-                    break
-                n += 1
-                cid, door, state = struct.unpack_from(_ENTRY, slot, 0)
-                if store.checksum(slot[:_ENTRY_LEN]) != slot[_ENTRY_LEN:] or not 0 < state <= STATE_RELEASED:
-                    bad += 1  # damaged, or the last entry torn: skipped
-                else:
-                    self._set(cid, door, state, True)
-            bad += max(base - n, 0)
-            if bad:
-                problems.append("%s: lost %d used-code entries" % (path, bad))
-            elif base >= 0 and head[2] == _USED_VERSION:
-                self._appended = max(n - base, 0) * _ENTRY_SLOT
-        except OSError as exc:
-            problems.append("%s: read error %s" % (path, exc))
+            codefile._load_journal(self, problems)
         finally:
-            f.close()
+            _drop_codefile()
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -314,141 +228,24 @@ class CodeStore:
             yield (bytes(buf[off : off + TAG_SIZE]), door, kind, expiry, cid)
 
     # --- host updates ----------------------------------------------------------------------------
-
-    def _check(self, rec):
-        t, door, kind, expiry, cid = rec
-        if len(t) != TAG_SIZE:
-            raise ValueError("tag size")
-        if not 0 <= door < len(self._prefixes):
-            raise ValueError("door index")
-        if not 0 <= kind <= _MAX_KIND:
-            raise ValueError("kind")
-        if not (0 <= expiry <= _U32 and 0 <= cid <= _U32):
-            raise ValueError("expiry or code_id")
-        return (bytes(t), door, kind, expiry, cid)
-
-    def _normalize(self, records):
-        """Checked records, each displacing any earlier one with the same code_id or tag; by tag."""
-        by_id = {}
-        by_tag = {}
-        ids = set()  # every id and tag given, for apply(): each displaces a stored record
-        tags = set()
-        for r in records:
-            r = self._check(r)
-            ids.add(r[4])
-            tags.add(r[0])
-            old = by_id.pop(r[4], None)
-            if old is not None:
-                del by_tag[old[0]]
-            cid = by_tag.pop(r[0], None)
-            if cid is not None:
-                del by_id[cid]
-            by_id[r[4]] = r
-            by_tag[r[0]] = r[4]
-        out = list(by_id.values())
-        out.sort(key=lambda r: r[0])
-        return out, ids, tags
-
-    def _stream(self, revision, count, records):
-        """Chunks of a codes.bin holding count records from the iterable of RECORD_SIZE-byte records."""
-        slot = self._slot
-        mv = memoryview(slot)
-        head = struct.pack(_CODES_HEAD, _CODES_MAGIC, _VERSION, 0, revision, count)
-        yield head + store.checksum(head)
-        for rec in records:
-            slot[:RECORD_SIZE] = rec
-            slot[RECORD_SIZE:] = store.checksum(mv[:RECORD_SIZE])
-            yield slot
-
-    def _packed(self, recs):
-        one = bytearray(RECORD_SIZE)
-        for r in recs:
-            one[:TAG_SIZE] = r[0]
-            struct.pack_into(_FIELDS, one, TAG_SIZE, r[1], r[2], r[3], r[4])
-            yield one
+    # Rare (a console or network command): the code lives in locker.codefile, loaded for the call.
 
     def replace(self, revision, records):
         """Full snapshot: the store holds exactly these records afterwards (one atomic write)."""
-        recs, _, _ = self._normalize(records)
-        if len(recs) > self.capacity:
-            raise ValueError("capacity")
-        store.write_atomic(self.path, self._stream(revision, len(recs), self._packed(recs)))
-        off = 0
-        for rec in self._packed(recs):
-            self._buf[off : off + RECORD_SIZE] = rec
-            off += RECORD_SIZE
-        self._n = len(recs)
-        self.revision = revision
-        self._prune_ok = True  # the host's full snapshot: what is not in it is gone
-        self._compact(True)
+        codefile = _codefile()
+        try:
+            codefile.replace(self, revision, records)
+        finally:
+            _drop_codefile()
 
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the
         same code_id or tag; one atomic write."""
-        adds, add_ids, add_tags = self._normalize(add_records)
-        gone = set(remove_ids)
-        buf = self._buf
-        mv = self._mv
-        n = self._n
-        keep = bytearray(n)
-        kept = 0
-        for i in range(n):
-            off = i * RECORD_SIZE
-            cid = struct.unpack_from("<I", buf, off + _ID_OFF)[0]
-            if cid in gone or cid in add_ids or (add_tags and bytes(mv[off : off + TAG_SIZE]) in add_tags):
-                continue
-            keep[i] = 1
-            kept += 1
-        total = kept + len(adds)
-        if total > self.capacity:
-            raise ValueError("capacity")
-        store.write_atomic(self.path, self._stream(revision, total, self._merged(keep, adds)))
-        # Committed: update RAM in place. Compact the kept records, then merge the adds from the back.
-        w = 0
-        for i in range(n):
-            if keep[i]:
-                if w != i:
-                    buf[w * RECORD_SIZE : (w + 1) * RECORD_SIZE] = mv[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]
-                w += 1
-        i = w - 1
-        k = total - 1
-        j = len(adds) - 1
-        one = bytearray(RECORD_SIZE)
-        while j >= 0:
-            a = adds[j]
-            if i >= 0 and _cmp_tag(buf, i * RECORD_SIZE, a[0]) > 0:
-                buf[k * RECORD_SIZE : (k + 1) * RECORD_SIZE] = mv[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]
-                i -= 1
-            else:
-                one[:TAG_SIZE] = a[0]
-                struct.pack_into(_FIELDS, one, TAG_SIZE, a[1], a[2], a[3], a[4])
-                buf[k * RECORD_SIZE : (k + 1) * RECORD_SIZE] = one
-                j -= 1
-            k -= 1
-        self._n = total
-        self.revision = revision
-        self._compact(True)
-
-    def _merged(self, keep, adds):
-        """The kept RAM records and the sorted adds, merged in tag order."""
-        buf = self._buf
-        mv = self._mv
-        packed = self._packed(adds)
-        j = 0
-        nxt = next(packed) if adds else None
-        for i in range(len(keep)):
-            if not keep[i]:
-                continue
-            off = i * RECORD_SIZE
-            while nxt is not None and _cmp_tag(buf, off, adds[j][0]) > 0:
-                yield nxt
-                j += 1
-                nxt = next(packed) if j < len(adds) else None
-            yield mv[off : off + RECORD_SIZE]
-        while nxt is not None:
-            yield nxt
-            j += 1
-            nxt = next(packed) if j < len(adds) else None
+        codefile = _codefile()
+        try:
+            codefile.apply(self, revision, add_records, remove_ids)
+        finally:
+            _drop_codefile()
 
     # --- the used-code journal ------------------------------------------------------------------
 

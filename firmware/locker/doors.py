@@ -9,7 +9,6 @@
 # poll() allocates nothing. Times are ticks passed in by the caller, compared with ticks_diff only.
 from micropython import const
 
-from locker.debounce import Debouncer
 from locker.ring import Ring
 from locker.ticks import ticks_diff
 
@@ -130,18 +129,28 @@ class DoorBank:
         stable = _clamp(sensor_debounce_ms, 0, _MAX_SPAN_MS)
         self.events = Ring(queue_size)
 
-        self._closed = [Debouncer(1 if p.value() else 0, stable) for p in self._closed_pin]
-        self._parcel = [None if p is None else Debouncer(1 if p.value() else 0, stable) for p in parcel_sensors]
-        self._state = [LOCKED] * n
-        self._phase = [_P_IDLE] * n
-        self._tries = [0] * n  # pulses given in the current unlock
+        # Sensor debounce (locker.debounce.Debouncer's rule) kept in flat tables, not one object per
+        # sensor: entry d is door d's closed sensor, n + d its parcel sensor (unused without one).
+        self._stable = stable
+        self._db = bytearray(2 * n)  # debounced state
+        for d in range(n):
+            self._db[d] = 1 if self._closed_pin[d].value() else 0
+            p = self._parcel_pin[d]
+            if p is not None:
+                self._db[n + d] = 1 if p.value() else 0
+        self._dc = bytearray(self._db)  # last raw level seen
+        self._dt = [0] * (2 * n)  # ticks when that level was first seen
+        # Per-door small ints (0-255) in bytearrays: a byte each instead of a list slot each.
+        self._state = bytearray(n)  # LOCKED
+        self._phase = bytearray(n)  # _P_IDLE
+        self._tries = bytearray(n)  # pulses given in the current unlock (at most retries + 2)
         self._t = [0] * n  # _P_CONFIRM: end of the pulse; OPEN: when the door was seen open
-        self._alarmed = [0] * n  # EV_LEFT_OPEN sent for this open period
-        self._unlocked = [0] * n  # the open period comes from an unlock (-> CLOSED on close)
-        self._suspect = [0] * n  # EV_SENSOR_SUSPECT sent for the current unlock
-        self._oos = [0] * n
-        self._inq = [0] * n  # the door has an entry in the FIFO (maybe a cancelled one)
-        self._fifo = [0] * n  # each door is queued at most once, so n slots are enough
+        self._alarmed = bytearray(n)  # EV_LEFT_OPEN sent for this open period
+        self._unlocked = bytearray(n)  # the open period comes from an unlock (-> CLOSED on close)
+        self._suspect = bytearray(n)  # EV_SENSOR_SUSPECT sent for the current unlock
+        self._oos = bytearray(n)
+        self._inq = bytearray(n)  # the door has an entry in the FIFO (maybe a cancelled one)
+        self._fifo = bytearray(n)  # door indices (< _MAX_DOORS); each queued at most once: n slots
         self._qhead = 0
         self._qlen = 0
         self._active = -1
@@ -188,7 +197,7 @@ class DoorBank:
         """After a reboot: a door found open for a pickup in progress counts as opened by an unlock,
         so closing it gives EV_CLOSED and state CLOSED. No effect unless LOCKED and seen open."""
         self._check(door)
-        if self._state[door] != LOCKED or self._phase[door] != _P_IDLE or self._closed[door].state:
+        if self._state[door] != LOCKED or self._phase[door] != _P_IDLE or self._db[door]:
             return False
         self._enter_open(door, 1, now_ms)
         return True
@@ -227,14 +236,24 @@ class DoorBank:
 
     def is_closed(self, door):
         self._check(door)
-        return self._closed[door].state == 1
+        return self._db[door] == 1
 
     def has_parcel(self, door):
         self._check(door)
-        p = self._parcel[door]
-        if p is None:
+        if self._parcel_pin[door] is None:
             return None
-        return p.state == 1
+        return self._db[self._n + door] == 1
+
+    def _debounce(self, i, raw, now_ms):
+        """Feed one raw sample of sensor i; True when its debounced state changed. A level different
+        from the state is accepted once seen continuously for at least sensor_debounce_ms."""
+        if raw != self._dc[i]:
+            self._dc[i] = raw
+            self._dt[i] = now_ms
+        if self._dc[i] != self._db[i] and ticks_diff(now_ms, self._dt[i]) >= self._stable:
+            self._db[i] = self._dc[i]
+            return True
+        return False
 
     def energized(self):
         return self._active
@@ -260,21 +279,21 @@ class DoorBank:
 
         for d in range(self._n):
             # 2. sensors
-            if self._closed[d].update(1 if self._closed_pin[d].value() else 0, now_ms):
-                if self._closed[d].state:
+            if self._debounce(d, 1 if self._closed_pin[d].value() else 0, now_ms):
+                if self._db[d]:
                     self._on_close(d)
                 else:
                     self._on_open(d, now_ms)
-            p = self._parcel[d]
-            if p is not None and p.update(1 if self._parcel_pin[d].value() else 0, now_ms):
-                self._emit(EV_PARCEL_IN if p.state else EV_PARCEL_OUT, d)
+            p = self._parcel_pin[d]
+            if p is not None and self._debounce(self._n + d, 1 if p.value() else 0, now_ms):
+                self._emit(EV_PARCEL_IN if self._db[self._n + d] else EV_PARCEL_OUT, d)
 
             # 3. timers
             ph = self._phase[d]
             if ph == _P_CONFIRM:
                 if self._t[d] == _NO_TIME:
                     self._t[d] = now_ms  # window of a pulse cut by all_off()
-                if not self._closed[d].state:
+                if not self._db[d]:
                     # still "open" after the pulse: the sensor said so from the start (suspect)
                     self._phase[d] = _P_IDLE
                     self._emit(EV_OPENED, d)
@@ -336,7 +355,7 @@ class DoorBank:
         self._on_at = now_ms
         self._sol[d].value(1)
         self._emit(EV_PULSE_ON, d)
-        if self._state[d] == UNLOCKING and not self._closed[d].state and not self._suspect[d]:
+        if self._state[d] == UNLOCKING and not self._db[d] and not self._suspect[d]:
             # "open" before the latch was released: a cut wire reads like this. Pulse anyway.
             self._suspect[d] = 1
             self._emit(EV_SENSOR_SUSPECT, d)

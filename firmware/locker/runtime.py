@@ -7,16 +7,26 @@ import sys
 
 from micropython import const
 
-from locker import store
 from locker.ticks import ticks_diff, ticks_ms
 
-_VERSION = "0.1.0"
 _HOUSEKEEPING_MS = const(500)
 _WATCHDOG_CHECK_MS = const(1000)
 
 
 def log(*parts):
     print("log|", *parts)
+
+
+def _unload(name):
+    """Drop locker.<name> for good: from sys.modules AND from the locker package, whose attribute
+    would otherwise keep the module (and its bytecode) alive."""
+    import locker
+
+    sys.modules.pop("locker." + name, None)
+    try:
+        delattr(locker, name)
+    except AttributeError:
+        pass
 
 
 class Runtime:
@@ -29,83 +39,23 @@ class Runtime:
     # --- boot ---------------------------------------------------------------------------------
 
     def boot(self):
-        import json
-
         now = ticks_ms()
-        from locker import config
+        # The boot interleaves garbage (imports, parsing) with objects that live for good. Collecting
+        # every few KB keeps those objects packed low in the heap instead of strewn across it between
+        # small holes: the running locker then finds contiguous free blocks. Boot only (a collection
+        # in the keypad loop would show in the latency).
+        gc.threshold(4096)
+        from locker import startup  # boot-only: the work is there, the module goes afterwards
 
-        self.cfg = config.load()
-        key = config.load_key()
-        try:
-            with open("board.json") as f:
-                spec = json.load(f)
-            labels = [str(d["label"]) for d in spec["doors"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            spec, labels = None, None
-            self.safe_reason = "board.json: %s" % exc
-        # The code table is the one large block of heap (13 KB for 512 codes): it is taken first,
-        # while the heap is still whole. The latches are held off by their drivers' gate
-        # pull-downs from reset until Board() drives them, a few milliseconds later.
-        codes = None
-        if key is not None and labels is not None:
-            from locker.codes import CodeStore
-
-            gc.collect()
-            codes = CodeStore(key, labels, capacity=self.cfg.code_capacity)
-        if spec is not None:
-            from hal.board import Board
-
-            try:
-                self.board = Board(spec)  # switches every solenoid off first thing
-            except Exception as exc:  # a board we cannot drive: safe mode, console only
-                self.safe_reason = "board: %s" % exc
-                log("board failed:", exc)
-        from hal import system
-        from locker.clock import WallClock
-        from locker.safemode import BootCounter
-
-        store.cleanup()
-        for problem in self.cfg.problems:
-            log(problem)
-        counter = BootCounter(self.cfg.safe_mode_boots)
-        if counter.start():
-            self.safe_reason = self.safe_reason or "%d failed boots in a row" % self.cfg.safe_mode_boots
-        self.counter = counter
-        if key is None and self.safe_reason is None:
-            self.safe_reason = "not provisioned: locker.key missing or malformed"
-        self.clock = WallClock()
-        self.clock.boot(system.wall_clock(), now)
-        self.key = key
-        self.reset_cause = system.reset_cause()
-        spec = labels = None  # parsed board.json: not needed once the board is built
-        if self.safe_reason is None:
-            from locker.app import Locker
-
-            self.locker = Locker(self.board, self.cfg, key, self.clock, now, codes)
-            self.locker.record("boot", None, {"cause": self.reset_cause, "v": _VERSION}, now)
-            # Settings and the boot counter were read before the locker could record anything.
-            for problem in self.cfg.problems + ([counter.problem] if counter.problem else []):
-                self.locker.record("problem", None, {"m": problem[:80]}, now)
-        else:
-            log("SAFE MODE:", self.safe_reason)
-            codes = None  # give the table back: safe mode never checks a code
-            if self.board is not None:
-                self.board.all_off()
-                self._show_safe()
+        startup.boot(self, now)
+        startup = None
+        # Boot-only modules go: their tables and bytecode are heap the running locker can use.
+        _unload("startup")
+        _unload("safemode")
+        gc.threshold(-1)
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
-        # Boot-only modules go: their tables and bytecode are heap the running locker can use.
-        for name in ("locker.config", "locker.safemode"):
-            sys.modules.pop(name, None)
         log("ready", mode, ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
-
-    def _show_safe(self):
-        from locker import messages
-
-        lines = messages.render(self.cfg.language, "out_of_service")
-        if self.board.display is not None:
-            self.board.display.show(lines)
-        print("display|%s|%s" % lines)
 
     # --- tasks --------------------------------------------------------------------------------
 

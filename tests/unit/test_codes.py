@@ -96,6 +96,22 @@ def test_replace_and_lookup():
     assert _look(s, _code(5))[0] == codes.UNKNOWN
 
 
+def test_rare_parts_are_not_kept_loaded():
+    # Loading and host updates run from locker.codefile, which is dropped again after each call.
+    import sys
+
+    import locker
+
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.load()
+    s.replace(3, [_rec(0, 1), _rec(1, 2)])
+    s.apply(4, [_rec(2, 3)], [1])
+    assert s.count() == 2 and s.revision == 4
+    assert "locker.codefile" not in sys.modules
+    assert not hasattr(locker, "codefile")
+
+
 def test_a_code_only_opens_its_own_door():
     d = fakes.scratch_dir("codes")
     s = _new(d)

@@ -308,3 +308,31 @@ def test_configuring_a_pin_on_a_dead_bus_raises():
         assert "pin 3" in str(exc)
     else:
         assert False, "expected ExpanderError"
+
+
+def test_active_low_pins_apply_their_polarity():
+    # One object per expander pin: an active-low pin inverts reads and writes itself (hal.pins relies
+    # on it instead of wrapping the pin).
+    fake = FakeMCP()
+    x = MCP23017(fake, 0x20)
+    sol = x.pin(2, output=True, value=1, active_low=True)  # off = high on the wire
+    sensor = x.pin(11, pull_up=True, active_low=True)
+    plain = x.pin(12, pull_up=True)
+    assert fake.driven[2] == [1]
+    assert sol.output and not sensor.output
+    assert sol.value() == 0  # logical off
+    sol.value(1)
+    assert fake.output_level(2) == 0 and sol.value() == 1
+    sol.on()
+    assert fake.output_level(2) == 0
+    sol.off()
+    assert fake.output_level(2) == 1 and sol.value() == 0
+    fake.external[11] = 0
+    fake.external[12] = 0
+    x.refresh()
+    assert sensor.value() == 1 and plain.value() == 0
+    fake.external[11] = 1
+    x.refresh()
+    assert sensor.value() == 0
+    sensor.value(1)  # ignored on an input
+    assert fake.output_level(11) is None
