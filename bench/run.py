@@ -29,6 +29,7 @@ import heap_probe  # noqa: E402
 import simlocker as S  # noqa: E402
 
 from lockertools import sim as _sim  # noqa: E402
+from lockertools.sim import SimError  # noqa: E402
 
 T = TypeVar("T")
 
@@ -88,8 +89,11 @@ def at_heap(what: str, fn: Callable[[str], T], report: Report) -> tuple[T, str]:
     """fn(heap) at HEAP; if the firmware dies there, say so and measure at FALLBACK_HEAP."""
     try:
         return fn(HEAP), HEAP
-    except S.Crashed as exc:
-        report.note(f"{what}: the firmware crashed at heap {HEAP} ({exc}); measured at {FALLBACK_HEAP} instead.")
+    except (S.Crashed, SimError) as exc:
+        # A timeout counts too: a firmware that reset mid-run (MemoryError -> exception handler ->
+        # reset) leaves the bench waiting for an answer that never comes.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        report.note(f"{what}: the firmware failed at heap {HEAP} ({first}); measured at {FALLBACK_HEAP} instead.")
         say(f"{what}: crashed at {HEAP}; again at {FALLBACK_HEAP}")
         return fn(FALLBACK_HEAP), FALLBACK_HEAP
 
@@ -316,7 +320,7 @@ def other_job(tmp: Path, report: Report) -> None:
             r["per"] <= FLASH_GOAL,
         )
         report.note(
-            f"flash per pickup, {label}: used.bin {p['used.bin']:.0f} B (2 rewrites of the journal,"
+            f"flash per pickup, {label}: used.bin {p['used.bin']:.0f} B (journal appends and compaction;"
             f" {p['used_size']} B after), outbox {p['outbox']:.0f} B, audit.log {p['audit.log']:.0f} B,"
             f" other {r['per'] - p['used.bin'] - p['outbox'] - p['audit.log']:.0f} B"
         )
