@@ -6,6 +6,7 @@
 # When full, the oldest event is dropped and counted in `dropped` (the app reports it).
 import os
 import struct
+from array import array
 
 from micropython import const
 
@@ -26,7 +27,10 @@ class Outbox:
         self.capacity = capacity
         self.dropped = 0
         self.problems = []  # damaged events found after load() (by peek)
-        self._seqs = []  # sequence numbers on flash, oldest first
+        # Sequence numbers on flash, oldest first: one preallocated array, so a locker whose host
+        # is away for days does not grow (and fragment) a list by one entry per event.
+        self._seqs = array("I", bytes(4 * (capacity + 1)))  # raw zeros: 4-byte items on both runtimes
+        self._n = 0
         self._next = 1
         self._reserved = 0
 
@@ -77,19 +81,32 @@ class Outbox:
                 continue
             seqs.append(seq)
         seqs.sort()
-        self._seqs = seqs
+        for seq in seqs[: max(0, len(seqs) - self.capacity)]:
+            store.remove(self._path(seq))
+            self.dropped += 1
+        kept = seqs[-self.capacity :] if seqs else seqs
+        for i, seq in enumerate(kept):
+            self._seqs[i] = seq
+        self._n = len(kept)
         self._reserved = reserved
         self._next = max(reserved, (seqs[-1] + 1) if seqs else 1, 1)
         self.problems = []
-        while len(self._seqs) > self.capacity:
-            self._drop_oldest()
         return problems
 
     def __len__(self):
-        return len(self._seqs)
+        return self._n
+
+    def _forget(self, i):
+        """Remove entry i, keeping the order (a memmove of at most `capacity` ints)."""
+        n = self._n
+        if i < n - 1:
+            mv = memoryview(self._seqs)
+            mv[i : n - 1] = mv[i + 1 : n]
+        self._n = n - 1
 
     def _drop_oldest(self):
-        store.remove(self._path(self._seqs.pop(0)))
+        store.remove(self._path(self._seqs[0]))
+        self._forget(0)
         self.dropped += 1
 
     def put(self, payload):
@@ -101,14 +118,15 @@ class Outbox:
             self._reserved = reserved
         store.save(self._path(seq), payload)
         self._next = seq + 1
-        self._seqs.append(seq)
-        while len(self._seqs) > self.capacity:
+        if self._n >= self.capacity:
             self._drop_oldest()
+        self._seqs[self._n] = seq
+        self._n += 1
         return seq
 
     def peek(self):
         """(seq, payload) of the oldest event, or None. A damaged event is removed and skipped."""
-        while self._seqs:
+        while self._n:
             seq = self._seqs[0]
             try:
                 payload = store.load(self._path(seq))
@@ -118,11 +136,14 @@ class Outbox:
             if payload is not None:
                 return (seq, payload)
             store.remove(self._path(seq))
-            self._seqs.pop(0)
+            self._forget(0)
         return None
 
     def ack(self, seq):
         """The host has the event: forget it. Unknown numbers are ignored."""
-        if seq in self._seqs:
-            store.remove(self._path(seq))
-            self._seqs.remove(seq)
+        seqs = self._seqs
+        for i in range(self._n):
+            if seqs[i] == seq:
+                store.remove(self._path(seq))
+                self._forget(i)
+                return
