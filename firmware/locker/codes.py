@@ -60,21 +60,17 @@ STATE_RELEASED = const(3)  # on flash only: a released code has no entry in RAM
 TAG_SIZE = const(16)
 RECORD_SIZE = const(26)
 
-_MAX_KIND = const(2)
+# File-format constants shared with locker/codefile.py. `_X = const()` names are compiled in and
+# cannot be imported, so the two modules each carry them; tests/host/test_firmware_builds.py
+# checks that they agree.
 _SLOT = const(30)  # record + checksum, on flash
 _FIELDS = "<BBII"  # door, kind, expiry, code_id after the tag
-_VERSION = const(1)
-_CODES_MAGIC = b"LC"
-_CODES_HEAD = "<2sBBII"
-_CODES_HEAD_LEN = const(12)
 _USED_MAGIC = b"LU"
 _USED_VERSION = const(2)
 _USED_HEAD = "<2sBBI"
-_USED_HEAD_LEN = const(8)
 _ENTRY = "<IBB"  # code_id, door, state: a journal entry in RAM, and on flash before its checksum
 _ENTRY_LEN = const(6)
 _ENTRY_SLOT = const(10)
-_U32 = const(0xFFFFFFFF)
 _ID_OFF = const(22)  # code_id within a record
 
 

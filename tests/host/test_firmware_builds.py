@@ -41,3 +41,18 @@ def test_only_the_hardware_layer_imports_machine() -> None:
         if re.search(r"^\s*(?:import|from)\s+machine\b", p.read_text(), re.M)
     ]
     assert offenders == []
+
+
+def test_code_file_format_constants_agree_between_codes_and_codefile() -> None:
+    # MicroPython's private `_X = const()` names cannot be imported, so both modules carry them.
+    from lockertools import use_firmware_modules
+
+    use_firmware_modules()
+    from locker import codefile, codes  # type: ignore[import-not-found]
+
+    shared = [n for n in vars(codes) if re.fullmatch(r"_[A-Z][A-Z0-9_]*", n) and hasattr(codefile, n)]
+    assert len(shared) >= 8, shared
+    mismatched = {
+        n: (getattr(codes, n), getattr(codefile, n)) for n in shared if getattr(codes, n) != getattr(codefile, n)
+    }
+    assert mismatched == {}
