@@ -13,7 +13,7 @@ from micropython import const
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, Protocol, overload
+    from typing import Any, Protocol, overload  # TYPE_CHECKING only: mpy-cross drops the block
 
     class I2CLike(Protocol):
         def readfrom_mem_into(self, __addr: int, __memaddr: int, __buf: bytearray) -> None: ...

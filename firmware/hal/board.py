@@ -9,7 +9,7 @@ from hal.pins import make_in, make_out
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional  # TYPE_CHECKING only: mpy-cross drops the block
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd

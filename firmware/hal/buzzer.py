@@ -10,7 +10,7 @@ from micropython import const
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Tuple
+    from typing import Tuple  # TYPE_CHECKING only: mpy-cross drops the block
 
     from hal import PWMLike
 

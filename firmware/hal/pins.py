@@ -7,7 +7,7 @@ from micropython import const
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, overload
+    from typing import Any, overload  # TYPE_CHECKING only: mpy-cross drops the block
 
     from hal import PinLike
     from hal.mcp23017 import MCP23017, ExpanderPin
