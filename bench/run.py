@@ -34,7 +34,7 @@ from lockertools.sim import SimError  # noqa: E402
 T = TypeVar("T")
 
 HEAP = "128K"  # the firmware's heap the figures are asked for
-FALLBACK_HEAP = getattr(_sim, "DEFAULT_HEAP", "192K")  # the simulator's default, if 128K crashes
+FALLBACK_HEAP = _sim.CONSOLE_SYNC_HEAP  # when 128K fails: the heap the console-sync tests use
 KEY_DEBOUNCE_MS = 20  # config.py default; the bench runs the firmware with default settings
 LATENCY_GOAL_MS = KEY_DEBOUNCE_MS + 10
 HEAP_GOAL = 64 * 1024

@@ -10,7 +10,7 @@ import pytest
 from lockertools import BOARDS_DIR
 from lockertools.commands import CommandSigner
 from lockertools.flash import CodeSpec, code_rows, prepare
-from lockertools.sim import VirtualBoard
+from lockertools.sim import CONSOLE_SYNC_HEAP, VirtualBoard
 
 pytestmark = pytest.mark.scenario
 BOARD = BOARDS_DIR / "esp32-4door.json"
@@ -48,7 +48,7 @@ def test_signed_code_change_is_applied_once_and_forgeries_are_refused(tmp_path: 
     signer = CommandSigner("L1", secrets.key)
     add = signer.command("codes.apply", {"rev": 2, "base": 1, "add": [_apply_row(secrets.key, "55550000", "3", 8)]})
     forged = CommandSigner("L1", b"x" * 32).command("codes.apply", {"rev": 3, "base": 2, "add": [], "del": [7]})
-    with VirtualBoard(tmp_path) as board:
+    with VirtualBoard(tmp_path, heap=CONSOLE_SYNC_HEAP) as board:
         board.boot(keep_rtc=NOW)
         board.wait_log("ready normal")
         board.send_console(add.decode())

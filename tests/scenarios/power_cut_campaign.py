@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from lockertools import BOARDS_DIR, use_firmware_modules
 from lockertools.commands import CommandSigner
 from lockertools.flash import CodeSpec, prepare
-from lockertools.sim import SimError, SimTimeout, VirtualBoard
+from lockertools.sim import CONSOLE_SYNC_HEAP, SimError, SimTimeout, VirtualBoard
 
 use_firmware_modules()
 from locker import codes as fw_codes  # noqa: E402  (firmware modules, importable only now)
@@ -303,7 +303,12 @@ class Campaign:
         self.rev = 1
         self.store: dict[int, tuple[bytes, int, int, int, int]] = store_recs  # the model: code id -> record
         self.signer = CommandSigner(self.secrets.locker_id, self.key)
-        self.b = VirtualBoard(self.flash, log_limit=10**6, **({"firmware_dir": firmware_dir} if firmware_dir else {}))
+        self.b = VirtualBoard(
+            self.flash,
+            heap=CONSOLE_SYNC_HEAP,  # signed code changes on the console: see lockertools.sim
+            log_limit=10**6,
+            **({"firmware_dir": firmware_dir} if firmware_dir else {}),
+        )
         self.b.parcels.update(range(len(labels)))  # a parcel waits behind every door
         self.log = LogView(self.b, self._on_fw_event)
         self.announced: dict[int, str] = {}  # code id -> door label of every pickup announced
