@@ -417,6 +417,13 @@ class VirtualBoard:
         with self._cond:
             return list(self._log)
 
+    def click_after(self, since: int, down: Event) -> Event | None:
+        """The firmware's key click (buzzer on) after the key-down echo `down`."""
+        for e in self._events[since:]:
+            if e.get("ev") == "buzzer" and e.get("duty") and e.get("t", 0) >= down.get("t", 0):
+                return e
+        return None
+
     def _find(self, kind: str, since: int, match: dict[str, Any]) -> Event | None:
         for e in self._events[since:]:
             if e.get("ev") == kind and all(e.get(k) == v for k, v in match.items()):
@@ -512,9 +519,16 @@ class VirtualBoard:
 
     def tap(self, key: str, hold_ms: int = 60, gap_ms: int = 60) -> Event:
         """Press, hold for hold_ms once the board has the key down, release, leave gap_ms. Returns the echo."""
+        with self._cond:
+            mark = len(self._events)
         down = self.press(key)
         assert down is not None
         time.sleep(hold_ms / 1000)  # a finger on the key: the duration is the point, not a wait
+        # A person keeps the key down until the locker clicks. On a loaded host the firmware's scan
+        # loop can be late by more than hold_ms; without this, the key would be lost to the host's
+        # load, not to anything the firmware does. Bounded: a board that ignores keys (safe mode)
+        # gets the plain hold.
+        self.watch(lambda: self.click_after(mark, down), timeout=1.0)
         self.release(key)
         time.sleep(gap_ms / 1000)
         return down

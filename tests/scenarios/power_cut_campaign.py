@@ -475,6 +475,8 @@ class Campaign:
         if on_down is not None:
             on_down()
         self.sleep(HOLD_S)
+        # Held until the locker clicks (bounded), as VirtualBoard.tap does: host load must not eat keys.
+        self.b.watch(lambda: self.b.click_after(since, down), timeout=1.0)
         since = self.b.mark()
         self.b.release(key, wait=False)
         self.wait(lambda: self.b.events_find("key", since, key=key, down=0), f"key {key} up")
