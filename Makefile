@@ -7,8 +7,10 @@ MPY     := $(BIN)/micropython
 BOARD   ?= esp32-4door
 HEAP    ?= 128K
 export PYTHONDONTWRITEBYTECODE := 1
+# Debian packages, as command=package: the broker for the sync tests and the simulated locker wall.
+SYSTEM_PACKAGES := mosquitto=mosquitto
 
-.PHONY: help sim test test-fast check lint typecheck mpy bench clean distclean
+.PHONY: help system-packages sim test test-fast check lint typecheck mpy bench clean distclean
 
 help:
 	@echo "make sim     run a simulated locker (real firmware, simulated board) in this terminal"
@@ -22,10 +24,13 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-sim: $(STAMP)
+system-packages:
+	@scripts/system-packages $(SYSTEM_PACKAGES)
+
+sim: $(STAMP) system-packages
 	$(BIN)/lockerctl sim run --board boards/$(BOARD).json
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)
@@ -44,7 +49,7 @@ typecheck: $(STAMP)
 mpy: $(STAMP)
 	@$(BIN)/python bench/mpy_sizes.py
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python bench/run.py
 
 clean:
