@@ -1,0 +1,79 @@
+"""The contract itself: the examples in docs/protocol.md validate, and the schemas can say no."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from lockertools import REPO_ROOT
+from lockertools.contract import ContractError, check, check_wire, kind_of_topic
+
+_HEADING_KIND = {"status (retained)": "status", "doors (retained)": "doors", "event": "event", "reply": "reply"}
+
+
+def _doc_examples() -> list[tuple[str, dict[str, object]]]:
+    """(kind, message) for every JSON example under a message heading of docs/protocol.md."""
+    text = (REPO_ROOT / "docs" / "protocol.md").read_text()
+    out = []
+    heading = ""
+    for block in re.split(r"(^#{2,3} .*$)", text, flags=re.M):
+        if block.startswith("#"):
+            heading = block.lstrip("#").strip()
+            continue
+        for example in re.findall(r"```json\n(.*?)```", block, flags=re.S):
+            kind = _HEADING_KIND.get(heading, "command" if heading.startswith("Commands") else None)
+            if kind is not None:
+                out.append((kind, json.loads(example)))
+    return out
+
+
+def test_the_doc_has_an_example_of_every_message() -> None:
+    assert sorted({kind for kind, _ in _doc_examples()}) == ["command", "doors", "event", "reply", "status"]
+
+
+@pytest.mark.parametrize(("kind", "message"), _doc_examples())
+def test_doc_examples_follow_the_contract(kind: str, message: dict[str, object]) -> None:
+    check(kind, message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "field"),
+    [
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "pickup", "t": 5, "d": "A1", "id": 9, "code": "1"}}, "ev"),
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "pickup", "t": 5}}, "ev"),
+        ("event", {"v": 2, "lid": "a", "seq": 3, "ev": {"k": "boot", "t": None}}, "v"),
+        ("status", {"v": 1, "lid": "a/b", "online": False}, "(root)"),
+        ("status", {"v": 1, "lid": "a", "online": False, "rev": 3}, "(root)"),
+        ("command", {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "open_all"}, "op"),
+        (
+            "command",
+            {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "codes.apply",
+             "args": {"base": 0, "rev": 1, "add": [["0F" * 16, "A1", 0, 0, 1]]}},
+            "args/add/0/0",
+        ),
+        ("reply", {"v": 1, "lid": "a", "tx": "t", "cseq": 5, "ok": False}, "(root)"),
+    ],
+)  # fmt: skip
+def test_the_contract_refuses(kind: str, message: dict[str, object], field: str) -> None:
+    with pytest.raises(ContractError, match=re.escape(field)):
+        check(kind, message)
+
+
+def test_check_wire_needs_the_right_key_and_topic() -> None:
+    from lockertools import use_firmware_modules
+
+    use_firmware_modules()
+    from locker import protocol  # type: ignore[import-not-found]
+    from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
+
+    key = bytes(range(32))
+    wire = protocol.sign(HmacKey(key), b'{"v":1,"lid":"hall-1","online":false}')
+    assert check_wire("lockers/hall-1/status", wire, key)["online"] is False
+    with pytest.raises(ContractError, match="bad_signature"):
+        check_wire("lockers/hall-1/status", wire, bytes(32))
+    with pytest.raises(ContractError, match="does not match"):
+        check_wire("lockers/hall-2/status", wire, key)
+    with pytest.raises(ContractError, match="not lockers"):
+        kind_of_topic("lockers/hall-1/secrets")
