@@ -1,0 +1,606 @@
+"""A mosquitto 2 set-up for a locker fleet: configuration, users, topic ACL and a private TLS CA.
+
+`BrokerSetup(directory, ...)` keeps everything the broker needs in one directory:
+
+- ``mosquitto.conf``: ``allow_anonymous false``, password file, ACL file, persistence with
+  ``autosave_on_changes`` (a broker restart keeps the host's queued events), listeners bound to the
+  given address only, ``use_username_as_clientid`` (a locker cannot take over another's session);
+- ``passwd``: one PBKDF2-SHA512 entry per user (mosquitto's ``$7$`` format, written in pure Python so
+  no password goes on a command line); a password is returned once and only its hash is kept;
+- ``acl``: the patterns of docs/protocol.md ("Broker");
+- with TLS: ``ca.crt``/``ca.key`` (the fleet's CA, kept across runs) and ``server.crt``/``server.key``;
+- ``broker.json``: the settings and which users are host users, so a later run can add users.
+
+Keys, the password file and the ACL are written 0600. Running it again keeps users and the CA.
+`broker_cli` is the ``lockerctl broker`` command group (init, add-locker, add-host, run).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+LID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+PASSWORD_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the broker reads the count from each entry
+SALT_BYTES = 12
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+MAX_QUEUED_MESSAGES = 100_000
+SETTINGS_VERSION = 1
+SERVER_CERT_DAYS = 825
+SERVER_CERT_RENEW_DAYS = 90
+CA_CERT_YEARS = 20
+# Certificates are valid from 2000-01-01: a board whose clock is not yet set (MicroPython's RTC starts
+# at 2000-01-01) must still accept the broker's certificate if its TLS stack checks dates.
+NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")  # not on a normal user's PATH
+INSTALL_HINT = "mosquitto is not installed: run `sudo apt-get install -y mosquitto` (or `make system-packages`)"
+
+ACL_LOCKER_WRITE = ("status", "doors", "events", "reply")
+ACL_LOCKER_READ = ("cmd",)
+
+
+class BrokerError(Exception):
+    """A set-up that cannot be made or used; the message is for people."""
+
+
+def check_lid(lid: str) -> str:
+    """Returns `lid` if it is a valid locker id (1-32 of [A-Za-z0-9_-]); ACL patterns use %u, so
+    `+`, `#` and `/` in a user name would widen them."""
+    if not isinstance(lid, str) or not LID_RE.fullmatch(lid):
+        raise BrokerError(f"bad locker id {lid!r}: use 1-32 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return lid
+
+
+def hash_password(password: str, *, iterations: int = PASSWORD_ITERATIONS, salt: bytes | None = None) -> str:
+    """A mosquitto 2 password-file hash: ``$7$<iterations>$<b64 salt>$<b64 PBKDF2-HMAC-SHA512>``."""
+    if not password:
+        raise BrokerError("empty password")
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True if `password` matches a ``$7$`` (or ``$6$``: one SHA-512 round) mosquitto hash."""
+    parts = encoded.split("$")
+    try:
+        if len(parts) == 5 and parts[1] == "7":
+            salt, want = base64.b64decode(parts[3]), base64.b64decode(parts[4])
+            got = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, int(parts[2]))
+        elif len(parts) == 4 and parts[1] == "6":
+            salt, want = base64.b64decode(parts[2]), base64.b64decode(parts[3])
+            got = hashlib.sha512(password.encode("utf-8") + salt).digest()
+        else:
+            return False
+    except ValueError:
+        return False
+    return secrets.compare_digest(got, want)
+
+
+def new_password() -> str:
+    """A random password (192 bits, URL-safe: fits a JSON file and a MicroPython string)."""
+    return secrets.token_urlsafe(24)
+
+
+def find_mosquitto() -> str:
+    """The mosquitto executable, or BrokerError naming the package to install."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in MOSQUITTO_PATHS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerError(INSTALL_HINT)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the kernel's pick)."""
+    family = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    """Writes `path` whole (tmp + rename), created with `mode` so a secret is never readable by others."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_conf_path(path: Path) -> None:
+    text = str(path)
+    if any(c.isspace() for c in text) or "#" in text:
+        raise BrokerError(f"{text}: mosquitto cannot read paths with spaces or '#'; choose another directory")
+
+
+class BrokerSetup:
+    """The broker's directory. The constructor states the wanted settings; `write()` makes the files.
+
+    `port` is the plain MQTT listener (None: none; 0: a free port, kept on later runs), `tls_port` the
+    TLS listener (None: no TLS; 0: a free port). Both listen on `host` only. `names` are extra host
+    names or addresses for the server certificate (`host` is in it unless it is a wildcard address).
+    If the directory was set up before, its users and CA are kept.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int | None = 0,
+        tls_port: int | None = None,
+        names: Sequence[str] = (),
+    ) -> None:
+        self.directory = Path(directory).resolve()
+        _check_conf_path(self.directory)
+        if not host or any(c.isspace() for c in host):
+            raise BrokerError(f"bad listen address {host!r}")
+        for p in (port, tls_port):
+            if p is not None and not 0 <= p <= 65535:
+                raise BrokerError(f"bad port {p}")
+        if port is None and tls_port is None:
+            raise BrokerError("no listener: give a port, a TLS port or both")
+        self.host = host
+        self.names: list[str] = []
+        for name in [host, *names]:
+            if name in ("0.0.0.0", "::", "") or name in self.names:
+                continue
+            if any(c.isspace() for c in name):
+                raise BrokerError(f"bad host name {name!r}")
+            self.names.append(name)
+        self._users: dict[str, str] = {}  # user -> hash, in file order
+        self._hosts: list[str] = []
+        old: dict[str, Any] = {}
+        if self.settings_path.exists():
+            old = self._load_settings()
+            self._users = self._read_passwd()
+        if port == 0 and old.get("port") and old.get("host") == host:
+            port = int(old["port"])
+        if tls_port == 0 and old.get("tls_port") and old.get("host") == host:
+            tls_port = int(old["tls_port"])
+        self.port = free_port(host) if port == 0 else port
+        self.tls_port = free_port(host) if tls_port == 0 else tls_port
+
+    @classmethod
+    def open(cls, directory: Path) -> BrokerSetup:
+        """The set-up already in `directory` (BrokerError if `lockerctl broker init` never ran there)."""
+        directory = Path(directory)
+        path = directory / "broker.json"
+        if not path.exists():
+            raise BrokerError(f"{directory}: not a broker directory (run `lockerctl broker init {directory}` first)")
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                directory,
+                host=str(data["host"]),
+                port=data.get("port"),
+                tls_port=data.get("tls_port"),
+                names=[str(n) for n in data.get("names", [])],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerError(f"{path}: damaged ({exc})") from None
+
+    # -- paths
+
+    @property
+    def conf_path(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def passwd_path(self) -> Path:
+        return self.directory / "passwd"
+
+    @property
+    def acl_path(self) -> Path:
+        return self.directory / "acl"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.directory / "broker.json"
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate lockers and the host trust (exists once `write()` ran with a TLS port)."""
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.directory / "server.crt"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.directory / "server.key"
+
+    @property
+    def persistence_dir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def persistence_file(self) -> Path:
+        return self.persistence_dir / "mosquitto.db"
+
+    @property
+    def log_path(self) -> Path:
+        """Where `tests.support.mosquitto` sends the broker's log (`lockerctl broker run` logs to the terminal)."""
+        return self.directory / "mosquitto.log"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_port is not None
+
+    # -- users
+
+    @property
+    def lockers(self) -> list[str]:
+        return [u for u in self._users if u not in self._hosts]
+
+    @property
+    def host_users(self) -> list[str]:
+        return list(self._hosts)
+
+    def add_locker(self, lid: str, *, rotate: bool = False) -> str:
+        """Adds locker `lid` (user name = locker id) and returns its new password: the only time it is
+        seen, only its hash is stored. An existing locker is refused unless `rotate`."""
+        check_lid(lid)
+        if lid in self._hosts:
+            raise BrokerError(f"{lid!r} is a host user, not a locker")
+        return self._set_password(lid, rotate)
+
+    def add_host(self, user: str = "host", *, rotate: bool = False) -> str:
+        """Adds a host-service user (reads every locker's topics, writes commands); returns its password."""
+        if not LID_RE.fullmatch(user):
+            raise BrokerError(f"bad user name {user!r}: use 1-32 characters of A-Z, a-z, 0-9, '_' and '-'")
+        if user in self._users and user not in self._hosts:
+            raise BrokerError(f"{user!r} is a locker, not a host user")
+        password = self._set_password(user, rotate)
+        if user not in self._hosts:
+            self._hosts.append(user)
+            self.write()
+        return password
+
+    def _set_password(self, user: str, rotate: bool) -> str:
+        if user in self._users and not rotate:
+            raise BrokerError(f"user {user!r} exists already (rotate its password to get a new one)")
+        password = new_password()
+        self._users[user] = hash_password(password)
+        self.write()
+        return password
+
+    def check_password(self, user: str, password: str) -> bool:
+        """True if `password` is the stored one for `user`."""
+        encoded = self._users.get(user)
+        return encoded is not None and verify_password(password, encoded)
+
+    # -- files
+
+    def write(self) -> Path:
+        """Writes every file (configuration, passwords, ACL, CA and server certificate with TLS) and
+        returns the configuration's path. A running broker rereads passwords and ACL on SIGHUP."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self.persistence_dir.mkdir(exist_ok=True)
+        if self.tls:
+            self._ensure_certificates()
+        passwd = "".join(f"{user}:{encoded}\n" for user, encoded in self._users.items())
+        _write_file(self.passwd_path, passwd.encode(), 0o600)
+        _write_file(self.acl_path, self.acl_text().encode(), 0o600)
+        _write_file(self.conf_path, self.conf_text().encode(), 0o600)
+        settings = {
+            "version": SETTINGS_VERSION,
+            "host": self.host,
+            "port": self.port,
+            "tls_port": self.tls_port,
+            "names": [n for n in self.names if n != self.host],
+            "hosts": self._hosts,
+        }
+        _write_file(self.settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o600)
+        return self.conf_path
+
+    def acl_text(self) -> str:
+        lines = ['# Written by lockerctl broker (docs/protocol.md, "Broker"); changes here are overwritten.', ""]
+        for user in self._hosts:
+            lines += [f"user {user}", "topic read lockers/+/#", "topic write lockers/+/cmd", ""]
+        lines.append("# every other user is a locker: its own topics only (%u = its user name = locker id)")
+        lines += [f"pattern write lockers/%u/{leaf}" for leaf in ACL_LOCKER_WRITE]
+        lines += [f"pattern read lockers/%u/{leaf}" for leaf in ACL_LOCKER_READ]
+        return "\n".join(lines) + "\n"
+
+    def conf_text(self) -> str:
+        lines = [
+            '# Written by lockerctl broker (docs/protocol.md, "Broker"); changes here are overwritten.',
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {self.passwd_path}",
+            f"acl_file {self.acl_path}",
+            "persistence true",
+            f"persistence_location {self.persistence_dir}/",
+            f"persistence_file {self.persistence_file.name}",
+            "autosave_on_changes true",
+            "autosave_interval 1",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            "set_tcp_nodelay true",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",  # connections; "information" would add a line per database save (every change)
+            # As root, mosquitto would switch to the `mosquitto` user, who cannot read this directory.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            # Listener settings below. Each sets use_username_as_clientid (a listener setting: set before
+            # any listener it would open mosquitto's default one on 1883): the client id is the user name,
+            # so there is one session per locker and no locker can take over another's.
+        ]
+        if self.port is not None:
+            lines += ["", f"listener {self.port} {self.host}", "protocol mqtt", "use_username_as_clientid true"]
+        if self.tls_port is not None:
+            lines += [
+                "",
+                f"listener {self.tls_port} {self.host}",
+                "protocol mqtt",
+                "use_username_as_clientid true",
+                f"cafile {self.ca_path}",
+                f"certfile {self.server_cert_path}",
+                f"keyfile {self.server_key_path}",
+                "tls_version tlsv1.2",
+                "require_certificate false",
+            ]
+        return "\n".join(lines) + "\n"
+
+    # -- internals
+
+    def _load_settings(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.settings_path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            self._hosts = [str(u) for u in data.get("hosts", [])]
+            return data
+        except ValueError as exc:
+            raise BrokerError(f"{self.settings_path}: damaged ({exc})") from None
+
+    def _read_passwd(self) -> dict[str, str]:
+        users: dict[str, str] = {}
+        if not self.passwd_path.exists():
+            return users
+        for n, line in enumerate(self.passwd_path.read_text().splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            user, sep, encoded = line.partition(":")
+            if not sep or not encoded.startswith("$"):
+                raise BrokerError(f"{self.passwd_path}:{n}: not a mosquitto password entry")
+            users[user] = encoded
+        return users
+
+    def _ensure_certificates(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        if self.ca_path.exists() and self.ca_key_path.exists():
+            ca_cert = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+            loaded = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), password=None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+                raise BrokerError(f"{self.ca_key_path}: not an EC key")
+            ca_key = loaded
+        else:
+            ca_key = ec.generate_private_key(ec.SECP256R1())
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "locker fleet CA " + secrets.token_hex(4))])
+            ca_cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(ca_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(NOT_BEFORE)
+                .not_valid_after(now + dt.timedelta(days=365 * CA_CERT_YEARS))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(
+                    x509.KeyUsage(
+                        digital_signature=True,
+                        content_commitment=False,
+                        key_encipherment=False,
+                        data_encipherment=False,
+                        key_agreement=False,
+                        key_cert_sign=True,
+                        crl_sign=True,
+                        encipher_only=False,
+                        decipher_only=False,
+                    ),
+                    critical=True,
+                )
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+                .sign(ca_key, hashes.SHA256())
+            )
+            _write_file(self.ca_key_path, _key_pem(ca_key), 0o600)
+            _write_file(self.ca_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        if self._server_cert_ok(ca_cert, now):
+            return
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [
+            x509.IPAddress(ipaddress.ip_address(n)) if _is_ip(n) else x509.DNSName(n) for n in self.names
+        ]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.names[0] if self.names else "")]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOT_BEFORE)
+            .not_valid_after(now + dt.timedelta(days=SERVER_CERT_DAYS))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=True,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_file(self.server_key_path, _key_pem(key), 0o600)
+        _write_file(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    def _server_cert_ok(self, ca_cert: x509.Certificate, now: dt.datetime) -> bool:
+        """The server certificate exists, comes from this CA, names exactly `names` and is not near expiry."""
+        if not (self.server_cert_path.exists() and self.server_key_path.exists()):
+            return False
+        cert = x509.load_pem_x509_certificate(self.server_cert_path.read_bytes())
+        try:
+            cert.verify_directly_issued_by(ca_cert)
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+            return False
+        have = {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
+        have |= set(sans.get_values_for_type(x509.DNSName))
+        want = {str(ipaddress.ip_address(n)) if _is_ip(n) else n for n in self.names}
+        return have == want and cert.not_valid_after_utc - now > dt.timedelta(days=SERVER_CERT_RENEW_DAYS)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _secret_out(password: str, password_file: Path | None, what: str) -> None:
+    if password_file is None:
+        click.echo(f"{what} password (shown once, store it now): {password}")
+        return
+    try:
+        _write_file(password_file, (password + "\n").encode(), 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"{password_file}: {exc.strerror}") from None
+    click.echo(f"{what} password written to {password_file} (mode 0600)")
+
+
+def _wrap(exc: BrokerError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group("broker", context_settings={"help_option_names": ["-h", "--help"]})
+def broker_cli() -> None:
+    """The fleet's mosquitto broker: configuration, users, TLS."""
+
+
+@broker_cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the listeners bind to.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Plain MQTT port [1883; none with --tls].")
+@click.option("--tls", is_flag=True, help="Add a TLS listener with a CA created here.")
+@click.option("--tls-port", type=click.IntRange(0, 65535), default=None, help="TLS port [8883].")
+@click.option("--name", "names", multiple=True, help="Host name or address lockers use (server certificate).")
+def init_cmd(
+    directory: Path, host: str, port: int | None, tls: bool, tls_port: int | None, names: tuple[str, ...]
+) -> None:
+    """Create (or update) the broker set-up in DIRECTORY; users and the CA are kept."""
+    tls = tls or tls_port is not None
+    if tls and tls_port is None:
+        tls_port = DEFAULT_TLS_PORT
+    if port is None and not tls:
+        port = DEFAULT_PORT
+    try:
+        setup = BrokerSetup(directory, host=host, port=port, tls_port=tls_port, names=names)
+        conf = setup.write()
+    except BrokerError as exc:
+        raise _wrap(exc) from None
+    click.echo(f"wrote {conf}")
+    if setup.port is not None:
+        click.echo(f"  MQTT on {setup.host}:{setup.port} (plain: keep it on a trusted network)")
+    if setup.tls_port is not None:
+        click.echo(f"  MQTT over TLS on {setup.host}:{setup.tls_port}, certificate for {', '.join(setup.names)}")
+        click.echo(f"  CA for lockers and the host: {setup.ca_path}")
+    click.echo(f"  {len(setup.lockers)} locker(s), host users: {', '.join(setup.host_users) or 'none'}")
+
+
+@broker_cli.command("add-locker")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("lid")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the password here.")
+@click.option("--rotate", is_flag=True, help="The locker exists: give it a new password.")
+def add_locker_cmd(directory: Path, lid: str, password_file: Path | None, rotate: bool) -> None:
+    """Add locker LID (its MQTT user name) and show its password once."""
+    try:
+        password = BrokerSetup.open(directory).add_locker(lid, rotate=rotate)
+    except BrokerError as exc:
+        raise _wrap(exc) from None
+    _secret_out(password, password_file, f"locker {lid}")
+    click.echo("a running broker picks it up on SIGHUP (systemctl reload, or restart `lockerctl broker run`)")
+
+
+@broker_cli.command("add-host")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--user", default="host", show_default=True, help="User name of the host service.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the password here.")
+@click.option("--rotate", is_flag=True, help="The user exists: give it a new password.")
+def add_host_cmd(directory: Path, user: str, password_file: Path | None, rotate: bool) -> None:
+    """Add the host service's user and show its password once."""
+    try:
+        password = BrokerSetup.open(directory).add_host(user, rotate=rotate)
+    except BrokerError as exc:
+        raise _wrap(exc) from None
+    _secret_out(password, password_file, f"host user {user}")
+
+
+@broker_cli.command("run")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def run_cmd(directory: Path) -> None:
+    """Run mosquitto in the foreground with DIRECTORY's configuration (Ctrl-C stops it)."""
+    try:
+        setup = BrokerSetup.open(directory)
+        exe = find_mosquitto()
+        conf = setup.write()
+    except BrokerError as exc:
+        raise _wrap(exc) from None
+    click.echo(f"{exe} -c {conf}", err=True)
+    os.execv(exe, [exe, "-c", str(conf)])
