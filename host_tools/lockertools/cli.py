@@ -13,10 +13,18 @@ def main() -> None:
 
 def _register() -> None:
     from lockertools.boards import board_cli
+    from lockertools.broker import broker_cli
+    from lockertools.service_cli import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.sim_cli import sim_cli
 
     main.add_command(board_cli, "board")
     main.add_command(sim_cli, "sim")
+    main.add_command(broker_cli, "broker")
+    main.add_command(service_cli, "service")
+    main.add_command(locker_cli, "locker")
+    main.add_command(lockers_cmd, "lockers")
+    main.add_command(codes_cli, "codes")
+    main.add_command(events_cmd, "events")
 
 
 _register()

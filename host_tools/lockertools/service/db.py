@@ -1,0 +1,184 @@
+"""The host service's database: SQLite (stdlib), WAL, foreign keys, `PRAGMA user_version` migrations.
+
+One file holds the fleet: lockers and their keys, the codes (tags only: a plain code is never
+stored), the change log per locker (one row per revision), events, doors and the commands sent.
+The service and the CLI open it from different processes; WAL lets the CLI write while the service
+reads, and the service notices the CLI's commits through `PRAGMA data_version`.
+
+Connections are in autocommit mode (isolation_level=None): every write goes through `transaction()`,
+so what is one transaction is visible in the code.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Each step runs in its own transaction, then user_version is set to its index + 1. Append new
+# steps; never edit a released one.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE lockers (
+            id TEXT PRIMARY KEY,
+            key_hex TEXT NOT NULL,
+            doors_json TEXT NOT NULL,            -- ["A1", "A2", ...]: the door labels
+            host_rev INTEGER NOT NULL DEFAULT 0, -- H: revision of the host's code set
+            log_floor INTEGER NOT NULL DEFAULT 0,-- changes after this revision are in the log
+            locker_rev INTEGER,                  -- R: last revision the locker reported
+            snap INTEGER NOT NULL DEFAULT 0,     -- the locker asked for a snapshot
+            online INTEGER NOT NULL DEFAULT 0,
+            status_json TEXT,
+            last_seen REAL,
+            last_cmd_seq INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE codes (
+            id INTEGER PRIMARY KEY CHECK (id >= 1 AND id < 4294967296),
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            door TEXT NOT NULL,
+            kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+            tag_hex TEXT NOT NULL,
+            expires INTEGER NOT NULL DEFAULT 0,  -- epoch seconds, 0: none
+            state TEXT NOT NULL DEFAULT 'issued' CHECK (state IN ('issued', 'revoked', 'used', 'expired')),
+            recipient TEXT,
+            notify_state TEXT,                   -- NULL: no hook; 'sent'; 'failed'
+            notify_error TEXT,
+            created_at REAL NOT NULL,
+            used_at REAL,
+            revoked_at REAL
+        )""",
+        "CREATE INDEX codes_locker_state ON codes(locker_id, state)",
+        """CREATE TABLE changes (
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            rev INTEGER NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+            code_id INTEGER NOT NULL REFERENCES codes(id),
+            PRIMARY KEY (locker_id, rev)
+        )""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            door TEXT,
+            json TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            UNIQUE (locker_id, seq)
+        )""",
+        """CREATE TABLE doors (
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            label TEXT NOT NULL,
+            state TEXT,
+            full INTEGER,                        -- NULL: no parcel sensor / unknown
+            -- the events last applied to state and to full: an older event never overrides a newer one
+            state_seq INTEGER NOT NULL DEFAULT 0,
+            full_seq INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL,
+            PRIMARY KEY (locker_id, label)
+        )""",
+        """CREATE TABLE commands (
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            tx TEXT NOT NULL,
+            seq INTEGER NOT NULL,                -- of the last attempt
+            op TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sent', 'ok', 'failed', 'abandoned')),
+            attempts INTEGER NOT NULL DEFAULT 1,
+            detail TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (locker_id, tx)
+        )""",
+        "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DatabaseMissing(FileNotFoundError):
+    """The database file does not exist (and the caller did not ask to create it)."""
+
+
+def connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
+    """Open (and migrate) the database. create=False: a missing file is an error, not a new fleet."""
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise DatabaseMissing(f"no database at {path} (create it with `lockerctl locker add`)")
+        # Created 0600 before SQLite touches it: it holds every locker's key.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing migration steps, each in one transaction. Returns the schema version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema {version} is newer than this program ({SCHEMA_VERSION})")
+    for number in range(version, SCHEMA_VERSION):
+        with transaction(conn):
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) > number:
+                continue
+            for statement in MIGRATIONS[number]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+    return SCHEMA_VERSION
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes when ANOTHER connection commits (cheap: no disk read in WAL mode)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def next_command_seq(conn: sqlite3.Connection, locker_id: str) -> int:
+    """The next command sequence number: max(last + 1, ms since the epoch), stored before use.
+
+    Call inside a transaction. Strictly increasing per locker even when the clock goes back."""
+    row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+    seq = max(int(row[0]) + 1, int(time.time() * 1000))
+    conn.execute("UPDATE lockers SET last_cmd_seq = ? WHERE id = ?", (seq, locker_id))
+    return seq
+
+
+def new_code_id(conn: sqlite3.Connection) -> int:
+    """A random unused code id, 1 <= id < 2**32 (random: ids reveal nothing about volume)."""
+    while True:
+        code_id = 1 + secrets.randbelow(2**32 - 1)
+        if conn.execute("SELECT 1 FROM codes WHERE id = ?", (code_id,)).fetchone() is None:
+            return code_id
+
+
+def get_setting(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_setting(conn: sqlite3.Connection, name: str, value: str | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM settings WHERE name = ?", (name,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO settings(name, value) VALUES (?, ?)", (name, value))

@@ -1,0 +1,456 @@
+"""The host service: one MQTT connection for the whole fleet, one SQLite database.
+
+Tasks (one asyncio loop, so database work never interleaves):
+- the connection loop: connect (persistent session, fixed client id), subscribe, pump messages into
+  the inbox, publish the outbox; on any broker trouble, reconnect with backoff, forever;
+- the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
+  transaction (a savepoint per message: a bad one costs only itself), then queues the acks and
+  sync commands that came out of it;
+- the poller: every `poll_s`, `PRAGMA data_version` tells whether another process (the CLI) wrote
+  the database; the lockers whose host revision moved are synced at once. It also resends a sync
+  command after `resend_s` without a reply (new seq, same tx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sqlite3
+import ssl
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from lockertools.service import db, fleet_db, ingest
+from lockertools.service.sync import Planned, plan
+
+log = logging.getLogger("lockertools.service")
+
+MAX_ACK_SEQS = 64  # seqs per ack command: keeps the command small
+MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its next status
+
+
+@dataclass
+class ServiceConfig:
+    db_path: Path
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    client_id: str = "locker-host"
+    keepalive_s: int = 30
+    resend_s: float = 10.0
+    command_ttl_s: int = 60
+    batch_s: float = 0.010
+    batch_max: int = 200
+    poll_s: float = 0.020
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 10.0
+
+
+@dataclass
+class Counters:
+    messages: int = 0
+    events: int = 0  # new events recorded
+    duplicates: int = 0  # events delivered again (recorded once, acknowledged again)
+    acks_sent: int = 0  # ack commands
+    acked_seqs: int = 0
+    commands_sent: int = 0  # sync commands, first attempts
+    resends: int = 0
+    replies: int = 0
+    sync_errors: int = 0
+    errors: int = 0  # messages that raised while being applied (logged, rolled back alone)
+    batches: int = 0
+    connects: int = 0
+    busy_s: float = 0.0  # time spent applying batches (database and signatures)
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
+
+    @property
+    def bad_signatures(self) -> int:
+        return self.rejected["bad_signature"]
+
+
+@dataclass
+class Outstanding:
+    """The one sync command in flight for a locker."""
+
+    tx: str
+    planned: Planned
+    rest: list[Planned]  # the snapshot parts still to send after this one
+    seq: int
+    sent_at: float
+    attempts: int = 1
+
+
+@dataclass
+class LockerSync:
+    online: bool = False
+    host_rev: int = 0
+    outstanding: Outstanding | None = None
+    failures: int = 0
+    blocked: str | None = None  # an error the locker reported: retried at its next status
+
+
+class Service:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.counters = Counters()
+        self.connected = asyncio.Event()
+        self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._sync: dict[str, LockerSync] = {}
+        self._keys = ingest.KeyRing()
+        self._conn: sqlite3.Connection | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled."""
+        self._conn = db.connect(self.config.db_path)
+        try:
+            self._keys.reload(self._conn)
+            for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
+                self._sync[row[0]] = LockerSync(host_rev=int(row[1]))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._connection_loop())
+                tasks.create_task(self._processor())
+                tasks.create_task(self._poller())
+        finally:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None, "the service is not running"
+        return self._conn
+
+    def sync_state(self, locker_id: str) -> LockerSync:
+        return self._sync.setdefault(locker_id, LockerSync())
+
+    # --- MQTT ---------------------------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        tls = None
+        if self.config.tls_ca is not None:
+            tls = ssl.create_default_context(cafile=str(self.config.tls_ca))
+        return aiomqtt.Client(
+            self.config.host,
+            self.config.port,
+            username=self.config.username,
+            password=self.config.password,
+            identifier=self.config.client_id,
+            clean_session=False,  # events published while we are away wait on the broker
+            keepalive=self.config.keepalive_s,
+            tls_context=tls,
+            timeout=10.0,
+        )
+
+    async def _connection_loop(self) -> None:
+        delay = self.config.reconnect_min_s
+        while True:
+            try:
+                async with self._client() as client:
+                    await client.subscribe([(f"lockers/+/{kind}", 1) for kind in ingest.KINDS])
+                    self.counters.connects += 1
+                    self.connected.set()
+                    log.info("connected to %s:%d", self.config.host, self.config.port)
+                    delay = self.config.reconnect_min_s
+                    await self._serve_connection(client)
+            except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None  # leaving: the error came from the cancellation
+                log.warning("broker connection: %s; retrying in %.1f s", exc, delay)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    async def _serve_connection(self, client: aiomqtt.Client) -> None:
+        pump = asyncio.create_task(self._pump(client))
+        publisher = asyncio.create_task(self._publisher(client))
+        try:
+            done, _ = await asyncio.wait({pump, publisher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, publisher):
+                task.cancel()
+            await asyncio.gather(pump, publisher, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raises the MqttError that ended the connection
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._inbox.put_nowait(message)
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in batch))
+            # aiomqtt's publish uses asyncio.wait_for, which on 3.11 can swallow a cancellation.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+
+    # --- processing -------------------------------------------------------------------------------
+
+    async def _processor(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            deadline = time.monotonic() + self.config.batch_s
+            # Gather while messages keep coming (a burst from many lockers: one commit for all of them);
+            # a lone message waits about a millisecond at most.
+            while len(batch) < self.config.batch_max and time.monotonic() < deadline:
+                if self._inbox.empty():
+                    await asyncio.sleep(0.001)
+                    if self._inbox.empty():
+                        break
+                batch.append(self._inbox.get_nowait())
+            began = time.perf_counter()
+            try:
+                self._process(batch)
+            except sqlite3.Error:
+                # Nothing of the batch was committed or acknowledged: the lockers send it again.
+                log.exception("database error; %d messages dropped unacknowledged", len(batch))
+            self.counters.busy_s += time.perf_counter() - began
+
+    def _process(self, batch: list[aiomqtt.Message]) -> None:
+        conn = self.conn
+        now = time.time()
+        acks: dict[str, list[int]] = {}
+        touched: set[str] = set()
+        out: list[tuple[str, bytes]] = []
+        self.counters.batches += 1
+        with db.transaction(conn):
+            for message in batch:
+                self.counters.messages += 1
+                payload = message.payload
+                try:
+                    if not isinstance(payload, bytes | bytearray):
+                        raise ingest.Rejected("malformed", "payload type")
+                    incoming = ingest.open_message(self._keys, str(message.topic), bytes(payload))
+                except ingest.Rejected as exc:
+                    self.counters.rejected[exc.reason] += 1
+                    log.warning("rejected message on %s: %s", message.topic, exc)
+                    continue
+                conn.execute("SAVEPOINT message")
+                try:
+                    self._apply(incoming, now, acks, touched, out)
+                except Exception:
+                    conn.execute("ROLLBACK TO message")
+                    self.counters.errors += 1
+                    log.exception("could not apply a message on %s", message.topic)
+                conn.execute("RELEASE message")
+            for locker_id, seqs in acks.items():
+                out.extend(self._ack_commands(locker_id, seqs))
+            for locker_id in touched:
+                out.extend(self._advance(locker_id, now))
+        for item in out:
+            self._outbox.put_nowait(item)
+
+    def _apply(
+        self,
+        incoming: ingest.Incoming,
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        lid, msg = incoming.locker_id, incoming.msg
+        state = self.sync_state(lid)
+        if incoming.kind == "events":
+            if ingest.apply_event(self.conn, lid, msg, now):
+                self.counters.events += 1
+            else:
+                self.counters.duplicates += 1
+            acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
+        elif incoming.kind == "status":
+            ingest.apply_status(self.conn, lid, msg, now)
+            was_online, state.online = state.online, bool(msg["online"])
+            if state.online:
+                state.blocked, state.failures = None, 0
+                if not was_online and state.outstanding is not None:
+                    # The locker (re)connected: whatever was in flight may be lost; its status says
+                    # where it stands, so plan again from there.
+                    self._close_command(lid, state.outstanding.tx, "abandoned", None)
+                    state.outstanding = None
+                touched.add(lid)
+        elif incoming.kind == "doors":
+            ingest.apply_doors(self.conn, lid, msg, now)
+        elif incoming.kind == "reply":
+            self.counters.replies += 1
+            self._on_reply(lid, msg, now, out)
+            touched.add(lid)
+
+    # --- sync ---------------------------------------------------------------------------------------
+
+    def _on_reply(self, lid: str, msg: dict[str, Any], now: float, out: list[tuple[str, bytes]]) -> None:
+        state = self.sync_state(lid)
+        pending = state.outstanding
+        tx = msg["tx"]
+        if pending is None or pending.tx != tx:
+            self._close_command(lid, tx, "ok" if msg["ok"] else "failed", msg.get("error"))
+            return  # a late reply to a command given up on: the status tells the truth
+        state.outstanding = None
+        if msg["ok"]:
+            self._close_command(lid, tx, "ok", None)
+            state.failures = 0
+            # A `dup` reply carries no result: the command ran before, with the planned outcome.
+            rev = msg.get("rev") if not msg.get("dup") else pending.planned.rev
+            if pending.rest and (msg.get("dup") or msg.get("rev") is None):
+                out.append(self._send(lid, pending.rest[0], pending.rest[1:], now))
+                return
+            if rev is not None:
+                self.conn.execute("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
+            return
+        error = str(msg.get("error"))
+        self._close_command(lid, tx, "failed", error)
+        self.counters.sync_errors += 1
+        state.failures += 1
+        log.warning("locker %s refused %s: %s", lid, pending.planned.op, error)
+        if error == "revision_mismatch" and ingest._is_int(msg.get("rev")):
+            self.conn.execute("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
+        elif error != "snapshot_order":
+            state.blocked = error  # capacity, bad_args, safe_mode...: wait for the locker's next status
+        if state.failures >= MAX_SYNC_FAILURES:
+            state.blocked = error
+
+    def _advance(self, lid: str, now: float) -> list[tuple[str, bytes]]:
+        """Send the next sync command for a locker, if it needs one and none is in flight."""
+        state = self.sync_state(lid)
+        if state.outstanding is not None or not state.online or state.blocked:
+            return []
+        inputs = fleet_db.sync_input(self.conn, lid, now)
+        if inputs is None:
+            return []
+        state.host_rev = inputs.host_rev
+        commands = plan(inputs)
+        if not commands:
+            return []
+        first = commands[0]
+        log.info(
+            "sync %s: locker at %d%s, host at %d: %d x %s",
+            *(lid, inputs.locker_rev, " (snapshot asked)" if inputs.snap else "", inputs.host_rev),
+            *(len(commands), first.op),
+        )
+        rest = commands[1:] if first.op == "codes.snapshot" else []  # deltas: planned afresh per reply
+        return [self._send(lid, first, rest, now)]
+
+    def _send(self, lid: str, planned: Planned, rest: list[Planned], now: float) -> tuple[str, bytes]:
+        tx = uuid.uuid4().hex[:12]
+        seq, wire = self._command(lid, planned.op, planned.args, tx)
+        self.sync_state(lid).outstanding = Outstanding(tx, planned, rest, seq, time.monotonic())
+        self.conn.execute(
+            "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 'sent', ?, ?)",
+            (lid, tx, seq, planned.op, now, now),
+        )
+        self.counters.commands_sent += 1
+        return f"lockers/{lid}/cmd", wire
+
+    def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
+        self.conn.execute(
+            "UPDATE commands SET state = ?, detail = ?, updated_at = ?"
+            " WHERE locker_id = ? AND tx = ? AND state = 'sent'",
+            (state, detail, time.time(), lid, tx),
+        )
+
+    def _command(self, lid: str, op: str, args: dict[str, Any], tx: str) -> tuple[int, bytes]:
+        """A signed command; its seq is stored first (inside the caller's transaction)."""
+        seq = db.next_command_seq(self.conn, lid)
+        now = int(time.time())
+        payload = {"v": 1, "lid": lid, "seq": seq, "now": now, "exp": now + self.config.command_ttl_s}
+        payload |= {"tx": tx, "op": op, "args": args}
+        return seq, self._keys.sign(lid, payload)
+
+    def _ack_commands(self, lid: str, seqs: list[int]) -> list[tuple[str, bytes]]:
+        unique = sorted(set(seqs))
+        out = []
+        for i in range(0, len(unique), MAX_ACK_SEQS):
+            chunk = unique[i : i + MAX_ACK_SEQS]
+            _, wire = self._command(lid, "ack", {"seqs": chunk}, uuid.uuid4().hex[:12])
+            out.append((f"lockers/{lid}/cmd", wire))
+            self.counters.acks_sent += 1
+            self.counters.acked_seqs += len(chunk)
+        return out
+
+    # --- polling ----------------------------------------------------------------------------------
+
+    async def _poller(self) -> None:
+        conn = self.conn
+        seen = db.data_version(conn)
+        next_expiry = 0.0
+        while True:
+            await asyncio.sleep(self.config.poll_s)
+            now = time.time()
+            version = db.data_version(conn)
+            out: list[tuple[str, bytes]] = []
+            if version != seen or now >= next_expiry:
+                with db.transaction(conn):
+                    if now >= next_expiry:
+                        fleet_db.expire_codes(conn, now)
+                        next_expiry = now + 30.0
+                    if version != seen:
+                        seen = version
+                        self._keys.reload(conn)
+                        for row in conn.execute("SELECT id, host_rev FROM lockers").fetchall():
+                            state = self.sync_state(row[0])
+                            if state.host_rev != int(row[1]):
+                                state.host_rev = int(row[1])
+                                out.extend(self._advance(row[0], now))
+            try:
+                out.extend(self._resend_overdue(now))
+            except sqlite3.Error:
+                log.exception("database error while resending")
+            for item in out:
+                self._outbox.put_nowait(item)
+
+    def _resend_overdue(self, now: float) -> list[tuple[str, bytes]]:
+        due = time.monotonic() - self.config.resend_s
+        overdue = [
+            (lid, s.outstanding)
+            for lid, s in self._sync.items()
+            if s.online and s.outstanding and s.outstanding.sent_at < due
+        ]
+        if not overdue:
+            return []
+        out = []
+        with db.transaction(self.conn):
+            for lid, pending in overdue:
+                # Same tx: if the first attempt ran and only its reply was lost, the locker answers `dup`.
+                pending.seq, wire = self._command(lid, pending.planned.op, pending.planned.args, pending.tx)
+                pending.sent_at = time.monotonic()
+                pending.attempts += 1
+                self.conn.execute(
+                    "UPDATE commands SET seq = ?, attempts = ?, updated_at = ? WHERE locker_id = ? AND tx = ?",
+                    (pending.seq, pending.attempts, now, lid, pending.tx),
+                )
+                self.counters.resends += 1
+                out.append((f"lockers/{lid}/cmd", wire))
+        return out
+
+
+def run_service(config: ServiceConfig) -> None:
+    """Blocking entry point for the CLI: serve until SIGINT or SIGTERM, then leave cleanly (the broker
+    keeps the persistent session and queues events for the next start)."""
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await Service(config).run()
+
+    asyncio.run(serve())

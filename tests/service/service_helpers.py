@@ -1,0 +1,135 @@
+"""Helpers for the host-service tests: a fleet database, and a rig running the service and simulated
+lockers in one background asyncio loop against the `broker` fixture (tests/support/fixtures.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lockertools.fleet import SimLocker
+from lockertools.service import db, fleet_db
+from lockertools.service.runner import Service, ServiceConfig
+from tests.support.fixtures import Broker
+from tests.support.mosquitto import wait_until
+
+LABELS = ["A1", "A2", "A3"]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Rig:
+    """A fleet database, the service and SimLockers, all in a background event loop.
+
+    Tests stay synchronous: they call into the loop with `call()` and poll conditions with `wait()`.
+    close() cancels every task it started and stops the loop."""
+
+    def __init__(self, broker: Broker, tmp_path: Path, lockers: tuple[str, ...] = ("hall-1",), **config: Any) -> None:
+        self.broker = broker
+        self.db_path = tmp_path / "fleet.db"
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rig-loop", daemon=True)
+        self._thread.start()
+        self.keys = {lid: secrets.token_bytes(32) for lid in lockers}
+        conn = db.connect(self.db_path, create=True)
+        for lid, key in self.keys.items():
+            fleet_db.add_locker(conn, lid, key, LABELS)
+        conn.close()
+        self.conn = db.connect(self.db_path)  # the test's own connection, like the CLI's
+        # One broker reload for the whole fleet: add_locker() on the last one reloads and waits.
+        *first, last = self.keys
+        passwords = {lid: broker.setup.add_locker(lid) for lid in first}
+        broker.passwords.update(passwords)
+        passwords[last] = broker.add_locker(last)
+        self.sims = {
+            lid: SimLocker(lid, key, LABELS, broker.host, broker.port, password=passwords[lid], resend_s=60)
+            for lid, key in self.keys.items()
+        }
+        self.service: Service | None = None
+        self._service_task: asyncio.Task[None] | None = None
+        self._locker_tasks: dict[str, asyncio.Task[None]] = {}
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def wait(self, condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+        wait_until(lambda: bool(condition()), timeout, what, poll=0.01)
+
+    async def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.create_task(coro)
+
+    async def _cancel(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def start_service(self) -> Service:
+        config = ServiceConfig(
+            db_path=self.db_path,
+            host=self.broker.host,
+            port=self.broker.port,
+            username=self.broker.host_user,
+            password=self.broker.passwords[self.broker.host_user],
+            client_id=self.broker.host_user,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.5,
+            **self.config,
+        )
+        self.service = Service(config)
+        self._service_task = self.call(self._spawn(self.service.run()))
+        self.wait(lambda: self.service is not None and self.service.connected.is_set(), "the service to connect")
+        return self.service
+
+    def stop_service(self) -> None:
+        if self._service_task is not None:
+            self.call(self._cancel(self._service_task))
+            self._service_task = None
+
+    def service_alive(self) -> bool:
+        return self._service_task is not None and not self._service_task.done()
+
+    def start_lockers(self) -> None:
+        for lid, sim in self.sims.items():
+            self._locker_tasks[lid] = self.call(self._spawn(sim.run()))
+        self.wait(lambda: all(s.connected.is_set() for s in self.sims.values()), "every locker to connect", 30)
+
+    def start_locker(self, lid: str = "hall-1") -> SimLocker:
+        sim = self.sims[lid]
+        self._locker_tasks[lid] = self.call(self._spawn(sim.run()))
+        self.wait(sim.connected.is_set, f"{lid} to connect")
+        return sim
+
+    def stop_locker(self, lid: str = "hall-1", crash: bool = False) -> None:
+        """Stop a locker: cleanly (DISCONNECT), or crash=True as a power cut (the broker sends its will)."""
+        task = self._locker_tasks.pop(lid, None)
+        if task is not None:
+            if crash:
+                self.loop.call_soon_threadsafe(self.sims[lid].crash)
+            self.call(self._cancel(task))
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        try:
+            for lid in list(self._locker_tasks):
+                self.stop_locker(lid)
+            self.stop_service()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+            self.conn.close()
