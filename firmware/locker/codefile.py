@@ -1,6 +1,7 @@
 # CodeStore's rarely run parts, imported on demand and dropped again after use (locker.codes): loading
-# codes.bin and used.bin (boot) and the host's updates (replace, apply). The file formats and the
-# rules are described at the top of locker/codes.py; the constants below are the same as there.
+# codes.bin and used.bin (boot) and the host's updates (replace, apply, adopting a staged snapshot).
+# The file formats and the rules are described at the top of locker/codes.py; the constants below
+# are the same as there.
 import struct
 
 from micropython import const
@@ -39,6 +40,8 @@ def _load_codes(cs, problems):
         _read_codes(cs, f, problems)
     except OSError as exc:
         problems.append("%s: read error %s" % (cs.path, exc))
+        cs.revision = 0
+        cs._prune_ok = False
     finally:
         f.close()
 
@@ -46,8 +49,9 @@ def _load_codes(cs, problems):
 def _read_codes(cs, f, problems):
     path = cs.path
     head = f.read(_CODES_HEAD_LEN + 4)
-    if not head:
+    if not head:  # never a cut (tmp + rename): damage; whatever it held may come back
         problems.append("%s: empty" % path)
+        cs._prune_ok = False
         return
     count = None
     revision = 0
@@ -147,6 +151,21 @@ def _load_journal(cs, problems):
         problems.append("%s: read error %s" % (path, exc))
     finally:
         f.close()
+
+
+def adopt(cs, revision, count, problems):
+    """codes.bin replaced whole by a staged snapshot: into RAM; the journal settled as by replace()."""
+    cs._n = 0
+    cs.revision = 0
+    cs._prune_ok = True
+    _load_codes(cs, problems)
+    if not problems and (cs._n != count or cs.revision != revision):
+        problems.append("%s: %d records at rev %d, not %d at %d" % (cs.path, cs._n, cs.revision, count, revision))
+    if problems:
+        cs.revision = 0
+        cs._prune_ok = False
+        return
+    cs._compact(True)
 
 
 def _check(cs, rec):

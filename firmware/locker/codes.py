@@ -10,7 +10,8 @@
 #   header: b"LC" | version u8 | 0 u8 | revision u32 | count u32 | sha256(header)[:4]
 #   count x (record(26) | sha256(record)[:4])
 # Each record carries its own checksum, so a truncated or partly damaged file still yields every
-# intact record; load() reports what was lost and sets revision to 0 (ask the host for a snapshot).
+# intact record; load() reports what was lost, sets revision to 0 and `damaged` (the status asks the
+# host for a full snapshot) until replace() or a staged snapshot (adopt()) writes the store whole.
 #
 # used.bin, the journal (version 2), appended to and compacted now and then:
 #   header: b"LU" | version u8 (2) | 0 u8 | base u32 | sha256(header)[:4]
@@ -161,6 +162,12 @@ class CodeStore:
 
     # --- queries ---------------------------------------------------------------------------------
 
+    @property
+    def damaged(self):
+        """codes.bin was found damaged (records lost) and no full snapshot has replaced it since:
+        the status asks the host for one (`snap`)."""
+        return not self._prune_ok
+
     def count(self):
         return self._n
 
@@ -233,6 +240,18 @@ class CodeStore:
             codefile.replace(self, revision, records)
         finally:
             _drop_codefile()
+
+    def adopt(self, revision, count):
+        """codes.bin was just replaced whole on flash (a staged snapshot, locker.snapshot): read it
+        into RAM and settle the journal as replace() does. Returns a list of problems (then the
+        store counts as damaged)."""
+        problems = []
+        codefile = _codefile()
+        try:
+            codefile.adopt(self, revision, count, problems)
+        finally:
+            _drop_codefile()
+        return problems
 
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the

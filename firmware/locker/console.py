@@ -11,7 +11,6 @@ def reply(obj):
 class Console:
     def __init__(self, runtime):
         self.rt = runtime
-        self._gate = None
 
     def handle(self, line, now_ms):
         rt = self.rt
@@ -44,8 +43,11 @@ class Console:
         return out
 
     def command(self, wire, now_ms):
-        """A signed command: admitted, run, answered (locker.consolecmd, imported on the first one;
-        most consoles only ever ask for status)."""
-        from locker import consolecmd
+        """A signed command: admitted, run and answered by locker.commands (imported on the first
+        one: most consoles only ever ask for status), with the network's gate and sequence. Unlike
+        the network, a console answers a refusal: whoever holds the cable can see the board anyway."""
+        from locker import commands
 
-        consolecmd.command(self, wire, now_ms)
+        result = commands.get(self.rt).handle(wire, now_ms, answer_refusals=True)
+        if result is not None:
+            reply(result)

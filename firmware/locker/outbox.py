@@ -17,6 +17,15 @@ _SUFFIX = ".ev"
 _HWM = "hwm.bin"
 
 
+try:
+    _ilistdir = os.ilistdir
+except AttributeError:  # CPython (the tests)
+
+    def _ilistdir(d):
+        for e in os.scandir(d):
+            yield (e.name,)
+
+
 def _name(seq):
     return "%010d.ev" % seq
 
@@ -56,8 +65,16 @@ class Outbox:
                 problems.append("outbox: bad %s" % _HWM)
         except store.Corrupt as exc:
             problems.append(str(exc))
-        seqs = []
-        for name in os.listdir(d):
+        # Streamed (ilistdir), straight into the preallocated index kept in order: a locker with
+        # hundreds of queued events builds no list of names at boot. Files are removed after the
+        # scan, not during it.
+        doomed = []  # rare: stray, damaged, or past capacity
+        seqs = self._seqs
+        cap = self.capacity
+        n = 0
+        top = 0
+        for entry in _ilistdir(d):
+            name = entry[0]
             if name == _HWM:
                 continue
             seq = -1
@@ -69,7 +86,7 @@ class Outbox:
             path = store.join(d, name)
             if seq < 0:
                 problems.append("outbox: removed stray %s" % name)
-                store.remove(path)
+                doomed.append(path)
                 continue
             try:
                 payload = store.load(path)
@@ -77,21 +94,43 @@ class Outbox:
                 payload = None
                 problems.append(str(exc))
             if payload is None:
-                store.remove(path)
+                doomed.append(path)
                 continue
-            seqs.append(seq)
-        seqs.sort()
-        for seq in seqs[: max(0, len(seqs) - self.capacity)]:
-            store.remove(self._path(seq))
-            self.dropped += 1
-        kept = seqs[-self.capacity :] if seqs else seqs
-        for i, seq in enumerate(kept):
-            self._seqs[i] = seq
-        self._n = len(kept)
+            payload = None
+            top = max(top, seq)
+            i = n
+            if n and seqs[n - 1] > seq:  # names usually come in order: an append
+                i = self._index(seq, n)
+                mv = memoryview(seqs)
+                mv[i + 1 : n + 1] = mv[i:n]
+            seqs[i] = seq
+            n += 1
+            if n > cap:  # the oldest goes, as put() does when full
+                doomed.append(self._path(seqs[0]))
+                self.dropped += 1
+                mv = memoryview(seqs)
+                mv[0:cap] = mv[1 : cap + 1]
+                n = cap
+        for path in doomed:
+            store.remove(path)
+        self._n = n
         self._reserved = reserved
-        self._next = max(reserved, (seqs[-1] + 1) if seqs else 1, 1)
+        self._next = max(reserved, top + 1, 1)
         self.problems = []
         return problems
+
+    def _index(self, seq, n=None):
+        """Index of the first stored number >= seq (binary search of the ordered index)."""
+        seqs = self._seqs
+        lo = 0
+        hi = self._n if n is None else n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if seqs[mid] < seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def __len__(self):
         return self._n
@@ -126,8 +165,14 @@ class Outbox:
 
     def peek(self):
         """(seq, payload) of the oldest event, or None. A damaged event is removed and skipped."""
-        while self._n:
-            seq = self._seqs[0]
+        return self.after(-1)
+
+    def after(self, seq):
+        """(seq, payload) of the first event numbered above seq, or None. A damaged event is removed
+        and skipped."""
+        i = self._index(seq + 1)
+        while i < self._n:
+            seq = self._seqs[i]
             try:
                 payload = store.load(self._path(seq))
             except store.Corrupt as exc:
@@ -136,14 +181,12 @@ class Outbox:
             if payload is not None:
                 return (seq, payload)
             store.remove(self._path(seq))
-            self._forget(0)
+            self._forget(i)
         return None
 
     def ack(self, seq):
         """The host has the event: forget it. Unknown numbers are ignored."""
-        seqs = self._seqs
-        for i in range(self._n):
-            if seqs[i] == seq:
-                store.remove(self._path(seq))
-                self._forget(i)
-                return
+        i = self._index(seq)
+        if i < self._n and self._seqs[i] == seq:
+            store.remove(self._path(seq))
+            self._forget(i)

@@ -7,6 +7,10 @@
 #
 # A command's payload: {"v": 1, "lid": locker id, "seq": n, "exp": epoch, "now": epoch,
 #                       "tx": transaction id, "op": operation, "args": {...}}
+#
+# cmdseq.bin (a framed file, store.save): the last admitted seq u64, then the last transaction ids
+# that acted, oldest first, separated by "\n". The first version held the u64 alone, which reads as
+# the same format with no transaction id.
 import json
 import struct
 from binascii import hexlify, unhexlify
@@ -16,7 +20,9 @@ from micropython import const
 from locker import hmac256, store
 
 VERSION = const(1)
-MAX_MESSAGE = const(16384)
+MAX_MESSAGE = const(8192)  # host -> locker (docs/protocol.md)
+TX_MEMORY = const(8)  # transaction ids remembered
+MAX_TX = const(64)  # characters in a transaction id
 _SIG_HEX = const(64)
 
 # Refusal reasons, reported as events.
@@ -30,10 +36,11 @@ RETAINED = "retained"
 
 
 class Refused(Exception):
-    def __init__(self, reason, detail=""):
+    def __init__(self, reason, detail="", op=None):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+        self.op = op  # the command's op when its payload could be read (authentic), else None
 
 
 def sign(hkey, payload):
@@ -57,14 +64,61 @@ def open_signed(hkey, wire):
     return payload
 
 
+def open_message(hkey, wire):
+    """A signed version-1 message (either direction) as a dict, or raises Refused."""
+    payload = open_signed(hkey, wire)
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        raise Refused(MALFORMED, "payload not JSON")
+    if not isinstance(msg, dict) or msg.get("v") != VERSION:
+        raise Refused(MALFORMED, "not a version-1 message")
+    return msg
+
+
 def encode(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# --- messages from a locker (built here so the host's checks and the firmware share them) --------
+
+
+def topic(lid, leaf):
+    return "lockers/%s/%s" % (lid, leaf)
+
+
+def event_payload(lid, seq, ev):
+    """ev: the event's JSON bytes as stored in the outbox, carried verbatim (not re-serialised)."""
+    return b'{"v":1,"lid":' + encode(lid) + b',"seq":%d,"ev":' % seq + bytes(ev) + b"}"
+
+
+def reply(lid, cmd, result):
+    """result (a dict, extended in place) as the reply to cmd: with v, lid, the command's tx and seq."""
+    result["v"] = VERSION
+    result["lid"] = lid
+    result["tx"] = cmd.get("tx")
+    result["cseq"] = cmd.get("seq")
+    return result
+
+
+def reply_payload(lid, cmd, result):
+    return encode(reply(lid, cmd, result))
+
+
+def will_payload(lid):
+    return b'{"v":1,"lid":' + encode(lid) + b',"online":false}'
+
+
+# --- commands --------------------------------------------------------------------------------------
 
 
 class CommandGate:
     """Admits a signed command once: right locker, fresh sequence, not expired, not retained.
 
-    The last accepted sequence number is kept on flash so a replay after a reboot is refused too.
+    The last admitted sequence number is kept on flash so a replay after a reboot is refused too,
+    with the last TX_MEMORY transaction ids that acted (remember()), so a command the host sends
+    again under a new seq acts once (seen()). `ack` is exempt from the sequence rule and writes
+    nothing here: it is idempotent and touches nothing but the outbox.
     """
 
     def __init__(self, hkey, locker_id, path="cmdseq.bin"):
@@ -72,41 +126,67 @@ class CommandGate:
         self.locker_id = locker_id
         self.path = path
         self.last_seq = 0
+        self.txs = []  # oldest first
         self.problem = None
 
     def load(self):
         try:
             raw = store.load(self.path)
-            if raw is not None and len(raw) == 8:
-                self.last_seq = struct.unpack("<Q", raw)[0]
         except store.Corrupt as exc:
-            # Unknown last sequence: refuse nothing older than we can prove; the host's next
-            # command (with a higher seq) re-establishes it. Reported, not fatal.
+            # Unknown last sequence: every sequence is taken as fresh until the host's next command
+            # re-establishes it; meanwhile expiry bounds a replay (docs/design.md). Reported.
             self.problem = str(exc)
+            return
+        if raw is None:
+            return
+        if len(raw) < 8:
+            self.problem = "%s: bad contents" % self.path
+            return
+        self.last_seq = struct.unpack_from("<Q", raw)[0]
+        self.txs = raw[8:].decode().split("\n")[-TX_MEMORY:] if len(raw) > 8 else []
+
+    def _save(self):
+        store.save(self.path, struct.pack("<Q", self.last_seq) + "\n".join(self.txs).encode())
 
     def admit(self, wire, now_epoch, retained=False):
         """Returns the command dict, or raises Refused. now_epoch None = clock unknown."""
-        payload = open_signed(self.hkey, wire)
+        cmd = open_message(self.hkey, wire)
+        seq, exp, op, tx = cmd.get("seq"), cmd.get("exp"), cmd.get("op"), cmd.get("tx")
+        if not isinstance(op, str):
+            raise Refused(MALFORMED, "op is required")
+        op = op[:24]  # it goes into a refused event: bounded
+        if not isinstance(seq, int) or not isinstance(exp, int) or not 0 <= seq < 1 << 63:
+            raise Refused(MALFORMED, "seq and exp are required", op)
+        if tx is not None and not (isinstance(tx, str) and 0 < len(tx) <= MAX_TX and "\n" not in tx):
+            raise Refused(MALFORMED, "bad tx", op)
         if retained:
-            raise Refused(RETAINED)
-        try:
-            cmd = json.loads(payload)
-        except ValueError:
-            raise Refused(MALFORMED, "payload not JSON")
-        if not isinstance(cmd, dict) or cmd.get("v") != VERSION:
-            raise Refused(MALFORMED, "not a version-1 command")
-        seq, exp, op = cmd.get("seq"), cmd.get("exp"), cmd.get("op")
-        if not isinstance(seq, int) or not isinstance(exp, int) or not isinstance(op, str) or seq >= 1 << 63:
-            raise Refused(MALFORMED, "seq, exp and op are required")
+            raise Refused(RETAINED, "", op)
         if cmd.get("lid") != self.locker_id:
-            raise Refused(WRONG_LOCKER)
-        if seq <= self.last_seq:
-            raise Refused(REPLAY, "seq %d <= %d" % (seq, self.last_seq))
+            raise Refused(WRONG_LOCKER, "", op)
+        ack = op == "ack"
+        if not ack and seq <= self.last_seq:
+            raise Refused(REPLAY, "seq %d <= %d" % (seq, self.last_seq), op)
         sent = cmd.get("now")
         # With the clock unknown, the host's signed send time is the best bound we have.
         reference = now_epoch if now_epoch is not None else sent if isinstance(sent, int) else None
         if reference is not None and exp < reference:
-            raise Refused(EXPIRED)
-        self.last_seq = seq
-        store.save(self.path, struct.pack("<Q", seq))
+            raise Refused(EXPIRED, "", op)
+        if not ack:
+            self.last_seq = seq
+            self._save()
         return cmd
+
+    def seen(self, tx):
+        """True when a command with this transaction id has already acted."""
+        return tx is not None and tx in self.txs
+
+    def remember(self, tx):
+        """The admitted command with this transaction id has acted: keep it (on flash) to answer a
+        re-send as a duplicate. Called after the command's own write, so a power cut between the
+        two lets the re-send act (rather than be answered as done when it was not)."""
+        if tx is None or tx in self.txs:
+            return
+        self.txs.append(tx)
+        if len(self.txs) > TX_MEMORY:
+            self.txs.pop(0)
+        self._save()

@@ -52,11 +52,15 @@ def test_signed_code_change_is_applied_once_and_forgeries_are_refused(tmp_path: 
         board.boot(keep_rtc=NOW)
         board.wait_log("ready normal")
         board.send_console(add.decode())
+        sent = json.loads(add.split(b" ", 1)[1])
         assert _wait_reply(board, 0) == {
+            "v": 1,
+            "lid": "L1",
             "ok": True,
             "rev": 2,
             "count": 2,
-            "tx": json.loads(add.split(b" ", 1)[1])["tx"],
+            "tx": sent["tx"],
+            "cseq": sent["seq"],
         }
         board.send_console(add.decode())  # the same command again: a replay
         assert _wait_reply(board, 1)["error"] == "replay"
@@ -71,3 +75,43 @@ def test_signed_code_change_is_applied_once_and_forgeries_are_refused(tmp_path: 
         board.wait_log("ready normal")
         board.send_console("status")
         assert _wait_reply(board, 3)["rev"] == 2
+
+
+def _snapshot_parts(key: bytes, specs: list[CodeSpec], size: int, rev: int) -> list[dict[str, object]]:
+    recs = sorted(code_rows(key, ["1", "2", "3", "4"], specs))
+    rows = [[r[0].hex(), ["1", "2", "3", "4"][r[1]], r[2], r[3], r[4]] for r in recs]
+    n = -(-len(rows) // size)
+    return [
+        {"rev": rev, "part": k + 1, "parts": n, "total": len(rows), "codes": rows[k * size : (k + 1) * size]}
+        for k in range(n)
+    ]
+
+
+def test_a_staged_snapshot_switches_at_its_last_part_and_a_cut_keeps_the_old_store(tmp_path: Path) -> None:
+    secrets = prepare(tmp_path, BOARD, [CodeSpec("48291357", "2", 0, 0, 7)], locker_id="L1", revision=1)
+    signer = CommandSigner("L1", secrets.key)
+    specs = [CodeSpec("%08d" % (31415926 + 7 * i), str(1 + i % 4), 0, 0, 100 + i) for i in range(10)]
+    parts = _snapshot_parts(secrets.key, specs, 4, 5)
+    with VirtualBoard(tmp_path, heap=CONSOLE_SYNC_HEAP) as board:  # the console parses whole parts
+        board.boot(keep_rtc=NOW)
+        board.wait_log("ready normal")
+        # two parts of three, then a power cut: the old store stays, the staged file goes
+        for k in range(2):
+            board.send_console(signer.command("codes.snapshot", parts[k]).decode())
+            assert _wait_reply(board, k)["part"] == k + 1
+        assert (tmp_path / "codes.bin.tmp").exists()
+        board.power_cut()
+        board.boot(keep_rtc=NOW)
+        board.wait_log("ready normal")
+        board.send_console(signer.command("status").decode())
+        st = _wait_reply(board, 2)["status"]
+        assert not any(tmp_path.rglob("codes.bin.tmp"))  # removed at boot
+        assert (st["rev"], st["codes"], st["snap"]) == (1, 1, False)
+        # the whole snapshot: the store switches at the last part
+        for k in range(3):
+            board.send_console(signer.command("codes.snapshot", parts[k]).decode())
+        last = _wait_reply(board, 5)
+        assert (last["ok"], last["rev"], last["count"]) == (True, 5, 10), last
+        board.wait_event("display", lines=["Typ uw code     ", "en druk op #    "])
+        board.type_code(specs[2].code)
+        board.wait_for(lambda: board.solenoid_on(2) or None, 5, "door 3's solenoid")

@@ -56,3 +56,19 @@ def test_code_file_format_constants_agree_between_codes_and_codefile() -> None:
         n: (getattr(codes, n), getattr(codefile, n)) for n in shared if getattr(codes, n) != getattr(codefile, n)
     }
     assert mismatched == {}
+
+
+def test_snapshot_writes_codes_bin_with_the_same_format_constants() -> None:
+    # locker/snapshot.py writes codes.bin itself (part by part): its copies of the format must agree.
+    from lockertools import use_firmware_modules
+
+    use_firmware_modules()
+    from locker import codefile, snapshot  # type: ignore[import-not-found]
+
+    shared = [n for n in vars(snapshot) if re.fullmatch(r"_[A-Z][A-Z0-9_]*", n) and hasattr(codefile, n)]
+    assert len(shared) >= 6, shared
+    assert {n: getattr(snapshot, n) for n in shared} == {n: getattr(codefile, n) for n in shared}
+    # and the names it spells differently
+    from locker import codes  # type: ignore[import-not-found]
+
+    assert (snapshot._TAG, snapshot._RECORD, snapshot.MAX_ROWS) == (codes.TAG_SIZE, codes.RECORD_SIZE, 64)

@@ -188,3 +188,66 @@ def test_a_long_outage_does_not_grow_the_index():
         o.put(b"x")
     assert len(o) == 40 and o.dropped == 60
     assert len(o._seqs) == 41  # still the array made at construction
+
+
+def test_after_walks_the_events_above_a_number():
+    d = fakes.scratch_dir("outbox")
+    o = _new(d)
+    o.load()
+    seqs = [o.put(b"e%d" % i) for i in range(6)]
+    assert o.after(0) == (seqs[0], b"e0")
+    assert o.after(seqs[0]) == (seqs[1], b"e1")
+    o.ack(seqs[2])
+    assert o.after(seqs[1]) == (seqs[3], b"e3")  # a gap is stepped over
+    assert o.after(seqs[1] + 1) == (seqs[3], b"e3")
+    assert o.after(seqs[5]) is None
+    got = []
+    item = o.after(0)
+    while item is not None:  # the uplink sends in order without acknowledging first
+        got.append(item[0])
+        item = o.after(item[0])
+    assert got == [seqs[0], seqs[1], seqs[3], seqs[4], seqs[5]]
+    assert len(o) == 5  # after() forgets nothing
+
+
+def test_after_removes_and_skips_a_damaged_event():
+    d = fakes.scratch_dir("outbox")
+    o = _new(d)
+    o.load()
+    seqs = [o.put(b"e%d" % i) for i in range(3)]
+    with open(d + "/outbox/%010d.ev" % seqs[1], "wb") as f:
+        f.write(b"LK")
+    assert o.after(seqs[0]) == (seqs[2], b"e2")
+    assert len(o) == 2 and len(o.problems) == 1
+    assert not _exists(d + "/outbox/%010d.ev" % seqs[1])
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def test_load_orders_events_whatever_order_the_directory_lists_them_in():
+    # Files written out of order (as names come from the directory in any order) load sorted, and
+    # only the newest `capacity` stay.
+    d = fakes.scratch_dir("outbox")
+    os.mkdir(d + "/outbox")
+    order = [17, 3, 44, 8, 29, 1, 36, 12, 40, 5]
+    for seq in order:
+        store.save(d + "/outbox/%010d.ev" % seq, b"%d" % seq)
+    o = _new(d, capacity=6)
+    assert o.load() == []
+    assert o.dropped == 4
+    want = sorted(order)[-6:]
+    got = []
+    item = o.peek()
+    while item is not None:
+        got.append(item)
+        o.ack(item[0])
+        item = o.peek()
+    assert got == [(s, b"%d" % s) for s in want]
+    assert sorted(n for n in os.listdir(d + "/outbox") if n.endswith(".ev")) == []
+    assert o.put(b"next") == 45

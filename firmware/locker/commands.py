@@ -1,0 +1,217 @@
+# The host's commands, from the network (locker.uplink) or the console: one gate, one sequence, one
+# dispatcher (docs/protocol.md, "Commands"). Imported on the first command; get(rt) shares one
+# instance per runtime.
+#
+# A refused command is recorded as a `refused` event, at most one per reason per 10 s: the refusals
+# in between are counted into the next one (`n`), so a stream of forgeries cannot wear the flash.
+import gc
+
+from micropython import const
+
+from locker import protocol
+from locker.ticks import ticks_diff
+
+_REFUSED_MS = const(10_000)  # one refused event per reason per this
+_MAX_ROWS = const(64)  # code rows per message: keeps one message well inside the heap
+_U32 = const(0xFFFFFFFF)
+
+# Ops after which the tx is remembered (they change the store; the others are safe to run twice).
+_CODES = ("codes.apply", "codes.replace", "codes.snapshot")
+
+
+def get(rt):
+    """The runtime's one Commands (console and network share its gate and sequence)."""
+    c = getattr(rt, "_commands", None)
+    if c is None:
+        c = rt._commands = Commands(rt)
+    return c
+
+
+class Commands:
+    def __init__(self, rt):
+        self.rt = rt
+        self.gate = None
+        if rt.key is not None:
+            from locker.hmac256 import HmacKey
+
+            self.gate = protocol.CommandGate(HmacKey(rt.key), rt.cfg.locker_id)
+            self.gate.load()
+        self._problem = self.gate.problem if self.gate is not None else None  # recorded on a command
+        self._refusals = {}  # reason -> [ticks of its last event, refusals since, their last op]
+        self._snap = None  # a locker.snapshot.Snapshot while one is staged
+
+    def handle(self, wire, now_ms, retained=False, answer_refusals=False):
+        """-> the reply dict (with v, lid, tx, cseq, ok), or None: no reply (a refusal over the
+        network, an ack)."""
+        rt = self.rt
+        lid = rt.cfg.locker_id
+        if self.gate is None:
+            return {"v": 1, "lid": lid, "ok": False, "error": "not_provisioned"} if answer_refusals else None
+        if self._problem is not None and rt.locker is not None:
+            rt.locker.record("problem", None, {"m": self._problem[:80]}, now_ms)
+            self._problem = None
+        try:
+            cmd = self.gate.admit(wire, rt.clock.now(now_ms), retained)
+        except protocol.Refused as exc:
+            self._refused(exc.reason, exc.op, 1, now_ms)
+            if not answer_refusals:
+                return None
+            return {"v": 1, "lid": lid, "ok": False, "error": exc.reason, "detail": exc.detail}
+        op = cmd["op"]
+        args = cmd.get("args")
+        if not isinstance(args, dict):
+            args = {}
+        if op == "ack":  # no clock, no reply, no write but the outbox's (a replayed ack does nothing)
+            seqs = args.get("seqs")
+            if rt.locker is not None and isinstance(seqs, list):
+                for s in seqs:
+                    if isinstance(s, int):
+                        rt.locker.outbox.ack(s)
+            return None
+        sent = cmd.get("now")
+        clock = rt.clock
+        if isinstance(sent, int) and (not clock.known or abs(sent - clock.now(now_ms)) > 2):
+            clock.set(sent, now_ms)
+        tx = cmd.get("tx")
+        if self.gate.seen(tx):
+            return protocol.reply(lid, cmd, {"ok": True, "dup": True})
+        try:
+            result = self._run(op, args, now_ms)
+        except OSError as exc:  # flash full or failing: the store is as it was, the locker runs on
+            result = {"ok": False, "error": "storage", "detail": str(exc)}
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            detail = str(exc)
+            result = {"ok": False, "error": "capacity" if detail == "capacity" else "bad_args", "detail": detail}
+        if result["ok"] and op in _CODES:
+            self.gate.remember(tx)
+        return protocol.reply(lid, cmd, result)
+
+    def tick(self, now_ms):
+        """Housekeeping: abandons a stalled snapshot, records refusals counted but not yet reported."""
+        if self._snap is not None and self._snap.tick(now_ms):
+            self._drop_snapshot()
+        for reason in self._refusals:
+            r = self._refusals[reason]
+            if r[1] and ticks_diff(now_ms, r[0]) >= _REFUSED_MS:
+                self._refused(reason, r[2], 0, now_ms)
+
+    # --- refusals --------------------------------------------------------------------------------
+
+    def _refused(self, reason, op, n, now_ms):
+        r = self._refusals.get(reason)
+        if r is None:
+            r = self._refusals[reason] = [now_ms, 0, op]
+            due = True
+        else:
+            d = ticks_diff(now_ms, r[0])
+            due = d < 0 or d >= _REFUSED_MS  # d < 0: the ticks wrapped, it is long ago
+        r[1] += n
+        if op is not None:
+            r[2] = op
+        if due and r[1]:
+            locker = self.rt.locker
+            if locker is not None:  # safe mode records nothing
+                locker.record("refused", None, {"r": reason, "op": r[2], "n": r[1]}, now_ms)
+            r[0] = now_ms
+            r[1] = 0
+            r[2] = None
+
+    # --- the operations --------------------------------------------------------------------------
+
+    def _run(self, op, args, now_ms):
+        if op == "status":
+            return {"ok": True, "status": self.status(now_ms, True)}
+        if op == "time":
+            return {"ok": True}  # the clock was set from `now` above
+        if op not in _CODES:
+            return {"ok": False, "error": "unknown_op"}
+        locker = self.rt.locker
+        if locker is None:
+            return {"ok": False, "error": "safe_mode"}
+        cs = locker.codes
+        if op == "codes.snapshot":
+            return self._snapshot(args, now_ms)
+        self._drop_snapshot()  # apply and replace write codes.bin.tmp too
+        rev = args["rev"]
+        if not isinstance(rev, int) or not 0 <= rev <= _U32:
+            raise ValueError("rev")
+        if op == "codes.apply":
+            if args.get("base") != cs.revision:
+                return {"ok": False, "error": "revision_mismatch", "rev": cs.revision}
+            dels = args.get("del") or []
+            cs.apply(rev, self._rows(args.get("add") or []), [int(i) for i in dels])
+        else:
+            cs.replace(rev, self._rows(args.get("codes") or []))
+        return {"ok": True, "rev": cs.revision, "count": cs.count()}
+
+    def _rows(self, rows):
+        """The rows of a message as CodeStore records, converted in place: each JSON row gives way
+        to its record as it is read, so a 64-row message is never on the heap twice."""
+        if len(rows) > _MAX_ROWS:
+            raise ValueError("at most %d codes per command" % _MAX_ROWS)
+        from binascii import unhexlify
+
+        labels = self.rt.locker.labels
+        for i in range(len(rows)):
+            tag_hex, label, kind, expiry, code_id = rows[i]
+            if not isinstance(code_id, int) or not 0 < code_id <= _U32:
+                raise ValueError("code id")
+            rows[i] = (unhexlify(tag_hex), labels.index(label), int(kind), int(expiry), code_id)
+        return rows
+
+    def _snapshot(self, args, now_ms):
+        s = self._snap
+        if s is None:
+            from locker.snapshot import Snapshot
+
+            s = self._snap = Snapshot(self.rt.locker.codes)
+        result = s.part(args, self.rt.locker.labels, now_ms)
+        if not s.staging:
+            self._drop_snapshot()
+        return result
+
+    def _drop_snapshot(self):
+        if self._snap is not None:
+            self._snap.abandon()
+            self._snap = None
+            # Out of sys.modules AND off the package, or the module stays on the heap.
+            import sys
+
+            import locker
+
+            sys.modules.pop("locker.snapshot", None)
+            if hasattr(locker, "snapshot"):
+                delattr(locker, "snapshot")
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def status(self, now_ms, doors=False):
+        """The status message's fields (docs/protocol.md, "status"); doors: with each door's state."""
+        rt = self.rt
+        locker = rt.locker
+        cs = locker.codes if locker is not None else None
+        gc.collect()
+        st = {
+            "v": 1,
+            "lid": rt.cfg.locker_id,
+            "online": True,
+            "mode": "normal" if locker is not None else "safe",
+            "fw": getattr(rt, "fw", None),
+            "rev": cs.revision if cs is not None else 0,
+            "snap": cs.damaged if cs is not None else False,
+            "codes": cs.count() if cs is not None else 0,
+            "outbox": len(locker.outbox) if locker is not None else 0,
+            "t": rt.clock.now(now_ms),
+            "up": ticks_diff(now_ms, rt.started_ms) // 1000,
+            "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)
+        }
+        if doors:
+            out = []
+            if locker is not None:
+                from locker.doors import name_of_state
+
+                bank = locker.doors
+                for i in range(len(locker.labels)):
+                    out.append({"d": locker.labels[i], "s": name_of_state(bank.state(i)), "full": bank.has_parcel(i)})
+            st["doors"] = out
+        return st

@@ -1,0 +1,394 @@
+# The command dispatcher shared by the console and the network: refusals (silent, recorded once per
+# 10 s), ack, transactions acting once across reboots, code updates, snapshots, safe mode.
+import json
+import os
+import sys
+from binascii import hexlify
+
+import fakes
+from locker import codes, commands, hmac256, protocol, store
+from locker.clock import WallClock
+from locker.outbox import Outbox
+
+KEY = b"commands unit test key, 32 bytes"
+OTHER = b"someone else's key, also 32 byte"
+DOORS = ("A1", "A2", "B1")
+HKEY = hmac256.HmacKey(KEY)
+NOW = 1_790_000_000
+
+
+class FakeDoors:
+    def state(self, i):
+        return 0
+
+    def has_parcel(self, i):
+        return True if i == 0 else None
+
+
+class FakeLocker:
+    def __init__(self):
+        self.labels = DOORS
+        self.codes = codes.CodeStore(KEY, DOORS, capacity=32)
+        self.problems = self.codes.load()
+        self.outbox = Outbox(capacity=50)
+        self.outbox.load()
+        self.doors = FakeDoors()
+        self.events = []
+
+    def record(self, kind, door, extra, now_ms, to_host=True):
+        ev = {"k": kind}
+        if extra:
+            ev.update(extra)
+        self.events.append(ev)
+        self.outbox.put(json.dumps(ev).encode())
+
+
+class Cfg:
+    locker_id = "L1"
+
+
+class Rt:
+    def __init__(self, safe=False, rtc=NOW):
+        self.key = KEY
+        self.cfg = Cfg()
+        self.clock = WallClock()
+        self.clock.boot(rtc, 0)
+        self.started_ms = 0
+        self.locker = None if safe else FakeLocker()
+
+
+class Rig:
+    """A runtime in a scratch directory; reboot() builds a new one over the same flash."""
+
+    def __init__(self, name, safe=False, rtc=NOW):
+        self.home = os.getcwd()
+        self.dir = fakes.scratch_dir(name)
+        os.chdir(self.dir)
+        self.seq = 1000
+        self.rt = Rt(safe, rtc)
+
+    def reboot(self, safe=False):
+        self.rt = Rt(safe)
+
+    def close(self):
+        os.chdir(self.home)
+
+    def wire(self, op, args=None, tx=None, key=KEY, lid="L1", exp=None, seq=None, now=NOW):
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        body = {"v": 1, "lid": lid, "seq": seq, "now": now, "exp": now + 300 if exp is None else exp}
+        body["tx"] = tx or "tx%d" % seq
+        body["op"] = op
+        body["args"] = args or {}
+        return protocol.sign(hmac256.HmacKey(key), protocol.encode(body))
+
+    def send(self, wire, now_ms=0, retained=False, console=False):
+        return commands.get(self.rt).handle(wire, now_ms, retained, console)
+
+    def events(self, kind="refused"):
+        return [e for e in self.rt.locker.events if e["k"] == kind]
+
+
+def _rec(i, door=None):
+    door = i % len(DOORS) if door is None else door
+    return (codes.tag(HKEY, DOORS[door], "%08d" % (i * 7919 + 1000)), door, 0, 0, 1000 + i)
+
+
+def _row(rec):
+    return [hexlify(rec[0]).decode(), DOORS[rec[1]], rec[2], rec[3], rec[4]]
+
+
+def _rows(recs):
+    return [_row(r) for r in sorted(recs)]
+
+
+def test_one_instance_per_runtime():
+    rig = Rig("cmd-get")
+    try:
+        assert commands.get(rig.rt) is commands.get(rig.rt)
+    finally:
+        rig.close()
+
+
+def test_refused_commands_get_no_reply_and_are_recorded_once_per_10_s():
+    rig = Rig("cmd-refused")
+    try:
+        assert rig.send(rig.wire("status")) is not None  # seq 1001
+        store.reset_counter()
+        for i in range(30):  # a stream of forgeries
+            assert rig.send(rig.wire("codes.apply", key=OTHER), now_ms=i * 100) is None
+        assert rig.send(rig.wire("status", seq=1001), now_ms=100) is None  # replay
+        assert rig.send(rig.wire("status", lid="L2"), now_ms=200) is None
+        assert rig.send(rig.wire("time", exp=NOW - 1), now_ms=300) is None
+        assert rig.send(rig.wire("time"), now_ms=400, retained=True) is None
+        got = [(e["r"], e["op"], e["n"]) for e in rig.events()]
+        assert got == [
+            ("bad_signature", None, 1),
+            ("replay", "status", 1),
+            ("wrong_locker", "status", 1),
+            ("expired", "time", 1),
+            ("retained", "time", 1),
+        ], got
+        written = store.bytes_written()
+        assert written < 5 * 400, written  # five events, not 34
+        # the 29 forgeries held back are folded into the next event, after 10 s
+        assert rig.send(rig.wire("status", key=OTHER), now_ms=10_000) is None
+        assert [(e["r"], e["n"]) for e in rig.events()][5:] == [("bad_signature", 30)]
+        # ... or reported by the housekeeping when no further refusal comes
+        rig.send(rig.wire("status", key=OTHER), now_ms=12_000)
+        rig.send(rig.wire("status", key=OTHER), now_ms=13_000)
+        c = commands.get(rig.rt)
+        c.tick(19_999)
+        assert len(rig.events()) == 6
+        c.tick(20_000)
+        assert [(e["r"], e["n"]) for e in rig.events()][6:] == [("bad_signature", 2)]
+        c.tick(40_000)
+        assert len(rig.events()) == 7
+        # nothing held back: the next one is recorded at once
+        rig.send(rig.wire("status", key=OTHER), now_ms=40_001)
+        assert [(e["r"], e["n"]) for e in rig.events()][7:] == [("bad_signature", 1)]
+    finally:
+        rig.close()
+
+
+def test_the_console_answers_refusals():
+    rig = Rig("cmd-console")
+    try:
+        r = rig.send(rig.wire("status", key=OTHER), console=True)
+        assert r["ok"] is False and r["error"] == "bad_signature" and r["lid"] == "L1"
+        r = rig.send(b"0" * 64 + b" {}", console=True)
+        assert r["error"] == "bad_signature"
+        assert len(rig.events()) == 1  # recorded once all the same (rate limit)
+    finally:
+        rig.close()
+
+
+def test_ack_is_exempt_from_the_sequence_writes_only_the_outbox_and_gets_no_reply():
+    rig = Rig("cmd-ack")
+    try:
+        ob = rig.rt.locker.outbox
+        a = ob.put(b'{"k":"x"}')
+        b = ob.put(b'{"k":"y"}')
+        assert rig.send(rig.wire("time", seq=5000))["ok"]
+        with open("cmdseq.bin", "rb") as f:
+            seqfile = f.read()
+        assert rig.send(rig.wire("ack", {"seqs": [a, 99999, "junk"]}, seq=17)) is None  # an old seq
+        assert ob.after(0)[0] == b and len(ob) == 1
+        assert rig.send(rig.wire("ack", {"seqs": [a]}, seq=17)) is None  # the same again: harmless
+        assert rig.send(rig.wire("ack", {"seqs": [b]}, key=OTHER)) is None  # forged
+        assert len(ob) == 2 and ob.after(a)[0] == b  # (plus the refused event)
+        assert rig.send(rig.wire("ack", {"seqs": [b]}), retained=True) is None
+        assert rig.send(rig.wire("ack", {"seqs": [b]}, exp=NOW - 1)) is None
+        assert ob.after(a)[0] == b
+        assert [e["r"] for e in rig.events()] == ["bad_signature", "retained", "expired"]
+        with open("cmdseq.bin", "rb") as f:
+            assert f.read() == seqfile
+        assert rig.send(rig.wire("ack", {"seqs": [b]}), console=True) is None
+        assert ob.after(a)[0] != b
+    finally:
+        rig.close()
+
+
+def test_ack_does_not_set_the_clock():
+    rig = Rig("cmd-ack-clock", rtc=None)
+    try:
+        rig.send(rig.wire("ack", {"seqs": []}))
+        assert not rig.rt.clock.known
+        rig.send(rig.wire("time"))
+        assert rig.rt.clock.known and rig.rt.clock.now(0) == NOW
+    finally:
+        rig.close()
+
+
+def test_apply_and_a_resent_transaction_acts_once_across_a_reboot():
+    rig = Rig("cmd-apply")
+    try:
+        add = {"base": 0, "rev": 2, "add": _rows([_rec(i) for i in range(5)]), "del": []}
+        r = rig.send(rig.wire("codes.apply", add, tx="T1"))
+        assert r == {"v": 1, "lid": "L1", "tx": "T1", "cseq": rig.seq, "ok": True, "rev": 2, "count": 5}, r
+        dele = {"base": 2, "rev": 3, "add": [], "del": [1000, 1001]}
+        assert rig.send(rig.wire("codes.apply", dele, tx="T2"))["count"] == 3
+        # The host heard no reply and sends T1 again (new seq): not run again (it would now mismatch).
+        r = rig.send(rig.wire("codes.apply", add, tx="T1"))
+        assert r == {"v": 1, "lid": "L1", "tx": "T1", "cseq": rig.seq, "ok": True, "dup": True}, r
+        rig.reboot()
+        r = rig.send(rig.wire("codes.apply", add, tx="T1"))
+        assert r["dup"] is True and rig.rt.locker.codes.count() == 3 and rig.rt.locker.codes.revision == 3
+        r = rig.send(rig.wire("codes.apply", add, tx="T3"))
+        assert r["error"] == "revision_mismatch" and r["rev"] == 3 and not r["ok"]
+    finally:
+        rig.close()
+
+
+def test_a_failed_write_lets_the_resent_transaction_act():
+    rig = Rig("cmd-storage")
+    try:
+        add = {"base": 0, "rev": 2, "add": _rows([_rec(1)])}
+
+        def full(op, path):
+            if op == "rename" and path.endswith("codes.bin"):
+                raise OSError(28)
+
+        store.set_fault_hook(full)
+        try:
+            r = rig.send(rig.wire("codes.apply", add, tx="T9"))
+        finally:
+            store.set_fault_hook(None)
+        assert r["ok"] is False and r["error"] == "storage", r
+        r = rig.send(rig.wire("codes.apply", add, tx="T9"))
+        assert r["ok"] and r["rev"] == 2 and "dup" not in r
+    finally:
+        rig.close()
+
+
+def test_errors():
+    rig = Rig("cmd-errors")
+    try:
+        many = {"base": 0, "rev": 1, "add": _rows([_rec(i) for i in range(65)])}
+        assert rig.send(rig.wire("codes.apply", many))["error"] == "bad_args"
+        big = {"base": 0, "rev": 1, "add": _rows([_rec(i) for i in range(33)])}
+        assert rig.send(rig.wire("codes.apply", big))["error"] == "capacity"
+        bad_door = {"base": 0, "rev": 1, "add": [_row(_rec(1))[:1] + ["Z9", 0, 0, 5]]}
+        assert rig.send(rig.wire("codes.apply", bad_door))["error"] == "bad_args"
+        bad_id = {"base": 0, "rev": 1, "add": [_row(_rec(1))[:4] + [0]]}
+        assert rig.send(rig.wire("codes.apply", bad_id))["error"] == "bad_args"
+        assert rig.send(rig.wire("codes.apply", {"base": 0, "rev": -1}))["error"] == "bad_args"
+        assert rig.send(rig.wire("codes.apply", {"base": 0}))["error"] == "bad_args"
+        assert rig.send(rig.wire("open.sesame"))["error"] == "unknown_op"
+        assert rig.rt.locker.codes.revision == 0 and rig.rt.locker.codes.count() == 0
+        # an error is not remembered: the same transaction may be tried again
+        ok = {"base": 0, "rev": 1, "add": _rows([_rec(1)])}
+        assert rig.send(rig.wire("codes.apply", {"base": 0}, tx="T5"))["error"] == "bad_args"
+        assert rig.send(rig.wire("codes.apply", ok, tx="T5"))["rev"] == 1
+    finally:
+        rig.close()
+
+
+def test_replace_for_the_tools():
+    rig = Rig("cmd-replace")
+    try:
+        r = rig.send(rig.wire("codes.replace", {"rev": 4, "codes": _rows([_rec(i) for i in range(3)])}))
+        assert r["ok"] and r["rev"] == 4 and r["count"] == 3
+    finally:
+        rig.close()
+
+
+def test_status_and_time():
+    rig = Rig("cmd-status", rtc=None)
+    try:
+        r = rig.send(rig.wire("time", now=NOW + 50), now_ms=3000)
+        assert r["ok"] and rig.rt.clock.known and rig.rt.clock.now(3000) == NOW + 50
+        st = rig.send(rig.wire("status", now=NOW + 54), now_ms=7500)["status"]
+        assert st["mode"] == "normal" and st["rev"] == 0 and st["snap"] is False and st["codes"] == 0
+        assert st["t"] == NOW + 54 and st["up"] == 7 and (st["heap"] is None or st["heap"] > 0) and st["online"] is True
+        assert st["lid"] == "L1" and st["v"] == 1 and "fw" in st
+        assert st["doors"] == [
+            {"d": "A1", "s": "locked", "full": True},
+            {"d": "A2", "s": "locked", "full": None},
+            {"d": "B1", "s": "locked", "full": None},
+        ]
+        assert "doors" not in commands.get(rig.rt).status(7500)
+    finally:
+        rig.close()
+
+
+def test_safe_mode_answers_status_and_time_only():
+    rig = Rig("cmd-safe", safe=True, rtc=None)
+    try:
+        st = rig.send(rig.wire("status"))["status"]
+        assert st["mode"] == "safe" and st["doors"] == [] and st["codes"] == 0
+        assert rig.send(rig.wire("time", now=NOW + 9))["ok"] and rig.rt.clock.now(0) == NOW + 9
+        for op in ("codes.apply", "codes.snapshot", "codes.replace"):
+            assert rig.send(rig.wire(op, {"rev": 1}))["error"] == "safe_mode"
+        assert rig.send(rig.wire("ack", {"seqs": [1]})) is None
+        assert rig.send(rig.wire("time", key=OTHER)) is None  # refused, and nowhere to record it
+    finally:
+        rig.close()
+
+
+def test_not_provisioned():
+    rig = Rig("cmd-nokey", safe=True)
+    try:
+        rig.rt.key = None
+        assert rig.send(rig.wire("status")) is None
+        rig.rt._commands = None
+        assert rig.send(rig.wire("status"), console=True)["error"] == "not_provisioned"
+    finally:
+        rig.close()
+
+
+def _snap_args(recs, sizes, rev):
+    rows = _rows(recs)
+    out = []
+    p = 0
+    for k in range(len(sizes)):
+        chunk = rows[p : p + sizes[k]]
+        out.append({"rev": rev, "part": k + 1, "parts": len(sizes), "total": len(rows), "codes": chunk})
+        p += sizes[k]
+    return out
+
+
+def test_snapshot_through_the_dispatcher():
+    rig = Rig("cmd-snap")
+    try:
+        rig.send(rig.wire("codes.replace", {"rev": 4, "codes": _rows([_rec(i) for i in range(3)])}))
+        recs = [_rec(i) for i in range(10, 22)]
+        parts = _snap_args(recs, [5, 5, 2], 9)
+        r = rig.send(rig.wire("codes.snapshot", parts[0], tx="S1"), now_ms=100)
+        assert r["ok"] and r["part"] == 1 and "locker.snapshot" in sys.modules
+        # the host re-sends part 1 (same tx): a duplicate, the staging goes on
+        assert rig.send(rig.wire("codes.snapshot", parts[0], tx="S1"), now_ms=200)["dup"]
+        assert rig.send(rig.wire("codes.snapshot", parts[1], tx="S2"), now_ms=300)["part"] == 2
+        r = rig.send(rig.wire("codes.snapshot", parts[2], tx="S3"), now_ms=400)
+        assert r["ok"] and r["rev"] == 9 and r["count"] == 12
+        assert "locker.snapshot" not in sys.modules  # dropped once done
+        assert sorted(rig.rt.locker.codes.records()) == sorted(recs)
+        # an apply in the middle of a snapshot abandons it (both write codes.bin.tmp)
+        parts = _snap_args([_rec(i) for i in range(30, 36)], [3, 3], 11)
+        assert rig.send(rig.wire("codes.snapshot", parts[0]))["ok"]
+        assert rig.send(rig.wire("codes.apply", {"base": 9, "rev": 10, "add": [], "del": [1010]}))["count"] == 11
+        assert rig.send(rig.wire("codes.snapshot", parts[1]))["error"] == "snapshot_order"
+        assert rig.rt.locker.codes.revision == 10
+        # a stalled one is abandoned by the housekeeping
+        assert rig.send(rig.wire("codes.snapshot", parts[0]), now_ms=1000)["ok"]
+        commands.get(rig.rt).tick(60_999)
+        assert "codes.bin.tmp" in os.listdir(".")
+        commands.get(rig.rt).tick(61_000)
+        assert "codes.bin.tmp" not in os.listdir(".") and "locker.snapshot" not in sys.modules
+        assert rig.send(rig.wire("codes.snapshot", parts[1]), now_ms=61_001)["error"] == "snapshot_order"
+        assert rig.rt.locker.codes.revision == 10
+    finally:
+        rig.close()
+
+
+def test_a_damaged_store_asks_for_a_snapshot_until_it_gets_one():
+    rig = Rig("cmd-snapflag")
+    try:
+        rig.send(rig.wire("codes.replace", {"rev": 4, "codes": _rows([_rec(i) for i in range(3)])}))
+        with open("codes.bin", "r+b") as f:
+            f.seek(16 + 3)
+            f.write(b"\x00\x01")
+        rig.reboot()
+        st = rig.send(rig.wire("status"))["status"]
+        assert st["snap"] is True and st["rev"] == 0 and st["codes"] == 2
+        for p in _snap_args([_rec(i) for i in range(3)], [3], 5):
+            assert rig.send(rig.wire("codes.snapshot", p))["ok"]
+        st = rig.send(rig.wire("status"))["status"]
+        assert st["snap"] is False and st["rev"] == 5 and st["codes"] == 3
+    finally:
+        rig.close()
+
+
+def test_a_corrupt_sequence_file_is_reported_once():
+    rig = Rig("cmd-seqfile")
+    try:
+        with open("cmdseq.bin", "wb") as f:
+            f.write(b"LK\x01junk")
+        rig.reboot()
+        assert rig.send(rig.wire("status"))["ok"]
+        rig.send(rig.wire("status"))
+        problems = rig.events("problem")
+        assert len(problems) == 1 and "cmdseq.bin" in problems[0]["m"]
+    finally:
+        rig.close()
