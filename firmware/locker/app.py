@@ -61,6 +61,7 @@ class Locker:
         self._resume = list(self.codes.pending())
         self._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
         self.lang = cfg.language
+        self.notify = None  # the uplink's wake-up: called after an event went into the outbox
         self._screen = None
         self._screen_until = 0
         self._shown = None
@@ -287,6 +288,8 @@ class Locker:
         self.audit.append(line)
         if to_host:
             self.outbox.put(line.encode())
+            if self.notify is not None:
+                self.notify()
         print("event", line)
 
     def status(self, now_ms):

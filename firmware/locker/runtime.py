@@ -35,6 +35,8 @@ class Runtime:
         self.locker = None
         self.safe_reason = None
         self.started_ms = ticks_ms()
+        self.net = None  # parsed net.json (startup); None: an offline locker
+        self.uplink = None
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -52,10 +54,27 @@ class Runtime:
         # Boot-only modules go: their tables and bytecode are heap the running locker can use.
         _unload("startup")
         _unload("safemode")
+        if self.net is not None:
+            self._start_uplink()
         gc.threshold(-1)
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
         log("ready", mode, ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
+
+    def _start_uplink(self):
+        # Imported only with a net.json: an offline board never loads the MQTT client. Built during
+        # the boot, so its long-lived objects are packed with the others. The network is optional:
+        # if it cannot be set up, the locker runs offline rather than crash into safe mode.
+        if self.key is None:
+            log("net: not provisioned (no locker.key); offline")
+            return
+        try:
+            from locker.uplink import Uplink
+
+            self.uplink = Uplink(self, self.net)
+        except Exception as exc:
+            log("net: uplink failed; offline:", repr(exc))
+            self.uplink = None
 
     # --- tasks --------------------------------------------------------------------------------
 
@@ -138,6 +157,9 @@ class Runtime:
             asyncio.create_task(self.io_task(sup, sup.register("io", now)))
         asyncio.create_task(self.housekeeping_task(sup, sup.register("housekeeping", now)))
         asyncio.create_task(self.console_task())
+        if self.uplink is not None:
+            # Not registered with the supervisor: waiting for a broker must not starve the watchdog.
+            asyncio.create_task(self.uplink.run())
         await self.watchdog_task(sup)
 
 

@@ -58,13 +58,18 @@ def boot(rt, now):
     rt.key = key
     rt.reset_cause = system.reset_cause()
     spec = labels = None  # parsed board.json: not needed once the board is built
+    rt.fw = _VERSION
+    rt.net, net_problem = _net()
+    if net_problem is not None:
+        log(net_problem)
     if rt.safe_reason is None:
         from locker.app import Locker
 
         rt.locker = Locker(rt.board, rt.cfg, key, rt.clock, now, codes)
         rt.locker.record("boot", None, {"cause": rt.reset_cause, "v": _VERSION}, now)
         # Settings and the boot counter were read before the locker could record anything.
-        for problem in rt.cfg.problems + ([counter.problem] if counter.problem else []):
+        problems = rt.cfg.problems + ([counter.problem] if counter.problem else [])
+        for problem in problems + ([net_problem] if net_problem else []):
             rt.locker.record("problem", None, {"m": problem[:80]}, now)
     else:
         log("SAFE MODE:", rt.safe_reason)
@@ -81,3 +86,47 @@ def _show_safe(rt):
     if rt.board.display is not None:
         rt.board.display.show(lines)
     print("display|%s|%s" % lines)
+
+
+def _net(path="net.json"):
+    """net.json -> (settings, None); absent: (None, None), an offline locker; unusable: (None, problem),
+    offline too. Never raises: a bad network file must not keep the doors shut."""
+    try:
+        with open(path) as f:
+            n = json.load(f)
+    except OSError:
+        return None, None
+    except ValueError:
+        return None, "net: %s is not valid JSON; offline" % path
+    try:
+        b = n.get("broker") if isinstance(n, dict) else None
+        if not isinstance(b, dict):
+            raise ValueError("no broker")
+        host = b.get("host")
+        tls = b.get("tls", False)
+        if not isinstance(host, str) or not host or not isinstance(tls, bool):
+            raise ValueError("broker.host/tls")
+        port = b.get("port", 8883 if tls else 1883)
+        ka = n.get("keepalive", 30)
+        for v, lo, hi in ((port, 1, 65535), (ka, 5, 3600)):
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ValueError("port/keepalive out of range")
+        for k in ("user", "password", "server_hostname"):
+            if b.get(k) is not None and not isinstance(b[k], str):
+                raise ValueError("broker.%s" % k)
+        wifi = n.get("wifi")
+        if wifi is not None and not (isinstance(wifi, dict) and isinstance(wifi.get("ssid"), str)):
+            raise ValueError("wifi.ssid")
+        ca = None
+        if tls:  # no CA, no connection: TLS never goes unverified
+            ca_path = b.get("ca") or "ca.der"
+            try:
+                with open(ca_path, "rb") as f:
+                    ca = f.read()
+            except OSError:
+                raise ValueError("CA %s missing" % ca_path)
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, "net: %s unusable (%s); offline" % (path, exc)
+    b["port"] = port
+    b["tls"] = tls
+    return {"wifi": wifi, "broker": b, "keepalive": ka, "ca_der": ca}, None

@@ -64,8 +64,10 @@ def prepare(
     locker_id: str = "sim-1",
     key: bytes | None = None,
     revision: int = 1,
+    net: Mapping[str, Any] | None = None,
 ) -> LockerSecrets:
-    """Write board.json, config.json, locker.key and codes.bin into flash_dir."""
+    """Write board.json, config.json, locker.key and codes.bin into flash_dir; with `net`, also
+    net.json and the broker's CA (see write_net). Without, the locker is offline."""
     flash_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(board_path, flash_dir / "board.json")
     board = json.loads(board_path.read_text())
@@ -75,7 +77,45 @@ def prepare(
     (flash_dir / "locker.key").write_text(key.hex())
     specs = [c if isinstance(c, CodeSpec) else CodeSpec(*c) for c in codes]
     write_codes(flash_dir, key, board_labels(board), specs, revision)
+    if net is not None:
+        write_net(flash_dir, net)
     return LockerSecrets(locker_id, key)
+
+
+def write_net(flash_dir: Path, net: Mapping[str, Any] | None) -> None:
+    """Write net.json (docs/hardware.md, "Network on a real board"); None removes it (offline).
+
+    `net` is net.json's content, plus one host-side key: ``broker.ca_file``, the CA certificate on
+    this machine (PEM or DER). It is stored on the board in DER (what the firmware's TLS loads) under
+    ``broker.ca`` (default ``ca.der``), and the key itself is not written.
+    """
+    path = flash_dir / "net.json"
+    if net is None:
+        path.unlink(missing_ok=True)
+        return
+    data = json.loads(json.dumps(dict(net)))  # a deep copy, and JSON-able or an error here
+    broker = data.get("broker")
+    if not isinstance(broker, dict) or not broker.get("host"):
+        raise ValueError("net: broker.host is required")
+    ca_file = broker.pop("ca_file", None)
+    if ca_file is not None:
+        broker.setdefault("ca", "ca.der")
+        (flash_dir / str(broker["ca"])).write_bytes(ca_der(Path(ca_file).read_bytes()))
+    if broker.get("tls") and not (flash_dir / str(broker.get("ca") or "ca.der")).exists():
+        raise ValueError("net: TLS needs the broker's CA (broker.ca_file)")
+    data.setdefault("wifi", None)
+    data.setdefault("keepalive", 30)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def ca_der(cert: bytes) -> bytes:
+    """A certificate in DER, from PEM or DER."""
+    if b"-----BEGIN" not in cert:
+        return cert
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return x509.load_pem_x509_certificate(cert).public_bytes(Encoding.DER)
 
 
 def write_codes(flash_dir: Path, key: bytes, labels: list[str], codes: list[CodeSpec], revision: int) -> None:

@@ -67,6 +67,15 @@ DEFAULT_HEAP = "128K"
 # Signed code changes of up to 64 codes on the console parse a large JSON message; on the 64-bit
 # port that has run out of memory at 128K (power-cut campaign), so the tests that send them use this.
 CONSOLE_SYNC_HEAP = "160K"
+# A networked locker (net.json) also holds the MQTT client, the uplink and the command handler
+# (about 36 KB resident on this 64-bit port) and, while a command is handled, its message (up to
+# 8 KB) parsed. The smallest heaps that ran tests/net, a 64-row codes.apply included, were 184K for
+# plain MQTT and 184K for TLS (176K ran out of memory in that command); with small commands only,
+# 160K and 168K. TLS takes about 5-7 KB of this heap (context, CA, session): mbedtls's record buffers
+# are not in the MicroPython heap in this build (on the ESP32 they are in the IDF heap, outside the
+# MicroPython heap, too). These add a margin of about 20 %; docs/simulator.md, "The heap", has the figures.
+NET_HEAP = "224K"
+TLS_HEAP = "232K"
 
 
 def heap_bytes(heap: str) -> int:
@@ -127,8 +136,11 @@ class VirtualBoard:
         env: dict[str, str] | None = None,
         on_event: Callable[[Event], None] | None = None,
         log_limit: int = 20000,
+        net: dict[str, Any] | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
+        if net is not None:
+            self.write_net(net)
         self.firmware_dir = Path(firmware_dir)
         self.heap = heap
         # The firmware gets `heap`; our simulated hardware's modules come on top (see SIM_SHIM_HEAP).
@@ -161,6 +173,13 @@ class VirtualBoard:
         self.port: int = self._listener.getsockname()[1]
         self.board: dict[str, Any] = {}
         self._load_board()
+
+    def write_net(self, net: dict[str, Any] | None) -> None:
+        """Write (None: remove) the locker's net.json and CA, as provisioning would
+        (`lockertools.flash.write_net`). Takes effect at the next boot; write it with the power off."""
+        from lockertools.flash import write_net
+
+        write_net(self.flash_dir, net)
 
     # --- life cycle ---------------------------------------------------------------------------
 
