@@ -202,7 +202,7 @@ class Commands:
             "codes": cs.count() if cs is not None else 0,
             "outbox": len(locker.outbox) if locker is not None else 0,
             "t": rt.clock.now(now_ms),
-            "up": ticks_diff(now_ms, rt.started_ms) // 1000,
+            "up": rt.uptime_ms(now_ms) // 1000,
             "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)
         }
         if doors:

@@ -35,6 +35,10 @@ class Runtime:
         self.locker = None
         self.safe_reason = None
         self.started_ms = ticks_ms()
+        # Uptime adds up differences between nearby ticks: a single ticks_diff from boot would
+        # wrap after 2**29 ms (6.2 days).
+        self._up_ms = 0
+        self._up_at = self.started_ms
         self.net = None  # parsed net.json (startup); None: an offline locker
         self.uplink = None
 
@@ -76,6 +80,10 @@ class Runtime:
             log("net: uplink failed; offline:", repr(exc))
             self.uplink = None
 
+    def uptime_ms(self, now):
+        """Milliseconds since boot, valid for years (housekeeping folds it every 500 ms)."""
+        return self._up_ms + ticks_diff(now, self._up_at)
+
     # --- tasks --------------------------------------------------------------------------------
 
     async def io_task(self, sup, slot):
@@ -93,7 +101,8 @@ class Runtime:
         boot_ok = False
         while True:
             now = ticks_ms()
-            up = ticks_diff(now, self.started_ms)
+            up = self.uptime_ms(now)
+            self._up_ms, self._up_at = up, now
             self.clock.tick(now)
             if not boot_ok and up >= self.cfg.boot_ok_ms:
                 boot_ok = True

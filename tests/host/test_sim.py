@@ -281,7 +281,8 @@ def test_buzzer_and_led_events(tmp_path: Path) -> None:
     flash, script = flash_with(tmp_path, "esp32-4door", BUZZER_PROG)
     with VirtualBoard(flash, script=script) as b:
         b.boot()
-        b.wait_event("led", on=0, since=b.events().index(b.wait_event("led", on=1)))
+        lit = b.wait_event("led", on=1)  # first: events() must be read after the wait, not before
+        b.wait_event("led", on=0, since=b.events().index(lit))
         buz = [(e["freq"], e["duty"]) for e in b.events("buzzer")]
         assert buz == [(2400, 32768), (2400, 0)]  # silent set-up steps are not reported
 

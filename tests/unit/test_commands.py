@@ -56,6 +56,9 @@ class Rt:
         self.started_ms = 0
         self.locker = None if safe else FakeLocker()
 
+    def uptime_ms(self, now_ms):
+        return now_ms - self.started_ms
+
 
 class Rig:
     """A runtime in a scratch directory; reboot() builds a new one over the same flash."""

@@ -170,6 +170,9 @@ class Runtime:
         self.started_ms = 0
         self.locker = None if safe else Locker(fakes.scratch_dir("uplink"))
 
+    def uptime_ms(self, now_ms):
+        return now_ms - self.started_ms
+
 
 class Commands:
     """commands.handle's contract: a reply dict or None; `ack` acts on the outbox, no reply."""
