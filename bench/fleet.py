@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # tests.support.mosquitto: the broker the service tests run
 
-from lockertools.broker import BrokerSetup  # noqa: E402
+from lockertools.broker import AUTOSAVE_S, BrokerSetup  # noqa: E402
 from lockertools.fleet import SimLocker  # noqa: E402
 from lockertools.service import db, fleet_db  # noqa: E402
 from lockertools.service.runner import Service, ServiceConfig  # noqa: E402
@@ -80,7 +80,7 @@ class Settings:
     burst: int = 25  # events per locker
     procs: int = 2  # load-generator processes
     workdir: Path | None = None  # kept afterwards (broker log, database); None: a temporary directory
-    broker_autosave: int | None = None  # diagnosis: save the broker's database every N changes, not every one
+    broker_autosave: int | None = None  # diagnosis: the broker saves every N changes (the set-up: every 30 s)
 
     @classmethod
     def quick(cls) -> Settings:
@@ -422,7 +422,7 @@ class Rig:
         before = self.last.get("counters", {})
         phase.counters = {
             k: v - before.get(k, 0) for k, v in snap["counters"].items() if isinstance(v, int | float)
-        } | {"rejected": snap["counters"]["rejected"], "pending_most": snap["counters"]["pending_most"]}
+        } | {k: snap["counters"][k] for k in ("rejected", "pending_most", "backlog_most")}
         self.last = snap
         self._match(phase, snap["batch_times"])
         return phase
@@ -439,12 +439,16 @@ class Rig:
 
 
 class _AutosaveSetup(BrokerSetup):
-    """BrokerSetup with another autosave_interval (--broker-autosave; a diagnosis, not the deployed set-up)."""
+    """BrokerSetup saving every `autosave` changes (--broker-autosave; a diagnosis, not the deployed set-up:
+    1 is what it used to be)."""
 
     autosave = 1
 
     def conf_text(self) -> str:
-        return super().conf_text().replace("autosave_interval 1\n", f"autosave_interval {self.autosave}\n")
+        timed = f"autosave_on_changes false\nautosave_interval {AUTOSAVE_S}\n"
+        text = super().conf_text()
+        assert timed in text, "BrokerSetup's autosave lines changed"
+        return text.replace(timed, f"autosave_on_changes true\nautosave_interval {self.autosave}\n")
 
 
 def _fleet(tmp: Path, settings: Settings) -> tuple[BrokerSetup, str, list[LockerSpec]]:
@@ -611,8 +615,10 @@ def figures(settings: Settings, steady: Phase, burst: Phase) -> tuple[list[Figur
         notes.append(
             f"fleet {p.name}: CPU (of one core, over {p.wall_s:.1f} s) {cpu}; service: {c['messages']} messages in"
             f" {c['batches']} transactions ({c['messages'] / max(1, c['batches']):.1f} per), busy {c['busy_s']:.2f} s,"
-            f" {c['acks_sent']} ack commands, aiomqtt 'pending publish calls' warnings {c['pending_warnings']}"
-            f" (at most {c['pending_most']} pending so far); broker database saves {p.broker_saves}"
+            f" {c['acks_sent']} ack commands for {c['acked_seqs']} seqs ({c['acked_seqs'] / max(1, c['acks_sent']):.1f}"
+            f" per), at most {c['backlog_most']} lockers waiting for an ack so far, {c['requeued_seqs']} seqs"
+            f" requeued, {c['stalls']} stalls; aiomqtt 'pending publish calls' warnings {c['pending_warnings']};"
+            f" broker database saves {p.broker_saves}"
         )
         recv = [(p.committed[k] - p.received[k]) * 1000 for k in p.committed]
         if recv:
@@ -655,7 +661,10 @@ def main() -> int:
     ap.add_argument("--burst", type=int, help="events per locker in the burst (default 50)")
     ap.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     ap.add_argument(
-        "--broker-autosave", type=int, metavar="N", help="diagnosis: the broker saves every N changes (set-up: 1)"
+        "--broker-autosave",
+        type=int,
+        metavar="N",
+        help=f"diagnosis: the broker saves every N changes (set-up: every {AUTOSAVE_S} s; it used to be every change)",
     )
     ap.add_argument("--workdir", type=Path, help="a new directory to work in, kept afterwards (broker log, database)")
     args = ap.parse_args()

@@ -2,9 +2,11 @@
 
 `BrokerSetup(directory, ...)` keeps everything the broker needs in one directory:
 
-- ``mosquitto.conf``: ``allow_anonymous false``, password file, ACL file, persistence with
-  ``autosave_on_changes`` (a broker restart keeps the host's queued events), listeners bound to the
-  given address only, ``use_username_as_clientid`` (a locker cannot take over another's session);
+- ``mosquitto.conf``: ``allow_anonymous false``, password file, ACL file, persistence saved every
+  ``AUTOSAVE_S`` seconds and at a clean shutdown (a restart keeps the host's queued events; a
+  ``kill -9`` loses what came since the last save, which the lockers send again: docs/protocol.md,
+  "Broker"), listeners bound to the given address only, ``use_username_as_clientid`` (a locker cannot
+  take over another's session);
 - ``passwd``: one PBKDF2-SHA512 entry per user (mosquitto's ``$7$`` format, written in pure Python so
   no password goes on a command line); a password is returned once and only its hash is kept;
 - ``acl``: the patterns of docs/protocol.md ("Broker");
@@ -45,6 +47,11 @@ SALT_BYTES = 12
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 MAX_QUEUED_MESSAGES = 100_000
+# The broker writes its whole database at each save. Saving on every change (each event queued for the
+# host, each ack queued for a locker) capped a 200-locker fleet at a few hundred messages a second
+# (docs/benchmarks.md, "Fleet"); delivery is end to end (the locker keeps an event until the host's ack
+# and sends it again), so a save every 30 s and at shutdown is enough.
+AUTOSAVE_S = 30
 SETTINGS_VERSION = 1
 SERVER_CERT_DAYS = 825
 SERVER_CERT_RENEW_DAYS = 90
@@ -357,14 +364,14 @@ class BrokerSetup:
             "persistence true",
             f"persistence_location {self.persistence_dir}/",
             f"persistence_file {self.persistence_file.name}",
-            "autosave_on_changes true",
-            "autosave_interval 1",
+            "autosave_on_changes false",
+            f"autosave_interval {AUTOSAVE_S}",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
             "set_tcp_nodelay true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
             "log_type warning",
-            "log_type notice",  # connections; "information" would add a line per database save (every change)
+            "log_type notice",  # connections; "information" would add a line per database save and more
             # As root, mosquitto would switch to the `mosquitto` user, who cannot read this directory.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             # Listener settings below. Each sets use_username_as_clientid (a listener setting: set before

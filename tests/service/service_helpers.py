@@ -77,17 +77,16 @@ class Rig:
             await task
 
     def start_service(self) -> Service:
-        config = ServiceConfig(
-            db_path=self.db_path,
-            host=self.broker.host,
-            port=self.broker.port,
-            username=self.broker.host_user,
-            password=self.broker.passwords[self.broker.host_user],
-            client_id=self.broker.host_user,
-            reconnect_min_s=0.05,
-            reconnect_max_s=0.5,
-            **self.config,
-        )
+        settings: dict[str, Any] = {
+            "host": self.broker.host,
+            "port": self.broker.port,
+            "username": self.broker.host_user,
+            "password": self.broker.passwords[self.broker.host_user],
+            "client_id": self.broker.host_user,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.5,
+        }
+        config = ServiceConfig(db_path=self.db_path, **(settings | self.config))  # the test's settings win
         self.service = Service(config)
         self._service_task = self.call(self._spawn(self.service.run()))
         self.wait(lambda: self.service is not None and self.service.connected.is_set(), "the service to connect")

@@ -70,6 +70,49 @@ def test_command_seq_strictly_increases(tmp_path: Path) -> None:
     assert seqs == list(range(10**16 + 1, 10**16 + 6))
 
 
+def test_reserved_command_seqs_write_once_per_reservation_and_survive_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(db.time, "time", lambda: clock[0])
+    path = tmp_path / "fleet.db"
+    conn = db.connect(path, create=True)
+    fleet_db.add_locker(conn, "hall-1", KEY, ["A1"])
+    fleet_db.add_locker(conn, "hall-2", KEY, ["A1"])
+    seqs = db.CommandSeqs(reserve_ms=60_000)
+    taken = []
+    for _ in range(500):  # 500 commands within 50 s: the reservation covers them all
+        taken.append(seqs.take(conn, "hall-1"))  # outside a transaction: its write commits on its own
+        clock[0] += 0.1
+    assert taken == sorted(set(taken)) and seqs.writes == 1
+    stored = int(conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = 'hall-1'").fetchone()[0])
+    assert stored == taken[0] + 60_000 > taken[-1]
+    clock[0] += 20  # past the reservation: a new one
+    more = [seqs.take(conn, "hall-1") for _ in range(3)]
+    assert seqs.writes == 2 and more[0] > taken[-1] and more == sorted(set(more))
+    seqs.take(conn, "hall-2")
+    assert seqs.writes == 3  # per locker
+
+    # A restart (the clock went back, too): the new numbers start above everything handed out before.
+    conn.close()
+    clock[0] -= 3600
+    conn = db.connect(path)
+    after = db.CommandSeqs(reserve_ms=60_000)
+    assert after.take(conn, "hall-1") > more[-1]
+
+    # A rolled-back reservation is made again, never reused.
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        clock[0] += 7200
+        rolled = after.take(conn, "hall-1")
+        raise RuntimeError("the batch failed")
+    after.forget()
+    again = after.take(conn, "hall-1")
+    assert again > rolled
+    top = int(conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = 'hall-1'").fetchone()[0])
+    assert top >= again
+    conn.close()
+
+
 def test_issue_and_revoke_log_changes_and_store_only_tags(tmp_path: Path) -> None:
     conn = db.connect(tmp_path / "fleet.db", create=True)
     fleet_db.add_locker(conn, "hall-1", KEY, ["A1", "A2"])

@@ -164,6 +164,52 @@ def next_command_seq(conn: sqlite3.Connection, locker_id: str) -> int:
     return seq
 
 
+SEQ_RESERVE_MS = 600_000  # a reservation of command seqs covers the next 10 minutes of clock
+
+
+class CommandSeqs:
+    """Command sequence numbers as `next_command_seq` hands them out (max(last + 1, ms since the
+    epoch), strictly increasing per locker), with one database write per locker every 10 minutes
+    instead of one per command (the service sends an ack for nearly every event).
+
+    The database holds the top of each locker's reservation (`last_cmd_seq`, SEQ_RESERVE_MS above the
+    seq that opened it), written before any seq of it is used; the seqs themselves come from memory.
+    After a restart, numbers start above the stored top, so they stay above everything handed out
+    before, whatever the clock did. `take()` writes inside the caller's transaction when there is one
+    (the caller publishes only after it commits) or on its own (autocommit) otherwise; after a
+    rollback call `forget()`, and the next `take()` reads and reserves again."""
+
+    def __init__(self, reserve_ms: int = SEQ_RESERVE_MS) -> None:
+        self.reserve_ms = reserve_ms
+        self.writes = 0
+        self._last: dict[str, int] = {}  # the last seq handed out (kept over forget(): never reused)
+        self._top: dict[str, int] = {}  # the reservation's top, as stored
+
+    def take(self, conn: sqlite3.Connection, locker_id: str) -> int:
+        top = self._top.get(locker_id)
+        last = self._last.get(locker_id, 0)
+        if top is None:
+            row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+            if row is None:
+                raise KeyError(locker_id)
+            top = int(row[0])
+            last = max(last, top)
+        seq = max(last + 1, int(time.time() * 1000))
+        if seq > top:
+            top = seq + self.reserve_ms
+            conn.execute(
+                "UPDATE lockers SET last_cmd_seq = max(last_cmd_seq, ?) WHERE id = ?",
+                (top, locker_id),
+            )
+            self.writes += 1
+        self._last[locker_id], self._top[locker_id] = seq, top
+        return seq
+
+    def forget(self) -> None:
+        """A transaction that may have held reservations was rolled back: read them again."""
+        self._top.clear()
+
+
 def new_code_id(conn: sqlite3.Connection) -> int:
     """A random unused code id, 1 <= id < 2**32 (random: ids reveal nothing about volume)."""
     while True:

@@ -2,10 +2,11 @@
 
 Tasks (one asyncio loop, so database work never interleaves):
 - the connection loop: connect (persistent session, fixed client id), subscribe, pump messages into
-  the inbox, publish the outbox; on any broker trouble, reconnect with backoff, forever;
+  the inbox, and run the sender (sender.py: at most `max_inflight` publishes awaiting PUBACK, sync
+  commands first, acks coalesced per locker); on any broker trouble, reconnect with backoff, forever;
 - the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
-  transaction (a savepoint per message: a bad one costs only itself), then queues the acks and
-  sync commands that came out of it;
+  transaction (a savepoint per message: a bad one costs only itself), then, once committed, hands
+  the acks and sync commands that came out of it to the sender;
 - the poller: every `poll_s`, `PRAGMA data_version` tells whether another process (the CLI) wrote
   the database; the lockers whose host revision moved are synced at once. It also resends a sync
   command after `resend_s` without a reply (new seq, same tx).
@@ -30,11 +31,11 @@ from typing import Any
 import aiomqtt
 
 from lockertools.service import db, fleet_db, ingest
+from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
 
 log = logging.getLogger("lockertools.service")
 
-MAX_ACK_SEQS = 64  # seqs per ack command: keeps the command small
 MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its next status
 
 
@@ -48,6 +49,7 @@ class ServiceConfig:
     tls_ca: Path | None = None
     client_id: str = "locker-host"
     keepalive_s: int = 30
+    mqtt_timeout_s: float = 10.0  # connect and subscribe (publishes: see max_inflight below)
     resend_s: float = 10.0
     command_ttl_s: int = 60
     batch_s: float = 0.010
@@ -55,15 +57,22 @@ class ServiceConfig:
     poll_s: float = 0.020
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 10.0
+    # Publishes awaiting PUBACK at once (paho's in-flight limit too); `reserved_for_sync` of them are
+    # for sync commands only. A PUBACK missing for `stall_s` ends the connection; a slower one never
+    # does (sender.py).
+    max_inflight: int = 32
+    reserved_for_sync: int = 4
+    stall_s: float = 120.0
 
 
 @dataclass
-class Counters:
+class Counters(SenderStats):
+    """What the service did since it started. From SenderStats: acks_sent (ack commands), acked_seqs,
+    commands_published (sync commands, resends included), stalls, requeued_seqs, backlog_most."""
+
     messages: int = 0
     events: int = 0  # new events recorded
     duplicates: int = 0  # events delivered again (recorded once, acknowledged again)
-    acks_sent: int = 0  # ack commands
-    acked_seqs: int = 0
     commands_sent: int = 0  # sync commands, first attempts
     resends: int = 0
     replies: int = 0
@@ -106,10 +115,17 @@ class Service:
         self.counters = Counters()
         self.connected = asyncio.Event()
         self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._sync: dict[str, LockerSync] = {}
         self._keys = ingest.KeyRing()
         self._conn: sqlite3.Connection | None = None
+        self._seqs = db.CommandSeqs()
+        self.sender = Sender(
+            self._sign_ack,
+            window=config.max_inflight,
+            reserved=config.reserved_for_sync,
+            stall_s=config.stall_s,
+            stats=self.counters,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -142,7 +158,7 @@ class Service:
         tls = None
         if self.config.tls_ca is not None:
             tls = ssl.create_default_context(cafile=str(self.config.tls_ca))
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.config.host,
             self.config.port,
             username=self.config.username,
@@ -151,8 +167,12 @@ class Service:
             clean_session=False,  # events published while we are away wait on the broker
             keepalive=self.config.keepalive_s,
             tls_context=tls,
-            timeout=10.0,
+            timeout=self.config.mqtt_timeout_s,  # connect and subscribe; publishes wait as the sender says
+            max_inflight_messages=self.config.max_inflight,
         )
+        # The sender bounds the publishes; aiomqtt would warn from 10 pending calls on.
+        client.pending_calls_threshold = self.config.max_inflight + 10
+        return client
 
     async def _connection_loop(self) -> None:
         delay = self.config.reconnect_min_s
@@ -177,30 +197,19 @@ class Service:
 
     async def _serve_connection(self, client: aiomqtt.Client) -> None:
         pump = asyncio.create_task(self._pump(client))
-        publisher = asyncio.create_task(self._publisher(client))
+        sender = asyncio.create_task(self.sender.serve(client))
         try:
-            done, _ = await asyncio.wait({pump, publisher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({pump, sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, publisher):
+            for task in (pump, sender):
                 task.cancel()
-            await asyncio.gather(pump, publisher, return_exceptions=True)
+            await asyncio.gather(pump, sender, return_exceptions=True)
         for task in done:
             task.result()  # re-raises the MqttError that ended the connection
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             self._inbox.put_nowait(message)
-
-    async def _publisher(self, client: aiomqtt.Client) -> None:
-        while True:
-            batch = [await self._outbox.get()]
-            while not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
-            await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in batch))
-            # aiomqtt's publish uses asyncio.wait_for, which on 3.11 can swallow a cancellation.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
 
     # --- processing -------------------------------------------------------------------------------
 
@@ -221,6 +230,7 @@ class Service:
                 self._process(batch)
             except sqlite3.Error:
                 # Nothing of the batch was committed or acknowledged: the lockers send it again.
+                self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
             self.counters.busy_s += time.perf_counter() - began
 
@@ -248,15 +258,17 @@ class Service:
                     self._apply(incoming, now, acks, touched, out)
                 except Exception:
                     conn.execute("ROLLBACK TO message")
+                    self._seqs.forget()
                     self.counters.errors += 1
                     log.exception("could not apply a message on %s", message.topic)
                 conn.execute("RELEASE message")
-            for locker_id, seqs in acks.items():
-                out.extend(self._ack_commands(locker_id, seqs))
             for locker_id in touched:
                 out.extend(self._advance(locker_id, now))
-        for item in out:
-            self._outbox.put_nowait(item)
+        # Committed: now the acks may go (signed when they leave, coalesced per locker) and the commands.
+        for locker_id, seqs in acks.items():
+            self.sender.ack(locker_id, seqs)
+        for topic, wire in out:
+            self.sender.command(topic, wire)
 
     def _apply(
         self,
@@ -366,23 +378,18 @@ class Service:
         )
 
     def _command(self, lid: str, op: str, args: dict[str, Any], tx: str) -> tuple[int, bytes]:
-        """A signed command; its seq is stored first (inside the caller's transaction)."""
-        seq = db.next_command_seq(self.conn, lid)
+        """A signed command. Its seq comes from a reservation stored before it is used (db.CommandSeqs:
+        inside the caller's transaction, which commits before the command is published, or on its own)."""
+        seq = self._seqs.take(self.conn, lid)
         now = int(time.time())
         payload = {"v": 1, "lid": lid, "seq": seq, "now": now, "exp": now + self.config.command_ttl_s}
         payload |= {"tx": tx, "op": op, "args": args}
         return seq, self._keys.sign(lid, payload)
 
-    def _ack_commands(self, lid: str, seqs: list[int]) -> list[tuple[str, bytes]]:
-        unique = sorted(set(seqs))
-        out = []
-        for i in range(0, len(unique), MAX_ACK_SEQS):
-            chunk = unique[i : i + MAX_ACK_SEQS]
-            _, wire = self._command(lid, "ack", {"seqs": chunk}, uuid.uuid4().hex[:12])
-            out.append((f"lockers/{lid}/cmd", wire))
-            self.counters.acks_sent += 1
-            self.counters.acked_seqs += len(chunk)
-        return out
+    def _sign_ack(self, lid: str, seqs: list[int]) -> bytes:
+        """The sender's call, when an ack leaves (outside any transaction)."""
+        _, wire = self._command(lid, "ack", {"seqs": seqs}, uuid.uuid4().hex[:12])
+        return wire
 
     # --- polling ----------------------------------------------------------------------------------
 
@@ -411,9 +418,10 @@ class Service:
             try:
                 out.extend(self._resend_overdue(now))
             except sqlite3.Error:
+                self._seqs.forget()
                 log.exception("database error while resending")
-            for item in out:
-                self._outbox.put_nowait(item)
+            for topic, wire in out:
+                self.sender.command(topic, wire)
 
     def _resend_overdue(self, now: float) -> list[tuple[str, bytes]]:
         due = time.monotonic() - self.config.resend_s
