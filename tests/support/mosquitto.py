@@ -175,18 +175,6 @@ class Mosquitto:
             proc.wait()
             raise MosquittoError(f"mosquitto ignored {sig.name} for {timeout} s") from None
 
-    def wait_persisted(self, data: bytes, timeout: float = WAIT) -> None:
-        """Waits until the broker's database file holds `data` (a payload it must keep over a crash)."""
-        path = self.setup.persistence_file
-
-        def saved() -> bool:
-            try:
-                return data in path.read_bytes()
-            except FileNotFoundError:
-                return False
-
-        wait_until(saved, timeout, f"{path} to hold {data!r}")
-
     def __enter__(self) -> Mosquitto:
         return self.start()
 
