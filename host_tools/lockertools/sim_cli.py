@@ -1,4 +1,5 @@
-"""`lockerctl sim`: the real firmware on a simulated board, by hand (`run`) or by script (`scenario`)."""
+"""`lockerctl sim`: the real firmware on a simulated board, by hand (`run`), by script (`scenario`), or
+online with a broker and the host service (`net`, in sim_net.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import click
 
 from lockertools import BOARDS_DIR, REPO_ROOT
 from lockertools.sim import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
+from lockertools.sim_net import net_cmd
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
 HELP = """\
@@ -33,6 +36,9 @@ HELP = """\
 @click.group("sim", context_settings={"help_option_names": ["-h", "--help"]})
 def sim_cli() -> None:
     """Run the real firmware on a simulated board (MicroPython unix port)."""
+
+
+sim_cli.add_command(net_cmd)
 
 
 @sim_cli.command("scenario")
@@ -90,44 +96,77 @@ def _interactive(board_path: Path, flash: Path, heap: str, n_codes: int) -> None
     click.echo("Demo codes (valid 7 days, a parcel waits behind each door):")
     for code, door, _ in codes:
         click.echo(f"  {code}  -> door {door}")
-    out_lock = threading.Lock()
+    with VirtualBoard(flash, heap=heap, on_event=event_printer(labels), auto_reboot=True) as vb:
+        for _, door, _ in codes:
+            vb.parcels.add(vb.door_index(door))
+        vb.boot(keep_rtc=now)
+        say("Type `help` for commands.")
+        terminal(vb)
+
+
+# Output comes from the event reader threads and the terminal: one lock keeps each block whole.
+_out_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    """Print a block of lines without interleaving it with the other threads' output."""
+    with _out_lock:
+        click.echo(text)
+
+
+def event_printer(labels: list[str]) -> Callable[[Event], None]:
+    """An `on_event` for VirtualBoard that prints what a person at the locker would notice."""
 
     def show(ev: Event) -> None:
         if ev.get("ev") in ("key", "ack", "state", "buzzer"):  # the buzzer clicks on every key
             return
-        with out_lock:
-            if ev.get("ev") == "display":
-                lines = ev.get("lines", [])
-                width = max((len(ln) for ln in lines), default=16)
-                click.echo("  +" + "-" * width + "+")
-                for ln in lines:
-                    click.echo("  |" + ln.ljust(width) + "|")
-                click.echo("  +" + "-" * width + "+")
-            else:
-                click.echo("  " + format_event(ev, labels))
+        if ev.get("ev") == "display":
+            lines = ev.get("lines", [])
+            width = max((len(ln) for ln in lines), default=16)
+            rule = "  +" + "-" * width + "+"
+            say("\n".join([rule, *("  |" + ln.ljust(width) + "|" for ln in lines), rule]))
+        else:
+            say("  " + format_event(ev, labels))
 
-    with VirtualBoard(flash, heap=heap, on_event=show, auto_reboot=True) as vb:
-        for _, door, _ in codes:
-            vb.parcels.add(vb.door_index(door))
-        vb.boot(keep_rtc=now)
-        click.echo("Type `help` for commands.")
-        while True:
-            try:
+    return show
+
+
+def terminal(
+    vb: VirtualBoard,
+    lines: Iterable[str] | None = None,
+    extra: Callable[[str], bool] | None = None,
+    extra_help: str = "",
+) -> int:
+    """The `locker>` loop, until quit, end of input or Ctrl-C. Commands come from the terminal, or
+    from `lines` (echoed after the prompt, for scripts). `extra` sees each line first and returns True
+    when it handled it. Returns how many commands failed."""
+    source = None if lines is None else iter(lines)
+    failed = 0
+    while True:
+        try:
+            if source is None:
                 line = input("locker> ").strip()
-            except (EOFError, KeyboardInterrupt):
+            else:
+                line = next(source).strip()
+                say(f"locker> {line}")
+        except (EOFError, KeyboardInterrupt, StopIteration):
+            if source is None:
                 click.echo()
-                break
-            if not line:
-                continue
-            if line in ("quit", "exit", "q"):
-                break
-            try:
-                _command(vb, line)
-            except (SimError, ValueError, IndexError) as exc:
-                click.echo(f"  ! {exc}")
+            break
+        if not line:
+            continue
+        if line in ("quit", "exit", "q"):
+            break
+        try:
+            if extra is None or not extra(line):
+                _command(vb, line, extra_help)
+        except (SimError, ValueError, IndexError) as exc:
+            failed += 1
+            say(f"  ! {exc}")
+    return failed
 
 
-def _command(vb: VirtualBoard, line: str) -> None:
+def _command(vb: VirtualBoard, line: str, extra_help: str = "") -> None:
     words = shlex.split(line)
     cmd, args = words[0].lower(), words[1:]
     keys = vb.board.get("keypad", {}).get("keys", "0123456789*#")
@@ -135,7 +174,7 @@ def _command(vb: VirtualBoard, line: str) -> None:
         for ch in line.replace(" ", ""):
             vb.tap(ch)
     elif cmd == "help":
-        click.echo(HELP)
+        click.echo(HELP + extra_help)
     elif cmd == "hold":
         vb.tap(args[0], hold_ms=int(args[1]) if len(args) > 1 else 2000)
     elif cmd in ("open", "close", "take", "put", "jam", "unjam"):
