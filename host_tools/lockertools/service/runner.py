@@ -283,6 +283,7 @@ class Service:
         if incoming.kind == "events":
             if ingest.apply_event(self.conn, lid, msg, now):
                 self.counters.events += 1
+                touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
             else:
                 self.counters.duplicates += 1
             acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
