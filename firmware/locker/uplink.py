@@ -35,6 +35,12 @@ _MAX_IN = const(8192)  # largest packet from the host
 _REPLIES = const(4)  # replies waiting to go; beyond that they are dropped (the host re-sends by tx)
 
 
+async def _idle(wake):
+    # Cleared after the wait, then the caller looks again: a set() in between is never lost.
+    await wake.wait()
+    wake.clear()
+
+
 def _log(*parts):
     print("log| net", *parts)
 
@@ -84,6 +90,13 @@ class Uplink:
         self._news = True  # the outbox may hold something above _sent (set by Locker.notify)
         self._last_send = now
         self.resend_ms = _RESEND_MS
+        # Wake-ups: a task with nothing to send waits on its event. Set by news (an event recorded,
+        # a reply queued, a connect) and by the ticker every tick_ms for the timed chores. Waiting
+        # on an event allocates nothing, and news goes out at once instead of on the next tick.
+        import asyncio
+
+        self._wake_events = asyncio.Event()
+        self._wake_control = asyncio.Event()
         # control
         self.replies = []
         self.dropped_replies = 0
@@ -125,6 +138,8 @@ class Uplink:
             self._news = True
             self._status_due = True
             self._doors_due = True
+            self._wake_events.set()
+            self._wake_control.set()
             _log("up")
         else:
             _log("down")
@@ -132,6 +147,7 @@ class Uplink:
     def notify(self):
         """Locker.record() calls this after an event went into the outbox."""
         self._news = True
+        self._wake_events.set()
 
     def on_message(self, topic, payload, retained):
         """From the client's reader: synchronous on purpose (see the header)."""
@@ -152,6 +168,7 @@ class Uplink:
                 self.dropped_replies += 1
                 return
             self.replies.append(protocol.sign(self.hkey, protocol.encode(reply)))
+            self._wake_control.set()
 
     def acked(self):
         """The host acknowledged something: the resend timeout starts again from 30 s."""
@@ -198,7 +215,7 @@ class Uplink:
         while True:
             item = self.next_event(self.now())
             if item is None:
-                await _sleep_ms(self.tick_ms)
+                await _idle(self._wake_events)
                 continue
             await c.publish(self.t_events, item[1], 1, False)  # returns on PUBACK, across reconnects
             self.event_sent(item[0])
@@ -278,9 +295,16 @@ class Uplink:
         while True:
             item = self.next_control(self.now())
             if item is None:
-                await _sleep_ms(self.tick_ms)
+                await _idle(self._wake_control)
                 continue
             await c.publish(item[0], item[1], 1, item[2])
+
+    async def ticker_task(self):
+        """The timed chores (resends, status every 5 min, door changes, the commands' tick)."""
+        while True:
+            await _sleep_ms(self.tick_ms)
+            self._wake_events.set()
+            self._wake_control.set()
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -289,6 +313,7 @@ class Uplink:
 
         c = self.client
         await c.subscribe(self.t_cmd, 1)  # kept by the client: resubscribed on every connect
+        asyncio.create_task(self.ticker_task())
         asyncio.create_task(self.events_task())
         asyncio.create_task(self.control_task())
         await c.run()

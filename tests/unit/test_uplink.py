@@ -530,3 +530,27 @@ def test_safe_mode_status_and_commands():
     cmd = protocol.encode({"v": 1, "lid": LID, "seq": 3, "tx": "s", "op": "status"})
     up.on_message("lockers/hall-1/cmd", cmd, False)
     assert [k for k, m, r in _control(up, clock)] == ["reply"]
+
+
+def test_news_wakes_the_tasks_at_once_without_the_ticker():
+    # No ticker runs and the tick is an hour: only the wake-ups can get these out.
+    rt, clock, cmds, up, c = _make()
+    up.tick_ms = 3600000
+
+    async def main():
+        c.up(up)
+        tasks = [asyncio.create_task(up.control_task()), asyncio.create_task(up.events_task())]
+        await _until(lambda: any(t.endswith("/status") for t, p, q, r in c.sent))
+        for _ in range(20):  # both tasks idle on their events now
+            await asyncio.sleep(0)
+        cmd = {"v": 1, "lid": LID, "seq": 100, "tx": "w1", "op": "status"}
+        up.on_message("lockers/hall-1/cmd", protocol.encode(cmd), False)
+        await _until(lambda: any(t.endswith("/reply") for t, p, q, r in c.sent))
+        rt.locker.outbox.put(b'{"k":"boot"}')
+        up.notify()
+        await _until(lambda: len(_events(c)) == 1)
+        for t in tasks:
+            t.cancel()
+
+    _run(main())
+    assert _events(c)[0]["ev"] == {"k": "boot"}
