@@ -215,6 +215,9 @@ class MqttClient:
         self.disconnects = 0
         self.connected = False
         self._subacks: dict[int, list[int]] = {}
+        self._subscriptions: dict[str, int] = {}  # topic -> qos, renewed on a reconnect without a session
+        self._pending_resub: list[int] = []
+        self.resubscribed = 0
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -244,6 +247,14 @@ class MqttClient:
         with self._cond:
             self.connacks.append(int(rc.value))
             self.connected = not rc.is_failure
+            subscriptions = dict(self._subscriptions)
+        # paho does not resubscribe: a broker that lost our session (killed before it saved) would
+        # silently deliver nothing. Counted once the broker has granted them all again.
+        if self.connected and subscriptions and not getattr(flags, "session_present", False):
+            mids = [client.subscribe(topic, qos)[1] for topic, qos in subscriptions.items()]
+            with self._cond:
+                self._pending_resub = [m for m in mids if m is not None]
+        with self._cond:
             self._cond.notify_all()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -260,6 +271,11 @@ class MqttClient:
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         with self._cond:
             self._subacks[mid] = [int(c.value) for c in codes]
+            pending = self._pending_resub
+            if mid in pending:
+                pending.remove(mid)
+                if not pending:
+                    self.resubscribed += 1
             self._cond.notify_all()
 
     # calls
@@ -290,7 +306,11 @@ class MqttClient:
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
             raise AssertionError(f"subscribe {topic}: {paho.error_string(rc)}")
         self.wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
-        return self._subacks[mid][0]
+        granted = self._subacks[mid][0]
+        if granted != 128:
+            with self._cond:
+                self._subscriptions[topic] = qos
+        return granted
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
         """Publishes and, for QoS 1, waits for the broker's PUBACK."""
