@@ -129,8 +129,44 @@ async def open_connection(
     ssl= and server_hostname= itself; the handshake runs non-blocking on the first read or write,
     inside the MQTT client's timeouts. A wrong CA or host name fails it (OSError/ValueError)."""
     addr = await resolve(host, port)
-    if not tls:
-        return await asyncio.open_connection(addr, port)
-    if ca_der is None:
-        raise ValueError("TLS needs the CA certificate")
-    return await asyncio.open_connection(addr, port, ssl=tls_context(ca_der), server_hostname=server_hostname or host)
+    ctx = None
+    if tls:
+        if ca_der is None:
+            raise ValueError("TLS needs the CA certificate")
+        ctx = tls_context(ca_der)
+    try:
+        from asyncio import core  # type: ignore[attr-defined]  # MicroPython's asyncio internals
+        from asyncio.stream import Stream  # type: ignore[import-not-found]
+    except ImportError:  # not MicroPython's asyncio (CPython tests): the library's own
+        if ctx is None:
+            return await asyncio.open_connection(addr, port)
+        return await asyncio.open_connection(addr, port, ssl=ctx, server_hostname=server_hostname or host)
+    conn = await _connect(core, Stream, addr, port, ctx, server_hostname or host)
+    return conn[0], conn[1]
+
+
+def _connect(core: "Any", stream: "Any", addr: str, port: int, ctx: "Any", server_hostname: str) -> "Any":
+    # MicroPython's asyncio.open_connection, plus TCP_NODELAY: an MQTT client writes small packets
+    # back to back (a PUBACK, then a reply), and Nagle would hold the second until the broker's
+    # delayed ACK, 40 ms later. A generator, as asyncio's own: `yield` waits until connected.
+    import socket
+    from errno import EINPROGRESS
+
+    ai = socket.getaddrinfo(addr, port, 0, socket.SOCK_STREAM)[0]  # a numeric address: no DNS here
+    s = socket.socket(ai[0], ai[1], ai[2])
+    try:
+        s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: the same numbers in lwIP and Linux
+    except (OSError, ValueError):
+        pass  # a port without the option: correct, only slower
+    s.setblocking(False)
+    try:
+        s.connect(ai[-1])
+    except OSError as er:
+        if er.errno != EINPROGRESS:
+            raise er
+    if ctx is not None:
+        s = ctx.wrap_socket(s, server_hostname=server_hostname, do_handshake_on_connect=False)
+        s.setblocking(False)
+    ss = stream(s)
+    yield core._io_queue.queue_write(s)
+    return ss, ss

@@ -272,6 +272,8 @@ class Uplink:
                 _log("error:", repr(e))
         if not c.connected:
             return None
+        if self.replies:  # first: the host is waiting for it; the status is for the record
+            return self.t_reply, self.replies.pop(0), False
         codes = lk.codes if lk is not None else None
         if codes is not None and (codes.revision != self._rev or bool(getattr(codes, "damaged", False)) != self._snap):
             self._status_due = True
@@ -282,8 +284,6 @@ class Uplink:
                 self._rev = codes.revision
                 self._snap = bool(getattr(codes, "damaged", False))
             return self.t_status, self.status_wire(now), True
-        if self.replies:
-            return self.t_reply, self.replies.pop(0), False
         if self._doors_due and lk is not None and ticks_diff(now, self._doors_at) >= _DOORS_MIN_MS:
             self._doors_due = False
             self._doors_at = now
