@@ -1,0 +1,30 @@
+"""Fixtures for the end-to-end tests (tests/e2e): `chain()` builds the whole chain (e2e_chain.Chain)
+on the `broker` fixture and stops every piece at teardown, whatever happened."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_chain import Chain
+
+from tests.support.fixtures import Broker
+
+
+@pytest.fixture
+def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
+    """`chain(**options)` -> a started Chain (see Chain.__init__ for the options); closed at teardown."""
+    made: list[Chain] = []
+
+    def make(**kw: Any) -> Chain:
+        c = Chain(broker, tmp_path, **kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()
