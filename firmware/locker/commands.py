@@ -138,10 +138,16 @@ class Commands:
         if op == "codes.apply":
             if args.get("base") != cs.revision:
                 return {"ok": False, "error": "revision_mismatch", "rev": cs.revision}
-            dels = args.get("del") or []
-            cs.apply(rev, self._rows(args.get("add") or []), [int(i) for i in dels])
+            dels = _list(args.get("del"), "del")
+            for i in dels:
+                if not _u32(i) or not i:
+                    raise ValueError("del: code ids")
+            cs.apply(rev, self._rows(_list(args.get("add"), "add")), dels)
         else:
-            cs.replace(rev, self._rows(args.get("codes") or []))
+            codes = args.get("codes")
+            if not isinstance(codes, list):  # required: a replace without it would empty the store
+                raise ValueError("codes")
+            cs.replace(rev, self._rows(codes))
         return {"ok": True, "rev": cs.revision, "count": cs.count()}
 
     def _rows(self, rows):
@@ -154,9 +160,12 @@ class Commands:
         labels = self.rt.locker.labels
         for i in range(len(rows)):
             tag_hex, label, kind, expiry, code_id = rows[i]
-            if not isinstance(code_id, int) or not 0 < code_id <= _U32:
+            # Exactly the schema's types: no int() coercion of strings, floats or dicts.
+            if not _u32(code_id) or not code_id:
                 raise ValueError("code id")
-            rows[i] = (unhexlify(tag_hex), labels.index(label), int(kind), int(expiry), code_id)
+            if not _u32(kind) or kind > 2 or not _u32(expiry) or not isinstance(tag_hex, str) or len(tag_hex) != 32:
+                raise ValueError("code row")
+            rows[i] = (unhexlify(tag_hex), labels.index(label), kind, expiry, code_id)
         return rows
 
     def _snapshot(self, args, now_ms):
@@ -215,3 +224,16 @@ class Commands:
                     out.append({"d": locker.labels[i], "s": name_of_state(bank.state(i)), "full": bank.has_parcel(i)})
             st["doors"] = out
         return st
+
+
+def _u32(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _U32
+
+
+def _list(v, name):
+    """An optional list argument: absent or null is empty; anything else but a list is refused."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ValueError(name)
+    return v

@@ -24,6 +24,7 @@ MAX_MESSAGE = const(8192)  # host -> locker (docs/protocol.md)
 TX_MEMORY = const(8)  # transaction ids remembered
 MAX_TX = const(64)  # characters in a transaction id
 _SIG_HEX = const(64)
+_U32 = const(0xFFFFFFFF)
 
 # Refusal reasons, reported as events.
 BAD_SIGNATURE = "bad_signature"
@@ -69,7 +70,7 @@ def open_message(hkey, wire):
     payload = open_signed(hkey, wire)
     try:
         msg = json.loads(payload)
-    except ValueError:
+    except (ValueError, RuntimeError, MemoryError):  # deep nesting: recursion limit (RuntimeError) or heap
         raise Refused(MALFORMED, "payload not JSON")
     if not isinstance(msg, dict) or msg.get("v") != VERSION:
         raise Refused(MALFORMED, "not a version-1 message")
@@ -157,6 +158,9 @@ class CommandGate:
         op = op[:24]  # it goes into a refused event: bounded
         if not isinstance(seq, int) or not isinstance(exp, int) or not 0 <= seq < 1 << 63:
             raise Refused(MALFORMED, "seq and exp are required", op)
+        sent = cmd.get("now")
+        if not 0 <= exp <= _U32 or (sent is not None and not (isinstance(sent, int) and 0 <= sent <= _U32)):
+            raise Refused(MALFORMED, "exp and now are epoch seconds (u32)", op)  # the clock keeps u32
         if tx is not None and not (isinstance(tx, str) and 0 < len(tx) <= MAX_TX and "\n" not in tx):
             raise Refused(MALFORMED, "bad tx", op)
         if retained:
@@ -166,7 +170,6 @@ class CommandGate:
         ack = op == "ack"
         if not ack and seq <= self.last_seq:
             raise Refused(REPLAY, "seq %d <= %d" % (seq, self.last_seq), op)
-        sent = cmd.get("now")
         # With the clock unknown, the host's signed send time is the best bound we have.
         reference = now_epoch if now_epoch is not None else sent if isinstance(sent, int) else None
         if reference is not None and exp < reference:
