@@ -44,7 +44,7 @@ check: lint typecheck mpy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check host_tools/lockertools tests/host bench
+	$(BIN)/ruff format --check host_tools/lockertools tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
