@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # tests.support.mosquitto: the broker the service tests run
 
+from report import Figure, cores, pct, print_table  # noqa: E402
+
 from lockertools.broker import AUTOSAVE_S, BrokerSetup  # noqa: E402
 from lockertools.fleet import SimLocker  # noqa: E402
 from lockertools.service import db, fleet_db  # noqa: E402
@@ -65,7 +67,6 @@ DRAIN_TIMEOUT = 60.0
 HOST_USER = "host"
 
 Say = Callable[[str], None]
-Figure = tuple[str, str, str, bool | None]  # figure, value, goal, met (None: no goal)
 
 
 class BenchError(Exception):
@@ -101,13 +102,6 @@ class LoadSpec:
     port: int
     lockers: list[LockerSpec]
     seed: int
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (as bench/run.py)."""
-    s = sorted(values)
-    k = math.ceil(p / 100 * len(s)) - 1
-    return s[max(0, min(len(s) - 1, k))]
 
 
 # --- the load generator (child processes) ----------------------------------------------------------
@@ -606,7 +600,7 @@ def figures(settings: Settings, steady: Phase, burst: Phase) -> tuple[list[Figur
         )
     )
     notes = [
-        f"fleet: {_cores()} cores shared by mosquitto, the service and {settings.procs} load-generator processes"
+        f"fleet: {cores()} cores shared by mosquitto, the service and {settings.procs} load-generator processes"
         " (SimLockers); the service's own process runs runner.Service with its default settings",
     ]
     for p in (steady, burst):
@@ -633,23 +627,6 @@ def run(settings: Settings, say: Say) -> tuple[list[Figure], list[str]]:
     """Measure and return the table rows and notes (bench/run.py adds them to its table)."""
     steady, burst, _ = measure(settings, say)
     return figures(settings, steady, burst)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def print_table(rows: list[Figure], notes: list[str]) -> None:
-    head = ("figure", "value", "goal", "met")
-    cells = [(f, v, g, "-" if m is None else ("met" if m else "NOT MET")) for f, v, g, m in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    print()
-    for r in (head, tuple("-" * w for w in widths), *cells):
-        print(line.format(*r))
-    print()
-    for n in notes:
-        print("* " + n)
 
 
 def main() -> int:
@@ -687,7 +664,7 @@ def main() -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
-    say(f"fleet bench on {platform.node()} ({platform.machine()}, {_cores()} cores): {settings}")
+    say(f"fleet bench on {platform.node()} ({platform.machine()}, {cores()} cores): {settings}")
     try:
         rows, notes = run(settings, say)
     except KeyboardInterrupt:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import platform
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import fleet  # noqa: E402
 import heap_probe  # noqa: E402
 import simlocker as S  # noqa: E402
 import sync  # noqa: E402
+from report import kb, pct  # noqa: E402
 
 from lockertools import sim as _sim  # noqa: E402
 from lockertools.sim import SimError  # noqa: E402
@@ -75,17 +75,6 @@ class Report:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    k = math.ceil(p / 100 * len(s)) - 1
-    return s[max(0, min(len(s) - 1, k))]
-
-
-def kb(n: float) -> str:
-    return f"{n / 1024:.1f} KB"
 
 
 def at_heap(what: str, fn: Callable[[str], T], report: Report) -> tuple[T, str]:

@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import platform
 import random
 import re
@@ -50,6 +49,8 @@ import paho.mqtt.client as paho
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # tests.support.mosquitto: the broker the tests run
+
+from report import Figure, cores, kb, pct, print_table  # noqa: E402
 
 from lockertools import FIRMWARE_DIR, flash  # noqa: E402
 from lockertools.broker import BrokerSetup  # noqa: E402
@@ -74,7 +75,6 @@ FULL_TIMEOUT_S = 60.0
 ROWS_64 = 64
 
 Say = Callable[[str], None]
-Figure = tuple[str, str, str, bool | None]  # figure, value, goal, met (None: no goal)
 T = TypeVar("T")
 
 
@@ -97,13 +97,6 @@ class Settings:
         return cls(runs=1, snapshot=False)
 
 
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (as bench/run.py)."""
-    s = sorted(values)
-    k = math.ceil(p / 100 * len(s)) - 1
-    return s[max(0, min(len(s) - 1, k))]
-
-
 def dist(values: list[float], unit: str = "ms", digits: int = 1) -> str:
     if not values:
         return "(none)"
@@ -112,10 +105,6 @@ def dist(values: list[float], unit: str = "ms", digits: int = 1) -> str:
         f"p50 {f.format(pct(values, 50))} {unit}, p99 {f.format(pct(values, 99))} {unit},"
         f" max {f.format(max(values))} {unit}"
     )
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _body(wire: bytes) -> dict[str, Any]:
@@ -809,7 +798,7 @@ def run(settings: Settings, say: Say) -> tuple[list[Figure], list[str]]:
     """Measure and return the table rows and notes (bench/run.py adds them to its table)."""
     rows: list[Figure] = []
     notes: list[str] = [
-        f"sync: measured on {platform.node()} ({platform.machine()}, {_cores()} cores) shared by mosquitto,"
+        f"sync: measured on {platform.node()} ({platform.machine()}, {cores()} cores) shared by mosquitto,"
         " the locker's micropython process and this one (host service in a background asyncio loop, paho"
         " observer, the bench)"
     ]
@@ -824,23 +813,6 @@ def run(settings: Settings, say: Say) -> tuple[list[Figure], list[str]]:
                 notes.append(f"sync {name} figures failed: {type(exc).__name__}: {str(exc)[:600]}")
                 say(f"sync: {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return rows, notes
-
-
-def kb(n: int) -> str:
-    return f"{n / 1024:.1f} KB"
-
-
-def print_table(rows: list[Figure], notes: list[str]) -> None:
-    head = ("figure", "value", "goal", "met")
-    cells = [(f, v, g, "-" if m is None else ("met" if m else "NOT MET")) for f, v, g, m in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    print()
-    for r in (head, tuple("-" * w for w in widths), *cells):
-        print(line.format(*r))
-    print()
-    for n in notes:
-        print("* " + n)
 
 
 def main() -> int:
@@ -878,7 +850,7 @@ def main() -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
-    say(f"sync bench on {platform.node()} ({platform.machine()}, {_cores()} cores): {settings}")
+    say(f"sync bench on {platform.node()} ({platform.machine()}, {cores()} cores): {settings}")
     try:
         rows, notes = run(settings, say)
     except KeyboardInterrupt:
