@@ -28,3 +28,20 @@ def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
     finally:
         for c in made:
             c.close()
+
+
+@pytest.fixture
+def tls_chain(tls_broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
+    """As `chain`, on a TLS-only broker: the locker, the service and the tap all verify its certificate."""
+    made: list[Chain] = []
+
+    def make(**kw: Any) -> Chain:
+        c = Chain(tls_broker, tmp_path, **kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()

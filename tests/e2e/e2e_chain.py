@@ -30,7 +30,7 @@ from lockertools import flash
 from lockertools.contract import check_wire
 from lockertools.service import db, fleet_db
 from lockertools.service.runner import Service, ServiceConfig
-from lockertools.sim import NET_HEAP, VirtualBoard
+from lockertools.sim import NET_HEAP, TLS_HEAP, VirtualBoard
 from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import Broker
 from tests.support.mosquitto import MqttClient, wait_until
@@ -173,7 +173,11 @@ class Chain:
                     return a.connect() == 0 and b.connect() == 0
 
             wait_until(accepted, 10, "the broker to accept the new users", poll=0.05)
-            self.tap = Tap(broker.host, broker.port, "tap", broker.passwords["tap"], client_id="tap", reconnect=True)
+            # A TLS-only broker (the tls_broker fixture) has a CA: then every link in the chain is TLS.
+            tls = broker.ca is not None
+            self.tap = Tap(
+                broker.host, broker.port, "tap", broker.passwords["tap"], client_id="tap", reconnect=True, ca=broker.ca
+            )
             self._closers.append(self.tap.close)
             assert self.tap.connect() == 0
             self.tap.wait(lambda: self.tap.connected, "the tap to connect")
@@ -185,9 +189,10 @@ class Chain:
                 "broker": {
                     "host": "127.0.0.1",
                     "port": self.proxy.port,
-                    "tls": False,
+                    "tls": tls,
                     "user": LID,
                     "password": password,
+                    **({"ca_file": str(broker.ca), "server_hostname": "127.0.0.1"} if tls else {}),
                 },
                 "keepalive": keepalive,
             }
@@ -204,7 +209,7 @@ class Chain:
             )
             assert secrets_.key == self.key
             assert (self.flash_dir / "locker.key").read_text().strip() == self.key.hex()
-            self.board = VirtualBoard(self.flash_dir, heap=NET_HEAP)
+            self.board = VirtualBoard(self.flash_dir, heap=TLS_HEAP if tls else NET_HEAP)
             self._closers.append(self.board.close)
             # The host service (through a FaultProxy of its own when asked).
             self.service_proxy: FaultProxy | None = None
@@ -222,6 +227,7 @@ class Chain:
                     reconnect_min_s=0.05,
                     reconnect_max_s=0.5,
                     resend_s=resend_s,
+                    tls_ca=broker.ca,
                 )
             )
             self._closers.append(self.service.close)

@@ -72,6 +72,23 @@ def test_issue_sync_pickup_and_the_host_records_it(chain: Callable[..., Chain]) 
     assert c.check_every_message() > 10
 
 
+def test_the_whole_chain_over_tls(tls_chain: Callable[..., Chain]) -> None:
+    """The production set-up: the locker (CERT_REQUIRED, host name checked), the service and the tap
+    all on the broker's TLS listener, with the fleet's CA."""
+    c = tls_chain()
+    c.put_parcel("1")
+    c.boot()
+    c.wait_synced()
+    code = c.issue("1")
+    c.wait_synced()
+    c.pickup(code.code, "1")
+    c.wait(lambda: any(e["k"] == "pickup" for e in c.db_events()), "the pickup in the host's database")
+    c.wait_all_events()
+    c.check_codes_consistent()
+    assert c.query("SELECT state FROM codes WHERE id = ?", code.code_id)[0]["state"] == "used"
+    assert c.check_every_message() > 5
+
+
 def test_a_pickup_s_delete_reaches_the_locker_by_itself(chain: Callable[..., Chain]) -> None:
     """Regression: the pickup's `del` raised H inside the service's own transaction, and nothing synced
     it until the next change or the locker's 5-minute status (fixed in service/runner.py meanwhile:
