@@ -210,6 +210,7 @@ class Commands:
             "snap": cs.damaged if cs is not None else False,
             "codes": cs.count() if cs is not None else 0,
             "outbox": len(locker.outbox) if locker is not None else 0,
+            "lost": locker.outbox.dropped if locker is not None else 0,  # the outbox was full: oldest dropped
             "t": rt.clock.now(now_ms),
             "up": rt.uptime_ms(now_ms) // 1000,
             "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)

@@ -188,8 +188,14 @@ def lockers_cmd(db_path: Path) -> None:
         rev = f"{r['host_rev']}/{'-' if r['locker_rev'] is None else r['locker_rev']}"
         if r["locker_rev"] is not None and r["locker_rev"] != r["host_rev"]:
             rev += " *"  # not in sync yet
-        online = "yes" if r["online"] else "no"
-        rows.append([r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), str(status.get("outbox", "-"))])
+        online = "no"
+        if r["online"]:
+            # Safe mode: no door opens until a technician looks (docs/operation.md, "Staying alive").
+            online = "SAFE MODE" if status.get("mode") == "safe" else "yes"
+        outbox = str(status.get("outbox", "-"))
+        if status.get("lost"):
+            outbox += f" ({status['lost']} lost)"  # the outbox overflowed while the host was away
+        rows.append([r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), outbox])
     if not rows:
         click.echo("no lockers registered (lockerctl locker add)")
         return

@@ -104,6 +104,12 @@ def test_revoke_lockers_and_events(fleet: Path) -> None:
         ingest.apply_event(conn, "hall-1", {"seq": 7, "ev": {"k": "denied", "r": "wrong", "n": 3}}, 1.0e9)
     code, output = _run("events", "--locker", "hall-1")
     assert code == 0 and "hall-1#7  denied" in output and "r=wrong n=3" in output
+    # A locker in safe mode, whose outbox overflowed, says so in the fleet table.
+    status = {"v": 1, "lid": "hall-1", "online": True, "mode": "safe", "fw": "t", "rev": 0, "snap": False}
+    with db.transaction(conn):
+        ingest.apply_status(conn, "hall-1", {**status, "outbox": 500, "lost": 12}, 1.0e9)
+    code, output = _run("lockers")
+    assert code == 0 and re.search(r"hall-1\s+SAFE MODE\s.*500 \(12 lost\)", output), output
 
 
 def test_service_run_serves_codes_issued_from_the_cli(broker: Broker, tmp_path: Path) -> None:

@@ -285,6 +285,9 @@ def test_status_and_time():
         st = rig.send(rig.wire("status", now=NOW + 54), now_ms=7500)["status"]
         assert st["mode"] == "normal" and st["rev"] == 0 and st["snap"] is False and st["codes"] == 0
         assert st["t"] == NOW + 54 and st["up"] == 7 and (st["heap"] is None or st["heap"] > 0) and st["online"] is True
+        assert st["lost"] == 0
+        rig.rt.locker.outbox.dropped = 3  # a full outbox dropped its oldest: the host must hear of it
+        assert rig.send(rig.wire("status", now=NOW + 55), now_ms=8000)["status"]["lost"] == 3
         assert st["lid"] == "L1" and st["v"] == 1 and "fw" in st
         assert st["doors"] == [
             {"d": "A1", "s": "locked", "full": True},
