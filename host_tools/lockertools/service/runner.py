@@ -49,6 +49,9 @@ class ServiceConfig:
     tls_ca: Path | None = None
     client_id: str = "locker-host"
     keepalive_s: int = 30
+    housekeeping_s: float = 3600.0  # pruning the change log and the command records
+    log_keep: int = 5000  # changes kept per locker; a locker further behind gets a snapshot
+    commands_keep_s: float = 30 * 86400.0  # finished command records kept this long
     mqtt_timeout_s: float = 10.0  # connect and subscribe (publishes: see max_inflight below)
     resend_s: float = 10.0
     command_ttl_s: int = 60
@@ -398,9 +401,13 @@ class Service:
         conn = self.conn
         seen = db.data_version(conn)
         next_expiry = 0.0
+        next_housekeeping = time.time() + self.config.housekeeping_s
         while True:
             await asyncio.sleep(self.config.poll_s)
             now = time.time()
+            if now >= next_housekeeping:
+                next_housekeeping = now + self.config.housekeeping_s
+                self._housekeeping(now)
             version = db.data_version(conn)
             out: list[tuple[str, bytes]] = []
             if version != seen or now >= next_expiry:
@@ -423,6 +430,21 @@ class Service:
                 log.exception("database error while resending")
             for topic, wire in out:
                 self.sender.command(topic, wire)
+
+    def _housekeeping(self, now: float) -> None:
+        """Bounded history: the change log keeps `log_keep` revisions per locker (the planner sends a
+        snapshot to a locker behind that), finished command records `commands_keep_s`."""
+        conn = self.conn
+        try:
+            for (lid,) in conn.execute("SELECT id FROM lockers").fetchall():
+                fleet_db.prune_log(conn, lid, self.config.log_keep)
+            with db.transaction(conn):
+                conn.execute(
+                    "DELETE FROM commands WHERE state != 'sent' AND updated_at < ?",
+                    (now - self.config.commands_keep_s,),
+                )
+        except sqlite3.Error:
+            log.exception("database error during housekeeping")
 
     def _resend_overdue(self, now: float) -> list[tuple[str, bytes]]:
         due = time.monotonic() - self.config.resend_s
