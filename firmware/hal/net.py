@@ -11,7 +11,7 @@ from micropython import const
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Tuple
+    from typing import Any, List, Optional, Tuple  # TYPE_CHECKING only: mpy-cross drops the block
 
 _STABLE_MS = const(3000)  # a link counts once it has stayed up this long (mqtt_as: it flaps at first)
 _POLL_MS = const(250)
