@@ -31,7 +31,6 @@ import logging
 import math
 import multiprocessing
 import os
-import platform
 import random
 import secrets
 import signal
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # tests.support.mosquitto: the broker the service tests run
 
-from report import Figure, cores, pct, print_table  # noqa: E402
+from report import Figure, cores, main_run, pct  # noqa: E402
 
 from lockertools.broker import AUTOSAVE_S, BrokerSetup  # noqa: E402
 from lockertools.fleet import SimLocker  # noqa: E402
@@ -658,20 +657,7 @@ def main() -> int:
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
     if settings.pickup_every_s < PICKUP[-1][0] + 0.3:
         ap.error("--pickup-every: a pickup's events span 1.2 s; give at least 1.5")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every process is stopped
-    t0 = time.monotonic()
-
-    def say(text: str) -> None:
-        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
-
-    say(f"fleet bench on {platform.node()} ({platform.machine()}, {cores()} cores): {settings}")
-    try:
-        rows, notes = run(settings, say)
-    except KeyboardInterrupt:
-        say("interrupted: every process stopped")
-        return 130
-    print_table(rows, notes)
-    return 0
+    return main_run("fleet", settings, run)
 
 
 if __name__ == "__main__":

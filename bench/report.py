@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 Figure = tuple[str, str, str, bool | None]  # figure, value, goal, met (None: no goal)
 
@@ -34,3 +40,23 @@ def print_table(rows: list[Figure], notes: list[str]) -> None:
     print()
     for n in notes:
         print("* " + n)
+
+
+def main_run(
+    name: str, settings: Any, run: Callable[[Any, Callable[[str], None]], tuple[list[Figure], list[str]]]
+) -> int:
+    """A bench run from its own command line: timestamped progress, the table, 130 on Ctrl-C."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every process is stopped
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
+
+    say(f"{name} bench on {platform.node()} ({platform.machine()}, {cores()} cores): {settings}")
+    try:
+        rows, notes = run(settings, say)
+    except KeyboardInterrupt:
+        say("interrupted: every process stopped")
+        return 130
+    print_table(rows, notes)
+    return 0

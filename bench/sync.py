@@ -33,7 +33,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # tests.support.mosquitto: the broker the tests run
 
-from report import Figure, cores, kb, pct, print_table  # noqa: E402
+from report import Figure, cores, kb, main_run, pct  # noqa: E402
 
 from lockertools import FIRMWARE_DIR, flash  # noqa: E402
 from lockertools.broker import BrokerSetup  # noqa: E402
@@ -844,20 +843,7 @@ def main() -> int:
     if args.full_heap is not None and not re.fullmatch(r"\d+[KkMm]?", args.full_heap):
         ap.error("--full-heap: a size such as 256K")
     heap_bytes(settings.full_heap or NET_HEAP)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every process is stopped
-    t0 = time.monotonic()
-
-    def say(text: str) -> None:
-        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
-
-    say(f"sync bench on {platform.node()} ({platform.machine()}, {cores()} cores): {settings}")
-    try:
-        rows, notes = run(settings, say)
-    except KeyboardInterrupt:
-        say("interrupted: every process stopped")
-        return 130
-    print_table(rows, notes)
-    return 0
+    return main_run("sync", settings, run)
 
 
 if __name__ == "__main__":

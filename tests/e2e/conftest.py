@@ -13,9 +13,7 @@ from e2e_chain import Chain
 from tests.support.fixtures import Broker
 
 
-@pytest.fixture
-def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
-    """`chain(**options)` -> a started Chain (see Chain.__init__ for the options); closed at teardown."""
+def _chains(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
     made: list[Chain] = []
 
     def make(**kw: Any) -> Chain:
@@ -31,17 +29,12 @@ def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
 
 
 @pytest.fixture
+def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
+    """`chain(**options)` -> a started Chain (see Chain.__init__ for the options); closed at teardown."""
+    yield from _chains(broker, tmp_path)
+
+
+@pytest.fixture
 def tls_chain(tls_broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
     """As `chain`, on a TLS-only broker: the locker, the service and the tap all verify its certificate."""
-    made: list[Chain] = []
-
-    def make(**kw: Any) -> Chain:
-        c = Chain(tls_broker, tmp_path, **kw)
-        made.append(c)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            c.close()
+    yield from _chains(tls_broker, tmp_path)

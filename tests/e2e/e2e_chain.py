@@ -34,6 +34,7 @@ from lockertools.sim import NET_HEAP, TLS_HEAP, VirtualBoard
 from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import Broker
 from tests.support.mosquitto import MqttClient, wait_until
+from tests.support.settings import FAST_TIMINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "boards" / "esp32-4door.json"
@@ -42,12 +43,7 @@ LID = "hall-1"
 LABELS = ["1", "2", "3", "4"]
 WRONG = "11112222"  # never issued: fleet_db draws 8 random digits (1 in 10^8 it collides)
 FAST = {
-    "message_ms": 1000,
-    "confirm_ms": 500,
-    "pulse_ms": 100,
-    "pulse_gap_ms": 20,
-    "sensor_debounce_ms": 10,
-    "key_debounce_ms": 10,
+    **FAST_TIMINGS,
     "throttle_free": 10,  # a few wrong codes between pickups never throttle the keypad
 }
 # After a fault the locker reconnects with its own backoff (1, 2, 4, 8 s ... with jitter).

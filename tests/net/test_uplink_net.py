@@ -22,20 +22,14 @@ from lockertools.commands import CommandSigner
 from lockertools.contract import check_wire
 from lockertools.sim import NET_HEAP, TLS_HEAP, VirtualBoard, default_micropython
 from tests.support.mosquitto import Mosquitto, MqttClient, wait_until
+from tests.support.settings import FAST_TIMINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "boards" / "esp32-4door.json"
 LID = "hall-1"
 CODE = "48291357"
 NEW_CODE = "73519824"
-FAST = {
-    "message_ms": 1000,
-    "confirm_ms": 500,
-    "pulse_ms": 100,
-    "pulse_gap_ms": 20,
-    "sensor_debounce_ms": 10,
-    "key_debounce_ms": 10,
-}
+FAST = FAST_TIMINGS
 WAIT = 20.0  # a reconnect after a broker restart takes the client's backoff (1, 2, 4 s ...)
 # For measuring the smallest heap that works (docs/simulator.md): LOCKER_NET_HEAP=150K pytest tests/net
 HEAP = os.getenv("LOCKER_NET_HEAP") or NET_HEAP

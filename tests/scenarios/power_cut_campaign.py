@@ -41,6 +41,7 @@ from lockertools import BOARDS_DIR, use_firmware_modules
 from lockertools.commands import CommandSigner
 from lockertools.flash import CodeSpec, prepare
 from lockertools.sim import CONSOLE_SYNC_HEAP, SimError, SimTimeout, VirtualBoard
+from tests.support.settings import FAST_TIMINGS
 
 use_firmware_modules()
 from locker import codes as fw_codes  # noqa: E402  (firmware modules, importable only now)
@@ -60,12 +61,7 @@ BOARD = BOARDS_DIR / "esp32-4door.json"
 # room in the outbox for every event of a campaign (nothing is ever acknowledged); many wrong
 # codes before the throttle waits.
 CONFIG = {
-    "message_ms": 1000,
-    "confirm_ms": 500,
-    "pulse_ms": 100,
-    "pulse_gap_ms": 20,
-    "sensor_debounce_ms": 10,
-    "key_debounce_ms": 10,
+    **FAST_TIMINGS,
     "safe_mode_boots": 100,
     "boot_ok_ms": 1000,
     "outbox_capacity": 5000,
