@@ -7,8 +7,9 @@ MPY     := $(BIN)/micropython
 BOARD   ?= esp32-4door
 HEAP    ?= 128K
 export PYTHONDONTWRITEBYTECODE := 1
-# Debian packages, as command=package: the broker for the sync tests and the simulated locker wall.
-SYSTEM_PACKAGES := mosquitto=mosquitto
+# Debian packages, as command=package: the broker, the pty that stands in for a USB serial port
+# (provisioning tests), and the browser that shows and tests the simulated locker wall.
+SYSTEM_PACKAGES := mosquitto=mosquitto socat=socat chromium=chromium
 
 .PHONY: help system-packages sim sim-net test test-fast check lint typecheck mpy bench clean distclean
 

@@ -17,6 +17,9 @@ _U32 = const(0xFFFFFFFF)
 
 # Ops after which the tx is remembered (they change the store; the others are safe to run twice).
 _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
+# Technicians' ops (diagnostics, self-test, application updates) live in locker.maint, imported on
+# the first one; maint.REMEMBER lists those whose tx is remembered.
+_MAINT = ("diag", "selftest", "app")
 
 
 def get(rt):
@@ -82,7 +85,7 @@ class Commands:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             detail = str(exc)
             result = {"ok": False, "error": "capacity" if detail == "capacity" else "bad_args", "detail": detail}
-        if result["ok"] and op in _CODES:
+        if result["ok"] and (op in _CODES or _remembered_maint(op)):
             self.gate.remember(tx)
         return protocol.reply(lid, cmd, result)
 
@@ -123,6 +126,10 @@ class Commands:
             return {"ok": True, "status": self.status(now_ms, True)}
         if op == "time":
             return {"ok": True}  # the clock was set from `now` above
+        if op.split(".")[0] in _MAINT:
+            from locker import maint
+
+            return maint.run(self.rt, op, args, now_ms)
         if op not in _CODES:
             return {"ok": False, "error": "unknown_op"}
         locker = self.rt.locker
@@ -225,6 +232,13 @@ class Commands:
                     out.append({"d": locker.labels[i], "s": name_of_state(bank.state(i)), "full": bank.has_parcel(i)})
             st["doors"] = out
         return st
+
+
+def _remembered_maint(op):
+    import sys
+
+    maint = sys.modules.get("locker.maint")
+    return maint is not None and op in maint.REMEMBER
 
 
 def _u32(v):
