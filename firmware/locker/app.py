@@ -15,59 +15,13 @@ class Locker:
     """The resident's flow and the door bookkeeping. No hardware, no clock of its own."""
 
     def __init__(self, board, cfg, key, clock, now_ms, codes=None):
-        from locker.codes import CodeStore
+        # The construction runs once: its code is in locker.appinit, dropped again after it.
+        from locker import appinit
 
-        # The code store's table is the one large allocation: the runtime makes it right after
-        # the board, before the other modules' imports fragment the heap.
-        self.codes = codes or CodeStore(key, board.labels, capacity=cfg.code_capacity)
-        self.problems = self.codes.load()
-
-        from locker.audit import AuditLog
-        from locker.doors import DoorBank
-        from locker.entry import CodeEntry
-        from locker.keypad import MatrixKeypad
-        from locker.outbox import Outbox
-        from locker.throttle import Throttle
-
-        self.board = board
-        self.cfg = cfg
-        self.clock = clock
-        self.labels = board.labels
-        self.throttle = Throttle(
-            free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
-        )
-        self.problems.extend(self.throttle.load())  # a damaged count is reported, and restarts at free
-        if clock.problem:
-            self.problems.append(clock.problem)
-        self.outbox = Outbox(capacity=cfg.outbox_capacity)
-        self.problems.extend(self.outbox.load())
-        self.audit = AuditLog()
-        self.keypad = MatrixKeypad(board.rows, board.cols, board.keys, debounce_ms=cfg.key_debounce_ms)
-        self.entry = CodeEntry(min_len=cfg.code_min, max_len=cfg.code_max, timeout_ms=cfg.entry_timeout_ms)
-        self.doors = DoorBank(
-            board.solenoids,
-            board.closed,
-            board.parcels,
-            pulse_ms=cfg.pulse_ms,
-            gap_ms=cfg.pulse_gap_ms,
-            confirm_ms=cfg.confirm_ms,
-            retries=cfg.unlock_retries,
-            open_alarm_ms=cfg.open_alarm_ms,
-            sensor_debounce_ms=cfg.sensor_debounce_ms,
-        )
-        # door index -> code id, for doors opened for a pickup that is not complete yet
-        self.pending = {}
-        # pickups interrupted by a reboot, settled once the door sensors have settled
-        self._resume = list(self.codes.pending())
-        self._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
-        self.lang = cfg.language
-        self.notify = None  # the uplink's wake-up: called after an event went into the outbox
-        self._screen = None
-        self._screen_until = 0
-        self._shown = None
-        self.show("idle", None, _STICKY, now_ms)
-        for problem in self.problems:
-            self.record("problem", None, {"m": problem[:80]}, now_ms)
+        try:
+            appinit.init(self, board, cfg, key, clock, now_ms, codes)
+        finally:
+            _drop("appinit")
 
     # --- the hot loop -------------------------------------------------------------------------
 
@@ -82,6 +36,8 @@ class Locker:
             ev = keypad.events.get()
         if self.entry.tick(now_ms):
             self.show("idle", None, _STICKY, now_ms)
+        if self.staff is not None:
+            self.staff.tick(now_ms)
         self._drain_doors(now_ms)
         if self._resume and ticks_diff(now_ms, self._resume_at) >= 0:
             self._settle_interrupted(now_ms)
@@ -102,7 +58,15 @@ class Locker:
     def on_key(self, ch, now_ms):
         from locker import entry as E
 
+        if self.key_echo_until:
+            if ticks_diff(self.key_echo_until, now_ms) > 0:
+                print("key|%s" % (chr(ch) if isinstance(ch, int) else ch))
+                return
+            self.key_echo_until = 0
         self.beep("KEY_CLICK", now_ms)
+        if self.staff is not None:  # a staff session: its menu has the keys, no code is looked up
+            self.staff.key(ch if isinstance(ch, int) else ord(ch), now_ms)
+            return
         result = self.entry.key(ch, now_ms)
         if result == E.DIGIT or result == E.FULL:
             self.show("entry", self.entry.masked(), self.cfg.entry_timeout_ms, now_ms)
@@ -134,9 +98,20 @@ class Locker:
         status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
         # The digits leave memory as soon as they are checked: nothing can replay them later.
         self.entry.wipe()
-        if status == C.OK and kind == C.KIND_PICKUP:
-            self.open_for_pickup(door, code_id, now_ms)
+        k = kind & C.KIND_MASK if kind is not None else 0
+        if status == C.OK and door is not None and (k == C.KIND_PICKUP or k == C.KIND_DELIVERY):
             self.throttle.success()
+            if self.doors.out_of_service(door):
+                self.beep("WRONG", now_ms)
+                self.show("door_oos", None, self.cfg.message_ms, now_ms)
+                self.record("denied", door, {"r": "out_of_service", "id": code_id}, now_ms)
+            else:
+                self.open_for_pickup(door, code_id, now_ms)
+        elif status == C.OK:  # a staff PIN, a return code, a delivery not loaded yet
+            self.throttle.success()
+            self.flows().code(self, code_id, kind, now_ms)
+        elif status == C.USED and self._reopen(door, code_id, now_ms):
+            pass
         elif status == C.EXPIRED:
             self.beep("WRONG", now_ms)
             self.show("expired", None, self.cfg.message_ms, now_ms)
@@ -155,6 +130,20 @@ class Locker:
                 # NIST's "stronger response": no lockout (a stranger must not lock residents
                 # out), but the host is told someone is working through the code space.
                 self.record("throttled", None, {"n": failures}, now_ms)
+
+    def _reopen(self, door, code_id, now_ms):
+        """The same code again within the grace period after its pickup: the same door opens."""
+        g = self.grace
+        if g is None or g[0] != code_id or g[1] != door or ticks_diff(g[2], now_ms) <= 0:
+            return False
+        if self.doors.out_of_service(door) or not self.doors.request_unlock(door, now_ms):
+            return False
+        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
+        self.doors.poll(now_ms)
+        self.beep("ACCEPTED", now_ms)
+        self.show("reopen", self.labels[door], self.cfg.message_ms, now_ms)
+        self.record("reopened", door, {"id": code_id}, now_ms)
+        return True
 
     def open_for_pickup(self, door, code_id, now_ms):
         # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.
@@ -175,6 +164,8 @@ class Locker:
         from locker import doors as D
 
         label = self.labels[door]
+        if door in self.jobs and self.flows().door_event(self, kind, door, now_ms):
+            return
         if kind == D.EV_OPENED:
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
@@ -212,10 +203,12 @@ class Locker:
         if self.doors.has_parcel(door):
             # Shut with the parcel still inside: the pickup is not done.
             self.doors.acknowledge(door)
+            self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
             self.show("still_full", self.labels[door], self.cfg.message_ms, now_ms)
             self.record("closed_full", door, {"id": code_id}, now_ms)
             return
         self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
+        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))  # not after a reboot's settling
 
     def complete_pickup(self, door, code_id, now_ms, confirmed=True):
         # The event is on flash before the journal says "done": a cut in between repeats the event
@@ -231,21 +224,25 @@ class Locker:
             self.show("thanks", None, self.cfg.message_ms, now_ms)
 
     def _settle_interrupted(self, now_ms):
-        """After a reboot: finish or undo the pickups a power cut interrupted."""
-        resume, self._resume = self._resume, []
-        for code_id, door in resume:
-            if door >= len(self.labels):
-                continue
-            if not self.doors.is_closed(door):
-                # Still open: the resident is (or was) at it. Wait for it to close.
-                self.pending[door] = code_id
-                self.doors.assume_open(door, now_ms)
-            elif self.doors.has_parcel(door):
-                # Closed with the parcel inside: the door never opened, or the parcel went back in.
-                self.codes.release(code_id)
-                self.record("pickup_undone", door, {"id": code_id}, now_ms)
-            else:
-                self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
+        """After a reboot: finish or undo the pickups (and loads, returns) a power cut interrupted."""
+        from locker import appinit
+
+        try:
+            appinit.settle(self, now_ms)
+        finally:
+            _drop("appinit")
+
+    def flows(self):
+        """locker.flows (staff loads, returns, service): imported when used, dropped when idle."""
+        import sys
+
+        flows = sys.modules.get("locker.flows")
+        if flows is None:
+            import gc
+
+            gc.collect()  # rare, and the module's bytecode wants whole blocks
+            from locker import flows
+        return flows
 
     # --- feedback and records -----------------------------------------------------------------
 
@@ -294,15 +291,20 @@ class Locker:
 
     def status(self, now_ms):
         """A summary for the console and diagnostics: no secrets, no codes."""
-        from locker import doors as D
+        from locker import appinit
 
-        return {
-            "codes": self.codes.count(),
-            "rev": self.codes.revision,
-            "outbox": len(self.outbox),
-            "failures": self.throttle.failures,
-            "time": self.clock.now(now_ms),
-            "time_known": self.clock.known,
-            "doors": [D.name_of_state(self.doors.state(i)) for i in range(len(self.labels))],
-            "pending": [self.labels[d] for d in self.pending],
-        }
+        try:
+            return appinit.status(self, now_ms)
+        finally:
+            _drop("appinit")
+
+
+def _drop(name):
+    """locker.<name> out of sys.modules and off the package: its bytecode goes back to the heap."""
+    import sys
+
+    import locker
+
+    sys.modules.pop("locker." + name, None)
+    if hasattr(locker, name):
+        delattr(locker, name)

@@ -7,9 +7,9 @@ import struct
 from micropython import const
 
 from locker import store
-from locker.codes import RECORD_SIZE, STATE_RELEASED, TAG_SIZE, _cmp_tag
+from locker.codes import RECORD_SIZE, STATE_LOADING, TAG_SIZE, _cmp_tag
 
-_MAX_KIND = const(2)
+_MAX_KIND = const(3)  # kinds 1..3 are door-free: door byte 0xFF
 _SLOT = const(30)  # record + checksum, on flash
 _FIELDS = "<BBII"  # door, kind, expiry, code_id after the tag
 _VERSION = const(1)
@@ -85,8 +85,7 @@ def _read_codes(cs, f, problems):
             continue
         off = n * RECORD_SIZE
         if (
-            slot[TAG_SIZE] >= ndoors
-            or slot[TAG_SIZE + 1] > _MAX_KIND
+            not _valid(slot[TAG_SIZE], slot[TAG_SIZE + 1], ndoors)
             or n >= cs.capacity
             or (n and _cmp_tag(buf, off - RECORD_SIZE, slot) >= 0)
         ):
@@ -138,7 +137,7 @@ def _load_journal(cs, problems):
                 break
             n += 1
             cid, door, state = struct.unpack_from(_ENTRY, slot, 0)
-            if store.checksum(slot[:_ENTRY_LEN]) != slot[_ENTRY_LEN:] or not 0 < state <= STATE_RELEASED:
+            if store.checksum(slot[:_ENTRY_LEN]) != slot[_ENTRY_LEN:] or not 0 < state <= STATE_LOADING:
                 bad += 1  # damaged, or the last entry torn: skipped
             else:
                 cs._set(cid, door, state, True)
@@ -151,6 +150,13 @@ def _load_journal(cs, problems):
         problems.append("%s: read error %s" % (path, exc))
     finally:
         f.close()
+
+
+def _valid(door, kind, ndoors):
+    """A kind byte 0..127 whose kind is known; a pickup's door in range, a door-free kind's 0xFF."""
+    if not 0 <= kind <= 127 or kind & 15 > _MAX_KIND:
+        return False
+    return 0 <= door < ndoors if not kind & 15 else door == 0xFF
 
 
 def adopt(cs, revision, count, problems):
@@ -172,10 +178,8 @@ def _check(cs, rec):
     t, door, kind, expiry, cid = rec
     if len(t) != TAG_SIZE:
         raise ValueError("tag size")
-    if not 0 <= door < len(cs._prefixes):
-        raise ValueError("door index")
-    if not 0 <= kind <= _MAX_KIND:
-        raise ValueError("kind")
+    if not (isinstance(kind, int) and isinstance(door, int) and _valid(door, kind, len(cs._prefixes))):
+        raise ValueError("door index or kind")
     if not (0 <= expiry <= _U32 and 0 <= cid <= _U32):
         raise ValueError("expiry or code_id")
     return (bytes(t), door, kind, expiry, cid)

@@ -16,7 +16,16 @@
 # used.bin, the journal (version 2), appended to and compacted now and then:
 #   header: b"LU" | version u8 (2) | 0 u8 | base u32 | sha256(header)[:4]
 #   then entries: code_id u32 | door u8 | state u8 | sha256(entry)[:4]   (10 bytes each)
-#   state 1 = consumed (door unlocked), 2 = pickup recorded, 3 = released (consume undone).
+#   state 1 = consumed (door unlocked), 2 = pickup recorded, 3 = released (consume undone),
+#   4 = loaded (a delivery's item is in `door`: its code works for that door from now on),
+#   5 = loading (staff were given `door` to load the delivery; code_id 0: a load by size).
+# A consumed delivery that is released (jammed latch, parcel still inside after a reboot) goes back
+# to loaded with its door, never to released: the item is still in that door.
+#
+# Kinds (the low 4 bits of the kind byte; bits 4-5 a size wanted, bit 6 a low door wanted):
+# 0 pickup (tag over "<door label>:" code, door byte = its door); 1 staff PIN, 2 return, 3 delivery:
+# door-free, tag over "*:" code, door byte 0xFF. lookup() tries each door's prefix and then "*:"
+# (one more HMAC per submit).
 # consume(), complete() and release() each append ONE entry: open "ab", write, close. littlefs commits
 # on close, so a cut leaves the file as it was; elsewhere a torn last entry fails its checksum.
 # load() replays the entries in order: the later state of a code id wins, a released entry drops a
@@ -24,8 +33,8 @@
 # entry dropped; both are reported, never fatal.
 # Compaction rewrites the file whole (tmp + rename) as `base` entries, one per code id by code_id:
 #   - after replace() and apply() (codes.bin committed first) when entries were appended or some are
-#     to be dropped: state-2 entries whose code is no longer in the store (state-1 entries stay until
-#     complete(): the app resumes those doors);
+#     to be dropped: state-2 and state-4 entries whose code is no longer in the store (state-1 and 5
+#     entries stay until settled: the app resumes those doors);
 #   - when the appended part passes journal_limit bytes (by complete()/release(); consume() only at
 #     twice that, to keep the unlock quick);
 #   - for the first write after used.bin was found missing, damaged or in version 1 (so an entry never
@@ -45,6 +54,9 @@ from locker import hmac256, store
 KIND_PICKUP = const(0)
 KIND_STAFF = const(1)
 KIND_RETURN = const(2)
+KIND_DELIVERY = const(3)
+KIND_MASK = const(0x0F)
+NO_DOOR = const(0xFF)  # the door byte of a door-free kind
 
 OK = const(0)
 UNKNOWN = const(1)
@@ -54,6 +66,8 @@ USED = const(3)
 STATE_CONSUMED = const(1)
 STATE_COMPLETED = const(2)
 STATE_RELEASED = const(3)  # on flash only: a released code has no entry in RAM
+STATE_LOADED = const(4)
+STATE_LOADING = const(5)
 
 # Tags are HMAC-SHA256 truncated to 128 bits (RFC 2104 allows truncation to half the hash):
 # a random wrong code matches one of 600 stored tags with odds of 600 / 2**128, and the table
@@ -192,6 +206,8 @@ class CodeStore:
 
     def lookup(self, code, now_epoch):
         """(status, door_index, code_id, kind) for a typed code; door/id/kind are None if UNKNOWN.
+        kind is the whole kind byte (kind & KIND_MASK the kind). A door-free code's door is the one
+        its journal entry names (a loaded delivery, a used return), else None.
 
         Several doors may share a code: the first usable one wins, else EXPIRED, else USED.
         now_epoch None: expiry is not checked (the app decides the clock policy)."""
@@ -200,27 +216,49 @@ class CodeStore:
         mv = self._mv
         status = UNKNOWN
         found = None
-        for d in range(len(self._prefixes)):
-            t = memoryview(key.digest(self._prefixes[d], code))[:TAG_SIZE]
+        nd = len(self._prefixes)
+        for d in range(nd + 1):
+            t = memoryview(key.digest(self._prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
                 continue
             off = i * RECORD_SIZE
-            if buf[off + TAG_SIZE] != d or not hmac256.equal(mv[off : off + TAG_SIZE], t):
+            door, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
+            if door != (d if d < nd else NO_DOOR) or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
-            _, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
-            if self._jfind(cid) >= 0:
+            k = self._jfind(cid)
+            js = self._jbuf[k * _ENTRY_LEN + 5] if k >= 0 else 0
+            if door == NO_DOOR:
+                door = self._jbuf[k * _ENTRY_LEN + 4] if k >= 0 and js != STATE_LOADING else None
+            if js == STATE_CONSUMED or js == STATE_COMPLETED:
                 st = USED
             elif expiry and now_epoch is not None and now_epoch >= expiry:
                 st = EXPIRED
             else:
-                return (OK, d, cid, kind)
+                return (OK, door, cid, kind)
             if status == UNKNOWN or (st == EXPIRED and status == USED):
                 status = st
-                found = (d, cid, kind)
+                found = (door, cid, kind)
         if found is None:
             return (UNKNOWN, None, None, None)
         return (status, found[0], found[1], found[2])
+
+    def find_id(self, cid):
+        """(door, kind, expiry) of the record with this code_id, or None (a scan: rare calls)."""
+        buf = self._buf
+        for i in range(self._n):
+            off = i * RECORD_SIZE + TAG_SIZE
+            if struct.unpack_from("<I", buf, off + 6)[0] == cid:
+                return struct.unpack_from("<BBI", buf, off)
+        return None
+
+    def state_of(self, cid):
+        """(journal state, door) of a code id; (0, None) without an entry."""
+        k = self._jfind(cid)
+        if k < 0:
+            return (0, None)
+        p = k * _ENTRY_LEN
+        return (self._jbuf[p + 5], self._jbuf[p + 4])
 
     def records(self):
         """Every record as (tag, door_index, kind, expiry, code_id), in tag order."""
@@ -292,9 +330,10 @@ class CodeStore:
             if old == STATE_COMPLETED and state == STATE_RELEASED:
                 return False  # a recorded pickup is never released
             if not replay:
-                if state == STATE_CONSUMED or old == STATE_COMPLETED:
+                if old == STATE_COMPLETED or (state == old and state == STATE_CONSUMED):
                     return True  # done already
-                door = j[p + 4]
+                if door is None:
+                    door = j[p + 4]
             if state == STATE_RELEASED:
                 mv = memoryview(j)  # overlapping moves are memmoves, in CPython and MicroPython
                 mv[p : (n - 1) * _ENTRY_LEN] = mv[p + _ENTRY_LEN : n * _ENTRY_LEN]
@@ -302,7 +341,7 @@ class CodeStore:
             else:
                 j[p + 4] = door
                 j[p + 5] = state
-        elif state == STATE_RELEASED or (state == STATE_COMPLETED and not replay):
+        elif state == STATE_RELEASED or (state == STATE_COMPLETED and not replay) or door is None:
             return False
         else:
             if n * _ENTRY_LEN == len(j):  # past capacity (consumed codes no longer stored): rare
@@ -342,7 +381,8 @@ class CodeStore:
         drop = bytearray(n)
         if self._prune_ok:
             for k in range(n):
-                if j[k * _ENTRY_LEN + 5] == STATE_COMPLETED:
+                st = j[k * _ENTRY_LEN + 5]
+                if st == STATE_COMPLETED or (update and st == STATE_LOADED):  # loaded: the host removed it
                     drop[k] = 1
             for i in range(self._n):
                 k = self._jfind(struct.unpack_from("<I", self._buf, i * RECORD_SIZE + _ID_OFF)[0])
@@ -383,18 +423,36 @@ class CodeStore:
 
     def complete(self, code_id):
         """The pickup was recorded: the door need not be resumed after a reboot. False if unknown."""
-        return self._set(code_id, 0, STATE_COMPLETED)
+        return self._set(code_id, None, STATE_COMPLETED)
 
     def release(self, code_id):
         """Undo consume() for a door that never opened (the app saw the parcel still inside after a
-        reboot): the code works again. A completed pickup is never released. False if not pending."""
-        return self._set(code_id, 0, STATE_RELEASED)
+        reboot): the code works again. A completed pickup is never released. False if not pending.
+        A consumed delivery goes back to loaded, in the same door; a load in progress is dropped."""
+        st, _ = self.state_of(code_id)
+        if st == STATE_CONSUMED:
+            rec = self.find_id(code_id)
+            if rec is not None and rec[1] & KIND_MASK == KIND_DELIVERY:
+                return self._set(code_id, None, STATE_LOADED)
+        return self._set(code_id, None, STATE_RELEASED)
 
-    def pending(self):
-        """(code_id, door_index) of codes consumed but not completed, by code_id."""
+    def loading(self, code_id, door_index):
+        """Staff are given this door for the delivery code_id (0: a load by size); on flash before
+        the latch moves, so a power cut mid-load is settled after the reboot."""
+        self._set(code_id, door_index, STATE_LOADING)
+
+    def loaded(self, code_id, door_index):
+        """The delivery is in its door: its code works for that door from now on (code_id 0: the
+        load-by-size entry is dropped)."""
+        if code_id:
+            return self._set(code_id, door_index, STATE_LOADED)
+        return self._set(0, None, STATE_RELEASED)
+
+    def pending(self, state=STATE_CONSUMED):
+        """(code_id, door_index) of the entries in this state (consumed: not completed), by code_id."""
         out = []
         for p in range(0, self._jn * _ENTRY_LEN, _ENTRY_LEN):
-            if self._jbuf[p + 5] == STATE_CONSUMED:
+            if self._jbuf[p + 5] == state:
                 out.append(struct.unpack_from("<IB", self._jbuf, p))
         return out
 

@@ -20,6 +20,8 @@ _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
 # Technicians' ops (diagnostics, self-test, application updates) live in locker.maint, imported on
 # the first one; maint.REMEMBER lists those whose tx is remembered.
 _MAINT = ("diag", "selftest", "app")
+# One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
+_DOOR = ("door.open", "door.service")
 
 
 def get(rt):
@@ -85,7 +87,7 @@ class Commands:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             detail = str(exc)
             result = {"ok": False, "error": "capacity" if detail == "capacity" else "bad_args", "detail": detail}
-        if result["ok"] and (op in _CODES or _remembered_maint(op)):
+        if result["ok"] and (op in _CODES or op in _DOOR or _remembered_maint(op)):
             self.gate.remember(tx)
         return protocol.reply(lid, cmd, result)
 
@@ -130,11 +132,18 @@ class Commands:
             from locker import maint
 
             return maint.run(self.rt, op, args, now_ms)
-        if op not in _CODES:
+        if op not in _CODES and op not in _DOOR:
             return {"ok": False, "error": "unknown_op"}
         locker = self.rt.locker
         if locker is None:
             return {"ok": False, "error": "safe_mode"}
+        if op in _DOOR:
+            from locker import doorops
+
+            try:
+                return doorops.command(locker, op, args, now_ms)
+            finally:
+                doorops.drop(locker)
         cs = locker.codes
         if op == "codes.snapshot":
             return self._snapshot(args, now_ms)
@@ -170,9 +179,12 @@ class Commands:
             # Exactly the schema's types: no int() coercion of strings, floats or dicts.
             if not _u32(code_id) or not code_id:
                 raise ValueError("code id")
-            if not _u32(kind) or kind > 2 or not _u32(expiry) or not isinstance(tag_hex, str) or len(tag_hex) != 32:
+            if not _u32(kind) or kind > 127 or not _u32(expiry) or not isinstance(tag_hex, str) or len(tag_hex) != 32:
                 raise ValueError("code row")
-            rows[i] = (unhexlify(tag_hex), labels.index(label), kind, expiry, code_id)
+            # kinds 1..3 are door-free: label "*", door byte 0xFF (the store checks the kind)
+            if (label == "*") != bool(kind & 15):
+                raise ValueError("code row: door")
+            rows[i] = (unhexlify(tag_hex), 0xFF if kind & 15 else labels.index(label), kind, expiry, code_id)
         return rows
 
     def _snapshot(self, args, now_ms):

@@ -26,6 +26,8 @@ _NUMBERS = {
     "task_silence_ms": (3000, 500, 30000),
     "outbox_capacity": (500, 10, 5000),
     "code_capacity": (512, 16, 2000),
+    "grace_ms": (120000, 0, 600000),  # a resident may reopen their door with the same code
+    "staff_timeout_ms": (120000, 10000, 900000),  # a staff session ends after this without a key
 }
 _STRINGS = {
     "language": ("nl", ("nl", "fr", "en")),

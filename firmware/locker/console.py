@@ -48,6 +48,12 @@ class Console:
         the network, a console answers a refusal: whoever holds the cable can see the board anyway."""
         from locker import commands
 
-        result = commands.get(self.rt).handle(wire, now_ms, answer_refusals=True)
+        try:
+            result = commands.get(self.rt).handle(wire, now_ms, answer_refusals=True)
+        except MemoryError:  # a command too large for the heap now: refused, the locker runs on
+            import gc
+
+            gc.collect()
+            result = {"v": 1, "lid": self.rt.cfg.locker_id, "ok": False, "error": "no_memory"}
         if result is not None:
             reply(result)

@@ -41,6 +41,9 @@ class Runtime:
         self._up_at = self.started_ms
         self.net = None  # parsed net.json (startup); None: an offline locker
         self.uplink = None
+        self.reset_cause = None  # startup: hal.system.reset_cause()
+        self.trial = None  # app.trial (boot.py): the application is on trial until healthy
+        self._online_at = None  # on trial: ticks when the uplink was last seen coming up
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -60,6 +63,7 @@ class Runtime:
         _unload("safemode")
         if self.net is not None:
             self._start_uplink()
+        self._app_boot(now)
         gc.threshold(-1)
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
@@ -79,6 +83,56 @@ class Runtime:
         except Exception as exc:
             log("net: uplink failed; offline:", repr(exc))
             self.uplink = None
+
+    def _app_boot(self, now):
+        """Application updates (docs/maintenance.md): a trial to watch, a rollback to report."""
+        import json
+        import os
+
+        try:
+            with open("app.trial") as f:
+                self.trial = json.load(f)
+            log("application on trial:", self.trial.get("v"))
+        except (OSError, ValueError, AttributeError):
+            self.trial = None
+        if self.locker is None:
+            return  # safe mode records nothing: reported on the next normal boot
+        try:
+            with open("app.rolled") as f:
+                rb = json.load(f)
+            ev = {"from": rb.get("from"), "to": rb.get("to"), "n": rb.get("n")}
+            self.locker.record("app_rollback", None, ev, now)
+            os.rename("app.rolled", "app.rb")  # reported once; diag reads app.rb
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _app_healthy(self, sup, now, up):
+        """On trial: healthy once the main loop runs in normal mode for ok_s, online to the broker
+        for ok_s too when the locker has a net.json. Then app.trial goes: the update is kept."""
+        t = self.trial
+        if self.locker is None or not sup.healthy(now):
+            self._online_at = None
+            return
+        ok_ms = t.get("ok_s", 60) * 1000
+        if self.net is not None:
+            if self.uplink is None or not self.uplink.client.connected:
+                self._online_at = None
+                return
+            if self._online_at is None:
+                self._online_at = now
+            if ticks_diff(now, self._online_at) < ok_ms:
+                return
+        elif up < ok_ms:
+            return
+        import os
+
+        try:
+            os.remove("app.trial")
+        except OSError:
+            pass
+        self.trial = None
+        self.locker.record("app_ok", None, {"v": t.get("v")}, now)
+        log("application", t.get("v"), "healthy: update kept")
 
     def uptime_ms(self, now):
         """Milliseconds since boot, valid for years (housekeeping folds it every 500 ms)."""
@@ -108,6 +162,8 @@ class Runtime:
                 boot_ok = True
                 self.counter.mark_good()
                 log("boot marked good")
+            if self.trial is not None:
+                self._app_healthy(sup, now, up)
             if self.locker is None and up >= self.cfg.safe_mode_reboot_ms:
                 log("safe mode over: rebooting")
                 system.reset()

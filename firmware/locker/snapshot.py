@@ -28,7 +28,7 @@ _CODES_MAGIC = b"LC"
 _CODES_HEAD = "<2sBBII"
 _TAG = const(16)
 _RECORD = const(26)
-_MAX_KIND = const(2)
+_MAX_KIND = const(3)  # kinds 1..3: door-free, label "*", door byte 0xFF
 _U32 = const(0xFFFFFFFF)
 
 ORDER = "snapshot_order"
@@ -119,10 +119,11 @@ class Snapshot:
                 raise ValueError("tag must be %d bytes" % _TAG)
             if t <= prev:
                 return _error(ORDER, "tags not increasing")
-            if _u32(kind) > _MAX_KIND:
+            if _u32(kind) > 127 or kind & 15 > _MAX_KIND or (label == "*") != bool(kind & 15):
                 raise ValueError("kind")
             buf[off : off + _TAG] = t
-            struct.pack_into(_FIELDS, buf, off + _TAG, labels.index(label), kind, _u32(expiry), _u32(cid, 1))
+            door = 0xFF if kind & 15 else labels.index(label)
+            struct.pack_into(_FIELDS, buf, off + _TAG, door, kind, _u32(expiry), _u32(cid, 1))
             buf[off + _RECORD : off + _SLOT] = store.checksum(mv[off : off + _RECORD])
             prev = t
             off += _SLOT

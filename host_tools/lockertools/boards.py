@@ -116,7 +116,46 @@ def _schema_issues(doc: Any, report: Report) -> None:
             for name in sorted(set(err.instance) - known):
                 report.error(field_path([*parts, name]), f"unknown field (allowed: {', '.join(sorted(known))})")
             continue
-        report.error(field_path(parts) or "(top level)", err.message)
+        door_hint = _door_field_hint(doc, parts, err.instance)
+        report.error(field_path(parts) or "(top level)", door_hint or err.message)
+
+
+SIZES = ("S", "M", "L")  # size classes, smallest first; the firmware numbers them 1..3
+DEFAULT_SIZE = "M"
+
+
+def _door_field_hint(doc: Any, parts: list[str | int], value: Any) -> str | None:
+    """A clearer message for a bad doors[i].size / doors[i].low: which door (by label), which field, what's allowed."""
+    if len(parts) != 3 or parts[0] != "doors" or not isinstance(parts[1], int) or parts[2] not in ("size", "low"):
+        return None
+    door = doc["doors"][parts[1]]
+    label = door.get("label") if isinstance(door, dict) else None
+    which = f"door {label!r}" if isinstance(label, str) else f"door #{parts[1] + 1}"
+    if parts[2] == "size":
+        return f'{which}: size {json.dumps(value)} is not a size class: use "S", "M" or "L" (default "M")'
+    return (
+        f"{which}: low {json.dumps(value)} is not a boolean: use true (reachable from a wheelchair, "
+        "below about 1.2 m) or false (the default)"
+    )
+
+
+@dataclass(frozen=True)
+class Door:
+    """A door as the locker and the host service see it: label, size class ("S"/"M"/"L"), low or not."""
+
+    label: str
+    size: str
+    low: bool
+
+    @property
+    def size_class(self) -> int:
+        """1 (S), 2 (M) or 3 (L): the number the firmware's Board.sizes and the code rows' size bits use."""
+        return SIZES.index(self.size) + 1
+
+
+def doors(doc: dict[str, Any]) -> list[Door]:
+    """The doors of a (validated) board definition, defaults filled in: size "M", low false."""
+    return [Door(str(d["label"]), str(d.get("size", DEFAULT_SIZE)), bool(d.get("low", False))) for d in doc["doors"]]
 
 
 def _pin_spec_use(spec: dict[str, Any], path: str, role: str, output: bool) -> _Use:

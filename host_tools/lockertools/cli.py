@@ -25,6 +25,19 @@ def _register() -> None:
     main.add_command(lockers_cmd, "lockers")
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
+    from lockertools.maint_cli import console_cmd, diag_cmd, selftest_cmd, update_cli
+
+    main.add_command(diag_cmd, "diag")
+    main.add_command(console_cmd, "console")
+    main.add_command(selftest_cmd, "selftest")
+    main.add_command(update_cli, "update")
+    from lockertools.provision.cli import provision_cli
+
+    main.add_command(provision_cli, "provision")
+    from lockertools.service_cli import ISSUE5_COMMANDS
+
+    for name, command in ISSUE5_COMMANDS.items():  # delivery, returns, staff, door
+        main.add_command(command, name)
 
 
 _register()

@@ -28,7 +28,9 @@ class LockerSecrets:
 
 @dataclass(frozen=True)
 class CodeSpec:
-    """A pickup code as staff see it. `code` never leaves the host in this form."""
+    """A code as staff see it. `code` never leaves the host in this form. `kind` is the kind byte
+    (docs/protocol.md: bits 0-3 the kind, 4-5 a size wanted, 6 a low door); kinds 1-3 (staff PIN,
+    return, delivery) are door-free: `door` is "*"."""
 
     code: str
     door: str
@@ -50,7 +52,12 @@ def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[
     hkey = HmacKey(key)
     rows = []
     for n, spec in enumerate(codes, start=1):
-        door = labels.index(spec.door)
+        if spec.kind & 0x0F:  # staff PIN, return, delivery: door-free, tagged over "*:" code
+            if spec.door != "*":
+                raise ValueError(f"code #{n}: kind {spec.kind & 0x0F} is door-free: its door is '*'")
+            door = 0xFF
+        else:
+            door = labels.index(spec.door)
         tag = fw_codes.tag(hkey, spec.door, spec.code.encode())
         rows.append((tag, door, spec.kind, spec.expiry, spec.code_id or n))
     return rows

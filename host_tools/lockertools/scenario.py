@@ -14,6 +14,11 @@ The format is documented for people who don't read this code in docs/simulator.m
       - type: "48291357"
       - expect_solenoid: {door: "2", on: 1, within_ms: 500}
 
+Codes may be door-free (`door: "*"`): `kind: staff | return | delivery` (default pickup), `id` (the
+code id: a delivery's number, a staff member's id), `size: S | M | L`, `low: true`. The `command`
+action sends a command signed with the locker's key on the console: `{op, args, tx?}` (the same `tx`
+again: a re-sent command).
+
 Actions change the world; expectations wait (up to `within_ms`) for the firmware to react.
 `within_ms` counts from the last action (`wait_ms` is not an action: time just passes).
 """
@@ -48,6 +53,7 @@ ACTIONS = {
     "boot",
     "set_time",
     "console",
+    "command",
     "write_file",
     "delete_file",
 }
@@ -95,7 +101,7 @@ class Scenario:
     name: str
     board: Path
     config: dict[str, Any]
-    codes: list[tuple[str, str, int]]
+    codes: list[tuple[str, str, int] | tuple[str, str, int, int, int]]
     time: int | None
     parcels: list[str]
     heap: str | None
@@ -167,7 +173,10 @@ def load(path: Path, board_override: Path | None = None) -> Scenario:
         if not isinstance(c, dict) or "code" not in c or "door" not in c:
             raise ScenarioError(f"{path}: code #{n} needs `code` and `door` (got {c!r})")
         expiry = c.get("expiry")
-        codes.append((str(c["code"]), str(c["door"]), 0 if expiry in (None, 0) else parse_time(expiry, start)))
+        spec = (str(c["code"]), str(c["door"]), 0 if expiry in (None, 0) else parse_time(expiry, start))
+        kind, cid = _kind_byte(path, n, c), int(c.get("id", 0))
+        # (code, door, expiry) for a plain pickup, as before; with a kind or an id, flash.CodeSpec's order
+        codes.append(spec + (kind, cid) if kind or cid else spec)
     steps = []
     for n, raw in enumerate(doc.get("steps") or [], 1):
         steps.append(_step(path, n, raw))
@@ -187,6 +196,21 @@ def load(path: Path, board_override: Path | None = None) -> Scenario:
         heap=str(doc["heap"]) if doc.get("heap") else None,
         steps=steps,
     )
+
+
+KINDS = {"pickup": 0, "staff": 1, "return": 2, "delivery": 3}
+SIZES = {None: 0, "S": 1, "M": 2, "L": 3}
+
+
+def _kind_byte(path: Path, n: int, c: dict[str, Any]) -> int:
+    """A code's kind byte from `kind` (pickup, staff, return, delivery), `size` (S/M/L) and `low`."""
+    kind = c.get("kind", "pickup")
+    size = c.get("size")
+    if kind not in KINDS or size not in SIZES:
+        raise ScenarioError(f"{path}: code #{n}: kind is one of {sorted(KINDS)}, size one of S, M, L")
+    if (KINDS[kind] != 0) != (str(c["door"]) == "*"):
+        raise ScenarioError(f'{path}: code #{n}: staff, return and delivery codes take door "*", pickups a door')
+    return KINDS[kind] | SIZES[size] << 4 | (64 if c.get("low") else 0)
 
 
 def _step(path: Path, n: int, raw: Any) -> Step:
@@ -225,6 +249,8 @@ def _step(path: Path, n: int, raw: Any) -> Step:
             raise ScenarioError(f"{path}: step {n}: `expect_solenoid_timeline` takes {sorted(allowed)}")
         if "pulses" in arg and not isinstance(arg["pulses"], list):
             raise ScenarioError(f'{path}: step {n}: `pulses` is a list of door labels, e.g. ["2", "3"]')
+    if kind == "command" and not (isinstance(arg, dict) and isinstance(arg.get("op"), str)):
+        raise ScenarioError(f"{path}: step {n}: `command` takes a mapping with `op` (and `args`, `tx`)")
     if kind in FILE_ACTIONS:
         _check_file_step(path, n, kind, arg)
     return Step(n, kind, arg)
@@ -297,6 +323,8 @@ class Runner:
         self._ref_us = 0
         self._ref_outbox: set[str] = set()
         self._rtc: tuple[int, float] | None = None  # (epoch, monotonic) the RTC was last known at
+        self._secrets: Any = None  # what prepare() returned: the locker's id and key, for `command`
+        self._seq = int(time.time() * 1000)
 
     # trace ------------------------------------------------------------------------------------
 
@@ -356,7 +384,7 @@ class Runner:
             from lockertools.flash import prepare as flash_prepare
 
             prepare = flash_prepare
-        prepare(flash, self.sc.board, codes=list(self.sc.codes), config_overrides=dict(self.sc.config))
+        self._secrets = prepare(flash, self.sc.board, codes=list(self.sc.codes), config_overrides=dict(self.sc.config))
         if not (flash / "board.json").exists():
             (flash / "board.json").write_text(self.sc.board.read_text())
 
@@ -407,6 +435,8 @@ class Runner:
                 b.set_time(epoch)
             elif kind == "console":
                 b.send_console(str(arg))
+            elif kind == "command":
+                b.send_console(self._signed(arg))
             elif kind == "write_file":
                 self._write_file(arg)
             elif kind == "delete_file":
@@ -439,6 +469,32 @@ class Runner:
             raise ScenarioError(f"write_file: {arg['name']} has only {len(old)} bytes (at: {pos})")
         old[pos : pos + len(data)] = data
         target.write_bytes(bytes(old))
+
+    def _signed(self, arg: dict[str, Any]) -> str:
+        """A command signed with the locker's key, as the host sends it (a console line). `tx` given:
+        the same transaction again (a re-sent command), under a new sequence number."""
+        sec = self._secrets
+        if sec is None or not hasattr(sec, "key"):
+            raise ScenarioError("command: the flash folder was prepared without a known key")
+        from lockertools import use_firmware_modules
+
+        use_firmware_modules()
+        protocol = importlib.import_module("locker.protocol")
+        hkey = importlib.import_module("locker.hmac256").HmacKey(sec.key)
+        now = self._rtc_now() or int(time.time())
+        self._seq += 1
+        payload = {
+            "v": 1,
+            "lid": sec.locker_id,
+            "seq": self._seq,
+            "now": now,
+            "exp": now + 300,
+            "tx": str(arg.get("tx") or f"tx{self._seq}"),
+            "op": arg["op"],
+            "args": arg.get("args") or {},
+        }
+        wire: bytes = protocol.sign(hkey, protocol.encode(payload))
+        return wire.decode()
 
     def _keys(self, kind: str, arg: Any) -> None:
         b = self.board

@@ -195,11 +195,26 @@ def lockers_cmd(db_path: Path) -> None:
         outbox = str(status.get("outbox", "-"))
         if status.get("lost"):
             outbox += f" ({status['lost']} lost)"  # the outbox overflowed while the host was away
-        rows.append([r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), outbox])
+        take_back = len(fleet_db.take_back_table(conn, r["id"]))
+        off = [
+            row[0]
+            for row in conn.execute(
+                "SELECT label FROM doors WHERE locker_id = ? AND in_service = 0 ORDER BY label", (r["id"],)
+            )
+        ]
+        rows.append(
+            [
+                *(r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), outbox),
+                str(take_back) if take_back else "-",
+                ",".join(off) or "-",
+            ]
+        )
     if not rows:
         click.echo("no lockers registered (lockerctl locker add)")
         return
-    _table(rows, ["locker", "online", "rev host/locker", "full", "last seen", "outbox"])
+    _table(rows, ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"])
+    if any(row[6] != "-" for row in rows):
+        click.echo("items to take back: lockerctl codes list --take-back")
 
 
 # --- codes -----------------------------------------------------------------------------------------
@@ -224,7 +239,13 @@ def _notifier(conn: sqlite3.Connection, command: str | None, url: str | None) ->
 @click.option("--locker", "locker_id", required=True)
 @click.option("--door", required=True)
 @click.option("--expires", default="5d", show_default=True, help="30m, 12h, 5d, 2w, or 'never'.")
-@click.option("--kind", type=click.Choice(list(fleet_db.KINDS)), default="pickup", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["pickup"]),
+    default="pickup",
+    show_default=True,
+    help="Staff PINs: `lockerctl staff add`; return codes: `lockerctl returns issue`.",
+)
 @click.option("--recipient", help="Who the hook should send the code to (e-mail, phone, ...).")
 @click.option("--notify-command", envvar="LOCKER_NOTIFY_COMMAND", help="Override the service's hook.")
 @click.option("--notify-url", envvar="LOCKER_NOTIFY_URL", help="Override the service's hook.")
@@ -279,23 +300,27 @@ def revoke_cmd(db_path: Path, code_id: int) -> None:
 @codes_cli.command("list")
 @_DB
 @click.option("--locker", "locker_id")
-@click.option("--state", type=click.Choice(["issued", "revoked", "used", "expired"]))
-def list_cmd(db_path: Path, locker_id: str | None, state: str | None) -> None:
-    """Codes (ids, doors, states; never the codes themselves)."""
+@click.option("--state", type=click.Choice(["issued", "revoked", "used", "expired", "taken_back"]))
+@click.option("--take-back", is_flag=True, help="Only the items whose pickup window ended, still in their door.")
+def list_cmd(db_path: Path, locker_id: str | None, state: str | None, take_back: bool) -> None:
+    """Codes (ids, doors, states; never the codes themselves). Expired items still in their door
+    show as TAKE BACK: staff take them out at the locker."""
     conn = _open(db_path)
+    back = {r["id"] for r in fleet_db.take_back_table(conn, locker_id)}
     rows = [
         [
             str(c["id"]),
             c["locker_id"],
             c["door"],
-            fleet_db.KIND_NAMES[c["kind"]],
-            c["state"],
+            fleet_db.describe_kind(c["kind"]),
+            "expired: TAKE BACK" if c["id"] in back else c["state"],
             _when(c["expires"]) if c["expires"] else "never",
             c["recipient"] or "-",
             c["notify_state"] or "-",
             _when(c["used_at"]),
         ]
         for c in fleet_db.code_table(conn, locker_id, state)
+        if not take_back or c["id"] in back
     ]
     if not rows:
         click.echo("no codes")
@@ -306,8 +331,12 @@ def list_cmd(db_path: Path, locker_id: str | None, state: str | None) -> None:
 # --- events ----------------------------------------------------------------------------------------
 
 
-def _event_line(r: sqlite3.Row) -> str:
+def _event_line(r: sqlite3.Row, conn: sqlite3.Connection | None = None) -> str:
     ev: dict[str, Any] = json.loads(r["json"])
+    if conn is not None and "staff" in ev:  # the locker reports the staff code's id; names stay here
+        name = fleet_db.staff_name(conn, r["locker_id"], ev["staff"])
+        if name is not None:
+            ev["staff"] = f"{name!r}({ev['staff']})"
     extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("k", "t", "d"))
     door = f" door {r['door']}" if r["door"] else ""
     return f"{_when(r['received_at'])}  {r['locker_id']}#{r['seq']}  {r['kind']}{door}  {extra}".rstrip()
@@ -326,14 +355,14 @@ def events_cmd(db_path: Path, locker_id: str | None, last: int, follow: bool) ->
     where, params = ("WHERE locker_id = ?", [locker_id]) if locker_id else ("", [])
     rows = conn.execute(f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, last]).fetchall()
     for r in reversed(rows):
-        click.echo(_event_line(r))
+        click.echo(_event_line(r, conn))
     newest = max((r["id"] for r in rows), default=0)
     try:
         while follow:
             time.sleep(0.5)
             sql = f"SELECT * FROM events {where} {'AND' if where else 'WHERE'} id > ? ORDER BY id"
             for r in conn.execute(sql, [*params, newest]).fetchall():
-                click.echo(_event_line(r))
+                click.echo(_event_line(r, conn))
                 newest = r["id"]
     except KeyboardInterrupt:
         pass
@@ -344,3 +373,312 @@ def _require_locker(conn: sqlite3.Connection, locker_id: str) -> None:
         fleet_db.locker_labels(conn, locker_id)
     except fleet_db.FleetError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# --- deliveries, returns, staff, doors (issue 5) ---------------------------------------------------
+
+_SIZE = click.option(
+    "--size", type=click.Choice(["S", "M", "L", "any"]), default="any", show_default=True, help="Door size wanted."
+)
+_LOW = click.option("--low", is_flag=True, help="A low door: for a resident who cannot reach a high one.")
+_DAYS = click.option(
+    "--days", type=float, default=fleet_db.PICKUP_DAYS, show_default=True, help="The pickup window, in days."
+)
+
+
+@click.group("delivery")
+def delivery_cli() -> None:
+    """Deliveries staff load at a locker: prepare, list, cancel."""
+
+
+@delivery_cli.command("prepare")
+@_DB
+@click.argument("locker_id")
+@_SIZE
+@_LOW
+@click.option("--item", type=click.Choice(fleet_db.ITEMS), default="parcel", show_default=True)
+@_DAYS
+@click.option("--contact", help="Who to notify when it is loaded (e-mail, phone, ...), for the hook.")
+@click.option("--show-code", is_flag=True, help="Also print the resident's code (to hand it over by hand).")
+def delivery_prepare_cmd(
+    db_path: Path,
+    locker_id: str,
+    size: str,
+    low: bool,
+    item: str,
+    days: float,
+    contact: str | None,
+    show_code: bool,
+) -> None:
+    """Prepare a delivery: staff type its number at the locker, which opens a free door that fits.
+    Once the item is in, the service notifies the resident with the code."""
+    conn = _open(db_path)
+    try:
+        issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    load_by = issued.expires - int(days * 86400)
+    click.echo(
+        f"delivery {issued.number} for {locker_id}: {item}, size {size}{', low door' if low else ''};"
+        f" load it by {_when(load_by)}, then the resident has {days:g} days"
+    )
+    if show_code:
+        click.echo(f"resident's code {issued.code} (shown once)")
+    if db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None and not show_code:
+        click.echo("warning: no notification hook recorded (service run --notify-...): nobody gets the code", err=True)
+
+
+@delivery_cli.command("list")
+@_DB
+@click.option("--locker", "locker_id")
+def delivery_list_cmd(db_path: Path, locker_id: str | None) -> None:
+    """Deliveries and size-only loads: to load, in which door, picked up, to take back."""
+    conn = _open(db_path)
+    rows = [
+        [
+            str(d["id"]),
+            d["locker_id"],
+            d["item"] or "-",
+            fleet_db.describe_kind(d["kind"]),
+            d["status"],
+            _when(d["expires"]),
+            d["recipient"] or "-",
+            d["notify_state"] or "-",
+            fleet_db.staff_name(conn, d["locker_id"], d["loaded_by"]) or "-",
+        ]
+        for d in fleet_db.delivery_table(conn, locker_id)
+    ]
+    if not rows:
+        click.echo("no deliveries")
+        return
+    _table(rows, ["number", "locker", "item", "kind", "status", "until", "contact", "notified", "loaded by"])
+
+
+@delivery_cli.command("cancel")
+@_DB
+@click.argument("number", type=int)
+def delivery_cancel_cmd(db_path: Path, number: int) -> None:
+    """Cancel a delivery not loaded yet; the service removes it from the locker."""
+    conn = _open(db_path)
+    try:
+        locker_id = fleet_db.cancel_delivery(conn, number)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"delivery {number} cancelled; locker {locker_id} will drop it at its next sync")
+
+
+@click.group("returns")
+def returns_cli() -> None:
+    """Return codes: a resident brings a borrowed item back to a locker."""
+
+
+@returns_cli.command("issue")
+@_DB
+@click.argument("locker_id")
+@_SIZE
+@_LOW
+@click.option("--item", type=click.Choice(fleet_db.ITEMS), default="borrowed material", show_default=True)
+@_DAYS
+@click.option("--recipient", help="Who the hook should send the code to.")
+@click.option("--notify-command", envvar="LOCKER_NOTIFY_COMMAND", help="Override the service's hook.")
+@click.option("--notify-url", envvar="LOCKER_NOTIFY_URL", help="Override the service's hook.")
+def returns_issue_cmd(
+    db_path: Path,
+    locker_id: str,
+    size: str,
+    low: bool,
+    item: str,
+    days: float,
+    recipient: str | None,
+    notify_command: str | None,
+    notify_url: str | None,
+) -> None:
+    """A return code: the locker gives an empty door of that size; staff are told when it is in."""
+    conn = _open(db_path)
+    notifier = _notifier(conn, notify_command, notify_url)
+    try:
+        issued = fleet_db.issue_return_code(conn, locker_id, size, low, days, item, recipient)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"return code {issued.code} for {locker_id} (id {issued.code_id}, until {_when(issued.expires)})")
+    click.echo("shown once: it is not stored; the service sends its tag to the locker", err=True)
+    if notifier is not None:
+        _hand_over(conn, notifier, Notification(locker_id, "*", issued.code, issued.expires, issued.code_id,
+                                                recipient, item=item))  # fmt: skip
+
+
+def _hand_over(conn: sqlite3.Connection, notifier: Notifier, note: Notification) -> None:
+    try:
+        notifier.send(note)
+    except NotifyError as exc:
+        assert note.code_id is not None
+        fleet_db.record_notification(conn, note.code_id, str(exc))
+        raise click.ClickException(f"notification failed ({exc}); recorded. Give the code above by hand.") from None
+    assert note.code_id is not None
+    fleet_db.record_notification(conn, note.code_id, None)
+    click.echo(f"handed to the notification hook ({notifier.describe()})", err=True)
+
+
+@click.group("staff")
+def staff_cli() -> None:
+    """Staff PINs (names stay on the host; lockers know a PIN's tag and an id)."""
+
+
+@staff_cli.command("add")
+@_DB
+@click.argument("name")
+@click.option("--locker", "locker_id", help="One locker (default: every locker registered now).")
+@click.option("--days", type=float, help="Valid this many days (default: until removed).")
+def staff_add_cmd(db_path: Path, name: str, locker_id: str | None, days: float | None) -> None:
+    """Add a member of staff; prints their PIN once."""
+    conn = _open(db_path)
+    try:
+        staff_id, pin = fleet_db.add_staff(conn, locker_id, name, days)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f"locker {locker_id}" if locker_id else "every locker"
+    click.echo(f"staff {staff_id} {name!r} for {where}: PIN {pin}")
+    click.echo("shown once: it is not stored; give it to them in person", err=True)
+
+
+@staff_cli.command("list")
+@_DB
+@click.option("--all", "include_removed", is_flag=True, help="Removed members too.")
+def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
+    conn = _open(db_path)
+    rows = [
+        [str(m["id"]), m["name"], m["locker_id"] or "all", _when(m["created_at"]), _when(m["removed_at"])]
+        for m in fleet_db.staff_table(conn, include_removed)
+    ]
+    if not rows:
+        click.echo("no staff")
+        return
+    _table(rows, ["id", "name", "lockers", "added", "removed"])
+
+
+@staff_cli.command("remove")
+@_DB
+@click.argument("staff_id", type=int)
+def staff_remove_cmd(db_path: Path, staff_id: int) -> None:
+    """Revoke a member's PIN on every locker."""
+    conn = _open(db_path)
+    try:
+        count = fleet_db.remove_staff(conn, staff_id)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"staff {staff_id} removed; {count} locker(s) drop the PIN at their next sync")
+
+
+@click.group("door")
+def door_cli() -> None:
+    """Signed one-off door commands (logged with who asked): open, service, requests."""
+
+
+def _request(db_path: Path, locker_id: str, op: str, args: dict[str, Any], by: str, wait: float) -> None:
+    conn = _open(db_path)
+    try:
+        request_id, _ = fleet_db.queue_request(conn, locker_id, op, args, by)
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"request {request_id}: {op} {args['door']} at {locker_id}, asked by {by}; the service sends it")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT state, reply_json FROM requests WHERE id = ?", (request_id,)).fetchone()
+        if row["state"] in ("ok", "failed", "expired"):
+            reply = json.loads(row["reply_json"]) if row["reply_json"] else {}
+            detail = f": {reply.get('error')}" if reply.get("error") else ""
+            click.echo(f"request {request_id}: {row['state']}{detail}")
+            if row["state"] != "ok":
+                raise SystemExit(1)
+            return
+        time.sleep(0.1)
+    if wait:
+        click.echo(f"request {request_id}: no reply yet (lockerctl door requests)")
+
+
+_BY = click.option("--by", required=True, help="Who asked (a name; logged, and sent to the locker).")
+_WAIT = click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the reply.")
+
+
+@door_cli.command("open")
+@_DB
+@click.argument("locker_id")
+@click.argument("door")
+@_BY
+@click.option("--reason", help="Why (at most 64 characters).")
+@_WAIT
+def door_open_cmd(db_path: Path, locker_id: str, door: str, by: str, reason: str | None, wait: float) -> None:
+    """Open DOOR now, e.g. for a resident on the phone."""
+    args: dict[str, Any] = {"door": door}
+    if reason:
+        args["r"] = reason
+    _request(db_path, locker_id, "door.open", args, by, wait)
+
+
+@door_cli.command("service")
+@_DB
+@click.argument("locker_id")
+@click.argument("door")
+@click.option("--off/--on", "off", required=True, help="--off: out of service; --on: back in service.")
+@_BY
+@_WAIT
+def door_service_cmd(db_path: Path, locker_id: str, door: str, off: bool, by: str, wait: float) -> None:
+    """Take DOOR out of service (no delivery or return is given it) or put it back."""
+    _request(db_path, locker_id, "door.service", {"door": door, "on": not off}, by, wait)
+
+
+@door_cli.command("requests")
+@_DB
+@click.option("--locker", "locker_id")
+@click.option("-n", "--last", default=20, show_default=True)
+def door_requests_cmd(db_path: Path, locker_id: str | None, last: int) -> None:
+    """The door commands people asked for, with who asked and what the locker answered."""
+    conn = _open(db_path)
+    rows = []
+    for r in fleet_db.request_table(conn, locker_id, last):
+        args = json.loads(r["args_json"])
+        what = " ".join(f"{k}={v}" for k, v in args.items() if k != "by")
+        rows.append([str(r["id"]), _when(r["created_at"]), r["locker_id"], r["op"], what, r["by"], r["state"],
+                     str(r["attempts"])])  # fmt: skip
+    if not rows:
+        click.echo("no requests")
+        return
+    _table(rows, ["id", "asked", "locker", "op", "args", "by", "state", "attempts"])
+
+
+@click.command("notifications")
+@_DB
+@click.option("--failed", is_flag=True, help="Only those the hook has not taken yet (retried by the service).")
+@click.option("-n", "--last", default=20, show_default=True)
+def notifications_cmd(db_path: Path, failed: bool, last: int) -> None:
+    """What the service handed (or is trying to hand) to the notification hook; never a code."""
+    conn = _open(db_path)
+    where = "WHERE state IN ('pending', 'failed')" if failed else ""
+    found = conn.execute(f"SELECT * FROM notifications {where} ORDER BY id DESC LIMIT ?", (last,)).fetchall()
+    rows = [
+        [
+            str(r["id"]),
+            _when(r["created_at"]),
+            r["locker_id"],
+            r["door"] or "-",
+            r["kind"],
+            str(r["code_id"] or "-"),
+            r["state"],
+            str(r["attempts"]),
+            r["error"] or "-",
+        ]
+        for r in reversed(found)
+    ]
+    if not rows:
+        click.echo("no notifications")
+        return
+    _table(rows, ["id", "queued", "locker", "door", "kind", "code id", "state", "attempts", "last error"])
+
+
+ISSUE5_COMMANDS: dict[str, click.Command] = {
+    "notifications": notifications_cmd,
+    "delivery": delivery_cli,
+    "returns": returns_cli,
+    "staff": staff_cli,
+    "door": door_cli,
+}

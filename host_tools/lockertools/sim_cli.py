@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from lockertools import BOARDS_DIR, REPO_ROOT
-from lockertools.sim import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
+from lockertools.sim import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
 from lockertools.sim_net import net_cmd
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
@@ -39,6 +39,33 @@ def sim_cli() -> None:
 
 
 sim_cli.add_command(net_cmd)
+
+
+@sim_cli.command("web")
+@click.option(
+    "--board",
+    "board_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=BOARDS_DIR / "esp32-4door.json",
+    show_default=True,
+)
+@click.option("--lockers", "n_lockers", type=click.IntRange(1, 8), default=1, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
+@click.option("--no-browser", is_flag=True, help="Print the URL only (no browser is opened without a display).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/sim-web"),
+    show_default=True,
+    help="Broker, fleet database and flash folders; kept between runs.",
+)
+@click.option("--heap", default=NET_HEAP, show_default=True, help="Each locker's MicroPython heap.")
+def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workdir: Path, heap: str) -> None:
+    """The locker wall in a browser: broker, host service and simulated locker(s) on loopback, and a
+    web page with the doors, the keypad, the display and a staff panel. Ctrl-C stops everything."""
+    from lockertools.websim.server import run_web
+
+    run_web(board_path, n_lockers, port, not no_browser, workdir, heap, say=say)
 
 
 @sim_cli.command("scenario")

@@ -38,7 +38,7 @@ import click
 
 from lockertools import BOARDS_DIR
 from lockertools.broker import BrokerError, BrokerSetup, find_mosquitto, free_port
-from lockertools.sim import NET_HEAP, SimError, VirtualBoard
+from lockertools.sim import NET_HEAP, Event, SimError, VirtualBoard
 
 LOOPBACK = "127.0.0.1"
 HOST_USER = "host"
@@ -313,6 +313,101 @@ class StatusMonitor:
             return self.status[lid] if ok else None
 
 
+# --- start-up, shared by `sim net` and `sim web` -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Running:
+    """The broker and the host service started for a work directory."""
+
+    broker_pid: int
+    service_pid: int
+    port: int
+    db_path: Path
+
+
+def find_broker() -> str | None:
+    """mosquitto's path; None when it is missing and the embedded broker (amqtt) can stand in."""
+    try:
+        return find_mosquitto()
+    except BrokerError as exc:
+        import importlib.util
+
+        if importlib.util.find_spec("lockertools.embedded_broker") is None:
+            raise click.ClickException(str(exc)) from None
+        return None
+
+
+def start_broker_and_service(
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    setup: BrokerSetup,
+    mosquitto: str | None,
+    report: Callable[[str], None],
+    service_args: list[str] | None = None,
+) -> Running:
+    """mosquitto, then `lockerctl service run` (with `service_args` added), each waited for; their stop
+    is registered on `stack` (the service stops before the broker)."""
+    port = setup.port
+    assert port is not None  # prepare_workdir sets up a plain listener
+    db_path = workdir / "fleet.db"
+    broker_log = workdir / "broker.log"
+    start = broker_log.stat().st_size if broker_log.exists() else 0
+    conf = setup.write()
+    if mosquitto is None:
+        broker_pid = _start_embedded_broker(stack, setup, broker_log)
+        report(f"broker: embedded amqtt (mosquitto is not installed) on {LOOPBACK}:{port}, log {_shown(broker_log)}")
+    else:
+        broker = _spawn([mosquitto, "-c", str(conf)], broker_log)
+        stack.callback(_stop, broker)
+        _wait_started(broker, lambda: _accepts(LOOPBACK, port), "mosquitto", broker_log, start)
+        report(f"broker: mosquitto on {LOOPBACK}:{port} (pid {broker.pid}, log {_shown(broker_log)})")
+        broker_pid = broker.pid
+
+    service_log = workdir / "service.log"
+    start = service_log.stat().st_size if service_log.exists() else 0
+    argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}"]
+    argv += ["--user", HOST_USER, "--password-file", str(workdir / "host.pw"), "-v", *(service_args or [])]
+    service = _spawn(argv, service_log)
+    stack.callback(_stop, service)
+
+    def connected() -> bool:
+        return "connected to " in _log_tail(service_log, start, 1000)
+
+    _wait_started(service, connected, "the host service", service_log, start)
+    report(f"host service: pid {service.pid}, log {_shown(service_log)}")
+    return Running(broker_pid, service.pid, port, db_path)
+
+
+def _start_embedded_broker(stack: contextlib.ExitStack, setup: BrokerSetup, log: Path) -> int:
+    """The embedded broker (lockertools.embedded_broker, amqtt, in a thread of this process) for
+    machines without mosquitto; stopped by `stack`. Returns the pid serving it (this one)."""
+    from lockertools.embedded_broker import start_embedded_broker
+
+    try:
+        broker = start_embedded_broker(setup, log_path=log)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    stack.callback(broker.stop)
+    return broker.pid
+
+
+def make_boards(
+    stack: contextlib.ExitStack,
+    lockers: list[Locker],
+    heap: str,
+    on_event: Callable[[int, Locker], Callable[[Event], None] | None],
+) -> list[VirtualBoard]:
+    """A VirtualBoard per locker (not booted yet), a parcel behind every door; closed by `stack`."""
+    boards = []
+    for n, lk in enumerate(lockers):
+        vb = VirtualBoard(lk.flash, heap=heap, on_event=on_event(n, lk), auto_reboot=True)
+        stack.callback(vb.close)
+        vb.parcels.update(range(len(lk.labels)))  # a parcel waits behind every door
+        boards.append(vb)
+    return boards
+
+
 # --- the command -----------------------------------------------------------------------------------
 
 
@@ -367,41 +462,12 @@ def net_cmd(board_path: Path, workdir: Path, n_lockers: int, heap: str, script: 
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     setup, lockers = prepare_workdir(workdir, board_path, n_lockers)
-    port = setup.port
-    assert port is not None  # prepare_workdir sets up a plain listener
     db_path = workdir / "fleet.db"
     failed = 0
     with _exit_on_signals(), contextlib.ExitStack() as stack:
         # Callbacks run last-registered first: boards, then the service, then the broker.
-        broker_log = workdir / "broker.log"
-        start = broker_log.stat().st_size if broker_log.exists() else 0
-        conf = setup.write()
-        broker = _spawn([mosquitto, "-c", str(conf)], broker_log)
-        stack.callback(_stop, broker)
-        _wait_started(broker, lambda: _accepts(LOOPBACK, port), "mosquitto", broker_log, start)
-        say(f"broker: mosquitto on {LOOPBACK}:{port} (pid {broker.pid}, log {_shown(broker_log)})")
-
-        service_log = workdir / "service.log"
-        start = service_log.stat().st_size if service_log.exists() else 0
-        argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}"]
-        argv += ["--user", HOST_USER, "--password-file", str(workdir / "host.pw"), "-v"]
-        service = _spawn(argv, service_log)
-        stack.callback(_stop, service)
-
-        def connected() -> bool:
-            return "connected to " in _log_tail(service_log, start, 1000)
-
-        _wait_started(service, connected, "the host service", service_log, start)
-        say(f"host service: pid {service.pid}, log {_shown(service_log)}")
-
-        boards = []
-        for n, lk in enumerate(lockers):
-            vb = VirtualBoard(
-                lk.flash, heap=heap, on_event=event_printer(lk.labels) if n == 0 else None, auto_reboot=True
-            )
-            stack.callback(vb.close)
-            vb.parcels.update(range(len(lk.labels)))  # a parcel waits behind every door
-            boards.append(vb)
+        start_broker_and_service(stack, workdir, setup, mosquitto, report=say)
+        boards = make_boards(stack, lockers, heap, lambda n, lk: event_printer(lk.labels) if n == 0 else None)
         first = lockers[0]
         ctl = " ".join(shlex.quote(a) for a in [_shown(Path(lockerctl_argv()[0])), *lockerctl_argv()[1:]])
         db = shlex.quote(_shown(db_path))

@@ -47,6 +47,7 @@ _xaddr = {}  # MCP23017 address -> chip index
 _xregs = []  # per chip: bytearray(23): 22 registers (BANK=0) + the register pointer
 _xouts = []  # per chip: its output-role pin keys
 _fail = []  # I2C addresses the controller made fail
+_dead = []  # keypad key indices whose contact is broken (controller's dead_key)
 _sock = None
 _poller = None
 _rx = b""
@@ -209,7 +210,7 @@ def _command(c):
     if cmd == "key":
         k = _keys.find(c["key"])
         if k >= 0:
-            _held[k] = on
+            _held[k] = on if k not in _dead else 0
             _ev('"ev":"key","key":%s,"down":%d' % (json.dumps(c["key"]), on))
     elif cmd == "door":
         _open[i] = on
@@ -219,6 +220,12 @@ def _command(c):
     elif cmd == "jam":
         _jam[i] = on
         _spring_check(i)
+    elif cmd == "dead_key":  # a key whose contact is broken: pressing it does nothing
+        k = _keys.find(c["key"])
+        if k >= 0 and on and k not in _dead:
+            _dead.append(k)
+        elif k in _dead and not on:
+            _dead.remove(k)
     elif cmd == "time":
         _rtc = c["epoch"] - time.time()
     elif cmd == "i2c_fail":

@@ -54,6 +54,24 @@ def test_doc_examples_follow_the_contract(kind: str, message: dict[str, object])
             "args/add/0/0",
         ),
         ("reply", {"v": 1, "lid": "a", "tx": "t", "cseq": 5, "ok": False}, "(root)"),
+        # issue 5: the new events and ops say no too
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "loaded", "t": 5, "d": "A1", "id": 123456}}, "ev"),
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "returned", "t": 5, "d": "A1", "id": 0}}, "ev/id"),
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "staff_out", "t": 5, "staff": 7, "r": "bored"}}, "ev/r"),
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "remote_open", "t": 5, "d": "A1"}}, "ev"),
+        ("event", {"v": 1, "lid": "a", "seq": 3, "ev": {"k": "staff_in", "t": 5, "staff": 7, "pin": "1"}}, "ev"),
+        ("command", {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "door.open",
+                     "args": {"door": "A1"}}, "args"),
+        ("command", {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "door.open",
+                     "args": {"door": "A1", "by": "x" * 33}}, "args/by"),
+        ("command", {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "door.service",
+                     "args": {"door": "A1", "by": "ann"}}, "args"),
+        (
+            "command",
+            {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "codes.apply",
+             "args": {"base": 0, "rev": 1, "add": [["0f" * 16, "*", 128, 0, 1]]}},
+            "args/add/0/2",
+        ),
     ],
 )  # fmt: skip
 def test_the_contract_refuses(kind: str, message: dict[str, object], field: str) -> None:
@@ -77,3 +95,21 @@ def test_check_wire_needs_the_right_key_and_topic() -> None:
         check_wire("lockers/hall-2/status", wire, key)
     with pytest.raises(ContractError, match="not lockers"):
         kind_of_topic("lockers/hall-1/secrets")
+
+
+def test_issue_5_rows_events_and_ops_pass() -> None:
+    """Door-free rows with any kind byte up to 127, loads by size (`id` 0), the staff id."""
+    row = ["0f" * 16, "*", 3 | 2 << 4 | 64, 1800000000, 482913]
+    check("command", {"v": 1, "lid": "a", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": "codes.snapshot",
+                      "args": {"rev": 3, "part": 1, "parts": 1, "total": 1, "codes": [row]}})  # fmt: skip
+    for ev in [
+        {"k": "loaded", "t": 5, "d": "A1", "id": 0, "staff": 7, "low": 0, "sensor": 0},
+        {"k": "load_abandoned", "t": 5, "d": "A1", "id": 0, "staff": 7},
+        {"k": "return_empty", "t": 5, "d": "A1", "id": 9},
+        {"k": "taken_back", "t": None, "d": "A1", "id": 9, "staff": 7},
+        {"k": "door_service", "t": 5, "d": "A1", "on": False, "staff": 7},
+        {"k": "denied", "t": 5, "r": "not_loaded", "id": 123456},
+        {"k": "staff_out", "t": 5, "staff": 7, "r": "timeout"},
+    ]:
+        check("event", {"v": 1, "lid": "a", "seq": 4, "ev": ev})
+    check("reply", {"v": 1, "lid": "a", "tx": "t", "cseq": 5, "ok": True, "d": "A1", "on": True})

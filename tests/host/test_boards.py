@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lockertools.boards import Report, board_cli, field_path, validate
+from lockertools.boards import SIZES, Door, Report, board_cli, doors, field_path, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARDS = sorted((ROOT / "boards").glob("*.json"))
@@ -75,6 +75,31 @@ def test_4door_board_warnings_are_only_the_strapping_pins_it_chose() -> None:
     assert len(doc["doors"]) == 4 and all("parcel" in d for d in doc["doors"])
     assert (doc["display"]["cols"], doc["display"]["rows"]) == (16, 2)
     assert len(doc["keypad"]["rows"]) * len(doc["keypad"]["cols"]) == 12
+
+
+def test_4door_board_door_sizes_and_heights() -> None:
+    assert doors(load(FOUR)) == [
+        Door("1", "S", True),
+        Door("2", "S", True),
+        Door("3", "M", False),
+        Door("4", "L", False),
+    ]
+
+
+def test_16door_board_has_every_size_and_a_low_bottom_row() -> None:
+    found = doors(load(SIXTEEN))
+    assert [d.label for d in found if d.low] == ["13", "14", "15", "16"]
+    assert {d.size for d in found} == {"S", "M", "L"}
+    assert {d.size for d in found if d.low} == {"S", "M", "L"}  # a low door for any size asked for
+
+
+def test_door_fields_default_to_medium_and_not_low() -> None:
+    doc = load(FOUR)
+    for d in doc["doors"]:
+        d.pop("size", None)
+        d.pop("low", None)
+    assert doors(doc) == [Door(label, "M", False) for label in ("1", "2", "3", "4")]
+    assert [Door("x", s, False).size_class for s in SIZES] == [1, 2, 3]
 
 
 def test_issue_text_names_file_and_field(tmp_path: Path) -> None:
@@ -234,6 +259,12 @@ SCHEMA_ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("bad-chip", FOUR, _set("chip", "esp32s3"), "chip", "esp32"),
     ("no-doors", FOUR, _set("doors", []), "doors", "non-empty"),
     ("bad-expander-type", SIXTEEN, _set("expanders.0.type", "pcf8574"), "expanders[0].type", "mcp23017"),
+    ("size-unknown", FOUR, _set("doors.2.size", "XL"), "doors[2].size", """door '3': size "XL" is not a size class"""),
+    ("size-lowercase", FOUR, _set("doors.0.size", "m"), "doors[0].size", '"S", "M" or "L" (default "M")'),
+    ("size-number", SIXTEEN, _set("doors.15.size", 2), "doors[15].size", "door '16': size 2 is not"),
+    ("low-string", FOUR, _set("doors.1.low", "yes"), "doors[1].low", """door '2': low "yes" is not a boolean"""),
+    ("low-number", SIXTEEN, _set("doors.12.low", 1), "doors[12].low", "door '13': low 1 is not a boolean"),
+    ("low-null", FOUR, _set("doors.3.low", None), "doors[3].low", "use true (reachable from a wheelchair"),
 ]
 
 
@@ -289,6 +320,27 @@ def test_bad_expander_board_reports_every_mistake() -> None:
         "doors[1].closed.pin",
     }
     assert fields(report.warnings) == {"expanders[2]"}
+
+
+def test_bad_door_class_board_reports_every_mistake() -> None:
+    report = validate(BAD / "door-class-mistakes.json")
+    assert fields(report.errors) == {
+        "doors[0].size",  # "XL"
+        "doors[1].size",  # "s": size classes are upper case
+        "doors[1].low",  # "yes"
+        "doors[2].size",  # 2
+        "doors[2].low",  # 0 is not false
+        "doors[3].height",  # not a field
+    }
+    assert message(report.errors, "doors[0].size") == (
+        'door \'A1\': size "XL" is not a size class: use "S", "M" or "L" (default "M")'
+    )
+    assert message(report.errors, "doors[1].low") == (
+        "door 'A2': low \"yes\" is not a boolean: use true (reachable from a wheelchair, below about 1.2 m) "
+        "or false (the default)"
+    )
+    assert "unknown field" in message(report.errors, "doors[3].height")
+    assert "low" in message(report.errors, "doors[3].height") and "size" in message(report.errors, "doors[3].height")
 
 
 # --- command line --------------------------------------------------------------------------------

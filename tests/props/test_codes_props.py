@@ -1,5 +1,6 @@
-"""Properties of CodeStore against a plain dict model: random host updates, pickups, power cuts and
-damaged files (CPython only)."""
+"""Properties of CodeStore against a plain dict model: random host updates, pickups, loads of
+deliveries (door-free codes and the journal's loading/loaded states), power cuts and damaged files
+(CPython only)."""
 
 import os
 import shutil
@@ -18,7 +19,8 @@ DOORS = ("A1", "A2", "B1")
 POOL = ("0000", "1234", "9999", "5555", "00001234", "42")  # few codes: tags collide across updates
 CAPACITY = 8
 HKEY = hmac256.HmacKey(KEY)
-TAGS = {(d, c): codes.tag(HKEY, DOORS[d], c) for d in range(len(DOORS)) for c in POOL}
+FREE = len(DOORS)  # the door index of a door-free record in the specs below ("*:" tag, door 0xFF)
+TAGS = {(d, c): codes.tag(HKEY, DOORS[d] if d < FREE else "*", c) for d in range(FREE + 1) for c in POOL}
 
 
 class PowerCut(Exception):
@@ -40,18 +42,27 @@ def _state(s):
     return (s.revision, sorted(s.records()), s.used())
 
 
-rec_spec = st.tuples(
-    st.integers(0, len(DOORS) - 1),  # door
-    st.integers(0, len(POOL) - 1),  # code
-    st.integers(0, 2),  # kind
-    st.sampled_from([0, 0, 100, 200]),  # expiry
-    st.integers(0, 11),  # code_id
+rec_spec = st.one_of(
+    st.tuples(
+        st.integers(0, len(DOORS) - 1),  # door
+        st.integers(0, len(POOL) - 1),  # code
+        st.sampled_from([0, 0x10, 0x50]),  # a pickup (with a size, a low door)
+        st.sampled_from([0, 0, 100, 200]),  # expiry
+        st.integers(0, 11),  # code_id
+    ),
+    st.tuples(
+        st.just(FREE),  # door-free
+        st.integers(0, len(POOL) - 1),
+        st.sampled_from([codes.KIND_STAFF, codes.KIND_RETURN, codes.KIND_DELIVERY, 0x23, 0x43]),
+        st.sampled_from([0, 0, 100, 200]),
+        st.integers(0, 11),
+    ),
 )
 
 
 def _rec(spec):
     door, code, kind, expiry, cid = spec
-    return (TAGS[(door, POOL[code])], door, kind, expiry, cid)
+    return (TAGS[(door, POOL[code])], codes.NO_DOOR if door == FREE else door, kind, expiry, cid)
 
 
 ops = st.one_of(
@@ -66,6 +77,8 @@ ops = st.one_of(
     st.tuples(st.just("consume"), st.integers(0, 4), st.integers(0, len(DOORS) - 1)),
     st.tuples(st.just("complete"), st.integers(0, 4)),
     st.tuples(st.just("release"), st.integers(0, 4)),
+    st.tuples(st.just("loading"), st.integers(0, 4), st.integers(0, len(DOORS) - 1)),
+    st.tuples(st.just("loaded"), st.integers(0, 4), st.integers(0, len(DOORS) - 1)),
 )
 
 
@@ -106,20 +119,43 @@ class Model:
 
     def _prune(self):
         # The host changed the store: the journal is compacted without the recorded pickups whose
-        # code is gone (pending ones stay until completed).
-        for cid in [c for c, (_, st_) in self.used.items() if st_ == codes.STATE_COMPLETED and c not in self.codes]:
+        # code is gone, and the loaded deliveries whose code is gone (pending ones and loads in
+        # progress stay until settled).
+        gone = (codes.STATE_COMPLETED, codes.STATE_LOADED)
+        for cid in [c for c, (_, st_) in self.used.items() if st_ in gone and c not in self.codes]:
             del self.used[cid]
 
+    def _to(self, cid, door, state):
+        """The journal's one rule: a recorded pickup is final; anything else takes the new state."""
+        old = self.used.get(cid)
+        if old is None or old[1] != codes.STATE_COMPLETED:
+            self.used[cid] = [door, state]
+
     def consume(self, cid, door):
-        if cid not in self.used:
-            self.used[cid] = [door, codes.STATE_CONSUMED]
+        if self.used.get(cid, [0, 0])[1] != codes.STATE_CONSUMED:
+            self._to(cid, door, codes.STATE_CONSUMED)
 
     def complete(self, cid):
         if cid in self.used and self.used[cid][1] != codes.STATE_COMPLETED:
             self.used[cid][1] = codes.STATE_COMPLETED
 
     def release(self, cid):
-        if cid in self.used and self.used[cid][1] == codes.STATE_CONSUMED:
+        old = self.used.get(cid)
+        if old is None or old[1] == codes.STATE_COMPLETED:
+            return
+        rec = self.codes.get(cid)
+        if old[1] == codes.STATE_CONSUMED and rec is not None and rec[2] & 15 == codes.KIND_DELIVERY:
+            old[1] = codes.STATE_LOADED  # a delivery taken out of its door's journal goes back in
+        else:
+            del self.used[cid]
+
+    def loading(self, cid, door):
+        self._to(cid, door, codes.STATE_LOADING)
+
+    def loaded(self, cid, door):
+        if cid:
+            self._to(cid, door, codes.STATE_LOADED)
+        elif cid in self.used and self.used[cid][1] != codes.STATE_COMPLETED:
             del self.used[cid]
 
     def state(self):
@@ -129,18 +165,22 @@ class Model:
     def lookup(self, code, now):
         by_tag = {r[0]: r for r in self.codes.values()}
         best = None
-        for door in range(len(DOORS)):
-            r = by_tag.get(codes.tag(HKEY, DOORS[door], code))
-            if r is None:
+        for door in range(FREE + 1):
+            r = by_tag.get(codes.tag(HKEY, DOORS[door] if door < FREE else "*", code))
+            if r is None or r[1] != (door if door < FREE else codes.NO_DOOR):
                 continue
-            if r[4] in self.used:
+            j = self.used.get(r[4])
+            d = door
+            if door == FREE:
+                d = j[0] if j is not None and j[1] != codes.STATE_LOADING else None
+            if j is not None and j[1] in (codes.STATE_CONSUMED, codes.STATE_COMPLETED):
                 status = codes.USED
             elif r[3] and now is not None and now >= r[3]:
                 status = codes.EXPIRED
             else:
-                return (codes.OK, door, r[4], r[2])
+                return (codes.OK, d, r[4], r[2])
             if best is None or (status == codes.EXPIRED and best[0] == codes.USED):
-                best = (status, door, r[4], r[2])
+                best = (status, d, r[4], r[2])
         return best or (codes.UNKNOWN, None, None, None)
 
     def copy(self):
@@ -159,6 +199,10 @@ def _run(target, op):
         target.consume(op[1], op[2])
     elif kind == "release":
         target.release(op[1])
+    elif kind == "loading":
+        target.loading(op[1], op[2])
+    elif kind == "loaded":
+        target.loaded(op[1], op[2])
     else:
         target.complete(op[1])
 
@@ -441,7 +485,7 @@ def test_replay_later_state_wins_and_a_pickup_is_never_released():
 
 
 def test_torn_or_bad_last_entry_is_dropped_and_reported():
-    for tail in (_entry(5, 0, 1)[:1], _entry(5, 0, 1)[:9], _entry(5, 0, 1)[:9] + b"x", _entry(5, 0, 4)):
+    for tail in (_entry(5, 0, 1)[:1], _entry(5, 0, 1)[:9], _entry(5, 0, 1)[:9] + b"x", _entry(5, 0, 6)):
         d = _dir()
         try:
             s = _stocked(d)
@@ -517,7 +561,9 @@ def test_journal_grows_past_capacity_when_it_must():
 
 
 journal_ops = st.lists(
-    st.tuples(st.sampled_from(["consume", "complete", "release"]), st.integers(0, 5), st.integers(0, 2)),
+    st.tuples(
+        st.sampled_from(["consume", "complete", "release", "loading", "loaded"]), st.integers(0, 5), st.integers(0, 2)
+    ),
     max_size=40,
 )
 
@@ -531,8 +577,8 @@ def test_journal_ops_survive_reboots_and_compactions(seq, limit):
         s.journal_limit = limit
         for op, cid, door in seq:
             store.reset_counter()
-            if op == "consume":
-                s.consume(cid, door)
+            if op in ("consume", "loading", "loaded"):
+                getattr(s, op)(cid, door)
             else:
                 getattr(s, op)(cid)
             # one entry appended, or the whole journal (at most 6 entries) rewritten
@@ -555,8 +601,8 @@ def test_journal_cut_anywhere_is_a_prefix_of_the_steps(seq, cut):
         s.journal_limit = 10**6
         states = {12: []}  # the host's update wrote the header
         for op, cid, door in seq:
-            if op == "consume":
-                s.consume(cid, door)
+            if op in ("consume", "loading", "loaded"):
+                getattr(s, op)(cid, door)
             else:
                 getattr(s, op)(cid)
             states[os.path.getsize(d + "/used.bin")] = s.used()
@@ -605,7 +651,7 @@ def test_snapshot_parts_in_any_order_leave_the_old_store_or_the_whole_new_one(ol
         target = Model()
         target.replace(9, [_rec(x) for x in new])
         recs = sorted(target.codes.values())
-        rows = [[hexlify(r[0]).decode(), DOORS[r[1]], r[2], r[3], r[4]] for r in recs]
+        rows = [[hexlify(r[0]).decode(), DOORS[r[1]] if r[1] < FREE else "*", r[2], r[3], r[4]] for r in recs]
         n = max(1, -(-len(rows) // size))
         parts = [
             {"rev": 9, "part": k + 1, "parts": n, "total": len(rows), "codes": rows[k * size : (k + 1) * size]}

@@ -66,6 +66,7 @@ CONFIG = {
     "boot_ok_ms": 1000,
     "outbox_capacity": 5000,
     "throttle_free": 10,
+    "grace_ms": 0,  # a used code retyped must say "used", not reopen its door (grace_reopen.yaml)
 }
 HOLD_S = 0.025  # a finger on a key (the sim's tap() semantics: the duration is the point)
 GAP_S = 0.025

@@ -36,7 +36,14 @@ class Rig:
     Tests stay synchronous: they call into the loop with `call()` and poll conditions with `wait()`.
     close() cancels every task it started and stops the loop."""
 
-    def __init__(self, broker: Broker, tmp_path: Path, lockers: tuple[str, ...] = ("hall-1",), **config: Any) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        tmp_path: Path,
+        lockers: tuple[str, ...] = ("hall-1",),
+        sim_class: type[SimLocker] | None = None,
+        **config: Any,
+    ) -> None:
         self.broker = broker
         self.db_path = tmp_path / "fleet.db"
         self.config = config
@@ -54,8 +61,9 @@ class Rig:
         passwords = {lid: broker.setup.add_locker(lid) for lid in first}
         broker.passwords.update(passwords)
         passwords[last] = broker.add_locker(last)
+        make = sim_class or SimLocker
         self.sims = {
-            lid: SimLocker(lid, key, LABELS, broker.host, broker.port, password=passwords[lid], resend_s=60)
+            lid: make(lid, key, LABELS, broker.host, broker.port, password=passwords[lid], resend_s=60)
             for lid, key in self.keys.items()
         }
         self.service: Service | None = None
@@ -132,3 +140,52 @@ class Rig:
             self._thread.join(10)
             self.loop.close()
             self.conn.close()
+
+
+class DeliverySim(SimLocker):
+    """A SimLocker that also holds door-free rows (door "*", any kind byte) and answers `door.open`
+    and `door.service` as docs/protocol.md says: what the host sees of issue 5's firmware."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.door_ops: list[tuple[str, dict[str, Any]]] = []
+        self.in_service = dict.fromkeys(self.labels, True)
+        self.journal: dict[int, str] = {}  # delivery number -> the door it was loaded into
+
+    def _rows(self, rows: list[Any]) -> list[list[Any]]:
+        if len(rows) > 64:
+            raise ValueError("too many rows")
+        out = []
+        for tag_hex, door, kind, exp, code_id in rows:
+            if len(bytes.fromhex(tag_hex)) != 16 or (door not in self.labels and door != "*"):
+                raise ValueError("bad row")
+            if not 0 <= int(kind) <= 127:
+                raise ValueError("bad kind")
+            out.append([tag_hex, door, int(kind), int(exp), int(code_id)])
+            self.received_ids.add(int(code_id))
+        return out
+
+    def lookup_any(self, code: str) -> tuple[int, str] | None:
+        """(code id, door) of the door-free row a typed code matches."""
+        tag = self._codes_mod.tag(self._hkey, "*", code.encode()).hex()
+        for row in self.store.values():
+            if row[0] == tag:
+                return int(row[4]), self.journal.get(int(row[4]), str(row[1]))
+        return None
+
+    def load(self, number: int, door: str) -> None:
+        """A delivery loaded at `door`: the door is kept beside the row, as the firmware's journal
+        keeps it (a re-sent row, door "*", does not unbind it)."""
+        self.journal[number] = door
+
+    def _dispatch(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op in ("door.open", "door.service"):
+            door = args["door"]
+            if door not in self.labels or not isinstance(args.get("by"), str):
+                return {"ok": False, "error": "bad_args"}
+            self.door_ops.append((op, args))
+            if op == "door.open":
+                return {"ok": True, "d": door}
+            self.in_service[door] = bool(args["on"])
+            return {"ok": True, "d": door, "on": bool(args["on"])}
+        return super()._dispatch(op, args)

@@ -223,7 +223,7 @@ def test_every_message_both_ways_keeps_the_contract(rig: Rig) -> None:
     rig.start_service()
     rig.start_locker()
     rig.wait(lambda: sim.rev == 40, "the snapshot")
-    issued = fleet_db.issue_code(rig.conn, "hall-1", "A2", kind=1)
+    issued = fleet_db.issue_code(rig.conn, "hall-1", "A2", kind=0x50)  # a pickup with a size and low bit
     rig.wait(lambda: sim.rev == 41, "a delta")
     seq = rig.call(sim.event("pickup", d="A2", id=issued.code_id))
     rig.wait(lambda: seq in sim.acked and sim.rev == 42, "the ack and the clean-up")

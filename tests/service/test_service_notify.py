@@ -58,6 +58,9 @@ def test_http_hook_gets_the_json_once(hook_server: tuple[str, type[_Hook]]) -> N
                 "expires": 1800000000,
                 "code_id": 77,
                 "recipient": "ann",
+                "kind": "code",
+                "item": None,
+                "staff": None,
             },
         )
     ]

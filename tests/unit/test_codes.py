@@ -122,17 +122,85 @@ def test_a_code_only_opens_its_own_door():
     assert wrong[0] != _rec(2, 1)[0]
 
 
+def _free(i, kind, expiry=0, cid=None):
+    """A door-free record (staff PIN, return, delivery): tag over "*:" code, door byte 0xFF."""
+    return (codes.tag(hmac256.HmacKey(KEY), "*", _code(i)), codes.NO_DOOR, kind, expiry, i if cid is None else cid)
+
+
 def test_kinds_and_expiry():
     d = fakes.scratch_dir("codes")
     s = _new(d)
-    s.replace(1, [_rec(0, 1, codes.KIND_STAFF, 0), _rec(1, 2, codes.KIND_RETURN, 1000), _rec(3, 3, expiry=2000)])
-    assert _look(s, _code(1), 10**9) == (codes.OK, 0, 1, codes.KIND_STAFF)
-    assert _look(s, _code(2), 999) == (codes.OK, 1, 2, codes.KIND_RETURN)
-    assert _look(s, _code(2), 1000) == (codes.EXPIRED, 1, 2, codes.KIND_RETURN)
-    assert _look(s, _code(2), None) == (codes.OK, 1, 2, codes.KIND_RETURN)  # clock unknown
+    s.replace(1, [_free(1, codes.KIND_STAFF), _free(2, codes.KIND_RETURN | 0x50, 1000), _rec(3, 3, expiry=2000)])
+    assert _look(s, _code(1), 10**9) == (codes.OK, None, 1, codes.KIND_STAFF)
+    assert _look(s, _code(2), 999) == (codes.OK, None, 2, codes.KIND_RETURN | 0x50)  # size S, low
+    assert _look(s, _code(2), 1000) == (codes.EXPIRED, None, 2, codes.KIND_RETURN | 0x50)
+    assert _look(s, _code(2), None) == (codes.OK, None, 2, codes.KIND_RETURN | 0x50)  # clock unknown
     assert _look(s, _code(3), 5000)[0] == codes.EXPIRED
-    assert codes.KIND_PICKUP == 0 and codes.KIND_STAFF == 1 and codes.KIND_RETURN == 2
+    assert codes.KIND_PICKUP == 0 and codes.KIND_STAFF == 1 and codes.KIND_RETURN == 2 and codes.KIND_DELIVERY == 3
     assert len(set((codes.OK, codes.UNKNOWN, codes.EXPIRED, codes.USED))) == 4
+
+
+def test_door_free_rows_need_door_byte_ff_and_pickups_a_door():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    for bad in (
+        _rec(0, 1, codes.KIND_STAFF),  # a door-free kind bound to a door
+        (_free(1, codes.KIND_PICKUP)),  # a pickup with no door
+        _free(1, 4),  # an unknown kind
+        _free(1, 128 | codes.KIND_RETURN),  # kind byte past 127
+    ):
+        try:
+            s.replace(1, [bad])
+        except ValueError:
+            continue
+        raise AssertionError("accepted %r" % (bad,))
+    s.replace(2, [_free(1, 0x7F & ~0x0C)])  # kind 3 with every flag: accepted
+    assert s.count() == 1
+
+
+def test_a_delivery_is_loaded_into_a_door_and_its_code_then_opens_that_door():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_free(1, codes.KIND_DELIVERY, cid=123456), _rec(0, 2)])
+    assert _look(s, _code(1)) == (codes.OK, None, 123456, codes.KIND_DELIVERY)  # not loaded yet
+    s.loading(123456, 2)
+    assert _look(s, _code(1)) == (codes.OK, None, 123456, codes.KIND_DELIVERY)  # being loaded: no door
+    assert s.state_of(123456) == (codes.STATE_LOADING, 2)
+    s.loaded(123456, 2)
+    assert _look(s, _code(1)) == (codes.OK, 2, 123456, codes.KIND_DELIVERY)
+    s2, problems = _reboot(d)
+    assert problems == [] and _look(s2, _code(1)) == (codes.OK, 2, 123456, codes.KIND_DELIVERY)
+    # a pickup that jams (or is undone after a reboot) goes back to loaded, never loses the door
+    s2.consume(123456, 2)
+    assert _look(s2, _code(1))[0] == codes.USED
+    assert s2.release(123456)
+    assert s2.state_of(123456) == (codes.STATE_LOADED, 2)
+    s3, _ = _reboot(d)
+    assert s3.state_of(123456) == (codes.STATE_LOADED, 2)
+    s3.journal_limit = 0  # every write compacts: the loaded entry stays while its code is stored
+    s3.consume(1, 0)
+    s3.release(1)
+    assert s3.state_of(123456) == (codes.STATE_LOADED, 2)
+    assert _reboot(d)[0].state_of(123456) == (codes.STATE_LOADED, 2)
+    s3.consume(123456, 2)
+    s3.complete(123456)
+    assert _look(s3, _code(1)) == (codes.USED, 2, 123456, codes.KIND_DELIVERY)
+    # the host removes the delivery: its entry goes at the next compaction
+    s3.apply(2, [], [123456])
+    assert s3.state_of(123456) == (0, None)
+
+
+def test_a_load_by_size_and_a_load_given_up():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_free(1, codes.KIND_DELIVERY, cid=7)])
+    s.loading(0, 1)  # by size: code id 0
+    s.loading(7, 3)
+    assert sorted(s.pending(codes.STATE_LOADING)) == [(0, 1), (7, 3)]
+    assert s.loaded(0, 1)  # by size: nothing stays in the journal
+    assert s.release(7)  # closed empty: not loaded
+    assert s.used() == [] and _look(s, _code(1))[1] is None
+    assert _reboot(d)[0].used() == []
 
 
 def test_consume_persists_and_never_comes_back():

@@ -42,3 +42,33 @@ def test_language_key_cycles_through_all_languages():
         lang = messages.next_language(lang)
     assert lang == "nl"
     assert sorted(seen) == sorted(messages.LANGUAGES)
+
+
+def test_every_staff_screen_fits_16_columns_in_every_language():
+    too_long = []
+    for lang in messages.LANGUAGES:
+        text = messages._load("stafftext_" + lang)
+        assert len(text.split("\n")) == 2 * len(messages.STAFF_KEYS) + 1, lang
+        for key in messages.STAFF_KEYS:
+            # a delivery number is up to 6 digits, a door label up to 3 characters
+            for arg in ("123456",) if key in ("staff_number",) else ("123",):
+                line1, line2 = messages.render(lang, key, arg)  # staff keys render through messages
+                assert line1, (lang, key)
+                for line in (line1, line2):
+                    if len(line) > messages.WIDTH:
+                        too_long.append((lang, key, line))
+    assert not too_long, too_long
+
+
+def test_every_language_text_has_one_message_per_key():
+    for lang in messages.LANGUAGES:
+        assert len(messages._text(lang).split("\n")) == 2 * len(messages.keys()) + 1, lang
+
+
+def test_no_resident_message_names_another_door_or_a_code():
+    # "wrong" and "used" say nothing about which door a code belongs to
+    for lang in messages.LANGUAGES:
+        for key in ("wrong", "used", "expired", "not_yet", "no_door"):
+            assert "%s" not in messages._text(lang).split("\n")[2 * messages.keys().index(key)]
+            line1, line2 = messages.render(lang, key, "7")
+            assert "7" not in line1 + line2, (lang, key)

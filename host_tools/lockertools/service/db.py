@@ -1,7 +1,9 @@
 """The host service's database: SQLite (stdlib), WAL, foreign keys, `PRAGMA user_version` migrations.
 
-One file holds the fleet: lockers and their keys, the codes (tags only: a plain code is never
-stored), the change log per locker (one row per revision), events, doors and the commands sent.
+One file holds the fleet: lockers and their keys, the codes (tags only; the one exception is a
+delivery's code, held in `held_codes` until the resident has been notified after `loaded`), the
+change log per locker (one row per revision), events, doors, the commands sent, staff members,
+queued notifications and door requests (door.open, door.service) with who asked.
 The service and the CLI open it from different processes; WAL lets the CLI write while the service
 reads, and the service notices the CLI's commits through `PRAGMA data_version`.
 
@@ -95,6 +97,89 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    # 2: deliveries, returns and staff PINs (issue 5). `codes` is rebuilt: its kind is now the kind
+    # byte of the protocol (bits 0-3 kind, 4-5 size wanted, 6 low door wanted), a door-free code
+    # (staff, return, a delivery not loaded yet) has door '*', and more states.
+    [
+        """CREATE TABLE staff (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            locker_id TEXT REFERENCES lockers(id),  -- NULL: every locker registered when added
+            created_at REAL NOT NULL,
+            removed_at REAL
+        )""",
+        """CREATE TABLE codes_v2 (
+            id INTEGER PRIMARY KEY CHECK (id >= 1 AND id < 4294967296),
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            door TEXT NOT NULL,                  -- a label; '*': door-free (a delivery: until loaded)
+            kind INTEGER NOT NULL CHECK (kind >= 0 AND kind <= 127),
+            tag_hex TEXT NOT NULL,
+            expires INTEGER NOT NULL DEFAULT 0,  -- epoch seconds, 0: none
+            state TEXT NOT NULL DEFAULT 'issued'
+                CHECK (state IN ('issued', 'revoked', 'used', 'expired', 'taken_back')),
+            recipient TEXT,
+            notify_state TEXT,                   -- NULL: no hook; 'sent'; 'failed'; 'pending'
+            notify_error TEXT,
+            created_at REAL NOT NULL,
+            used_at REAL,
+            revoked_at REAL,
+            item TEXT,                           -- deliveries and returns: parcel, document, ...
+            staff_id INTEGER REFERENCES staff(id),  -- staff PINs: whose
+            loaded_at REAL,                      -- deliveries and size-only loads: when (and by whom)
+            loaded_by INTEGER,                   -- the staff code id the locker reported
+            door_seq INTEGER,                    -- the event that bound a door-free code to its door
+            reminded_at REAL,
+            taken_back_at REAL
+        )""",
+        """INSERT INTO codes_v2(id, locker_id, door, kind, tag_hex, expires, state, recipient, notify_state,
+                                notify_error, created_at, used_at, revoked_at)
+           SELECT id, locker_id, door, kind, tag_hex, expires, state, recipient, notify_state,
+                  notify_error, created_at, used_at, revoked_at FROM codes""",
+        "DROP TABLE codes",
+        "ALTER TABLE codes_v2 RENAME TO codes",
+        "CREATE INDEX codes_locker_state ON codes(locker_id, state)",
+        # A plain code waiting for its notification (a delivery's, until the resident has been told
+        # after `loaded`); deleted once the hook took it. The database file is 0600.
+        """CREATE TABLE held_codes (
+            code_id INTEGER PRIMARY KEY REFERENCES codes(id),
+            code TEXT NOT NULL
+        )""",
+        """CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            code_id INTEGER,
+            kind TEXT NOT NULL,                  -- code, loaded, reminder, returned, taken_back
+            door TEXT,
+            detail_json TEXT NOT NULL DEFAULT '{}',  -- never a code
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL
+        )""",
+        "CREATE INDEX notifications_due ON notifications(state, next_at)",
+        # One-off signed commands people ask for (door.open, door.service), with who asked.
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            op TEXT NOT NULL,
+            args_json TEXT NOT NULL,
+            by TEXT NOT NULL,
+            tx TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'sent', 'ok', 'failed', 'expired', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            seq INTEGER,
+            reply_json TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            done_at REAL
+        )""",
+        "CREATE INDEX requests_open ON requests(state)",
+        "ALTER TABLE doors ADD COLUMN in_service INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE doors ADD COLUMN service_seq INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -126,14 +211,25 @@ def migrate(conn: sqlite3.Connection) -> int:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema {version} is newer than this program ({SCHEMA_VERSION})")
-    for number in range(version, SCHEMA_VERSION):
-        with transaction(conn):
-            # Re-read inside the write lock: another process may have migrated meanwhile.
-            if int(conn.execute("PRAGMA user_version").fetchone()[0]) > number:
-                continue
-            for statement in MIGRATIONS[number]:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number + 1}")
+    if version == SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    # A step may rebuild a table others refer to (SQLite's way to change a constraint): foreign keys
+    # are off while it runs (the pragma is a no-op inside a transaction) and checked before it commits.
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for number in range(version, SCHEMA_VERSION):
+            with transaction(conn):
+                # Re-read inside the write lock: another process may have migrated meanwhile.
+                if int(conn.execute("PRAGMA user_version").fetchone()[0]) > number:
+                    continue
+                for statement in MIGRATIONS[number]:
+                    conn.execute(statement)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration {number + 1} broke {len(broken)} foreign key(s)")
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
     return SCHEMA_VERSION
 
 

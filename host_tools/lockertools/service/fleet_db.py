@@ -17,9 +17,45 @@ from lockertools import use_firmware_modules
 from lockertools.service import db
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
-KINDS = {"pickup": 0, "staff": 1, "return": 2}
+# The kind byte of a code (docs/protocol.md, "Code rows"): bits 0-3 the kind, bits 4-5 the size
+# wanted (0 any, 1 S, 2 M, 3 L), bit 6 a low door wanted.
+KINDS = {"pickup": 0, "staff": 1, "return": 2, "delivery": 3}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
+KIND_PICKUP, KIND_STAFF, KIND_RETURN, KIND_DELIVERY = 0, 1, 2, 3
+KIND_MASK = 0x0F
+DOOR_FREE = (KIND_STAFF, KIND_RETURN, KIND_DELIVERY)  # tag over "*", door byte 0xFF on the locker
+ANY_DOOR = "*"
+SIZES = {"any": 0, "S": 1, "M": 2, "L": 3}
+SIZE_NAMES = {v: k for k, v in SIZES.items()}
+LOW_BIT = 0x40
+ITEMS = ("parcel", "document", "permit", "waste bags", "borrowed material")
 CODE_DIGITS = 8
+PICKUP_DAYS = 5.0  # the default pickup window
+# A prepared delivery's row expires LOAD_DAYS + its pickup window after it is prepared: staff have
+# LOAD_DAYS to bring it, and a locker the host cannot reach after the load still gives the resident
+# the whole window. On `loaded` the host moves the expiry to the load time + the window (docs/protocol.md,
+# "Deliveries, returns and staff on the host"). The fleet setting `delivery_load_days` overrides it.
+LOAD_DAYS = 7.0
+LOAD_DAYS_SETTING = "delivery_load_days"
+MAX_WINDOW_S = 366 * 86400  # a pickup window found longer (or not positive): PICKUP_DAYS instead
+U32_MAX = (1 << 32) - 1
+REMINDER_S = 86400  # a reminder this long before a pickup window ends
+
+
+def kind_byte(kind: int, size: str | None = None, low: bool = False) -> int:
+    if size is not None and size not in SIZES:
+        raise FleetError(f"size is one of {', '.join(SIZES)}")
+    return kind | (SIZES[size or "any"] << 4) | (LOW_BIT if low else 0)
+
+
+def describe_kind(byte: int) -> str:
+    """'delivery', 'delivery M low', ... for people."""
+    words = [KIND_NAMES.get(byte & KIND_MASK, str(byte & KIND_MASK))]
+    if (byte >> 4) & 3:
+        words.append(SIZE_NAMES[(byte >> 4) & 3])
+    if byte & LOW_BIT:
+        words.append("low")
+    return " ".join(words)
 
 
 class FleetError(Exception):
@@ -90,31 +126,72 @@ def issue_code(
     expires: int = 0,
     recipient: str | None = None,
 ) -> IssuedCode:
-    """A new random code for one door. Stores its tag only; the caller shows the code once."""
+    """A new random code for one door (a door-free kind: door '*'). Stores its tag only; the caller
+    shows the code once."""
     labels = locker_labels(conn, locker_id)
-    if door not in labels:
+    if kind & KIND_MASK in DOOR_FREE:
+        door = ANY_DOOR
+    elif door not in labels:
         raise FleetError(f"locker {locker_id!r} has no door {door!r} (doors: {', '.join(labels)})")
-    if kind not in KIND_NAMES:
+    if kind & KIND_MASK not in KIND_NAMES or not 0 <= kind <= 127:
         raise FleetError(f"unknown kind {kind}")
     with db.transaction(conn):
-        key = bytes.fromhex(conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()[0])
-        active = {
-            r[0]
-            for r in conn.execute("SELECT tag_hex FROM codes WHERE locker_id = ? AND state = 'issued'", (locker_id,))
-        }
-        # A code that any door of this locker already answers to would be ambiguous: draw again.
-        while True:
-            code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-            if not any(tag_hex(key, label, code) in active for label in labels):
-                break
-        code_id = db.new_code_id(conn)
-        conn.execute(
-            "INSERT INTO codes(id, locker_id, door, kind, tag_hex, expires, recipient, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (code_id, locker_id, door, kind, tag_hex(key, door, code), expires, recipient, time.time()),
-        )
-        log_change(conn, locker_id, "add", code_id)
+        code, code_id = new_code(conn, locker_id, door, kind, expires, recipient)
     return IssuedCode(code, code_id, locker_id, door, kind, expires, recipient)
+
+
+def _active_tags(conn: sqlite3.Connection, locker_id: str) -> set[str]:
+    return {
+        r[0] for r in conn.execute("SELECT tag_hex FROM codes WHERE locker_id = ? AND state = 'issued'", (locker_id,))
+    }
+
+
+def _locker_key(conn: sqlite3.Connection, locker_id: str) -> bytes:
+    return bytes.fromhex(conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()[0])
+
+
+def draw_code(conn: sqlite3.Connection, locker_ids: list[str], digits: int = CODE_DIGITS) -> str:
+    """Random digits that no active code of these lockers answers to, at any door or door-free (a
+    typed code that two records match would be ambiguous). Inside a transaction."""
+    keys = {lid: (_locker_key(conn, lid), [*locker_labels(conn, lid), ANY_DOOR]) for lid in locker_ids}
+    active = {lid: _active_tags(conn, lid) for lid in locker_ids}
+    while True:
+        code = f"{secrets.randbelow(10**digits):0{digits}d}"
+        if not any(tag_hex(key, label, code) in active[lid] for lid, (key, labels) in keys.items() for label in labels):
+            return code
+
+
+def new_code(
+    conn: sqlite3.Connection,
+    locker_id: str,
+    door: str,
+    kind: int,
+    expires: int,
+    recipient: str | None = None,
+    *,
+    code: str | None = None,
+    code_id: int | None = None,
+    item: str | None = None,
+    staff_id: int | None = None,
+    created_at: float | None = None,
+) -> tuple[str, int]:
+    """Insert one code (its tag only) and log its `add`; inside a transaction. door '*' (ANY_DOOR):
+    a door-free code, its tag over '*'. Returns (plain code, code id)."""
+    if code is None:
+        code = draw_code(conn, [locker_id])
+    if code_id is None:
+        code_id = db.new_code_id(conn)
+    key = _locker_key(conn, locker_id)
+    conn.execute(
+        "INSERT INTO codes(id, locker_id, door, kind, tag_hex, expires, recipient, created_at, item, staff_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            code_id, locker_id, door, kind, tag_hex(key, door, code), expires, recipient,
+            time.time() if created_at is None else created_at, item, staff_id,
+        ),
+    )  # fmt: skip
+    log_change(conn, locker_id, "add", code_id)
+    return code, code_id
 
 
 def revoke_code(conn: sqlite3.Connection, code_id: int) -> str:
@@ -126,6 +203,7 @@ def revoke_code(conn: sqlite3.Connection, code_id: int) -> str:
         if row["state"] not in ("issued", "expired"):
             raise FleetError(f"code {code_id} is {row['state']}: nothing to revoke")
         conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (time.time(), code_id))
+        conn.execute("DELETE FROM held_codes WHERE code_id = ?", (code_id,))
         log_change(conn, row["locker_id"], "del", code_id)
         return str(row["locker_id"])
 
@@ -144,7 +222,362 @@ def expire_codes(conn: sqlite3.Connection, now: float) -> int:
     cur = conn.execute(
         "UPDATE codes SET state = 'expired' WHERE state = 'issued' AND expires > 0 AND expires <= ?", (now,)
     )
+    if cur.rowcount:  # a delivery never loaded: its code will never be sent
+        conn.execute("DELETE FROM held_codes WHERE code_id IN (SELECT id FROM codes WHERE state = 'expired')")
     return cur.rowcount
+
+
+# --- deliveries, returns, staff (issue 5) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedDelivery:
+    number: int  # what staff type at the locker; also the code's id
+    code: str  # the resident's plain code: held (held_codes) until the resident is notified
+    code_id: int
+    expires: int
+    locker_id: str
+
+    def __repr__(self) -> str:
+        return f"IssuedDelivery(number={self.number}, locker_id={self.locker_id!r})"
+
+
+def new_delivery_number(conn: sqlite3.Connection) -> int:
+    """A random 6-digit delivery number, unused by any code the host holds (it is the code's id)."""
+    for _ in range(10000):
+        number = 100000 + secrets.randbelow(900000)
+        if conn.execute("SELECT 1 FROM codes WHERE id = ?", (number,)).fetchone() is None:
+            return number
+    raise FleetError("no free delivery number")
+
+
+def _window(days: float) -> int:
+    if not days > 0:
+        raise FleetError("the pickup window is a positive number of days")
+    return int(time.time() + days * 86400)
+
+
+def prepare_delivery(
+    conn: sqlite3.Connection,
+    locker_id: str,
+    size: str | None = None,
+    low: bool = False,
+    days: float = PICKUP_DAYS,
+    item: str = "parcel",
+    contact: str | None = None,
+) -> IssuedDelivery:
+    """A delivery staff will load at the locker: a DELIVERY code (door-free, the size and low-door
+    wish in its kind byte, its id the delivery number) that the service syncs to the locker. The
+    resident's plain code is held until the resident has been told after `loaded`, then deleted.
+
+    `days` is the resident's pickup window, counted from the load: the row expires at the loading
+    allowance (load_allowance_s) + `days` from now, and `loaded` moves that to the load + `days`
+    (start_pickup_window). `expires` is the prepared row's."""
+    locker_labels(conn, locker_id)
+    if item not in ITEMS:
+        raise FleetError(f"item is one of: {', '.join(ITEMS)}")
+    kind = kind_byte(KIND_DELIVERY, size, low)
+    _window(days)
+    window_s = int(days * 86400)
+    if window_s > MAX_WINDOW_S:
+        raise FleetError(f"the pickup window is at most {MAX_WINDOW_S // 86400} days")
+    with db.transaction(conn):
+        now = time.time()
+        expires = min(int(now) + load_allowance_s(conn) + window_s, U32_MAX)
+        number = new_delivery_number(conn)
+        code, _ = new_code(conn, locker_id, ANY_DOOR, kind, expires, contact, code_id=number, item=item, created_at=now)
+        conn.execute("INSERT INTO held_codes(code_id, code) VALUES (?, ?)", (number, code))
+    return IssuedDelivery(number, code, number, expires, locker_id)
+
+
+def load_allowance_s(conn: sqlite3.Connection) -> int:
+    """How long staff have to load a prepared delivery, in seconds: the fleet setting
+    `delivery_load_days`, else LOAD_DAYS."""
+    value = db.get_setting(conn, LOAD_DAYS_SETTING)
+    try:
+        days = LOAD_DAYS if value is None else float(value)
+    except ValueError:
+        days = LOAD_DAYS
+    return int(days * 86400) if 0 <= days <= 366 else int(LOAD_DAYS * 86400)
+
+
+def set_load_days(conn: sqlite3.Connection, days: float | None) -> None:
+    """Set the loading allowance for deliveries prepared from now on (None: back to LOAD_DAYS).
+    Deliveries waiting to be loaded keep their row's expiry; their pickup window after the load is
+    worked out with the allowance in force then (pickup_window_s), so change it rarely."""
+    if days is not None and not 0 <= days <= 366:
+        raise FleetError("the loading allowance is 0-366 days")
+    with db.transaction(conn):
+        db.set_setting(conn, LOAD_DAYS_SETTING, None if days is None else repr(float(days)))
+
+
+def pickup_window_s(conn: sqlite3.Connection, row: sqlite3.Row) -> int:
+    """A delivery's pickup window in seconds, from its row: before a load its expiry is
+    int(created_at) + allowance + window (prepare_delivery); after one, start + window, where start
+    is int(loaded_at), or int(created_at) when the locker's clock said earlier (start_pickup_window).
+    A result that is not a sane window (a row prepared before the allowance existed, an allowance
+    changed meanwhile, odd data) gives PICKUP_DAYS."""
+    expires = int(row["expires"])
+    if row["loaded_at"] is not None:
+        window = expires - max(int(row["loaded_at"]), int(row["created_at"]))
+    else:
+        window = expires - int(row["created_at"]) - load_allowance_s(conn)
+    return window if 0 < window <= MAX_WINDOW_S else int(PICKUP_DAYS * 86400)
+
+
+def start_pickup_window(conn: sqlite3.Connection, locker_id: str, row: sqlite3.Row, when: float, seq: int) -> None:
+    """A delivery was loaded (event `seq` at `when`; `row` as it was before the event's other
+    effects; inside the caller's transaction): its code expires at `when` + its pickup window, `when`
+    no earlier than the delivery was prepared (a locker clock behind the host's must not cut the
+    window short). The expiry follows the earliest `loaded` event by seq, whatever the order they
+    arrive in.
+
+    Each such event logs exactly one change, so the log does not depend on that order either: an
+    `add` while the code is issued (its row again: same tag, id and door "*", the new expiry; the
+    locker displaces the record by id and keeps its journal, so the code stays bound to its door),
+    else a `del` (picked up, taken back or revoked: the locker has it no longer, or must not).
+    A delivery the host already expired (the event came after its row's expiry: the held code is
+    gone, nobody can be told) is left as it is: staff take the item back."""
+    if row["state"] == "expired":
+        return
+    if row["door_seq"] is None or int(row["door_seq"]) > seq:  # whatever the state: order-free
+        start = max(int(when), int(row["created_at"]))
+        expires = min(start + pickup_window_s(conn, row), U32_MAX)
+        conn.execute("UPDATE codes SET expires = ? WHERE id = ?", (expires, row["id"]))
+    log_change(conn, locker_id, "add" if row["state"] == "issued" else "del", int(row["id"]))
+
+
+def cancel_delivery(conn: sqlite3.Connection, number: int) -> str:
+    """Cancel a delivery not loaded yet; returns its locker."""
+    row = conn.execute("SELECT kind, door, state FROM codes WHERE id = ?", (number,)).fetchone()
+    if row is None or row["kind"] & KIND_MASK != KIND_DELIVERY:
+        raise FleetError(f"no delivery {number}")
+    if row["door"] != ANY_DOOR and row["state"] == "issued":
+        raise FleetError(
+            f"delivery {number} is loaded at door {row['door']}: revoke code {number} and take the item back"
+        )
+    return revoke_code(conn, number)
+
+
+def delivery_table(conn: sqlite3.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+    """Deliveries (and size-only loads), newest last, with a state for people."""
+    sql = (
+        "SELECT c.*, d.full AS door_full, h.code_id IS NOT NULL AS held FROM codes c"
+        " LEFT JOIN doors d ON d.locker_id = c.locker_id AND d.label = c.door"
+        " LEFT JOIN held_codes h ON h.code_id = c.id"
+        " WHERE ((c.kind & 15) = 3 OR c.loaded_at IS NOT NULL)"
+    )
+    params: list[Any] = []
+    if locker_id:
+        sql += " AND c.locker_id = ?"
+        params.append(locker_id)
+    out = []
+    for r in conn.execute(sql + " ORDER BY c.created_at", params):
+        row = dict(r)
+        row["status"] = delivery_status(row)
+        out.append(row)
+    return out
+
+
+def delivery_status(row: dict[str, Any]) -> str:
+    state, door = row["state"], row["door"]
+    if state == "issued":
+        return "to load" if door == ANY_DOOR else f"in door {door}"
+    if state == "used":
+        return "picked up"
+    if state == "expired":
+        return "expired, not loaded" if door == ANY_DOOR else f"TAKE BACK from {door}"
+    if state == "taken_back":
+        return "taken back"
+    return "cancelled" if state == "revoked" else str(state)
+
+
+def issue_return_code(
+    conn: sqlite3.Connection,
+    locker_id: str,
+    size: str | None = None,
+    low: bool = False,
+    days: float = PICKUP_DAYS,
+    item: str = "borrowed material",
+    recipient: str | None = None,
+) -> IssuedCode:
+    """A resident's return code: door-free; the locker gives an empty door of the size wanted."""
+    locker_labels(conn, locker_id)
+    if item not in ITEMS:
+        raise FleetError(f"item is one of: {', '.join(ITEMS)}")
+    kind = kind_byte(KIND_RETURN, size, low)
+    expires = _window(days)
+    with db.transaction(conn):
+        code, code_id = new_code(conn, locker_id, ANY_DOOR, kind, expires, recipient, item=item)
+    return IssuedCode(code, code_id, locker_id, ANY_DOOR, kind, expires, recipient)
+
+
+STAFF_DIGITS = 10  # staff PINs stay valid for long: more digits (docs/security.md)
+
+
+def add_staff(conn: sqlite3.Connection, locker_id: str | None, name: str, days: float | None = None) -> tuple[int, str]:
+    """A staff member and their PIN: one STAFF code per locker (locker_id None: every locker
+    registered now). The name stays on the host; the locker reports the staff code's id, which the
+    host maps back to the member. Returns (staff id, PIN); the PIN is shown once, never stored."""
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise FleetError("a staff name is 1-64 characters")
+    if locker_id is None:
+        lockers = [r[0] for r in conn.execute("SELECT id FROM lockers ORDER BY id")]
+        if not lockers:
+            raise FleetError("no lockers registered")
+    else:
+        locker_labels(conn, locker_id)
+        lockers = [locker_id]
+    expires = _window(days) if days is not None else 0
+    with db.transaction(conn):
+        pin = draw_code(conn, lockers, STAFF_DIGITS)
+        staff_id = db.new_code_id(conn)  # the member's id is the id of their first code
+        conn.execute(
+            "INSERT INTO staff(id, name, locker_id, created_at) VALUES (?, ?, ?, ?)",
+            (staff_id, name, locker_id, time.time()),
+        )
+        for n, lid in enumerate(lockers):
+            new_code(
+                conn,
+                lid,
+                ANY_DOOR,
+                KIND_STAFF,
+                expires,
+                code=pin,
+                code_id=staff_id if n == 0 else None,
+                staff_id=staff_id,
+            )
+    return staff_id, pin
+
+
+def remove_staff(conn: sqlite3.Connection, staff_id: int) -> int:
+    """Revoke a member's PIN everywhere; returns how many lockers drop it."""
+    with db.transaction(conn):
+        row = conn.execute("SELECT removed_at FROM staff WHERE id = ?", (staff_id,)).fetchone()
+        if row is None or row[0] is not None:
+            raise FleetError(f"no staff member {staff_id}")
+        ids = conn.execute(
+            "SELECT id, locker_id FROM codes WHERE staff_id = ? AND state IN ('issued', 'expired')", (staff_id,)
+        ).fetchall()
+        now = time.time()
+        for code_id, lid in ids:
+            conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (now, code_id))
+            log_change(conn, lid, "del", code_id)
+        conn.execute("UPDATE staff SET removed_at = ? WHERE id = ?", (now, staff_id))
+    return len(ids)
+
+
+def staff_table(conn: sqlite3.Connection, include_removed: bool = False) -> list[dict[str, Any]]:
+    sql = "SELECT id, name, locker_id, created_at, removed_at FROM staff"
+    if not include_removed:
+        sql += " WHERE removed_at IS NULL"
+    return [dict(r) for r in conn.execute(sql + " ORDER BY name, id")]
+
+
+def staff_name(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> str | None:
+    """The name behind the `staff` id a locker reported (the id of that member's staff code)."""
+    if not isinstance(code_id, int) or isinstance(code_id, bool) or not 0 < code_id < 1 << 32:
+        return None
+    row = conn.execute(
+        "SELECT s.name FROM codes c JOIN staff s ON s.id = c.staff_id WHERE c.id = ? AND c.locker_id = ?",
+        (code_id, locker_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def take_back_table(conn: sqlite3.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+    """Items whose pickup window ended and that are still in their door: staff take them back."""
+    sql = (
+        "SELECT c.id, c.locker_id, c.door, c.kind, c.expires, c.item, c.recipient FROM codes c"
+        " LEFT JOIN doors d ON d.locker_id = c.locker_id AND d.label = c.door"
+        " WHERE c.state = 'expired' AND c.door != '*' AND (c.kind & 15) IN (0, 3)"
+        " AND coalesce(d.full, 1) != 0"
+    )
+    params: list[Any] = []
+    if locker_id:
+        sql += " AND c.locker_id = ?"
+        params.append(locker_id)
+    return [dict(r) for r in conn.execute(sql + " ORDER BY c.locker_id, c.door", params)]
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+NOTIFY_KINDS = ("code", "loaded", "reminder", "returned", "taken_back")
+
+
+def enqueue_notification(
+    conn: sqlite3.Connection,
+    locker_id: str,
+    code_id: int | None,
+    kind: str,
+    door: str | None,
+    detail: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> None:
+    """Queue one notification for the service to hand to the hook (inside a transaction). `detail`
+    never holds a code: a `loaded` notification takes its code from held_codes when it goes."""
+    assert kind in NOTIFY_KINDS
+    now = time.time() if now is None else now
+    conn.execute(
+        "INSERT INTO notifications(locker_id, code_id, kind, door, detail_json, next_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (locker_id, code_id, kind, door, json.dumps(detail or {}), now, now),
+    )
+    if code_id is not None and kind == "loaded":
+        conn.execute("UPDATE codes SET notify_state = 'pending' WHERE id = ?", (code_id,))
+
+
+def queue_reminders(conn: sqlite3.Connection, now: float) -> int:
+    """Once per code, a day before its pickup window ends: remind the resident (inside a
+    transaction). Only for codes active for at least a day (a door-bound pickup or a loaded
+    delivery); returns how many were queued."""
+    due = conn.execute(
+        "SELECT id, locker_id, door FROM codes WHERE state = 'issued' AND (kind & 15) IN (0, 3)"
+        " AND door != '*' AND expires > ? AND expires - ? <= ? AND reminded_at IS NULL"
+        " AND coalesce(loaded_at, created_at) <= ?",
+        (now, REMINDER_S, now, now - REMINDER_S),
+    ).fetchall()
+    for code_id, lid, door in due:
+        conn.execute("UPDATE codes SET reminded_at = ? WHERE id = ?", (now, code_id))
+        enqueue_notification(conn, lid, code_id, "reminder", door, now=now)
+    return len(due)
+
+
+# --- requests: one-off signed commands people ask for ------------------------------------------------
+
+REQUEST_OPS = ("door.open", "door.service")
+
+
+def queue_request(conn: sqlite3.Connection, locker_id: str, op: str, args: dict[str, Any], by: str) -> tuple[int, str]:
+    """Queue a signed command for the service to send (door.open, door.service), logged with who
+    asked. Returns (request id, tx)."""
+    labels = locker_labels(conn, locker_id)
+    if op not in REQUEST_OPS:
+        raise FleetError(f"unknown request {op!r}")
+    if args.get("door") not in labels:
+        raise FleetError(f"locker {locker_id!r} has no door {args.get('door')!r} (doors: {', '.join(labels)})")
+    if not 1 <= len(by) <= 32:
+        raise FleetError("--by is who asked: 1-32 characters")
+    if len(str(args.get("r", ""))) > 64:
+        raise FleetError("a reason is at most 64 characters")
+    tx = secrets.token_hex(6)
+    with db.transaction(conn):
+        cur = conn.execute(
+            "INSERT INTO requests(locker_id, op, args_json, by, tx, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (locker_id, op, json.dumps(args | {"by": by}), by, tx, time.time()),
+        )
+    return int(cur.lastrowid or 0), tx
+
+
+def request_table(conn: sqlite3.Connection, locker_id: str | None = None, last: int = 50) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM requests"
+    params: list[Any] = []
+    if locker_id:
+        sql += " WHERE locker_id = ?"
+        params.append(locker_id)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, last]).fetchall()
+    return [dict(r) for r in reversed(rows)]
 
 
 def prune_log(conn: sqlite3.Connection, locker_id: str, keep: int) -> None:
@@ -165,10 +598,13 @@ def sync_input(conn: sqlite3.Connection, locker_id: str, now: float | None = Non
         return None
     now = time.time() if now is None else now
     locker_rev = int(row["locker_rev"])
+    # A delivery's row goes again on `loaded` (its new expiry, start_pickup_window): any `add` of a
+    # delivery the locker reported at a door may repeat one the locker already has.
     changes = [
-        Change(int(r[0]), r[1], int(r[2]))
+        Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3]))
         for r in conn.execute(
-            "SELECT rev, op, code_id FROM changes WHERE locker_id = ? AND rev > ? ORDER BY rev",
+            "SELECT g.rev, g.op, g.code_id, (c.kind & 15) = 3 AND (c.loaded_at IS NOT NULL OR c.door_seq IS NOT NULL)"
+            " FROM changes g JOIN codes c ON c.id = g.code_id WHERE g.locker_id = ? AND g.rev > ? ORDER BY g.rev",
             (locker_id, min(locker_rev, int(row["host_rev"]))),
         )
     ]
@@ -180,7 +616,10 @@ def sync_input(conn: sqlite3.Connection, locker_id: str, now: float | None = Non
         " AND (state = 'issued' OR id IN (SELECT code_id FROM changes WHERE locker_id = ? AND rev > ?))",
         (locker_id, locker_id, locker_rev),
     ):
-        code = CodeRow(r["tag_hex"], r["door"], int(r["kind"]), int(r["expires"]), int(r["id"]))
+        # A door-free code travels as "*" even once the host knows its door (a loaded delivery, a used
+        # return): the locker keeps that in its own journal, and its rows must stay door-free.
+        door = ANY_DOOR if int(r["kind"]) & KIND_MASK in DOOR_FREE else r["door"]
+        code = CodeRow(r["tag_hex"], door, int(r["kind"]), int(r["expires"]), int(r["id"]))
         if code.id in ids:
             codes[code.id] = code
         if r["state"] == "issued" and not (code.exp and code.exp <= now):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,13 @@ _DOOR_EFFECTS: dict[str, tuple[str | None, bool | None]] = {
     "jammed": ("jammed", None),
     "forced": ("forced", None),
     "left_open": ("open", None),
+    # issue 5: staff loading, returns, take-back, remote opening
+    "loaded": ("closed", True),
+    "load_empty": ("closed", False),
+    "returned": ("closed", True),
+    "return_empty": ("closed", False),
+    "taken_back": ("closed", False),
+    "remote_open": ("unlocking", None),
 }
 
 
@@ -138,8 +146,8 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
     )
     if cur.rowcount == 0:
         return False
-    when = ev.get("t") if _is_int(ev.get("t")) else received_at
-    if kind == "pickup" and _is_int(ev.get("id")):
+    when: float = ev["t"] if _is_int(ev.get("t")) and 0 <= ev["t"] < 1 << 32 else received_at
+    if kind == "pickup" and _code(conn, locker_id, ev.get("id")) is not None:
         row = conn.execute("SELECT state FROM codes WHERE id = ? AND locker_id = ?", (ev["id"], locker_id)).fetchone()
         if row is not None and row[0] == "used":
             # The earliest pickup wins, whatever order the deliveries arrive in.
@@ -149,6 +157,14 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
             if row[0] in ("issued", "expired"):
                 # Used codes leave the locker's store (its capacity is finite); revoked ones already do.
                 fleet_db.log_change(conn, locker_id, "del", ev["id"])
+    handler = _CODE_EVENTS.get(kind)
+    if handler is not None and door is not None:
+        handler(conn, locker_id, door, ev, when, seq)
+    if kind == "door_service" and door is not None and isinstance(ev.get("on"), bool):
+        conn.execute(
+            "UPDATE doors SET in_service = ?, service_seq = ? WHERE locker_id = ? AND label = ? AND service_seq < ?",
+            (int(ev["on"]), seq, locker_id, door, seq),
+        )
     effect = _DOOR_EFFECTS.get(kind)
     if effect is not None and door is not None:
         state, full = effect
@@ -166,6 +182,104 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
                 (int(full), seq, when, locker_id, door, seq),
             )
     return True
+
+
+# --- the effects of issue 5's events on codes (each runs once: its event row was new) ----------------
+
+
+def _code(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> sqlite3.Row | None:
+    if not _is_int(code_id) or not 0 < code_id < 1 << 32:
+        return None
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM codes WHERE id = ? AND locker_id = ?", (code_id, locker_id)
+    ).fetchone()
+    return row
+
+
+def _bind_door(conn: sqlite3.Connection, code_id: int, door: str, seq: int, extra: str = "", *args: Any) -> None:
+    """The door a door-free code ended up in: the earliest event's (by seq), whatever the order the
+    events arrive in."""
+    conn.execute(
+        f"UPDATE codes SET door = ?, door_seq = ?{extra} WHERE id = ? AND (door_seq IS NULL OR door_seq > ?)",
+        (door, seq, *args, code_id, seq),
+    )
+
+
+def _finish(conn: sqlite3.Connection, locker_id: str, row: sqlite3.Row, state: str, when: float) -> None:
+    """A code done with (used, taken back): out of the locker's store, its held plain code deleted.
+    Times keep the earliest event's; `used` wins over `taken_back` (as a pickup does in apply_event)."""
+    column = "taken_back_at" if state == "taken_back" else "used_at"
+    conn.execute(f"UPDATE codes SET {column} = min(coalesce({column}, ?), ?) WHERE id = ?", (when, when, row["id"]))
+    if row["state"] in ("issued", "expired", "revoked") or (state == "used" and row["state"] == "taken_back"):
+        conn.execute("UPDATE codes SET state = ? WHERE id = ?", (state, row["id"]))
+    conn.execute("DELETE FROM held_codes WHERE code_id = ?", (row["id"],))
+    if row["state"] in ("issued", "expired"):
+        fleet_db.log_change(conn, locker_id, "del", row["id"])
+
+
+def _on_loaded(conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int) -> None:
+    staff = ev.get("staff") if _is_int(ev.get("staff")) and 0 < ev["staff"] < 1 << 32 else None
+    detail = {"staff": fleet_db.staff_name(conn, locker_id, staff), "low": ev.get("low")}
+    row = _code(conn, locker_id, ev.get("id"))
+    if row is not None:
+        # A prepared delivery: the locker bound the resident's code to door d. The host's row follows
+        # (a later snapshot carries the door; the tag stays over "*"). The resident's pickup window
+        # starts now: the row's new expiry goes to the locker in the next codes.apply.
+        if row["kind"] & fleet_db.KIND_MASK == fleet_db.KIND_DELIVERY:
+            fleet_db.start_pickup_window(conn, locker_id, row, when, seq)
+        _bind_door(conn, row["id"], door, seq, ", loaded_at = ?, loaded_by = ?", when, staff)
+        # Queued whatever the code's state, so the outcome does not depend on delivery order; the
+        # service skips it if the item was picked up meanwhile (its held code is gone then).
+        fleet_db.enqueue_notification(conn, locker_id, row["id"], "loaded", door, detail | {"item": row["item"]})
+        return
+    if ev.get("id") == 0 and door in fleet_db.locker_labels(conn, locker_id):
+        # Loaded by size only: the host issues the pickup code for that door now and notifies.
+        expires = int(when + fleet_db.PICKUP_DAYS * 86400)
+        code, code_id = fleet_db.new_code(conn, locker_id, door, fleet_db.KIND_PICKUP, expires)
+        conn.execute(
+            "UPDATE codes SET loaded_at = ?, loaded_by = ?, door_seq = ? WHERE id = ?", (when, staff, seq, code_id)
+        )
+        conn.execute("INSERT INTO held_codes(code_id, code) VALUES (?, ?)", (code_id, code))
+        fleet_db.enqueue_notification(conn, locker_id, code_id, "loaded", door, detail | {"item": None})
+
+
+def _on_returned(
+    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
+) -> None:
+    row = _code(conn, locker_id, ev.get("id"))
+    if row is None:
+        return
+    _bind_door(conn, row["id"], door, seq)
+    _finish(conn, locker_id, row, "used", when)
+    fleet_db.enqueue_notification(conn, locker_id, row["id"], "returned", door, {"item": row["item"]})
+
+
+def _on_taken_back(
+    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
+) -> None:
+    row = _code(conn, locker_id, ev.get("id"))
+    staff = fleet_db.staff_name(conn, locker_id, ev.get("staff"))
+    if row is not None:
+        _finish(conn, locker_id, row, "taken_back", when)
+    fleet_db.enqueue_notification(
+        conn, locker_id, None if row is None else row["id"], "taken_back", door,
+        {"staff": staff, "item": None if row is None else row["item"]},
+    )  # fmt: skip
+
+
+def _on_pickup_of_held(
+    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
+) -> None:
+    if _code(conn, locker_id, ev.get("id")) is not None:
+        conn.execute("DELETE FROM held_codes WHERE code_id = ?", (ev["id"],))
+
+
+_CODE_EVENTS: dict[str, Callable[[sqlite3.Connection, str, str, dict[str, Any], float, int], None]] = {
+    "loaded": _on_loaded,
+    "returned": _on_returned,
+    "taken_back": _on_taken_back,
+    "pickup": _on_pickup_of_held,
+}
 
 
 def apply_status(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:

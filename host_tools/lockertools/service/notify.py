@@ -1,8 +1,11 @@
-"""The notification hook: where a newly issued plain code goes, once, to reach its recipient.
+"""The notification hook: where a newly issued plain code goes, once, to reach its recipient; also
+where the service tells residents an item is loaded (with its code), reminds them, and tells staff of
+returns and take-backs (docs/protocol.md, "Deliveries, returns and staff on the host").
 
 Either a command (the JSON document on its stdin) or an HTTP POST (the JSON document as the body).
-The code is in the document and nowhere else: not in the database, not in a log line, not in an
-error message (errors name the hook's exit status or the HTTP status only).
+The code is in the document and nowhere else: not in a log line, not in an error message (errors
+name the hook's exit status or the HTTP status only), and not in the database, but for a delivery's
+code waiting for its `loaded` notification (held_codes, deleted once the hook took it).
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Notification:
+    """What the hook receives. `kind`: `code` (a new code, from `codes issue`), `loaded` (to the
+    resident: the item is in door `door`, with the code), `reminder` (to the resident: the pickup
+    window ends in a day; no code), `returned` and `taken_back` (to staff; no code). `code` is None
+    whenever the notification carries none."""
+
     locker: str
     door: str
-    code: str
+    code: str | None
     expires: int  # epoch seconds, 0: none
-    code_id: int
+    code_id: int | None
     recipient: str | None
+    kind: str = "code"
+    item: str | None = None  # parcel, document, permit, waste bags, borrowed material
+    staff: str | None = None  # the member of staff who loaded or took back the item (a name)
 
     def __repr__(self) -> str:
-        return f"Notification(locker={self.locker!r}, door={self.door!r}, code_id={self.code_id})"
+        return f"Notification(kind={self.kind!r}, locker={self.locker!r}, door={self.door!r}, code_id={self.code_id})"
 
     def body(self) -> bytes:
         return json.dumps(asdict(self)).encode()

@@ -9,13 +9,18 @@ Tasks (one asyncio loop, so database work never interleaves):
   the acks and sync commands that came out of it to the sender;
 - the poller: every `poll_s`, `PRAGMA data_version` tells whether another process (the CLI) wrote
   the database; the lockers whose host revision moved are synced at once. It also resends a sync
-  command after `resend_s` without a reply (new seq, same tx).
+  command after `resend_s` without a reply (new seq, same tx), marks expired codes and queues
+  reminders (every 30 s), and sends the requests people queued (door.open, door.service: sent to an
+  online locker, resent with the same tx, their reply recorded, dropped after `request_ttl_s`);
+- the notifier: hands due notifications to the hook (in a thread), records failures and retries
+  them with a growing delay; a `loaded` notification's held plain code is deleted once it went.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import signal
@@ -31,6 +36,7 @@ from typing import Any
 import aiomqtt
 
 from lockertools.service import db, fleet_db, ingest
+from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
 
@@ -66,6 +72,14 @@ class ServiceConfig:
     max_inflight: int = 32
     reserved_for_sync: int = 4
     stall_s: float = 120.0
+    # The notification hook (None: the one `service run` recorded in the database, if any). A failed
+    # notification is retried after notify_retry_min_s, doubling up to notify_retry_max_s.
+    notify_command: str | None = None
+    notify_url: str | None = None
+    notify_timeout_s: float = 10.0
+    notify_retry_min_s: float = 30.0
+    notify_retry_max_s: float = 3600.0
+    request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
 
 
 @dataclass
@@ -80,6 +94,9 @@ class Counters(SenderStats):
     resends: int = 0
     replies: int = 0
     sync_errors: int = 0
+    notifications: int = 0  # handed to the hook
+    notify_failures: int = 0
+    requests_sent: int = 0  # door.open / door.service, resends included
     errors: int = 0  # messages that raised while being applied (logged, rolled back alone)
     batches: int = 0
     connects: int = 0
@@ -122,6 +139,7 @@ class Service:
         self._keys = ingest.KeyRing()
         self._conn: sqlite3.Connection | None = None
         self._seqs = db.CommandSeqs()
+        self.notifier: Notifier | None = None
         self.sender = Sender(
             self._sign_ack,
             window=config.max_inflight,
@@ -139,10 +157,15 @@ class Service:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
                 self._sync[row[0]] = LockerSync(host_rev=int(row[1]))
+            command, url = self.config.notify_command, self.config.notify_url
+            if not command and not url:
+                command, url = db.get_setting(self._conn, "notify_command"), db.get_setting(self._conn, "notify_url")
+            self.notifier = make_notifier(command, url, self.config.notify_timeout_s)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._connection_loop())
                 tasks.create_task(self._processor())
                 tasks.create_task(self._poller())
+                tasks.create_task(self._notifications())
         finally:
             self._conn.close()
             self._conn = None
@@ -314,6 +337,8 @@ class Service:
         state = self.sync_state(lid)
         pending = state.outstanding
         tx = msg["tx"]
+        if self._on_request_reply(lid, tx, msg, now):
+            return
         if pending is None or pending.tx != tx:
             self._close_command(lid, tx, "ok" if msg["ok"] else "failed", msg.get("error"))
             return  # a late reply to a command given up on: the status tells the truth
@@ -414,6 +439,7 @@ class Service:
                 with db.transaction(conn):
                     if now >= next_expiry:
                         fleet_db.expire_codes(conn, now)
+                        fleet_db.queue_reminders(conn, now)
                         next_expiry = now + 30.0
                     if version != seen:
                         seen = version
@@ -425,6 +451,7 @@ class Service:
                                 out.extend(self._advance(row[0], now))
             try:
                 out.extend(self._resend_overdue(now))
+                out.extend(self._send_requests(now))
             except sqlite3.Error:
                 self._seqs.forget()
                 log.exception("database error while resending")
@@ -469,6 +496,134 @@ class Service:
                 self.counters.resends += 1
                 out.append((f"lockers/{lid}/cmd", wire))
         return out
+
+    # --- requests: one-off signed commands people asked for (door.open, door.service) ----------------
+
+    def _send_requests(self, now: float) -> list[tuple[str, bytes]]:
+        """Send queued requests to online lockers; resend one without a reply after `resend_s` (new seq,
+        same tx: the locker acts once); drop one older than `request_ttl_s`."""
+        rows = self.conn.execute(
+            "SELECT id, locker_id, op, args_json, tx, state, attempts, sent_at, created_at FROM requests"
+            " WHERE state IN ('queued', 'sent') AND (state = 'queued' OR sent_at < ?)",
+            (now - self.config.resend_s,),
+        ).fetchall()
+        if not rows:
+            return []
+        out = []
+        with db.transaction(self.conn):
+            for r in rows:
+                if r["created_at"] < now - self.config.request_ttl_s:
+                    self.conn.execute("UPDATE requests SET state = 'expired', done_at = ? WHERE id = ?", (now, r["id"]))
+                    log.warning("request %d (%s to %s) expired unanswered", r["id"], r["op"], r["locker_id"])
+                    continue
+                if not self.sync_state(r["locker_id"]).online:
+                    continue
+                seq, wire = self._command(r["locker_id"], r["op"], json.loads(r["args_json"]), r["tx"])
+                self.conn.execute(
+                    "UPDATE requests SET state = 'sent', seq = ?, attempts = attempts + 1, sent_at = ? WHERE id = ?",
+                    (seq, now, r["id"]),
+                )
+                self.counters.requests_sent += 1
+                log.info("request %d: %s to %s (attempt %d)", r["id"], r["op"], r["locker_id"], r["attempts"] + 1)
+                out.append((f"lockers/{r['locker_id']}/cmd", wire))
+        return out
+
+    def _on_request_reply(self, lid: str, tx: Any, msg: dict[str, Any], now: float) -> bool:
+        """Record the reply to a request; False when `tx` is not a request's."""
+        row = self.conn.execute("SELECT id, state FROM requests WHERE locker_id = ? AND tx = ?", (lid, tx)).fetchone()
+        if row is None:
+            return False
+        if row["state"] in ("queued", "sent", "expired"):
+            self.conn.execute(
+                "UPDATE requests SET state = ?, reply_json = ?, done_at = ? WHERE id = ?",
+                ("ok" if msg["ok"] else "failed", json.dumps(msg), now, row["id"]),
+            )
+        return True
+
+    # --- notifications ------------------------------------------------------------------------------
+
+    async def _notifications(self) -> None:
+        """Hand due notifications to the hook, one at a time (the hook runs in a thread); a failure is
+        recorded and retried later. A `loaded` notification carries the held plain code, which is
+        deleted once the hook took it."""
+        while True:
+            await asyncio.sleep(self.config.poll_s)
+            if self.notifier is None:
+                continue
+            try:
+                due = self.conn.execute(
+                    "SELECT * FROM notifications WHERE state IN ('pending', 'failed') AND next_at <= ?"
+                    " ORDER BY next_at LIMIT 20",
+                    (time.time(),),
+                ).fetchall()
+                for row in due:
+                    await self._notify_one(row)
+            except sqlite3.Error:
+                log.exception("database error while notifying")
+
+    def _notification(self, row: sqlite3.Row) -> Notification | None:
+        code_row = None
+        if row["code_id"] is not None:
+            code_row = self.conn.execute("SELECT * FROM codes WHERE id = ?", (row["code_id"],)).fetchone()
+        detail = json.loads(row["detail_json"])
+        code = None
+        if row["kind"] == "loaded":
+            held = self.conn.execute("SELECT code FROM held_codes WHERE code_id = ?", (row["code_id"],)).fetchone()
+            if held is None:
+                return None  # picked up, cancelled or expired meanwhile: nothing to tell
+            code = str(held[0])
+        to_resident = row["kind"] in ("loaded", "reminder", "code")
+        return Notification(
+            locker=row["locker_id"],
+            door=row["door"] or "",
+            code=code,
+            expires=int(code_row["expires"]) if code_row is not None else 0,
+            code_id=row["code_id"],
+            recipient=code_row["recipient"] if code_row is not None and to_resident else None,
+            kind=row["kind"],
+            item=detail.get("item") or (code_row["item"] if code_row is not None else None),
+            staff=detail.get("staff"),
+        )
+
+    async def _notify_one(self, row: sqlite3.Row) -> None:
+        conn, notifier = self.conn, self.notifier
+        assert notifier is not None
+        note = self._notification(row)
+        if note is None:
+            with db.transaction(conn):
+                conn.execute("UPDATE notifications SET state = 'skipped' WHERE id = ?", (row["id"],))
+            return
+        error = None
+        try:
+            await asyncio.to_thread(notifier.send, note)
+        except NotifyError as exc:
+            error = str(exc)  # never holds the code (notify.py)
+        now = time.time()
+        attempts = int(row["attempts"]) + 1
+        with db.transaction(conn):
+            if error is None:
+                self.counters.notifications += 1
+                conn.execute(
+                    "UPDATE notifications SET state = 'sent', attempts = ?, sent_at = ?, error = NULL WHERE id = ?",
+                    (attempts, now, row["id"]),
+                )
+                if row["kind"] == "loaded":
+                    conn.execute("DELETE FROM held_codes WHERE code_id = ?", (row["code_id"],))
+                    conn.execute(
+                        "UPDATE codes SET notify_state = 'sent', notify_error = NULL WHERE id = ?", (row["code_id"],)
+                    )
+                return
+            self.counters.notify_failures += 1
+            delay = min(self.config.notify_retry_max_s, self.config.notify_retry_min_s * 2 ** (attempts - 1))
+            conn.execute(
+                "UPDATE notifications SET state = 'failed', attempts = ?, error = ?, next_at = ? WHERE id = ?",
+                (attempts, error, now + delay, row["id"]),
+            )
+            if row["kind"] == "loaded":
+                conn.execute(
+                    "UPDATE codes SET notify_state = 'failed', notify_error = ? WHERE id = ?", (error, row["code_id"])
+                )
+        log.warning("notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay)
 
 
 def run_service(config: ServiceConfig) -> None:

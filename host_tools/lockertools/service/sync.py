@@ -35,6 +35,9 @@ class Change:
     rev: int
     op: Literal["add", "del"]
     code_id: int
+    # An `add` that may repeat an earlier one of the same code (a loaded delivery's row sent again
+    # with its new expiry): the code may already be on the locker, so a later `del` must travel.
+    again: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,15 +76,17 @@ def plan(state: SyncInput) -> list[Planned]:
 
 def net_changes(changes: Iterable[Change]) -> list[Change]:
     """The changes that still matter, by revision: a code added then deleted in the window never
-    travels. A code id is added once and deleted at most once, so an id whose window holds both
-    an `add` and a `del` was not on the locker at R and is not in the set at H."""
+    travels. A code id is first added once, maybe added `again` (the same row with a new expiry),
+    and deleted at most once, last. So an id whose window opens with its first `add` and holds a
+    `del` was not on the locker at R and is not in the set at H; one whose window opens with an
+    `again` add may be on the locker: its `del` travels (a `del` of a missing id is harmless)."""
     by_id: dict[int, list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.rev):
         by_id.setdefault(change.code_id, []).append(change)
     kept = []
     for history in by_id.values():
         ops = {c.op for c in history}
-        if ops == {"add", "del"}:
+        if ops == {"add", "del"} and history[0].op == "add" and not history[0].again:
             continue
         kept.append(history[-1])
     return sorted(kept, key=lambda c: c.rev)

@@ -1,0 +1,123 @@
+# The Locker's run-once and rare parts (locker.app): its construction at boot, settling what a power
+# cut interrupted, and the status summary. Imported for the call and dropped after it, so that the
+# running locker does not hold their bytecode. `lk` is the Locker.
+from micropython import const
+
+from locker.ticks import ticks_add
+
+_STICKY = const(-1)  # as in locker.app
+_SERVICE = "service.bin"  # the door indices out of service (store.save framing; locker.doorops)
+
+
+def init(lk, board, cfg, key, clock, now_ms, codes):
+    from locker.codes import CodeStore
+
+    # The code store's table is the one large allocation: the runtime makes it right after
+    # the board, before the other modules' imports fragment the heap.
+    lk.codes = codes or CodeStore(key, board.labels, capacity=cfg.code_capacity)
+    lk.problems = lk.codes.load()
+
+    from locker.audit import AuditLog
+    from locker.doors import DoorBank
+    from locker.entry import CodeEntry
+    from locker.keypad import MatrixKeypad
+    from locker.outbox import Outbox
+    from locker.throttle import Throttle
+
+    lk.board = board
+    lk.cfg = cfg
+    lk.clock = clock
+    lk.labels = board.labels
+    lk.throttle = Throttle(
+        free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
+    )
+    lk.problems.extend(lk.throttle.load())  # a damaged count is reported, and restarts at free
+    if clock.problem:
+        lk.problems.append(clock.problem)
+    lk.outbox = Outbox(capacity=cfg.outbox_capacity)
+    lk.problems.extend(lk.outbox.load())
+    lk.audit = AuditLog()
+    lk.keypad = MatrixKeypad(board.rows, board.cols, board.keys, debounce_ms=cfg.key_debounce_ms)
+    lk.entry = CodeEntry(min_len=cfg.code_min, max_len=cfg.code_max, timeout_ms=cfg.entry_timeout_ms)
+    lk.doors = DoorBank(
+        board.solenoids,
+        board.closed,
+        board.parcels,
+        pulse_ms=cfg.pulse_ms,
+        gap_ms=cfg.pulse_gap_ms,
+        confirm_ms=cfg.confirm_ms,
+        retries=cfg.unlock_retries,
+        open_alarm_ms=cfg.open_alarm_ms,
+        sensor_debounce_ms=cfg.sensor_debounce_ms,
+    )
+    # door index -> code id, for doors opened for a pickup that is not complete yet
+    lk.pending = {}
+    # door index -> [job, code id, staff id, low wanted/got]: doors opened to load, take back
+    # or return an item (locker.flows); a staff session (locker.staff) while one is open
+    lk.jobs = {}
+    lk.staff = None
+    lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
+    lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
+    # pickups interrupted by a reboot, settled once the door sensors have settled
+    lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)
+    lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
+    lk.lang = cfg.language
+    lk.notify = None  # the uplink's wake-up: called after an event went into the outbox
+    lk._screen = None
+    lk._screen_until = 0
+    lk._shown = None
+    lk.show("idle", None, _STICKY, now_ms)
+    from locker import store
+
+    try:  # the doors staff or the host took out of service (locker.flows.set_service)
+        for d in store.load(_SERVICE) or b"":
+            if d < len(lk.labels):
+                lk.doors.set_out_of_service(d, True)
+    except Exception as exc:  # damaged: every door in service, and the host hears of it
+        lk.problems.append("%s: %s" % (_SERVICE, exc))
+    for problem in lk.problems:
+        lk.record("problem", None, {"m": problem[:80]}, now_ms)
+
+
+def settle(lk, now_ms):
+    """After a reboot: finish or undo the pickups a power cut interrupted."""
+    resume, lk._resume = lk._resume, []
+    cs = lk.codes
+    for c, _ in resume:  # a load or a return cut short: locker.doorops settles those
+        if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2:
+            from locker import doorops
+
+            try:
+                resume = doorops.settle(lk, resume, now_ms)
+            finally:
+                doorops.drop(lk)
+            break
+    for code_id, door in resume:
+        if door >= len(lk.labels):
+            continue
+        if not lk.doors.is_closed(door):
+            # Still open: the resident is (or was) at it. Wait for it to close.
+            lk.pending[door] = code_id
+            lk.doors.assume_open(door, now_ms)
+        elif lk.doors.has_parcel(door):
+            # Closed with the parcel inside: the door never opened, or the parcel went back in.
+            lk.codes.release(code_id)
+            lk.record("pickup_undone", door, {"id": code_id}, now_ms)
+        else:
+            lk.complete_pickup(door, code_id, now_ms, confirmed=lk.doors.has_parcel(door) is not None)
+
+
+def status(lk, now_ms):
+    """A summary for the console and diagnostics: no secrets, no codes."""
+    from locker import doors as D
+
+    return {
+        "codes": lk.codes.count(),
+        "rev": lk.codes.revision,
+        "outbox": len(lk.outbox),
+        "failures": lk.throttle.failures,
+        "time": lk.clock.now(now_ms),
+        "time_known": lk.clock.known,
+        "doors": [D.name_of_state(lk.doors.state(i)) for i in range(len(lk.labels))],
+        "pending": [lk.labels[d] for d in lk.pending],
+    }
