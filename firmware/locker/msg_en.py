@@ -24,7 +24,7 @@ TEXT = (
     "Door is broken\nAsk at the desk\n"  # door_oos
     "Not here yet\nCome back later\n"  # not_yet
     "No free door\nAsk at the desk\n"  # no_door
-    "Put it in door\n%s. Close it\n"  # return_open
+    "Put it in door\n%s, then close\n"  # return_open
     "Thank you!\nWe got it\n"  # returned
     "Door was empty\nCode still works\n"  # return_empty
     "Session over\nGoodbye\n"  # staff_bye

@@ -24,7 +24,7 @@ TEXT = (
     "Deur is stuk\nVraag het loket\n"  # door_oos
     "Nog niet binnen\nKom later terug\n"  # not_yet
     "Geen vrije deur\nVraag het loket\n"  # no_door
-    "Leg het in deur\n%s. Sluit hem\n"  # return_open
+    "Leg het in deur\n%s en sluit hem\n"  # return_open
     "Dank u wel!\nWe hebben het\n"  # returned
     "De deur was leeg\nCode werkt nog\n"  # return_empty
     "Sessie klaar\nTot ziens\n"  # staff_bye

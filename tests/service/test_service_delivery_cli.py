@@ -40,7 +40,10 @@ def test_delivery_prepare_list_cancel(fleet: Path) -> None:
     code, output = _run("delivery", "prepare", "hall-1", "--size", "L", "--low", "--item", "waste bags",
                         "--contact", "ann@example.org")  # fmt: skip
     assert code == 0, output
-    found = re.search(r"delivery (\d{6}) for hall-1: waste bags, size L, low door; load it by .*, then the resident has 5 days", output)
+    found = re.search(
+        r"delivery (\d{6}) for hall-1: waste bags, size L, low door; load it by .*, then the resident has 5 days",
+        output,
+    )
     assert found is not None, output
     number = found.group(1)
     assert "warning: no notification hook" in output

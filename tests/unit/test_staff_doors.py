@@ -65,7 +65,7 @@ def test_returns_fill_an_empty_door_and_an_empty_close_gives_the_code_back():
         rig.type(RETURN + "#")
         assert rig.energized_doors() == [2]  # M: door 3
         rig.door(2, open_=True)
-        assert rig.board.display.lines == ("Leg het in deur", "3. Sluit hem")
+        assert rig.board.display.lines == ("Leg het in deur", "3 en sluit hem")
         rig.door(2, open_=False)
         assert rig.last("return_empty")["id"] == 31
         rig.run(7000)
