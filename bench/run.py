@@ -1,6 +1,7 @@
 """make bench: latency, heap, flash-wear and boot-time figures of the real firmware on the simulated
-board, then the host service's fleet figure (bench/fleet.py) and the code-sync figures of an online
-locker (bench/sync.py); docs/benchmarks.md says what each figure means and how it is measured.
+board, then the host service's fleet figure (bench/fleet.py), the code-sync figures of an online
+locker (bench/sync.py), the web simulator's (bench/web.py) and provisioning's (bench/provision.py);
+docs/benchmarks.md says what each figure means and how it is measured.
 
 Figures are printed, never asserted: a goal that is not met is reported as such. Two jobs run side by
 side (the machine the figures are quoted for has 2 cores): the 100-pickup latency run, and everything
@@ -27,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fleet  # noqa: E402
 import heap_probe  # noqa: E402
+import provision  # noqa: E402
 import simlocker as S  # noqa: E402
 import sync  # noqa: E402
+import web  # noqa: E402
 from report import kb, pct  # noqa: E402
 
 from lockertools import sim as _sim  # noqa: E402
@@ -371,12 +374,18 @@ def main() -> int:
         report.notes.extend(notes)
     except Exception as exc:  # noqa: BLE001 - print what was measured, and why the rest is missing
         report.note(f"fleet figures failed: {type(exc).__name__}: {str(exc)[:600]}")
-    try:  # alone too: latencies through the broker, the service and an online locker
-        rows, notes = sync.run(sync.Settings(), say)
-        report.rows.extend(Row(*r) for r in rows)
-        report.notes.extend(notes)
-    except Exception as exc:  # noqa: BLE001 - print what was measured, and why the rest is missing
-        report.note(f"sync figures failed: {type(exc).__name__}: {str(exc)[:600]}")
+    # Each alone: they need both cores (broker, service, simulated lockers, browser).
+    for what, job in (
+        ("sync", lambda: sync.run(sync.Settings(), say)),  # through the broker, service and an online locker
+        ("web simulator", lambda: web.run(web.Settings(), say)),  # page click -> solenoid, door -> page
+        ("provisioning", lambda: provision.run(provision.Settings(), say)),  # install, image size, bulk
+    ):
+        try:
+            rows, notes = job()
+            report.rows.extend(Row(*r) for r in rows)
+            report.notes.extend(notes)
+        except Exception as exc:  # noqa: BLE001 - print what was measured, and why the rest is missing
+            report.note(f"{what} figures failed: {type(exc).__name__}: {str(exc)[:600]}")
     print_table(report)
     say("done")
     return 0

@@ -1,0 +1,197 @@
+"""esptool's part without a chip: the exact command lines (and the dry run that prints them), images
+built and inspected with esptool (`image-info`, `merge-bin`), and the application's littlefs image
+read back with littlefs-python, file by file and hash by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lockertools.cli import main
+from lockertools.maint import build_app
+from lockertools.provision import ProvisionError, esp
+from lockertools.provision.stage import ESP32_ARCH, MARKER, BrokerAddress, Secrets, Staged, mpy_cross_version, stage
+from tests.provision.images import fake_micropython
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD = ROOT / "boards" / "esp32-4door.json"
+
+
+@pytest.fixture
+def staged(tmp_path: Path) -> Iterator[Staged]:
+    s = Secrets(secrets.token_bytes(32), "broker-pw-" + secrets.token_hex(8), None)
+    st = stage(BOARD, "hall-1", s, arch=None, broker=BrokerAddress("127.0.0.1", 1883), parent=tmp_path)
+    with st:
+        yield st
+
+
+def test_write_flash_command_is_exact() -> None:
+    exe = esp.esptool_exe()
+    argv = esp.write_flash_argv("/dev/ttyUSB0", Path("mp.bin"), Path("fs.img"))
+    assert argv == [
+        *exe,
+        *("--chip", "esp32", "--port", "/dev/ttyUSB0", "--baud", "460800"),
+        *("--before", "default-reset", "--after", "hard-reset", "write-flash", "--erase-all"),
+        *("--flash-size", "4MB", "0x1000", "mp.bin", "0x200000", "fs.img"),
+    ]
+    plain = esp.write_flash_argv("/dev/ttyACM1", Path("mp.bin"), None, erase=False, baud=115200)
+    assert plain[len(exe) :] == [
+        *("--chip", "esp32", "--port", "/dev/ttyACM1", "--baud", "115200"),
+        *("--before", "default-reset", "--after", "hard-reset", "write-flash"),
+        *("--flash-size", "4MB", "0x1000", "mp.bin"),
+    ]
+    with pytest.raises(ProvisionError, match="not supported"):
+        esp.write_flash_argv("/dev/ttyUSB0", Path("mp.bin"), chip="esp32s3")
+
+
+def test_the_partition_layout_is_micropythons_4mib_table() -> None:
+    # ports/esp32/partitions-4MiB.csv: factory app at 0x10000, vfs at 0x200000 for 0x200000 bytes.
+    assert (esp.APP_OFFSET, esp.VFS_OFFSET, esp.VFS_SIZE) == (0x10000, 0x200000, 0x200000)
+    assert (esp.BLOCK_SIZE, esp.BLOCK_COUNT) == (4096, 512)
+    assert esp.FIRMWARE_OFFSET["esp32"] == 0x1000
+
+
+def test_dry_run_prints_the_exact_esptool_command(tmp_path: Path) -> None:
+    version = esp.supported_version(mpy_cross_version()[0]) + ".0"
+    image = fake_micropython(tmp_path / f"ESP32_GENERIC-{version}.bin", version=version)
+    work = tmp_path / "work"
+    args = ["provision", "--board", str(BOARD), "--port", "/dev/ttyUSB7", "--locker", "hall-9"]
+    args += ["--image", str(image), "--install", "littlefs", "--dry-run", "--workdir", str(work)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    fs_image = work / "hall-9" / "littlefs.img"
+    want = esp.shell_line(esp.write_flash_argv("/dev/ttyUSB7", image, fs_image))
+    assert want in res.stdout.splitlines(), res.stdout
+    assert fs_image.stat().st_size == esp.VFS_SIZE
+    assert fs_image.stat().st_mode & 0o077 == 0  # it would hold the secrets: the owner's only
+    files = esp.read_littlefs(fs_image)
+    assert {"boot.py", "main.py", MARKER, "app/app.json", "app/locker/app.mpy"} <= set(files)
+    # The update layout, byte for byte what `lockerctl update push` installs (arch xtensawin by default).
+    bundle = build_app(arch=ESP32_ARCH)
+    assert {rel: files[rel] for rel in bundle.files} == bundle.files
+    assert not [rel for rel in files if rel.startswith(("locker/", "hal/"))], "nothing of the flat layout"
+    assert not list(work.glob("hall-9/stage-*")), "the staging folder is deleted"
+
+
+def test_image_info_and_version_checks(tmp_path: Path) -> None:
+    mp_version, mpy_version = mpy_cross_version()
+    want = esp.supported_version(mp_version)
+    good = fake_micropython(tmp_path / "good.bin", version=want + ".0")
+    info = esp.inspect_image(good)
+    assert (info.chip, info.project, info.version) == ("esp32", "micropython", want + ".0")
+    assert esp.check_version(info, mp_version, mpy_version) is None
+    old = esp.inspect_image(fake_micropython(tmp_path / "old.bin", version="v1.19.1"))
+    problem = esp.check_version(old, mp_version, mpy_version)
+    assert problem is not None and want in problem and esp.IMAGE_URL in problem
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x16" + bytes(4095))
+    with pytest.raises(ProvisionError, match="not a MicroPython image") as exc:
+        esp.inspect_image(junk)
+    assert esp.IMAGE_URL in str(exc.value)
+
+
+def test_staged_files_are_the_update_layout(staged: Staged) -> None:
+    bundle = build_app(arch=None)
+    assert staged.app_version == bundle.version
+    for rel, data in bundle.files.items():
+        assert staged.data(rel) == data, rel
+    app = {rel for rel in staged.files if rel.startswith("app/")}
+    assert app == {rel for rel in bundle.files if rel.startswith("app/")}
+    data_files = {"board.json", "config.json", "locker.key", "net.json", "codes.bin"}
+    assert set(staged.files) - app == {"boot.py", "main.py"} | data_files | (set(staged.files) & {"used.bin"})
+    # What an earlier install or an update left on a board, to be removed; data files stay.
+    root = {"locker": True, "hal": True, "outbox": True, "app": True, "app.new": True, "app.swap": False}
+    root |= {"codes.bin": False, "main.py": False, "boot.py": False, "x.mpy": False, "provisioned.json": False}
+    on_app = ["app/locker/app.mpy", "app/locker/gone.mpy", "app/app.json"]
+    assert staged.stale(root, on_app) == ["app.new", "app.swap", "hal", "locker", "x.mpy", "app/locker/gone.mpy"]
+
+
+def test_app_from_a_release_folder_or_a_source_tree(tmp_path: Path) -> None:
+    import shutil
+
+    from lockertools import FIRMWARE_DIR
+    from lockertools.build import compile_tree
+    from lockertools.maint import install_app
+    from lockertools.provision.stage import app_bundle
+
+    src = tmp_path / "src"  # a snapshot: firmware/ may change while the test runs
+    shutil.copytree(FIRMWARE_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
+    bundle = build_app(version="3.1.4", firmware_dir=src)
+    release = tmp_path / "release"
+    install_app(release, bundle)
+    again = app_bundle(None, release)  # installed byte for byte, checked against its manifest
+    assert again.version == "3.1.4" and again.files == bundle.files
+    assert app_bundle(None, src, "3.1.4").files == bundle.files  # a source tree, compiled now
+    with pytest.raises(ValueError, match="is version 3.1.4, not 9"):
+        app_bundle(None, release, "9")
+    (release / "app" / "locker" / "stray.mpy").write_bytes(b"x")
+    with pytest.raises(ValueError, match="app/locker/stray.mpy is under app/ but not in the manifest"):
+        app_bundle(None, release)
+    (release / "app" / "locker" / "stray.mpy").unlink()
+    (release / "app" / "locker" / "app.mpy").write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="app/locker/app.mpy does not match the manifest"):
+        app_bundle(None, release)
+    with pytest.raises(ValueError, match="old flat layout"):  # what --app took before: the compiled tree
+        app_bundle(None, compile_tree(src, "app-bytecode"))
+
+
+def test_littlefs_image_holds_every_file_with_its_hash(staged: Staged, tmp_path: Path) -> None:
+    out = tmp_path / "fs.img"
+    used = esp.build_littlefs(staged, out)
+    assert out.stat().st_size == esp.VFS_SIZE and 0 < used < esp.VFS_SIZE
+    files = esp.read_littlefs(out)  # littlefs-python, block size 4096, 512 blocks
+    assert set(files) == set(staged.files) | {MARKER}
+    for rel, digest in staged.files.items():
+        assert hashlib.sha256(files[rel]).hexdigest() == digest, rel
+    assert files[MARKER] == staged.marker
+    esp.verify_littlefs(out, staged)
+    # A flipped byte in a file is found.
+    from littlefs import LittleFS
+
+    fs = esp._lfs(mount=False)  # MicroPython's settings: read/prog size 32, littlefs 2.0 on disk
+    assert isinstance(fs, LittleFS)
+    fs.context.buffer = bytearray(out.read_bytes())
+    fs.mount()
+    with fs.open("config.json", "wb") as f:
+        f.write(b"{}")
+    with pytest.raises(ProvisionError, match="config.json differs"):
+        esp.verify_littlefs(bytes(fs.context.buffer), staged)
+
+
+def test_merge_bin_puts_firmware_and_filesystem_at_their_offsets(staged: Staged, tmp_path: Path) -> None:
+    image = fake_micropython(tmp_path / "mp.bin")
+    fs_image = tmp_path / "fs.img"
+    esp.build_littlefs(staged, fs_image)
+    merged = tmp_path / "merged.bin"
+    proc = subprocess.run(esp.merge_bin_argv(merged, image, fs_image), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = merged.read_bytes()
+    base = esp.FIRMWARE_OFFSET["esp32"]
+    # The file is flashed at 0x1000 (--target-offset): the image first (esptool sets its header's flash
+    # size, and so its checksum and hash), the filesystem byte for byte at the vfs offset.
+    img = image.read_bytes()
+    app = esp.APP_OFFSET - base
+    assert data[0] == 0xE9 and data[app : len(img)] == img[app:]  # the application as built
+    at = esp.VFS_OFFSET - base
+    assert data[at : at + esp.VFS_SIZE] == fs_image.read_bytes()
+    esp.verify_littlefs(data[at : at + esp.VFS_SIZE], staged)
+    # and esptool still reads the merged file's first image as a valid ESP32 image
+    info = subprocess.run([*esp.esptool_exe(), "--chip", "esp32", "image-info", str(merged)], capture_output=True)
+    assert info.returncode == 0 and b"(valid)" in info.stdout, info.stdout.decode()
+
+
+def test_esptool_failures_say_what_to_do() -> None:
+    wrong = "A fatal error occurred: This chip is ESP32-S3, not ESP32. Wrong --chip argument?"
+    assert "wrong chip: esptool found ESP32-S3" in esp.explain_esptool_failure(wrong, "/dev/ttyUSB0", "esp32")
+    busy = "Could not open /dev/ttyUSB0, the port is busy or doesn't exist. ([Errno 16] Device or resource busy)"
+    assert "is busy: close" in esp.explain_esptool_failure(busy, "/dev/ttyUSB0", "esp32")
+    gone = "could not open port /dev/ttyUSB3: [Errno 2] No such file or directory"
+    assert "does not exist: plug" in esp.explain_esptool_failure(gone, "/dev/ttyUSB3", "esp32")
+    silent = "Failed to connect to ESP32: No serial data received."
+    assert "hold BOOT" in esp.explain_esptool_failure(silent, "/dev/ttyUSB0", "esp32")
