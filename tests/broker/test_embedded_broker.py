@@ -127,7 +127,9 @@ def test_locker_cannot_publish_as_another_nor_read_another(amqtt_broker: Broker)
     host.publish("lockers/A/cmd", b"for A")
     bb.wait_message("lockers/B/cmd", b"for B")
     a.wait_message("lockers/A/cmd", b"for A")
-    assert {m.topic for m in a.messages} == {"lockers/A/cmd"} and [m.payload for m in a.messages] == [b"for A"]
+    # A's "#" and "lockers/A/cmd" both match: MQTT 3.1.1 lets a broker deliver once per matching
+    # subscription, and amqtt sometimes does (mosquitto once). What matters: only A's own command.
+    assert {m.topic for m in a.messages} == {"lockers/A/cmd"} and {m.payload for m in a.messages} == {b"for A"}
     # The host cannot forge a locker's event.
     host.publish("lockers/A/events", b"forged by host")
     a.publish("lockers/A/events", b"control 2")
