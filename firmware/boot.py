@@ -12,6 +12,8 @@
 #
 # hal.board switches the solenoids off as the first thing main.py does (gate pull-downs hold them
 # off until then); nothing here touches a pin.
+# It repeats a few lines of locker/update.py on purpose: the loader must not import the
+# application it may roll back.
 import gc
 import json
 import os

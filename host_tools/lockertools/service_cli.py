@@ -6,11 +6,13 @@ database; the others say so when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,26 @@ def _open(db_path: Path, create: bool = False) -> sqlite3.Connection:
         raise click.ClickException(f"{db_path}: {exc}") from None
 
 
+@contextlib.contextmanager
+def _fleet_errors() -> Iterator[None]:
+    """A refusal of fleet_db (FleetError) becomes the command's error message."""
+    try:
+        yield
+    except fleet_db.FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _when(epoch: float | None) -> str:
     if not epoch:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
-def _table(rows: list[list[str]], header: list[str]) -> None:
+def _table(rows: list[list[str]], header: list[str], empty: str) -> None:
+    """Rows in aligned columns under their header; the line `empty` where there are none."""
+    if not rows:
+        click.echo(empty)
+        return
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -168,10 +183,8 @@ def locker_add_cmd(db_path: Path, locker_id: str, board: Path, key_file: Path) -
         raise click.ClickException("board file has errors:\n" + "\n".join(str(e) for e in report.errors))
     labels = board_labels(json.loads(board.read_text()))
     conn = _open(db_path, create=True)
-    try:
+    with _fleet_errors():
         fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"locker {locker_id} registered with {len(labels)} doors: {', '.join(labels)}")
 
 
@@ -209,10 +222,11 @@ def lockers_cmd(db_path: Path) -> None:
                 ",".join(off) or "-",
             ]
         )
-    if not rows:
-        click.echo("no lockers registered (lockerctl locker add)")
-        return
-    _table(rows, ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"])
+    _table(
+        rows,
+        ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"],
+        empty="no lockers registered (lockerctl locker add)",
+    )
     if any(row[6] != "-" for row in rows):
         click.echo("items to take back: lockerctl codes list --take-back")
 
@@ -262,10 +276,8 @@ def issue_cmd(
     """Issue a new random 8-digit code for one door. The code is shown once and never stored."""
     conn = _open(db_path)
     notifier = _notifier(conn, notify_command, notify_url)
-    try:
+    with _fleet_errors():
         issued = fleet_db.issue_code(conn, locker_id, door, fleet_db.KINDS[kind], parse_expiry(expires), recipient)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     expiry = _when(issued.expires) if issued.expires else "never"
     click.echo(f"code {issued.code} for {locker_id} door {door} (id {issued.code_id}, expires {expiry})")
     click.echo("shown once: it is not stored; the service sends its tag to the locker", err=True)
@@ -290,10 +302,8 @@ def issue_cmd(
 def revoke_cmd(db_path: Path, code_id: int) -> None:
     """Revoke a code by its id; the service removes it from the locker."""
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         locker_id = fleet_db.revoke_code(conn, code_id)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"code {code_id} revoked; locker {locker_id} will drop it at its next sync")
 
 
@@ -322,10 +332,9 @@ def list_cmd(db_path: Path, locker_id: str | None, state: str | None, take_back:
         for c in fleet_db.code_table(conn, locker_id, state)
         if not take_back or c["id"] in back
     ]
-    if not rows:
-        click.echo("no codes")
-        return
-    _table(rows, ["id", "locker", "door", "kind", "state", "expires", "recipient", "notified", "used"])
+    _table(
+        rows, ["id", "locker", "door", "kind", "state", "expires", "recipient", "notified", "used"], empty="no codes"
+    )
 
 
 # --- events ----------------------------------------------------------------------------------------
@@ -369,10 +378,8 @@ def events_cmd(db_path: Path, locker_id: str | None, last: int, follow: bool) ->
 
 
 def _require_locker(conn: sqlite3.Connection, locker_id: str) -> None:
-    try:
+    with _fleet_errors():
         fleet_db.locker_labels(conn, locker_id)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 # --- deliveries, returns, staff, doors (issue 5) ---------------------------------------------------
@@ -413,10 +420,8 @@ def delivery_prepare_cmd(
     """Prepare a delivery: staff type its number at the locker, which opens a free door that fits.
     Once the item is in, the service notifies the resident with the code."""
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     load_by = issued.expires - int(days * 86400)
     click.echo(
         f"delivery {issued.number} for {locker_id}: {item}, size {size}{', low door' if low else ''};"
@@ -448,10 +453,11 @@ def delivery_list_cmd(db_path: Path, locker_id: str | None) -> None:
         ]
         for d in fleet_db.delivery_table(conn, locker_id)
     ]
-    if not rows:
-        click.echo("no deliveries")
-        return
-    _table(rows, ["number", "locker", "item", "kind", "status", "until", "contact", "notified", "loaded by"])
+    _table(
+        rows,
+        ["number", "locker", "item", "kind", "status", "until", "contact", "notified", "loaded by"],
+        empty="no deliveries",
+    )
 
 
 @delivery_cli.command("cancel")
@@ -460,10 +466,8 @@ def delivery_list_cmd(db_path: Path, locker_id: str | None) -> None:
 def delivery_cancel_cmd(db_path: Path, number: int) -> None:
     """Cancel a delivery not loaded yet; the service removes it from the locker."""
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         locker_id = fleet_db.cancel_delivery(conn, number)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"delivery {number} cancelled; locker {locker_id} will drop it at its next sync")
 
 
@@ -496,10 +500,8 @@ def returns_issue_cmd(
     """A return code: the locker gives an empty door of that size; staff are told when it is in."""
     conn = _open(db_path)
     notifier = _notifier(conn, notify_command, notify_url)
-    try:
+    with _fleet_errors():
         issued = fleet_db.issue_return_code(conn, locker_id, size, low, days, item, recipient)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"return code {issued.code} for {locker_id} (id {issued.code_id}, until {_when(issued.expires)})")
     click.echo("shown once: it is not stored; the service sends its tag to the locker", err=True)
     if notifier is not None:
@@ -532,10 +534,8 @@ def staff_cli() -> None:
 def staff_add_cmd(db_path: Path, name: str, locker_id: str | None, days: float | None) -> None:
     """Add a member of staff; prints their PIN once."""
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         staff_id, pin = fleet_db.add_staff(conn, locker_id, name, days)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     where = f"locker {locker_id}" if locker_id else "every locker"
     click.echo(f"staff {staff_id} {name!r} for {where}: PIN {pin}")
     click.echo("shown once: it is not stored; give it to them in person", err=True)
@@ -550,10 +550,7 @@ def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
         [str(m["id"]), m["name"], m["locker_id"] or "all", _when(m["created_at"]), _when(m["removed_at"])]
         for m in fleet_db.staff_table(conn, include_removed)
     ]
-    if not rows:
-        click.echo("no staff")
-        return
-    _table(rows, ["id", "name", "lockers", "added", "removed"])
+    _table(rows, ["id", "name", "lockers", "added", "removed"], empty="no staff")
 
 
 @staff_cli.command("remove")
@@ -562,10 +559,8 @@ def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
 def staff_remove_cmd(db_path: Path, staff_id: int) -> None:
     """Revoke a member's PIN on every locker."""
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         count = fleet_db.remove_staff(conn, staff_id)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"staff {staff_id} removed; {count} locker(s) drop the PIN at their next sync")
 
 
@@ -576,10 +571,8 @@ def door_cli() -> None:
 
 def _request(db_path: Path, locker_id: str, op: str, args: dict[str, Any], by: str, wait: float) -> None:
     conn = _open(db_path)
-    try:
+    with _fleet_errors():
         request_id, _ = fleet_db.queue_request(conn, locker_id, op, args, by)
-    except fleet_db.FleetError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"request {request_id}: {op} {args['door']} at {locker_id}, asked by {by}; the service sends it")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -640,10 +633,7 @@ def door_requests_cmd(db_path: Path, locker_id: str | None, last: int) -> None:
         what = " ".join(f"{k}={v}" for k, v in args.items() if k != "by")
         rows.append([str(r["id"]), _when(r["created_at"]), r["locker_id"], r["op"], what, r["by"], r["state"],
                      str(r["attempts"])])  # fmt: skip
-    if not rows:
-        click.echo("no requests")
-        return
-    _table(rows, ["id", "asked", "locker", "op", "args", "by", "state", "attempts"])
+    _table(rows, ["id", "asked", "locker", "op", "args", "by", "state", "attempts"], empty="no requests")
 
 
 @click.command("notifications")
@@ -669,10 +659,11 @@ def notifications_cmd(db_path: Path, failed: bool, last: int) -> None:
         ]
         for r in reversed(found)
     ]
-    if not rows:
-        click.echo("no notifications")
-        return
-    _table(rows, ["id", "queued", "locker", "door", "kind", "code id", "state", "attempts", "last error"])
+    _table(
+        rows,
+        ["id", "queued", "locker", "door", "kind", "code id", "state", "attempts", "last error"],
+        empty="no notifications",
+    )
 
 
 ISSUE5_COMMANDS: dict[str, click.Command] = {

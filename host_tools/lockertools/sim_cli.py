@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from lockertools import BOARDS_DIR, REPO_ROOT
+from lockertools import REPO_ROOT
 from lockertools.sim import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
-from lockertools.sim_net import net_cmd
+from lockertools.sim_net import board_option, net_cmd
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
 HELP = """\
@@ -42,13 +42,7 @@ sim_cli.add_command(net_cmd)
 
 
 @sim_cli.command("web")
-@click.option(
-    "--board",
-    "board_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=BOARDS_DIR / "esp32-4door.json",
-    show_default=True,
-)
+@board_option
 @click.option("--lockers", "n_lockers", type=click.IntRange(1, 8), default=1, show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port.")
 @click.option("--no-browser", is_flag=True, help="Print the URL only (no browser is opened without a display).")
@@ -82,13 +76,7 @@ def scenario_cmd(files: tuple[Path, ...], board: Path | None, heap: str | None, 
 
 
 @sim_cli.command("run")
-@click.option(
-    "--board",
-    "board_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=BOARDS_DIR / "esp32-4door.json",
-    show_default=True,
-)
+@board_option
 @click.option("--flash", type=click.Path(file_okay=False, path_type=Path), help="Flash folder to use (default: temp).")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="The firmware's MicroPython heap.")
 @click.option("--codes", "n_codes", default=3, show_default=True, help="How many demo codes to provision.")

@@ -426,14 +426,18 @@ def _exit_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-@click.command("net")
-@click.option(
+board_option = click.option(
     "--board",
     "board_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=BOARDS_DIR / "esp32-4door.json",
     show_default=True,
 )
+"""The `--board` option of the `sim` commands (net, web, run)."""
+
+
+@click.command("net")
+@board_option
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),

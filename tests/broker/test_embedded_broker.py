@@ -490,17 +490,6 @@ def chain(amqtt_broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """tests/e2e's `chain` fixture, on the embedded broker."""
     if not default_micropython().exists():
         pytest.skip("micropython (unix port) is not installed")
-    from e2e_chain import Chain
+    from e2e_chain import chains
 
-    made: list[Any] = []
-
-    def make(**kw: Any) -> Any:
-        c = Chain(amqtt_broker, tmp_path, **kw)
-        made.append(c)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            c.close()
+    yield from chains(amqtt_broker, tmp_path)

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +412,20 @@ class Chain:
         assert used == set(picked), (used, picked)
         seqs = [e["seq"] for e in self.db_events()]
         assert len(seqs) == len(set(seqs))
+
+
+def chains(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
+    """The body of the `chain` fixtures (tests/e2e/conftest.py, tests/broker): `make(**options)` starts
+    a Chain on `broker`; every Chain made is closed when the generator finishes."""
+    made: list[Chain] = []
+
+    def make(**kw: Any) -> Chain:
+        c = Chain(broker, tmp_path, **kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()

@@ -21,6 +21,7 @@ import pytest
 
 from lockertools import REPO_ROOT
 from lockertools.sim import default_micropython
+from tests.support.procs import left_behind
 
 LOCKERCTL = REPO_ROOT / ".venv" / "bin" / "lockerctl"
 WAIT = 60.0  # boot, connect, a sync round trip: seconds each, more on a loaded host
@@ -106,25 +107,11 @@ def _printed_command(demo: Proc, label: str) -> list[str]:
     return shlex.split(line.split(":", 1)[1])
 
 
-def _left_behind(workdir: Path) -> list[str]:
-    """Processes still naming the work directory in their command line or working there (micropython)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue  # gone meanwhile, or not ours to look at
-        if str(workdir) in cmdline or cwd.startswith(str(workdir)):
-            found.append(f"{pid}: {cmdline}")
-    return found
-
-
 def _quit(demo: Proc, workdir: Path) -> None:
     demo.send("quit")
     assert demo.proc.wait(30) == 0, "\n".join(demo.lines[-40:])
     demo.wait_line(lambda ln: ln.startswith("stopped:"), "the stop report")
-    assert _left_behind(workdir) == []
+    assert left_behind(workdir) == []
 
 
 @pytest.mark.scenario

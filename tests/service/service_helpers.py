@@ -12,6 +12,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hypothesis import strategies as st
+
 from lockertools.fleet import SimLocker
 from lockertools.service import db, fleet_db
 from lockertools.service.runner import Service, ServiceConfig
@@ -189,3 +191,17 @@ class DeliverySim(SimLocker):
             self.in_service[door] = bool(args["on"])
             return {"ok": True, "d": door, "on": bool(args["on"])}
         return super()._dispatch(op, args)
+
+
+def delivery_batches(draw: Any, n_events: int, max_again: int) -> list[list[int]]:
+    """For a hypothesis composite: deliveries of events 0..n_events-1, each at least once and up to
+    `max_again` of them again, in any order, cut into transactions at random places."""
+    extra = draw(st.lists(st.integers(0, n_events - 1), max_size=max_again))
+    order = draw(st.permutations(list(range(n_events)) + extra))
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(order) - 1)), max_size=4)))
+    batches, start = [], 0
+    for cut in [*cuts, len(order)]:
+        if cut > start:
+            batches.append(order[start:cut])
+            start = cut
+    return batches

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import delivery_batches
 
 from lockertools import use_firmware_modules
 from lockertools.contract import check
@@ -373,15 +374,7 @@ def deliveries(draw: Any) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """Events (seq = index + 1, t = seq) delivered at least once each, some again, in any order,
     cut into transactions at random places."""
     evs = [ev | {"t": 1_700_000_000 + n} for n, ev in enumerate(draw(new_events))]
-    extra = draw(st.lists(st.integers(0, len(evs) - 1), max_size=8))
-    order = draw(st.permutations(list(range(len(evs))) + extra))
-    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(order) - 1)), max_size=4)))
-    batches, start = [], 0
-    for cut in [*cuts, len(order)]:
-        if cut > start:
-            batches.append(order[start:cut])
-            start = cut
-    return evs, batches
+    return evs, delivery_batches(draw, len(evs), max_again=8)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import delivery_batches
 
 from lockertools import use_firmware_modules
 from lockertools.service import db, fleet_db, ingest
@@ -65,15 +66,7 @@ def deliveries(draw: Any) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """Events (seq = index + 1) and their deliveries: each at least once, some again, any order,
     cut into transactions at random places."""
     evs = draw(events)
-    extra = draw(st.lists(st.integers(0, len(evs) - 1), max_size=10))
-    order = draw(st.permutations(list(range(len(evs))) + extra))
-    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(order) - 1)), max_size=4)))
-    batches, start = [], 0
-    for cut in [*cuts, len(order)]:
-        if cut > start:
-            batches.append(order[start:cut])
-            start = cut
-    return evs, batches
+    return evs, delivery_batches(draw, len(evs), max_again=10)
 
 
 def _message(seq: int, ev: dict[str, Any]) -> dict[str, Any]:

@@ -75,25 +75,3 @@ def _prec(door, i, kind=0, expiry=0):
 
 def _pfree(i, kind, expiry=0, cid=None):
     return (C.tag(HmacKey(KEY), "*", _pcode(i)), C.NO_DOOR, kind, expiry, i if cid is None else cid)
-
-
-class _Cfg:
-    locker_id = "t1"
-
-
-class _Rt:
-    def __init__(self, locker):
-        from locker.clock import WallClock
-
-        self.key = KEY
-        self.cfg = _Cfg()
-        self.clock = WallClock()
-        self.clock.boot(T0, 0)
-        self.locker = locker
-
-
-def _wire(op, args, seq, tx):
-    from locker import protocol
-
-    cmd = {"v": 1, "lid": "t1", "seq": seq, "now": T0, "exp": T0 + 300, "tx": tx, "op": op, "args": args}
-    return protocol.sign(HmacKey(KEY), protocol.encode(cmd))

@@ -1,5 +1,6 @@
 # The grace reopen, doors out of service, the key echo, and the door commands (locker.doorops).
-from staffrig import PICKUP, STAFF_PIN, T0, Rig, _Rt, _wire
+from cmdrig import Rt, wire
+from staffrig import PICKUP, STAFF_PIN, T0, Rig
 
 
 def test_grace_reopen_within_the_period_only():
@@ -60,15 +61,15 @@ def test_door_commands_open_once_per_tx_and_check_their_arguments():
 
     rig = Rig("staff-cmd")
     try:
-        c = commands.Commands(_Rt(rig.locker))
+        c = commands.Commands(Rt(rig.locker))
         now = rig.ticks.now
-        r = c.handle(_wire("door.open", {"door": "3", "by": "Ann", "r": "on the phone"}, 1, "a"), now)
+        r = c.handle(wire("door.open", {"door": "3", "by": "Ann", "r": "on the phone"}, 1, "a"), now)
         assert r["ok"] and r["d"] == "3"
         ev = rig.last("remote_open")
         assert (ev["d"], ev["by"], ev["r"]) == ("3", "Ann", "on the phone")
         rig.run(500)
         assert rig.energized_doors() == [2]
-        r = c.handle(_wire("door.open", {"door": "3", "by": "Ann"}, 2, "a"), rig.ticks.now)
+        r = c.handle(wire("door.open", {"door": "3", "by": "Ann"}, 2, "a"), rig.ticks.now)
         assert r["ok"] and r.get("dup") and len(rig.events("remote_open")) == 1
         seq = 10
         for args in (
@@ -81,16 +82,16 @@ def test_door_commands_open_once_per_tx_and_check_their_arguments():
             {"door": "3", "by": "Ann", "r": "x" * 65},
         ):
             seq += 1
-            r = c.handle(_wire("door.open", args, seq, "b%d" % seq), rig.ticks.now)
+            r = c.handle(wire("door.open", args, seq, "b%d" % seq), rig.ticks.now)
             assert not r["ok"] and r["error"] == "bad_args", args
-        r = c.handle(_wire("door.service", {"door": "3", "on": 0, "by": "Ann"}, 100, "c"), rig.ticks.now)
+        r = c.handle(wire("door.service", {"door": "3", "on": 0, "by": "Ann"}, 100, "c"), rig.ticks.now)
         assert r["error"] == "bad_args"
-        r = c.handle(_wire("door.service", {"door": "3", "on": False, "by": "Ann"}, 101, "d"), rig.ticks.now)
+        r = c.handle(wire("door.service", {"door": "3", "on": False, "by": "Ann"}, 101, "d"), rig.ticks.now)
         assert r["ok"] and r["on"] is False and r["d"] == "3"
         assert rig.last("door_service") == {"k": "door_service", "t": T0, "d": "3", "on": False, "by": "Ann"}
-        r = c.handle(_wire("door.open", {"door": "3", "by": "Ann"}, 102, "e"), rig.ticks.now)
+        r = c.handle(wire("door.open", {"door": "3", "by": "Ann"}, 102, "e"), rig.ticks.now)
         assert r["error"] == "out_of_service"
-        r = c.handle(_wire("door.service", {"door": "3", "on": True, "by": "Ann"}, 103, "f"), rig.ticks.now)
+        r = c.handle(wire("door.service", {"door": "3", "on": True, "by": "Ann"}, 103, "f"), rig.ticks.now)
         assert r["ok"] and not rig.locker.doors.out_of_service(2)
     finally:
         rig.close()

@@ -2,13 +2,13 @@
 # size and low-door bits, through the command dispatcher into the code store.
 import os
 
+from cmdrig import KEY, Rt, wire
+
 import fakes
 from locker import codes as C
 from locker.hmac256 import HmacKey
 
-KEY = b"k" * 32
 LABELS = ["1", "2", "3", "4"]
-T0 = 1_790_000_000
 
 
 class _Locker:
@@ -24,28 +24,6 @@ class _Locker:
         self.events.append(kind)
 
 
-class _Cfg:
-    locker_id = "t1"
-
-
-class _Rt:
-    def __init__(self, locker):
-        from locker.clock import WallClock
-
-        self.key = KEY
-        self.cfg = _Cfg()
-        self.clock = WallClock()
-        self.clock.boot(T0, 0)
-        self.locker = locker
-
-
-def _wire(op, args, seq, tx):
-    from locker import protocol
-
-    cmd = {"v": 1, "lid": "t1", "seq": seq, "now": T0, "exp": T0 + 300, "tx": tx, "op": op, "args": args}
-    return protocol.sign(HmacKey(KEY), protocol.encode(cmd))
-
-
 def test_code_rows_of_door_free_kinds_over_the_protocol():
     from binascii import hexlify
 
@@ -55,7 +33,7 @@ def test_code_rows_of_door_free_kinds_over_the_protocol():
     os.chdir(fakes.scratch_dir("staff-rows"))
     lk = _Locker()
     try:
-        c = commands.Commands(_Rt(lk))
+        c = commands.Commands(Rt(lk))
         h = HmacKey(KEY)
         tag = hexlify(C.tag(h, "*", "90909090")).decode()
         ptag = hexlify(C.tag(h, "2", "80808080")).decode()
@@ -68,10 +46,10 @@ def test_code_rows_of_door_free_kinds_over_the_protocol():
         ):
             seq += 1
             args = {"base": 1, "rev": 2, "add": [row]}
-            r = c.handle(_wire("codes.apply", args, seq, "r%d" % seq), 0)
+            r = c.handle(wire("codes.apply", args, seq, "r%d" % seq), 0)
             assert not r["ok"] and r["error"] == "bad_args", row
         rows = [[tag, "*", C.KIND_DELIVERY | 0x70, 0, 555], [ptag, "2", 0x10, 0, 556]]
-        r = c.handle(_wire("codes.apply", {"base": 1, "rev": 2, "add": rows}, 99, "ok"), 0)
+        r = c.handle(wire("codes.apply", {"base": 1, "rev": 2, "add": rows}, 99, "ok"), 0)
         assert r["ok"] and r["rev"] == 2
         assert lk.codes.find_id(555) == (C.NO_DOOR, C.KIND_DELIVERY | 0x70, 0)
         assert lk.codes.lookup(b"90909090", None) == (C.OK, None, 555, C.KIND_DELIVERY | 0x70)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websim_support import WebSimProc, chromium_page, left_behind
+from websim_support import WebSimProc, chromium_page
+
+from tests.support.procs import left_behind
 
 
 @pytest.fixture

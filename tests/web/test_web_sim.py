@@ -14,9 +14,10 @@ import socket
 from typing import Any
 
 import pytest
-from websim_support import STEP_MS, WAIT_MS, Driver, WebSimProc, left_behind, needs_browser, needs_the_stack
+from websim_support import STEP_MS, WAIT_MS, Driver, WebSimProc, needs_browser, needs_the_stack
 
 from lockertools import REPO_ROOT
+from tests.support.procs import left_behind
 
 pytestmark = [needs_the_stack, pytest.mark.scenario]
 

@@ -100,20 +100,6 @@ class WebSimProc:
         return int(self.proc.returncode)
 
 
-def left_behind(workdir: Path) -> list[str]:
-    """Processes naming the work directory on their command line or working in it (micropython)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if str(workdir) in cmdline or cwd.startswith(str(workdir)):
-            found.append(f"{pid}: {cmdline}")
-    return found
-
-
 @contextlib.contextmanager
 def chromium_page() -> Iterator[Any]:
     """A page in a fresh headless Chromium profile (the system's binary; nothing downloaded).
