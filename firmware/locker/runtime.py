@@ -43,7 +43,7 @@ class Runtime:
         self.uplink = None
         self.reset_cause = None  # startup: hal.system.reset_cause()
         self.trial = None  # app.trial (boot.py): the application is on trial until healthy
-        self._online_at = None  # on trial: ticks when the uplink was last seen coming up
+        self.online_at = None  # on trial: ticks when the uplink was last seen coming up (locker.trial)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -63,7 +63,12 @@ class Runtime:
         _unload("safemode")
         if self.net is not None:
             self._start_uplink()
-        self._app_boot(now)
+        from locker import trial  # application updates: a trial to watch, a rollback to report
+
+        trial.boot(self, now)
+        trial = None
+        if self.trial is None:
+            _unload("trial")
         gc.threshold(-1)
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
@@ -83,56 +88,6 @@ class Runtime:
         except Exception as exc:
             log("net: uplink failed; offline:", repr(exc))
             self.uplink = None
-
-    def _app_boot(self, now):
-        """Application updates (docs/maintenance.md): a trial to watch, a rollback to report."""
-        import json
-        import os
-
-        try:
-            with open("app.trial") as f:
-                self.trial = json.load(f)
-            log("application on trial:", self.trial.get("v"))
-        except (OSError, ValueError, AttributeError):
-            self.trial = None
-        if self.locker is None:
-            return  # safe mode records nothing: reported on the next normal boot
-        try:
-            with open("app.rolled") as f:
-                rb = json.load(f)
-            ev = {"from": rb.get("from"), "to": rb.get("to"), "n": rb.get("n")}
-            self.locker.record("app_rollback", None, ev, now)
-            os.rename("app.rolled", "app.rb")  # reported once; diag reads app.rb
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def _app_healthy(self, sup, now, up):
-        """On trial: healthy once the main loop runs in normal mode for ok_s, online to the broker
-        for ok_s too when the locker has a net.json. Then app.trial goes: the update is kept."""
-        t = self.trial
-        if self.locker is None or not sup.healthy(now):
-            self._online_at = None
-            return
-        ok_ms = t.get("ok_s", 60) * 1000
-        if self.net is not None:
-            if self.uplink is None or not self.uplink.client.connected:
-                self._online_at = None
-                return
-            if self._online_at is None:
-                self._online_at = now
-            if ticks_diff(now, self._online_at) < ok_ms:
-                return
-        elif up < ok_ms:
-            return
-        import os
-
-        try:
-            os.remove("app.trial")
-        except OSError:
-            pass
-        self.trial = None
-        self.locker.record("app_ok", None, {"v": t.get("v")}, now)
-        log("application", t.get("v"), "healthy: update kept")
 
     def uptime_ms(self, now):
         """Milliseconds since boot, valid for years (housekeeping folds it every 500 ms)."""
@@ -163,7 +118,11 @@ class Runtime:
                 self.counter.mark_good()
                 log("boot marked good")
             if self.trial is not None:
-                self._app_healthy(sup, now, up)
+                from locker import trial
+
+                if trial.check(self, sup, now, up):
+                    _unload("trial")
+                trial = None
             if self.locker is None and up >= self.cfg.safe_mode_reboot_ms:
                 log("safe mode over: rebooting")
                 system.reset()
