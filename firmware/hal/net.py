@@ -19,6 +19,7 @@ _DNS_POLL_MS = const(50)
 _DNS_WAIT_MS = const(20000)
 
 _wlan = None  # type: Any
+_lan = None  # type: Any
 _up_since = -1  # type: Any
 _ctx = None  # type: Any  # the TLS context: the CA is parsed once, not on every reconnect
 _addr = {}  # type: dict[str, str]  # host -> address: DNS on the first connect and after a failure
@@ -28,15 +29,60 @@ async def wifi_up(ssid: str, password: "Optional[str]") -> None:
     """Returns once the station has stayed connected for _STABLE_MS. The radio connects in the
     background and this polls, so the loop never blocks. A caller that timed out and calls again
     does not restart a connection in progress."""
-    global _wlan, _up_since
+    global _wlan
     import network
 
     if _wlan is None:
         _wlan = network.WLAN(network.STA_IF)
         _wlan.active(True)
     w = _wlan
-    while True:
+
+    def up() -> bool:
         if w.isconnected():
+            return True
+        if w.status() != network.STAT_CONNECTING:  # idle, failed, wrong password, no AP: again
+            w.connect(ssid, password)
+        return False
+
+    await _stable(up)
+
+
+async def lan_up(spec: "Any") -> None:
+    """Wired Ethernet (the board definition's "ethernet" section): the PHY is set up once, then
+    this returns once the link has had an address for _STABLE_MS. The driver renegotiates a pulled
+    cable and renews DHCP by itself: there is nothing to retry here."""
+    global _lan
+    import network
+    from machine import Pin
+
+    if _lan is None:
+        _lan = network.LAN(**lan_config(spec, network, Pin))
+        _lan.active(True)
+    lan = _lan
+    await _stable(lambda: lan.status() == network.ETH_GOT_IP)
+
+
+def lan_config(spec: "Any", network: "Any", pin: "Any") -> "dict[str, Any]":
+    """network.LAN's keyword arguments on the ESP32 port for a board's "ethernet" section
+    (lockertools.boards has checked the pins): the RMII reference clock comes in on GPIO 0 from
+    the PHY's oscillator ("in0") or goes out on GPIO 16/17 ("out16", "out17")."""
+    clock = spec["clock"]
+    power = spec.get("power")
+    return {
+        "mdc": pin(spec["mdc"]),
+        "mdio": pin(spec["mdio"]),
+        "power": None if power is None else pin(power),
+        "phy_addr": spec["addr"],
+        "phy_type": getattr(network, "PHY_" + spec["phy"]),
+        "ref_clk_mode": pin.IN if clock == "in0" else pin.OUT,
+        "ref_clk": pin(0 if clock == "in0" else int(clock[3:])),
+    }
+
+
+async def _stable(up: "Any") -> None:
+    global _up_since
+    while True:
+        if up():
             now = ticks_ms()
             if _up_since < 0:
                 _up_since = now
@@ -44,8 +90,6 @@ async def wifi_up(ssid: str, password: "Optional[str]") -> None:
                 return
         else:
             _up_since = -1
-            if w.status() != network.STAT_CONNECTING:  # idle, failed, wrong password, no AP: again
-                w.connect(ssid, password)
         await asyncio.sleep_ms(_POLL_MS)
 
 

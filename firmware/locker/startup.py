@@ -57,9 +57,9 @@ def boot(rt, now):
     rt.clock.boot(system.wall_clock(), now)
     rt.key = key
     rt.reset_cause = system.reset_cause()
-    spec = labels = None  # parsed board.json: not needed once the board is built
     rt.fw = _VERSION
-    rt.net, net_problem = _net()
+    rt.net, net_problem = _net(spec)
+    spec = labels = None  # parsed board.json: not needed once the board is built
     if net_problem is not None:
         log(net_problem)
     if rt.safe_reason is None:
@@ -88,9 +88,10 @@ def _show_safe(rt):
     print("display|%s|%s" % lines)
 
 
-def _net(path="net.json"):
+def _net(spec, path="net.json"):
     """net.json -> (settings, None); absent: (None, None), an offline locker; unusable: (None, problem),
-    offline too. Never raises: a bad network file must not keep the doors shut."""
+    offline too. Never raises: a bad network file must not keep the doors shut. "ethernet": true takes
+    the PHY's wiring from the board definition (`spec`, its "ethernet" section)."""
     try:
         with open(path) as f:
             n = json.load(f)
@@ -117,6 +118,13 @@ def _net(path="net.json"):
         wifi = n.get("wifi")
         if wifi is not None and not (isinstance(wifi, dict) and isinstance(wifi.get("ssid"), str)):
             raise ValueError("wifi.ssid")
+        lan = None
+        if n.get("ethernet", False) is not False:
+            if n["ethernet"] is not True or wifi is not None:
+                raise ValueError("ethernet: true, without wifi")
+            lan = spec.get("ethernet") if isinstance(spec, dict) else None
+            if not isinstance(lan, dict):
+                raise ValueError("ethernet: not in board.json")
         ca = None
         if tls:  # no CA, no connection: TLS never goes unverified
             ca_path = b.get("ca") or "ca.der"
@@ -129,4 +137,4 @@ def _net(path="net.json"):
         return None, "net: %s unusable (%s); offline" % (path, exc)
     b["port"] = port
     b["tls"] = tls
-    return {"wifi": wifi, "broker": b, "keepalive": ka, "ca_der": ca}, None
+    return {"wifi": wifi, "lan": lan, "broker": b, "keepalive": ka, "ca_der": ca}, None

@@ -126,6 +126,8 @@ class Uplink:
         wifi = n.get("wifi")
         if wifi:
             await hnet.wifi_up(wifi["ssid"], wifi.get("password"))
+        elif n.get("lan"):
+            await hnet.lan_up(n["lan"])
         try:
             return await hnet.open_connection(b["host"], b["port"], b["tls"], n.get("ca_der"), b.get("server_hostname"))
         except Exception:

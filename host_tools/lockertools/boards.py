@@ -33,6 +33,17 @@ STRAPPING_GPIOS = {
     15: "GPIO 15 (MTDO) is a strapping pin: low at reset it silences the boot log; it outputs PWM at boot",
 }
 MTDI = 12
+# Wired Ethernet: the EMAC's RMII signals have no route through the GPIO matrix, so these pins are
+# fixed in silicon; the 50 MHz reference clock comes in on GPIO 0 or goes out on GPIO 16 or 17.
+RMII_GPIOS = {
+    19: ("TXD0", True),
+    21: ("TX_EN", True),
+    22: ("TXD1", True),
+    25: ("RXD0", False),
+    26: ("RXD1", False),
+    27: ("CRS_DV", False),
+}
+RMII_CLOCKS = {"in0": (0, False), "out16": (16, True), "out17": (17, True)}
 MCP23017_ADDRESSES = range(0x20, 0x28)
 PCF8574_ADDRESSES = frozenset([*range(0x20, 0x28), *range(0x38, 0x40)])
 PCF8574_MAX_FREQ = 100_000
@@ -172,8 +183,33 @@ def _pin_spec_use(spec: dict[str, Any], path: str, role: str, output: bool) -> _
     )
 
 
+def _ethernet_uses(eth: dict[str, Any]) -> list[_Use]:
+    """The PHY's pins: the fixed RMII ones first, so a clash is reported on the other role's field."""
+    uses = [
+        _Use(
+            f"ethernet (RMII {sig} is GPIO {n} on every ESP32)",
+            "",
+            f"Ethernet RMII {sig}",
+            out,
+            None,
+            False,
+            False,
+            None,
+            n,
+        )
+        for n, (sig, out) in RMII_GPIOS.items()
+    ]
+    n, out = RMII_CLOCKS[eth["clock"]]
+    uses.append(_Use("ethernet.clock", "", "Ethernet reference clock", out, None, False, False, None, n))
+    uses.append(_Use("ethernet.mdc", "", "Ethernet MDC", True, None, False, False, None, eth["mdc"]))
+    uses.append(_Use("ethernet.mdio", "", "Ethernet MDIO", True, None, False, False, None, eth["mdio"]))
+    if eth.get("power") is not None:
+        uses.append(_Use("ethernet.power", "", "PHY power switch", True, None, False, False, None, eth["power"]))
+    return uses
+
+
 def _collect_uses(doc: dict[str, Any]) -> list[_Use]:
-    uses: list[_Use] = []
+    uses: list[_Use] = _ethernet_uses(doc["ethernet"]) if "ethernet" in doc else []
     i2c = doc.get("i2c")
     if i2c is not None:
         for line in ("sda", "scl"):
@@ -236,6 +272,12 @@ def _check_gpio(use: _Use, doc: dict[str, Any], report: Report) -> bool:
             report.warn(use.where, f"GPIO {n} exists on the chip but is not brought out on WROOM/WROVER modules")
     if n == MTDI:
         _check_mtdi(use, report)
+    elif n == 0 and use.role == "Ethernet reference clock":
+        report.warn(
+            use.where,
+            "GPIO 0 takes the PHY's 50 MHz clock and is a strapping pin: the oscillator must stay off during "
+            "reset (enabled by ethernet.power, as on the WT32-ETH01), or the board may start in download mode",
+        )
     elif n in STRAPPING_GPIOS:
         report.warn(use.where, STRAPPING_GPIOS[n] + "; make sure the " + use.role + " can't upset booting")
     if n in CONSOLE_GPIOS:

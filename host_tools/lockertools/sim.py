@@ -593,6 +593,10 @@ class VirtualBoard:
         (self.jammed.add if on else self.jammed.discard)(i)
         self._physical({"cmd": "jam", "door": i, "on": int(on)})
 
+    def cable(self, plugged: bool) -> None:
+        """Plug the board's Ethernet cable in, or pull it (network.LAN's link; for this boot)."""
+        self.command({"cmd": "cable", "on": int(plugged)})
+
     def dead_key(self, key: str, on: bool = True) -> None:
         """Make a keypad key dead (pressing it closes no contact), or alive again. For this boot."""
         self.command({"cmd": "dead_key", "key": key, "on": int(on)})

@@ -48,6 +48,7 @@ _xregs = []  # per chip: bytearray(23): 22 registers (BANK=0) + the register poi
 _xouts = []  # per chip: its output-role pin keys
 _fail = []  # I2C addresses the controller made fail
 _dead = []  # keypad key indices whose contact is broken (controller's dead_key)
+cable = 0 if os.getenv("LOCKER_SIM_ETH") == "off" else 1  # the Ethernet cable (network.LAN's link)
 _sock = None
 _poller = None
 _rx = b""
@@ -88,7 +89,7 @@ def up():
     xn = [e.get("name") for e in xs]
 
     def assign(spec, kind, i):
-        if not spec:
+        if spec is None:  # not `not spec`: GPIO 0 is a pin
             return -1
         if isinstance(spec, int):
             k, al = spec, 0
@@ -203,7 +204,7 @@ def pump():
 
 
 def _command(c):
-    global _rtc
+    global _rtc, cable
     cmd = c.get("cmd")
     i = c.get("door", 0)
     on = 1 if (c.get("on") or c.get("open") or c.get("present") or c.get("down")) else 0
@@ -228,6 +229,8 @@ def _command(c):
             _dead.remove(k)
     elif cmd == "time":
         _rtc = c["epoch"] - time.time()
+    elif cmd == "cable":  # the Ethernet cable plugged in (on) or pulled
+        cable = on
     elif cmd == "i2c_fail":
         a = c["address"]
         if a in _fail:

@@ -18,6 +18,7 @@ BOARDS = sorted((ROOT / "boards").glob("*.json"))
 BAD = Path(__file__).resolve().parent / "bad_boards"
 FOUR = ROOT / "boards" / "esp32-4door.json"
 SIXTEEN = ROOT / "boards" / "esp32-16door-mcp.json"
+POE = ROOT / "boards" / "esp32-poe-8door-mcp.json"  # wired Ethernet (LAN8720, clock out on GPIO 17)
 
 Doc = dict[str, Any]
 
@@ -75,6 +76,21 @@ def test_4door_board_warnings_are_only_the_strapping_pins_it_chose() -> None:
     assert len(doc["doors"]) == 4 and all("parcel" in d for d in doc["doors"])
     assert (doc["display"]["cols"], doc["display"]["rows"]) == (16, 2)
     assert len(doc["keypad"]["rows"]) * len(doc["keypad"]["cols"]) == 12
+
+
+def test_poe_board_warnings_are_the_strapping_pins_an_ethernet_board_is_left_with() -> None:
+    report = validate(POE)
+    assert fields(report.warnings) == {
+        "ethernet.power",
+        "keypad.cols[0]",
+        "keypad.cols[1]",
+        "keypad.cols[2]",
+        "buzzer.pin",
+    }
+    doc = load(POE)
+    rmii = {19, 21, 22, 25, 26, 27, 17, 23, 18, 12}  # data pins, clock out, MDC, MDIO, PHY power
+    gpios = {*doc["keypad"]["rows"], *doc["keypad"]["cols"], doc["buzzer"]["pin"], doc["i2c"]["sda"], doc["i2c"]["scl"]}
+    assert not gpios & rmii
 
 
 def test_4door_board_door_sizes_and_heights() -> None:
@@ -203,6 +219,14 @@ ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("no-i2c-for-expanders", SIXTEEN, _all(_delete("i2c"), _delete("display")), "i2c", "expanders"),
     ("label-twice", FOUR, _set("doors.3.label", "1"), "doors[3].label", "doors[0]"),
     ("buzzer-on-expander", SIXTEEN, _set("buzzer", {"expander": "x0", "pin": 3}), "buzzer.pin", "PWM"),
+    ("ethernet-rmii-i2c", POE, _set("i2c.sda", 21), "i2c.sda", "RMII TX_EN is GPIO 21 on every ESP32"),
+    ("ethernet-rmii-keypad", POE, _set("keypad.rows.0", 27), "keypad.rows[0]", "RMII CRS_DV"),
+    ("ethernet-on-4door-pins", FOUR, _set("ethernet", load(POE)["ethernet"]), "keypad.rows[3]", "RMII CRS_DV"),
+    ("ethernet-mdc-flash", POE, _set("ethernet.mdc", 6), "ethernet.mdc", "SPI flash"),
+    ("ethernet-mdio-input-only", POE, _set("ethernet.mdio", 35), "ethernet.mdio", "input-only"),
+    ("ethernet-clock-out-wrover", POE, _set("module", "wrover"), "ethernet.clock", "PSRAM"),
+    ("ethernet-clock-in-on-keypad", POE, _set("ethernet.clock", "in0"), "keypad.cols[2]", "ethernet.clock"),
+    ("ethernet-power-on-mdc", POE, _set("ethernet.power", 23), "ethernet.power", "ethernet.mdc"),
 ]
 
 
@@ -236,6 +260,14 @@ WARNINGS: list[tuple[str, Path, Mutator, str, str]] = [
     ("display-not-pcf8574", FOUR, _set("display.address", 0x50), "display.address", "PCF8574"),
     ("display-fast-bus", FOUR, _set("i2c.freq", 400000), "i2c.freq", "100 kHz"),
     ("duplicate-keys", FOUR, _set("keypad.keys", "123456789*00"), "keypad.keys", "'0'"),
+    ("ethernet-power-mtdi", POE, _set("name", "poe"), "ethernet.power", "1.8 V"),
+    (
+        "ethernet-clock-in-gpio0",
+        POE,
+        _all(_set("ethernet.clock", "in0"), _set("keypad.cols.2", 17)),
+        "ethernet.clock",
+        "oscillator must stay off during reset",
+    ),
 ]
 
 
@@ -265,6 +297,10 @@ SCHEMA_ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("low-string", FOUR, _set("doors.1.low", "yes"), "doors[1].low", """door '2': low "yes" is not a boolean"""),
     ("low-number", SIXTEEN, _set("doors.12.low", 1), "doors[12].low", "door '13': low 1 is not a boolean"),
     ("low-null", FOUR, _set("doors.3.low", None), "doors[3].low", "use true (reachable from a wheelchair"),
+    ("ethernet-phy-unknown", POE, _set("ethernet.phy", "W5500"), "ethernet.phy", "W5500"),
+    ("ethernet-addr-32", POE, _set("ethernet.addr", 32), "ethernet.addr", "32"),
+    ("ethernet-no-mdc", POE, _delete("ethernet.mdc"), "ethernet.mdc", "required"),
+    ("ethernet-clock-out-18", POE, _set("ethernet.clock", "out18"), "ethernet.clock", "out18"),
 ]
 
 

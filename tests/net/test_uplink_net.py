@@ -403,3 +403,56 @@ def test_no_broker_yet_the_locker_works_and_catches_up(tmp_path: Path, board_cle
         host.board = b
         host.wait_event(lambda e: e["k"] == "pickup", "the pickup made offline", 90)
         wait_until(lambda: "boot" in [e["k"] for e in host.events().values()], 5, "the boot event")
+
+
+# --- wired Ethernet ----------------------------------------------------------------------------
+
+POE_BOARD = ROOT / "boards" / "esp32-poe-8door-mcp.json"
+
+
+def test_ethernet_board_offline_until_the_cable_is_plugged(
+    tmp_path: Path, broker: Any, board_cleanup: list[VirtualBoard]
+) -> None:
+    """A board with an "ethernet" section and net.json "ethernet": true brings the PHY up with the
+    board definition's wiring; with the cable pulled at power-on it serves a pickup offline, and
+    once the cable goes in it comes online and the pickup reaches the host."""
+    password = broker.add_locker(LID)
+    net = {
+        "broker": {"host": "127.0.0.1", "port": broker.port, "tls": False, "user": LID, "password": password},
+        "ethernet": True,
+        "keepalive": 10,
+    }
+    secrets = flash.prepare(
+        tmp_path / "flash", POE_BOARD, codes=[(CODE, "2", 0, 0, 501)], config_overrides=FAST, locker_id=LID, net=net
+    )
+    b = VirtualBoard(tmp_path / "flash", heap=HEAP, env={"LOCKER_SIM_ETH": "off"})
+    board_cleanup.append(b)
+    host = _host(broker, secrets.key)
+    host.board = b
+    b.boot(keep_rtc=int(time.time()))
+    lan = b.wait_event("lan", 10)
+    wiring = {k: lan[k] for k in ("mdc", "mdio", "power", "ref_clk", "addr", "phy", "clk_out")}
+    assert wiring == {"mdc": 23, "mdio": 18, "power": 12, "ref_clk": 17, "addr": 0, "phy": 1, "clk_out": 1}
+    _pickup(b, 1, CODE)
+    b.wait_for(lambda: _logged(b, "pickup") >= 1, 10, "the pickup, offline")
+    assert not [m for m in host.messages("status") if m.get("online") is True], "online with the cable pulled"
+    b.cable(True)
+    _online(host, b)
+    host.wait_event(
+        lambda e: e["k"] == "pickup" and e.get("d") == "2" and e.get("id") == 501, "the pickup made offline"
+    )
+
+
+def test_ethernet_in_net_json_without_an_ethernet_section_is_a_problem(
+    tmp_path: Path, board_cleanup: list[VirtualBoard]
+) -> None:
+    net = {"broker": {"host": "127.0.0.1", "port": 1883, "tls": False, "user": LID, "password": "x"}, "ethernet": True}
+    flash.prepare(tmp_path / "flash", BOARD, codes=[(CODE, "2")], config_overrides=FAST, locker_id=LID, net=net)
+    b = VirtualBoard(tmp_path / "flash")
+    board_cleanup.append(b)
+    b.boot(keep_rtc=int(time.time()))
+    b.wait_log("ready normal")
+    line = b.wait_for(lambda: next((ln for ln in b.log_lines() if '"problem"' in ln and "ethernet" in ln), ""), 5)
+    assert "ethernet: not in board.json" in line and "offline" in line
+    _pickup(b, 1, CODE)  # the doors still work
+    b.wait_for(lambda: _logged(b, "pickup") >= 1, 10, "the pickup, offline")

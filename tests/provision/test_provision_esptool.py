@@ -5,6 +5,7 @@ read back with littlefs-python, file by file and hash by hash."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -110,6 +111,31 @@ def test_staged_files_are_the_update_layout(staged: Staged) -> None:
     root |= {"codes.bin": False, "main.py": False, "boot.py": False, "x.mpy": False, "provisioned.json": False}
     on_app = ["app/locker/app.mpy", "app/locker/gone.mpy", "app/app.json"]
     assert staged.stale(root, on_app) == ["app.new", "app.swap", "hal", "locker", "x.mpy", "app/locker/gone.mpy"]
+
+
+@pytest.mark.parametrize(
+    ("board", "wifi", "link"),
+    [
+        ("esp32-poe-8door-mcp.json", None, {"ethernet": True, "wifi": None}),
+        ("esp32-poe-8door-mcp.json", "hall-wifi", {"wifi": {"ssid": "hall-wifi", "password": "wifi-pw-1"}}),
+        ("esp32-4door.json", None, {"wifi": None}),
+    ],
+    ids=["ethernet-board", "ethernet-board-on-wifi", "board-without-ethernet"],
+)
+def test_net_json_link_follows_the_board_and_the_wifi_option(
+    tmp_path: Path, board: str, wifi: str | None, link: dict[str, object]
+) -> None:
+    """Ethernet when the board definition has it and no --wifi-ssid was given; Wi-Fi wins when it was."""
+    s = Secrets(secrets.token_bytes(32), "broker-pw-" + secrets.token_hex(8), "wifi-pw-1" if wifi else None)
+    path = BOARD.parent / board
+    with stage(
+        path, "hall-1", s, arch=None, broker=BrokerAddress("127.0.0.1", 1883), wifi_ssid=wifi, parent=tmp_path
+    ) as st:
+        net = json.loads(st.data("net.json"))
+        board_json = json.loads(st.data("board.json"))
+    assert {k: net.get(k) for k in link} == link
+    assert ("ethernet" in net) == ("ethernet" in link)
+    assert ("ethernet" in board_json) == board.startswith("esp32-poe")  # the firmware reads the PHY's wiring there
 
 
 def test_app_from_a_release_folder_or_a_source_tree(tmp_path: Path) -> None:

@@ -157,7 +157,10 @@ def _shared(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Copy the application over the REPL, or write it as a littlefs image in the esptool run.",
         ),
         click.option("--language", type=click.Choice(LANGUAGES), help="What residents read [the board's default]."),
-        click.option("--wifi-ssid", help="Wi-Fi network (none: Ethernet or the board's own set-up)."),
+        click.option(
+            "--wifi-ssid",
+            help="Wi-Fi network [none: wired Ethernet when the board definition has an ethernet section].",
+        ),
         click.option(
             "--wifi-pass-file",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),

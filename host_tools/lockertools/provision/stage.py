@@ -205,8 +205,12 @@ def load_bundle(folder: Path) -> AppBundle:
     return AppBundle(version, files, manifest)
 
 
-def net_json(broker: BrokerAddress, locker_id: str, secrets: Secrets, wifi_ssid: str | None) -> dict[str, Any]:
-    """net.json's content for flash.write_net (docs/hardware.md, "Network on a real board")."""
+def net_json(
+    broker: BrokerAddress, locker_id: str, secrets: Secrets, wifi_ssid: str | None, ethernet: bool = False
+) -> dict[str, Any]:
+    """net.json's content for flash.write_net (docs/hardware.md, "Network on a real board"). The link:
+    Wi-Fi when an SSID is given, else wired Ethernet when the board has it (`ethernet`: the firmware
+    takes the PHY's wiring from board.json), else none (a link the board brings up by itself)."""
     b: dict[str, Any] = {
         "host": broker.host,
         "port": broker.port,
@@ -221,7 +225,10 @@ def net_json(broker: BrokerAddress, locker_id: str, secrets: Secrets, wifi_ssid:
         if broker.server_hostname:
             b["server_hostname"] = broker.server_hostname
     wifi = {"ssid": wifi_ssid, "password": secrets.wifi_password} if wifi_ssid else None
-    return {"broker": b, "wifi": wifi, "keepalive": 30}
+    out: dict[str, Any] = {"broker": b, "wifi": wifi, "keepalive": 30}
+    if ethernet and wifi is None:
+        out["ethernet"] = True
+    return out
 
 
 def _private_dir(parent: Path | None) -> Path:
@@ -253,7 +260,8 @@ def stage(
     old_umask = os.umask(0o077)  # every file below is the owner's only: some hold secrets
     try:
         install_app(root, bundle)
-        net = net_json(broker, locker_id, secrets, wifi_ssid) if broker is not None else None
+        has_lan = "ethernet" in json.loads(board_path.read_text(encoding="utf-8"))
+        net = net_json(broker, locker_id, secrets, wifi_ssid, has_lan) if broker is not None else None
         flash.prepare(
             root,
             board_path,

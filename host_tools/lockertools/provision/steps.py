@@ -283,7 +283,14 @@ class Provisioner:
         doc = json.loads(self.opts.board.read_text())
         labels = flash.board_labels(doc)
         warn = f", {len(report.warnings)} warning(s)" if report.warnings else ""
-        self._end("board", f"{doc.get('name')}: {doc.get('chip')}, {len(labels)} doors{warn}")
+        lan = doc.get("ethernet")
+        if self.opts.wifi_ssid:
+            link = f"Wi-Fi {self.opts.wifi_ssid}"
+        elif lan is not None:
+            link = f"Ethernet ({lan['phy']})"
+        else:
+            link = "no link set up (neither --wifi-ssid nor an ethernet section)"
+        self._end("board", f"{doc.get('name')}: {doc.get('chip')}, {len(labels)} doors, {link}{warn}")
         return labels, str(doc.get("chip", "esp32"))
 
     def check_image(self, chip: str) -> Path:
