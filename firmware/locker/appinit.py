@@ -6,6 +6,7 @@ from micropython import const
 from locker.ticks import ticks_add
 
 _STICKY = const(-1)  # as in locker.app
+_STAFF = "staff.bin"  # the staff id, and a take-back's code id (locker.flows)
 _SERVICE = "service.bin"  # the door indices out of service (store.save framing; locker.doorops)
 
 
@@ -83,12 +84,13 @@ def settle(lk, now_ms):
     """After a reboot: finish or undo the pickups a power cut interrupted."""
     resume, lk._resume = lk._resume, []
     cs = lk.codes
-    for c, _ in resume:  # a load or a return cut short: locker.doorops settles those
-        if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2:
+    staff, taking = last_staff()
+    for c, _ in resume:  # a load, a return or a take-back cut short: locker.doorops settles those
+        if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2 or c == taking:
             from locker import doorops
 
             try:
-                resume = doorops.settle(lk, resume, now_ms)
+                resume = doorops.settle(lk, resume, now_ms, staff, taking)
             finally:
                 doorops.drop(lk)
             break
@@ -105,6 +107,18 @@ def settle(lk, now_ms):
             lk.record("pickup_undone", door, {"id": code_id}, now_ms)
         else:
             lk.complete_pickup(door, code_id, now_ms, confirmed=lk.doors.has_parcel(door) is not None)
+
+
+def last_staff():
+    """(staff id, code id of a take-back in progress or None) from staff.bin (locker.flows);
+    damaged: (0, None), staff "not known" and no take-back."""
+    from locker import store
+
+    try:
+        f = (store.load(_STAFF) or b"0").split()
+        return int(f[0]), (int(f[1]) if len(f) > 1 else None)
+    except Exception:
+        return 0, None
 
 
 def status(lk, now_ms):

@@ -1,12 +1,11 @@
 # The rare door operations (locker.flows's other half): a door opened by the host (door.open), a
-# door out of or back in service (door.service, or a staff session), and settling the returns and
-# loads a power cut interrupted. Imported for the call and dropped after it (drop()).
+# door out of or back in service (door.service, or a staff session), and settling the returns,
+# loads and take-backs a power cut interrupted. Imported for the call and dropped after it (drop()).
 import sys
 
 from locker import codes as C
 
 _SERVICE = "service.bin"  # as in locker.app
-_STAFF = "staff.bin"  # as in locker.flows
 
 
 def drop(lk):
@@ -42,15 +41,15 @@ def command(lk, op, args, now_ms):
     return set_service(lk, door, on, "by", by, now_ms)
 
 
-def settle(lk, resume, now_ms):
-    """After a reboot: the returns and loads a power cut interrupted; the pickups are left to the app
-    (returned). A door still open becomes a job again (the staff id from staff.bin)."""
+def settle(lk, resume, now_ms, staff, taking):
+    """After a reboot: the returns, loads and take-backs a power cut interrupted; the pickups are left
+    to the app (returned). A door still open becomes a job again. `staff`, `taking`: staff.bin's
+    staff id and take-back code id (locker.appinit.last_staff)."""
     from locker import flows as F
 
     out = []
     doors = lk.doors
     n = len(lk.labels)
-    staff = None
     for cid, door in resume:
         st, _ = lk.codes.state_of(cid)
         rec = lk.codes.find_id(cid) if st == C.STATE_CONSUMED else None
@@ -58,13 +57,13 @@ def settle(lk, resume, now_ms):
             job = F.J_LOAD
         elif rec is not None and rec[1] & C.KIND_MASK == C.KIND_RETURN:
             job = F.J_RETURN
+        elif st == C.STATE_CONSUMED and cid == taking:
+            job = F.J_TAKE
         else:
             out.append((cid, door))
             continue
         if door >= n:
             continue
-        if staff is None:
-            staff = _last_staff()
         if not doors.is_closed(door):
             lk.jobs[door] = [job, cid, staff, None, 1]
             doors.assume_open(door, now_ms)
@@ -74,15 +73,6 @@ def settle(lk, resume, now_ms):
         else:
             F._outcome(lk, job, door, cid, staff, None, doors.has_parcel(door), now_ms)
     return out
-
-
-def _last_staff():
-    from locker import store
-
-    try:
-        return int(store.load(_STAFF) or b"0")
-    except Exception:  # damaged: 0, "not known"
-        return 0
 
 
 def remote_open(lk, door, by, why, now_ms):

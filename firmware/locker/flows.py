@@ -20,7 +20,10 @@ J_LOAD = const(1)
 J_RETURN = const(2)
 J_TAKE = const(3)
 _STICKY = const(-1)
-_STAFF = "staff.bin"  # the staff id of the last load or take-back started (locker.doorops.settle)
+# The staff id of the last load or take-back started, and for a take-back " <code id>" after it, until
+# its door is settled: after a power cut that code's consumed journal entry is a take-back, not a
+# resident's pickup (locker.appinit.settle, locker.doorops.settle).
+_STAFF = "staff.bin"
 
 
 def idle(lk):
@@ -118,7 +121,7 @@ def start(lk, job, door, cid, staff, low, now_ms):
     if job != J_RETURN:
         from locker import store
 
-        store.save(_STAFF, b"%d" % staff)
+        store.save(_STAFF, b"%d %d" % (staff, cid) if job == J_TAKE else b"%d" % staff)
     if job == J_LOAD:
         lk.codes.loading(cid, door)
     else:
@@ -192,11 +195,24 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
     elif full:  # a take-back, and the item is still inside: it stays as it was
         lk.codes.release(cid)
         lk.record("closed_full", door, ev, now_ms)
+        _taken(staff)
         lk.show("still_full", label, ms, now_ms)
     else:
         lk.record("taken_back", door, ev, now_ms)
         lk.codes.complete(cid)
+        _taken(staff)
         lk.show("staff_taken", label, ms, now_ms)
+
+
+def _taken(staff):
+    """A take-back is settled: its code id leaves staff.bin (a later cut of that code's door is no
+    take-back). Best effort: a failed write only leaves a settled code named there."""
+    from locker import store
+
+    try:
+        store.save(_STAFF, b"%d" % staff)
+    except OSError:
+        pass
 
 
 def door_event(lk, kind, door, now_ms):
@@ -221,6 +237,8 @@ def door_event(lk, kind, door, now_ms):
     elif kind == D.EV_JAMMED:  # never seen open: nothing happened, the code is as it was
         del lk.jobs[door]
         lk.codes.release(j[1])
+        if job == J_TAKE:
+            _taken(j[2])
         lk.beep("WRONG", now_ms)
         lk.show("jammed", lk.labels[door], lk.cfg.message_ms, now_ms)
         lk.record("jammed", door, {"id": j[1]}, now_ms)
@@ -243,3 +261,5 @@ def abandon(lk, door, now_ms):
     lk.codes.release(j[1])
     if j[0] == J_LOAD:
         lk.record("load_abandoned", door, {"id": j[1], "staff": j[2]}, now_ms)
+    elif j[0] == J_TAKE:
+        _taken(j[2])

@@ -78,6 +78,7 @@ class Rig:
     def boot(self):
         import gc
 
+        self.locker = None  # a reboot: the last Locker is gone before the next one is built
         gc.collect()  # a reboot's Locker comes after the last one's garbage (128K under MicroPython)
         clock = WallClock()
         clock.boot(self.rtc, self.ticks.now)
