@@ -29,6 +29,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -274,8 +275,34 @@ class BrokerSetup:
         return self.directory / "mosquitto.log"
 
     @property
+    def pid_path(self) -> Path:
+        """The pid of the mosquitto `lockerctl broker run` started here (exec keeps the pid)."""
+        return self.directory / "broker.pid"
+
+    @property
     def tls(self) -> bool:
         return self.tls_port is not None
+
+    def reload_running(self) -> int | None:
+        """SIGHUP to the mosquitto `lockerctl broker run` started with this directory, if it still runs:
+        it rereads the password file and the ACL. Returns its pid; None when there is none (no pid file,
+        a stale one, or a process that is not a mosquitto on this configuration: nothing is sent)."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if (
+            not argv
+            or not os.path.basename(argv[0]).startswith(b"mosquitto")
+            or str(self.conf_path).encode() not in argv
+        ):
+            return None
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError:
+            return None
+        return pid
 
     # -- users
 
@@ -570,6 +597,14 @@ def init_cmd(
     click.echo(f"  {len(setup.lockers)} locker(s), host users: {', '.join(setup.host_users) or 'none'}")
 
 
+def _reloaded(setup: BrokerSetup) -> None:
+    pid = setup.reload_running()
+    if pid is not None:
+        click.echo(f"the running broker (pid {pid}) reloaded its users")
+    else:
+        click.echo("no `lockerctl broker run` broker here: reload yours (systemctl reload mosquitto) to let it in")
+
+
 @broker_cli.command("add-locker")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("lid")
@@ -578,11 +613,12 @@ def init_cmd(
 def add_locker_cmd(directory: Path, lid: str, password_file: Path | None, rotate: bool) -> None:
     """Add locker LID (its MQTT user name) and show its password once."""
     try:
-        password = BrokerSetup.open(directory).add_locker(lid, rotate=rotate)
+        setup = BrokerSetup.open(directory)
+        password = setup.add_locker(lid, rotate=rotate)
     except BrokerError as exc:
         raise _wrap(exc) from None
     _secret_out(password, password_file, f"locker {lid}")
-    click.echo("a running broker picks it up on SIGHUP (systemctl reload, or restart `lockerctl broker run`)")
+    _reloaded(setup)
 
 
 @broker_cli.command("add-host")
@@ -593,10 +629,12 @@ def add_locker_cmd(directory: Path, lid: str, password_file: Path | None, rotate
 def add_host_cmd(directory: Path, user: str, password_file: Path | None, rotate: bool) -> None:
     """Add the host service's user and show its password once."""
     try:
-        password = BrokerSetup.open(directory).add_host(user, rotate=rotate)
+        setup = BrokerSetup.open(directory)
+        password = setup.add_host(user, rotate=rotate)
     except BrokerError as exc:
         raise _wrap(exc) from None
     _secret_out(password, password_file, f"host user {user}")
+    _reloaded(setup)
 
 
 @broker_cli.command("run")
@@ -610,4 +648,6 @@ def run_cmd(directory: Path) -> None:
     except BrokerError as exc:
         raise _wrap(exc) from None
     click.echo(f"{exe} -c {conf}", err=True)
+    # mosquitto keeps this process's pid: adding a locker or a host user reloads it (reload_running)
+    setup.pid_path.write_text(f"{os.getpid()}\n")
     os.execv(exe, [exe, "-c", str(conf)])

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,7 @@ def test_cli_run_execs_mosquitto_or_names_the_package(tmp_path: Path, monkeypatc
     result = runner.invoke(broker_cli, ["run", str(d)])
     assert result.exit_code == 0, result.output
     assert calls == [("/opt/mosquitto", ["/opt/mosquitto", "-c", str(d.resolve() / "mosquitto.conf")])]
+    assert (d / "broker.pid").read_text() == f"{os.getpid()}\n"  # exec keeps the pid: mosquitto's
 
     monkeypatch.setattr(broker_mod, "find_mosquitto", real_find_mosquitto)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -232,3 +234,53 @@ def test_cli_run_execs_mosquitto_or_names_the_package(tmp_path: Path, monkeypatc
     assert calls == [calls[0]]
     result = runner.invoke(broker_cli, ["run", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "not a broker directory" in result.output
+
+
+def test_reload_sends_nothing_to_a_process_that_is_not_this_broker(tmp_path: Path) -> None:
+    setup = BrokerSetup(tmp_path / "b", host="127.0.0.1", port=0)
+    setup.write()
+    assert setup.reload_running() is None  # no pid file
+    setup.pid_path.write_text(f"{os.getpid()}\n")  # this test's own process: a python, not mosquitto
+    assert setup.reload_running() is None  # (a SIGHUP would have ended this test run)
+    setup.pid_path.write_text("not a pid\n")
+    assert setup.reload_running() is None
+
+
+def test_a_locker_added_while_broker_run_serves_can_log_in_at_once(tmp_path: Path) -> None:
+    """`lockerctl broker run` leaves its pid; `broker add-locker` then reloads that mosquitto, and the new
+    locker's password works without a restart."""
+    from tests.support.mosquitto import MqttClient, wait_until
+
+    d = tmp_path / "b"
+    setup = BrokerSetup(d, host="127.0.0.1", port=0)
+    host_password = setup.add_host("host")
+    setup.write()
+    lockerctl = [sys.executable, "-c", "from lockertools.cli import main; main()"]
+    proc = subprocess.Popen([*lockerctl, "broker", "run", str(d)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert setup.port is not None
+
+        def host_in() -> bool:
+            with MqttClient("127.0.0.1", setup.port or 0, "host", host_password, client_id="host") as c:
+                try:
+                    return c.connect(timeout=2) == 0
+                except OSError:  # not listening yet
+                    return False
+
+        wait_until(host_in, 20, "`lockerctl broker run` to serve", poll=0.2)
+        assert setup.reload_running() == proc.pid
+        result = CliRunner().invoke(
+            broker_cli, ["add-locker", str(d), "hall-9", "--password-file", str(tmp_path / "pw")]
+        )
+        assert result.exit_code == 0, result.output
+        assert f"the running broker (pid {proc.pid}) reloaded its users" in result.output
+        password = (tmp_path / "pw").read_text().strip()
+
+        def locker_in() -> bool:
+            with MqttClient("127.0.0.1", setup.port or 0, "hall-9", password, client_id="hall-9") as c:
+                return c.connect(timeout=2) == 0
+
+        wait_until(locker_in, 10, "the new locker to be let in", poll=0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -434,14 +434,26 @@ class Provisioner:
                     existed = lid in setup.lockers
                     password = setup.add_locker(lid, rotate=existed)
                     self.result.password = "rotated" if existed else "new"
-                if self.result.password != "kept" and o.broker_reload is not None:
-                    o.broker_reload()
+                reload = ""
+                if self.result.password != "kept":
+                    if o.broker_reload is not None:
+                        o.broker_reload()
+                        reload = "; broker reloaded"
+                    elif (pid := setup.reload_running()) is not None:
+                        reload = f"; broker reloaded (pid {pid})"
+                    else:
+                        self.r.note(
+                            "the broker must reload its users before the locker can log in: "
+                            "systemctl reload mosquitto, or pass --broker-reload next time"
+                        )
         except BrokerError as exc:
             raise ProvisionError("register", str(exc)) from None
         secrets = Secrets(key, password, o.wifi_password)
         self.result.secret_texts = secrets.texts()
         what = {"new": "registered", "kept": "already registered, key kept", "new-key": "registered, new key"}
-        self._end("register", f"{what[self.result.registered]}; broker user {lid}: password {self.result.password}")
+        self._end(
+            "register", f"{what[self.result.registered]}; broker user {lid}: password {self.result.password}{reload}"
+        )
         return secrets
 
     def _board_net(self) -> dict[str, Any] | None:
