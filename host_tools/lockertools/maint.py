@@ -405,10 +405,50 @@ class MqttLink:
 # --- the technician's client --------------------------------------------------------------------------
 
 
+class SeqBlocks:
+    """Command seqs for a technician's tool, shared with the host service through its database: blocks
+    reserved above everything the service handed out or reserved (db.reserve_seq_block), used in order.
+    Before each command the stored top is read again: once the service (or another tool) has gone past
+    this block, the next command takes a new block above it. Without this a tool numbers by the clock,
+    and right after a service restart (whose reservation runs up to 10 minutes ahead of the clock) the
+    locker refuses the tool's commands as replays."""
+
+    def __init__(self, db_path: Path, locker_id: str) -> None:
+        self.db_path = db_path
+        self.locker_id = locker_id
+        self.blocks = 0  # how many blocks were reserved
+        self._next = 0
+        self._end = -1  # the last seq of the current block
+        self._conn: Any = None
+
+    def __call__(self) -> int:
+        from lockertools.service import db
+
+        if self._conn is None:
+            self._conn = db.connect(self.db_path)
+        row = self._conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (self.locker_id,)).fetchone()
+        if row is None:
+            raise MaintError(f"locker {self.locker_id!r} is not in {self.db_path}")
+        if self._next > self._end or int(row[0]) > self._end:
+            first = db.reserve_seq_block(self._conn, self.locker_id)
+            self._next, self._end = first, first + db.SEQ_BLOCK - 1
+            self.blocks += 1
+        seq = self._next
+        self._next += 1
+        return seq
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class Maint:
     """Signed technicians' commands for one locker over a link."""
 
-    def __init__(self, link: Link, locker_id: str, key: bytes, first_seq: int | None = None) -> None:
+    def __init__(self, link: Link, locker_id: str, key: bytes, seqs: Callable[[], int] | None = None) -> None:
+        """`seqs`: where command seqs come from (`SeqBlocks`: shared with the host service through its
+        database); None: ms since the epoch, as the service's, for a locker with no database at hand."""
         from lockertools import use_firmware_modules
 
         use_firmware_modules()
@@ -420,12 +460,16 @@ class Maint:
         self.link = link
         self.locker_id = locker_id
         self.key = key
-        self._next_seq = first_seq or 0
+        self._seqs = seqs
+        self._next_seq = 0
 
     def sign(self, op: str, args: dict[str, Any], tx: str, ttl_s: int = 300) -> bytes:
-        """A signed command; seq: ms since the epoch, strictly increasing (as the service's)."""
-        seq = max(self._next_seq, int(time.time() * 1000))
-        self._next_seq = seq + 1
+        """A signed command; seq strictly increasing: from `seqs`, else ms since the epoch."""
+        if self._seqs is not None:
+            seq = self._seqs()
+        else:
+            seq = max(self._next_seq, int(time.time() * 1000))
+            self._next_seq = seq + 1
         now = int(time.time())
         payload = {"v": 1, "lid": self.locker_id, "seq": seq, "now": now, "exp": now + ttl_s}
         payload |= {"tx": tx, "op": op, "args": args}

@@ -24,6 +24,7 @@ from lockertools.maint import (
     Maint,
     MaintError,
     MqttLink,
+    SeqBlocks,
     SerialConsole,
     build_app,
     diag_rows,
@@ -101,6 +102,21 @@ def locker_key(locker_id: str, key_file: Path | None, flash_dir: Path | None, db
     raise click.UsageError("give the locker's key: --key-file, --flash or --db (or $LOCKER_DB)")
 
 
+def shared_seqs(db_path: Path | None, locker_id: str) -> SeqBlocks | None:
+    """Command seqs shared with the host service when its database is at hand and knows the locker
+    (maint.SeqBlocks); None: the tool numbers by the clock."""
+    if db_path is None or not db_path.exists():
+        return None
+    from lockertools.service import db
+
+    conn = db.connect(db_path)
+    try:
+        known = conn.execute("SELECT 1 FROM lockers WHERE id = ?", (locker_id,)).fetchone() is not None
+    finally:
+        conn.close()
+    return SeqBlocks(db_path, locker_id) if known else None
+
+
 def open_link(
     locker_id: str,
     key: bytes,
@@ -148,10 +164,12 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the answer.")
 def diag_cmd(locker_id: str, as_json: bool, timeout: float, **kw: Any) -> None:
     """Ask a locker for its diagnostics (signed `diag`) and print them."""
-    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), kw.pop("db_path"))
+    db_path = kw.pop("db_path")
+    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), db_path)
+    seqs = shared_seqs(db_path, locker_id)
     link = open_link(locker_id, key, **kw)
     try:
-        d = Maint(link, locker_id, key).diag(timeout)
+        d = Maint(link, locker_id, key, seqs).diag(timeout)
     except MaintError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -257,14 +275,16 @@ def selftest_cmd(
     **kw: Any,
 ) -> None:
     """Pulse every door, check its sensors, walk through the keypad; print a table."""
-    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), kw.pop("db_path"))
+    db_path = kw.pop("db_path")
+    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), db_path)
+    seqs = shared_seqs(db_path, locker_id)
     try:
         con = SerialConsole(port, baud)
     except MaintError as exc:
         raise click.ClickException(str(exc)) from None
     try:
         res = selftest(
-            Maint(con, locker_id, key),
+            Maint(con, locker_id, key, seqs),
             con,
             _Person(),
             doors=list(doors) or None,
@@ -328,7 +348,9 @@ def push_cmd(
     """Compile, send, check and commit a new application; wait until it is healthy or rolled back."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), kw.pop("db_path"))
+    db_path = kw.pop("db_path")
+    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), db_path)
+    seqs = shared_seqs(db_path, locker_id)
     try:
         bundle = build_app(arch=arch or None, version=version, firmware_dir=app_dir)
     except Exception as exc:  # noqa: BLE001 - mpy-cross or the tree: say what
@@ -345,14 +367,14 @@ def push_cmd(
                 bar.update(task, completed=done, total=total)
 
             result = push_update(
-                Maint(link, locker_id, key), bundle, chunk=chunk, progress=progress, k=k, ok_s=ok_s, wait=False
+                Maint(link, locker_id, key, seqs), bundle, chunk=chunk, progress=progress, k=k, ok_s=ok_s, wait=False
             )
         click.echo(f"committed {result.version}: the locker reboots into it, on trial ({k} boots, {ok_s} s healthy)")
         if no_wait:
             return
         from lockertools.maint import wait_outcome
 
-        outcome = wait_outcome(Maint(link, locker_id, key), bundle.version, timeout)
+        outcome = wait_outcome(Maint(link, locker_id, key, seqs), bundle.version, timeout)
     except MaintError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -370,10 +392,12 @@ def push_cmd(
 @_key_options
 def status_cmd(locker_id: str, **kw: Any) -> None:
     """What the locker runs, has staged, is trying or rolled back."""
-    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), kw.pop("db_path"))
+    db_path = kw.pop("db_path")
+    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), db_path)
+    seqs = shared_seqs(db_path, locker_id)
     link = open_link(locker_id, key, **kw)
     try:
-        r = Maint(link, locker_id, key).call("app.status")
+        r = Maint(link, locker_id, key, seqs).call("app.status")
     except MaintError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -114,6 +114,8 @@ class ServiceThread:
         return self._task is not None and not self._task.done()
 
     def close(self) -> None:
+        if self.loop.is_closed():  # closed already (a test that restarts the service)
+            return
         try:
             if self._task is not None:
                 task, self._task = self._task, None

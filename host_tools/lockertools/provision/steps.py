@@ -564,7 +564,7 @@ class Provisioner:
 
     def run_selftest(self, tech: Technician, key: bytes) -> None:
         """The door and keypad self-test (`lockerctl selftest`'s), the technician at the locker."""
-        from lockertools.maint import Maint, MaintError, selftest
+        from lockertools.maint import Maint, MaintError, SeqBlocks, selftest
 
         o = self.opts
         self._begin("selftest", "doors and keypad: the technician at the locker")
@@ -573,7 +573,7 @@ class Provisioner:
         except MaintError as exc:
             raise ProvisionError("selftest", f"no console on {self.target.port}: {exc}") from None
         try:
-            res = selftest(Maint(console, o.locker_id, key), console, tech)
+            res = selftest(Maint(console, o.locker_id, key, SeqBlocks(o.db_path, o.locker_id)), console, tech)
         except MaintError as exc:
             raise ProvisionError(
                 "selftest",

@@ -266,7 +266,9 @@ SEQ_RESERVE_MS = 600_000  # a reservation of command seqs covers the next 10 min
 class CommandSeqs:
     """Command sequence numbers as `next_command_seq` hands them out (max(last + 1, ms since the
     epoch), strictly increasing per locker), with one database write per locker every 10 minutes
-    instead of one per command (the service sends an ack for nearly every event).
+    instead of one per command (the service sends an ack for nearly every event). The stored top is
+    read on every take: a technician's tool that reserved a block above it (reserve_seq_block) moves
+    the service's numbers past that block.
 
     The database holds the top of each locker's reservation (`last_cmd_seq`, SEQ_RESERVE_MS above the
     seq that opened it), written before any seq of it is used; the seqs themselves come from memory.
@@ -284,12 +286,15 @@ class CommandSeqs:
     def take(self, conn: sqlite3.Connection, locker_id: str) -> int:
         top = self._top.get(locker_id)
         last = self._last.get(locker_id, 0)
-        if top is None:
-            row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-            if row is None:
-                raise KeyError(locker_id)
-            top = int(row[0])
-            last = max(last, top)
+        # Read every time (a primary-key lookup): a stored top above ours is a block a technician's tool
+        # reserved (reserve_seq_block), and our numbers go on above it.
+        row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+        if row is None:
+            raise KeyError(locker_id)
+        stored = int(row[0])
+        if top is None or stored > top:
+            top = stored
+            last = max(last, stored)
         seq = max(last + 1, int(time.time() * 1000))
         if seq > top:
             top = seq + self.reserve_ms
@@ -304,6 +309,24 @@ class CommandSeqs:
     def forget(self) -> None:
         """A transaction that may have held reservations was rolled back: read them again."""
         self._top.clear()
+
+
+SEQ_BLOCK = 100_000  # a technician's tool reserves this many command seqs at a time
+
+
+def reserve_seq_block(conn: sqlite3.Connection, locker_id: str, n: int = SEQ_BLOCK) -> int:
+    """The first of `n` command seqs for a technician's tool (lockerctl diag, selftest, update), above
+    every seq the service handed out or reserved and above the clock; the stored top moves past them in
+    a transaction of its own, and the service's next seq comes after them (CommandSeqs.take). So a
+    tool's commands and the service's never reuse or undercut each other's numbers, whatever the
+    service reserved before a restart. KeyError: no such locker."""
+    with transaction(conn):
+        row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+        if row is None:
+            raise KeyError(locker_id)
+        first = max(int(row[0]) + 1, int(time.time() * 1000))
+        conn.execute("UPDATE lockers SET last_cmd_seq = ? WHERE id = ?", (first + n - 1, locker_id))
+    return first
 
 
 def new_code_id(conn: sqlite3.Connection) -> int:
