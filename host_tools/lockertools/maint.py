@@ -419,28 +419,23 @@ class SeqBlocks:
         self.blocks = 0  # how many blocks were reserved
         self._next = 0
         self._end = -1  # the last seq of the current block
-        self._conn: Any = None
 
     def __call__(self) -> int:
         from lockertools.service import db
 
-        if self._conn is None:
-            self._conn = db.connect(self.db_path)
-        row = self._conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (self.locker_id,)).fetchone()
-        if row is None:
-            raise MaintError(f"locker {self.locker_id!r} is not in {self.db_path}")
-        if self._next > self._end or int(row[0]) > self._end:
-            first = db.reserve_seq_block(self._conn, self.locker_id)
-            self._next, self._end = first, first + db.SEQ_BLOCK - 1
-            self.blocks += 1
+        conn = db.connect(self.db_path)  # one per command: a tool sends few, and nothing is left open
+        try:
+            if self._next > self._end or db.stored_seq_top(conn, self.locker_id) > self._end:
+                first = db.reserve_seq_block(conn, self.locker_id)
+                self._next, self._end = first, first + db.SEQ_BLOCK - 1
+                self.blocks += 1
+        except KeyError:
+            raise MaintError(f"locker {self.locker_id!r} is not in {self.db_path}") from None
+        finally:
+            conn.close()
         seq = self._next
         self._next += 1
         return seq
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class Maint:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-from e2e_chain import LABELS, LID, Chain, ServiceThread
+from e2e_chain import LABELS, LID, Chain
 
 from lockertools.cli import main
 from tests.support.mosquitto import wait_until
@@ -24,11 +24,7 @@ def test_lockerctl_diag_right_after_a_service_restart(chain: Callable[..., Chain
     c.wait_synced()
     # A restart: the new service starts above the stored reservation, and its first command takes the
     # locker's last seq there.
-    old = c.service
-    old.close()
-    c.service = ServiceThread(old.config)
-    c._closers.append(c.service.close)  # noqa: SLF001 - the chain closes what it started
-    c.service.start()
+    c.restart_service()
     c.issue("3")
     c.wait_synced()
     # The technician's own broker user (a tool logged in as the service's user would take its session).

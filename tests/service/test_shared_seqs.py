@@ -51,8 +51,6 @@ def _play(path: Path, actions: list[Action], tool_seqs: str) -> list[tuple[str, 
         if kind == "restart":
             service = db.CommandSeqs()
         elif kind == "new_tool":
-            if tool is not None:
-                tool.close()
             tool = None
         elif kind == "clock":
             CLOCK.ms += n
@@ -66,8 +64,6 @@ def _play(path: Path, actions: list[Action], tool_seqs: str) -> list[tuple[str, 
                 clock_tool = seq = max(clock_tool + 1, CLOCK.ms)
             out.append((kind, seq, seq > last))
             last = max(last, seq)
-    if tool is not None:
-        tool.close()
     conn.close()
     return out
 
@@ -120,5 +116,4 @@ def test_the_service_goes_past_a_tools_block_and_the_tool_past_the_service(tmp_p
     assert s2 > t1 + db.SEQ_BLOCK - 1  # past the whole block: it cannot know how much of it is used
     t3 = tool()
     assert t3 > s2 and tool.blocks == 2
-    tool.close()
     conn.close()

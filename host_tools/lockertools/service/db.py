@@ -288,10 +288,7 @@ class CommandSeqs:
         last = self._last.get(locker_id, 0)
         # Read every time (a primary-key lookup): a stored top above ours is a block a technician's tool
         # reserved (reserve_seq_block), and our numbers go on above it.
-        row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-        if row is None:
-            raise KeyError(locker_id)
-        stored = int(row[0])
+        stored = stored_seq_top(conn, locker_id)
         if top is None or stored > top:
             top = stored
             last = max(last, stored)
@@ -314,6 +311,15 @@ class CommandSeqs:
 SEQ_BLOCK = 100_000  # a technician's tool reserves this many command seqs at a time
 
 
+def stored_seq_top(conn: sqlite3.Connection, locker_id: str) -> int:
+    """The top of the locker's reserved command seqs as stored (every seq handed out is at or below it).
+    KeyError: no such locker."""
+    row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+    if row is None:
+        raise KeyError(locker_id)
+    return int(row[0])
+
+
 def reserve_seq_block(conn: sqlite3.Connection, locker_id: str, n: int = SEQ_BLOCK) -> int:
     """The first of `n` command seqs for a technician's tool (lockerctl diag, selftest, update), above
     every seq the service handed out or reserved and above the clock; the stored top moves past them in
@@ -321,10 +327,7 @@ def reserve_seq_block(conn: sqlite3.Connection, locker_id: str, n: int = SEQ_BLO
     tool's commands and the service's never reuse or undercut each other's numbers, whatever the
     service reserved before a restart. KeyError: no such locker."""
     with transaction(conn):
-        row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-        if row is None:
-            raise KeyError(locker_id)
-        first = max(int(row[0]) + 1, int(time.time() * 1000))
+        first = max(stored_seq_top(conn, locker_id) + 1, int(time.time() * 1000))
         conn.execute("UPDATE lockers SET last_cmd_seq = ? WHERE id = ?", (first + n - 1, locker_id))
     return first
 
