@@ -61,7 +61,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[VirtualBoard, SimConsole, Maint]]:
 
 def test_selftest_passes_on_a_good_board(rig: tuple[VirtualBoard, SimConsole, Maint]) -> None:
     board, console, m = rig
-    res = selftest(m, console, Tech(board, console), close_timeout=10, key_timeout=30)
+    res = selftest(m, console, Tech(board, console), close_timeout=30, key_timeout=30)
     assert [(d.door, d.opened, d.closed, d.parcel) for d in res.doors] == [
         ("1", "ok", "ok", "empty"),
         ("2", "ok", "ok", "empty"),
@@ -82,7 +82,7 @@ def test_selftest_reports_a_jammed_door_and_a_dead_key(rig: tuple[VirtualBoard, 
     board.jam(1)
     board.dead_key("5")
     tech = Tech(board, console)
-    res = selftest(m, console, tech, close_timeout=10, key_timeout=30, key_idle=3)
+    res = selftest(m, console, tech, close_timeout=30, key_timeout=30, key_idle=3)
     rows = {d.door: (d.opened, d.closed) for d in res.doors}
     assert rows == {"1": ("ok", "ok"), "2": ("JAMMED", "-"), "3": ("ok", "ok"), "4": ("ok", "ok")}
     assert res.keys_missing == "5" and "5" not in res.keys_seen and not res.passed
@@ -184,7 +184,7 @@ def test_selftest_through_a_serial_port(rig: tuple[VirtualBoard, SimConsole, Mai
     port = SerialConsole(bridge.path)
     try:
         sm = Maint(port, "S1", m.key)
-        res = selftest(sm, port, Tech(board, port), doors=["1", "3"], close_timeout=10, key_timeout=30)
+        res = selftest(sm, port, Tech(board, port), doors=["1", "3"], close_timeout=30, key_timeout=30)
         assert [(d.door, d.opened, d.closed, d.parcel) for d in res.doors] == [
             ("1", "ok", "ok", "empty"),
             ("3", "ok", "ok", "full"),
