@@ -77,6 +77,11 @@ def test_pickup_by_clicks(websim: WebSimProc, browser_page: Any) -> None:
     me.parcel("1", False)
     me.push_shut("1")
     me.wait_event("host", "pickup", count=2)
+    # Reloaded, the page is sent the messages again, their codes masked: a code shows only once.
+    page.reload()
+    page.wait_for_selector('#notes .note[data-kind="code"] .masked', timeout=WAIT_MS)
+    assert page.locator('#notes .note[data-kind="code"] .masked').count() == 2
+    assert page.locator("#notes .code").count() == 0 and code not in page.inner_text("#notes")
     assert page.errors == []
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "web-pickup.png"), full_page=True)
