@@ -26,9 +26,6 @@ What it is NOT: use mosquitto for anything but the simulator on loopback. amqtt 
   broker's keepalive timeout handler is a no-op, so its last will is never sent and the host keeps
   the locker "online". (A simulated power cut kills the process: the kernel closes the socket and
   the will goes out as it should.)
-- the CONNECT's session is handled before the password is checked: a refused clean CONNECT with a
-  client's id deletes that client's subscriptions (it stays connected and receives nothing more); a
-  refused persistent one takes its connection over. Any local user who knows a client id can do it.
 - messages queued for an offline persistent session (the host service's) are sent when it comes
   back with the RETAIN flag set, not necessarily in order (concurrent tasks), and a QoS 0 message at
   the subscriber's QoS; a reconnecting persistent session is also sent the retained messages of its
@@ -36,10 +33,18 @@ What it is NOT: use mosquitto for anything but the simulator on loopback. amqtt 
   status it gets is the current retained one.
 - the keepalive is 1 x the client's value (MQTT says 1.5 x), moot given the point above.
 
-One amqtt behaviour is corrected here (`_FleetBroker`): when any client connects, amqtt sends it the
-retained messages matching *every* subscription in the broker, its own or not, past the ACL; so a
-locker would receive every other locker's retained status. We send a client only the retained
-messages of its own subscriptions that the ACL lets it read.
+Two amqtt behaviours are corrected here (`_FleetBroker`):
+
+- amqtt looks a CONNECT's client id up before it checks the password: a refused clean CONNECT with
+  the host service's (or a locker's) client id deleted that client's subscriptions (it stayed
+  connected and received nothing more), a refused persistent one took its connection over. Any
+  local user who knew a client id could knock the service off. Here the password (and the rest of
+  `FleetAuthPlugin`'s checks) comes first: a refused CONNECT gets its CONNACK and is closed without
+  the session table being read.
+- when any client connects, amqtt sends it the retained messages matching *every* subscription in
+  the broker, its own or not, past the ACL; so a locker would receive every other locker's retained
+  status. We send a client only the retained messages of its own subscriptions that the ACL lets it
+  read.
 
 Command line (foreground, until SIGTERM/SIGINT): ``python -m lockertools.embedded_broker DIRECTORY``
 with a directory `lockerctl broker init` (or `BrokerSetup.write()`) made, plain listener.
@@ -61,10 +66,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter  # type: ignore[import-untyped]
 from amqtt.broker import Broker  # type: ignore[import-untyped]
 from amqtt.contexts import Action, BaseContext  # type: ignore[import-untyped]
+from amqtt.errors import MQTTError  # type: ignore[import-untyped]
+from amqtt.events import MQTTEvents  # type: ignore[import-untyped]
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket  # type: ignore[import-untyped]
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler  # type: ignore[import-untyped]
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin  # type: ignore[import-untyped]
 from amqtt.session import Session  # type: ignore[import-untyped]
+from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
 
 from lockertools.broker import ACL_LOCKER_READ, ACL_LOCKER_WRITE, BrokerError, BrokerSetup, verify_password
 
@@ -205,7 +216,49 @@ class FleetAclPlugin(BaseTopicPlugin):  # type: ignore[misc]
 
 
 class _FleetBroker(Broker):  # type: ignore[misc]
-    """amqtt's Broker, with retained messages sent only for the client's own, readable subscriptions."""
+    """amqtt's Broker, with the password checked before a CONNECT touches any session, and retained
+    messages sent only for the client's own, readable subscriptions."""
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """amqtt 0.12.1's, with authentication first. amqtt looks the client id up before it checks
+        the password: a clean CONNECT deletes the existing session's subscriptions, a persistent one
+        overwrites its will and credentials and then takes its connection over, and only then is the
+        CONNACK refused. Here a refused CONNECT is answered and closed before the session table is
+        read, so whoever holds that client id notices nothing."""
+        try:
+            connect = BrokerProtocolHandler.init_from_connect
+            handler, client_session = await connect(reader, writer, self.plugins_manager)
+        except MQTTError:
+            await writer.close()
+            raise  # _client_connected logs it and frees the connection slot
+        if not await self._authenticate(client_session, None):  # the listener argument is unused
+            connack = ConnackPacket.build(0, NOT_AUTHORIZED)
+            await self.plugins_manager.fire_event(MQTTEvents.PACKET_SENT, packet=connack)
+            await connack.to_stream(writer)
+            await writer.close()
+            raise MQTTError(f"client {client_session.client_id!r} refused; no session touched")
+        # From here on amqtt's own code, for an authenticated client.
+        if client_session.clean_session:
+            if client_session.client_id:
+                await self._delete_session(client_session.client_id)
+            else:
+                client_session.client_id = gen_client_id()
+            client_session.parent = 0
+        elif client_session.client_id in self._sessions:
+            # The reconnecting client brings its current will, keepalive and credentials.
+            existing, _ = self._sessions[client_session.client_id]
+            for name in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive", "username", "password"):
+                setattr(existing, name, getattr(client_session, name))
+            client_session = existing
+            client_session.parent = 1
+        else:
+            client_session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if client_session.keep_alive > 0 and isinstance(delay, int):
+            client_session.keep_alive += delay
+        return handler, client_session
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

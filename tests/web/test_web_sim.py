@@ -10,11 +10,19 @@ database and the service's notification hook. A screenshot of the end state goes
 from __future__ import annotations
 
 import signal
-import socket
 from typing import Any
 
 import pytest
-from websim_support import STEP_MS, WAIT_MS, Driver, WebSimProc, needs_browser, needs_the_stack
+from websim_support import (
+    STEP_MS,
+    WAIT_MS,
+    Driver,
+    WebSimProc,
+    needs_browser,
+    needs_the_stack,
+    page_token,
+    ws_handshake,
+)
 
 from lockertools import REPO_ROOT
 from tests.support.procs import left_behind
@@ -69,6 +77,11 @@ def test_pickup_by_clicks(websim: WebSimProc, browser_page: Any) -> None:
     me.parcel("1", False)
     me.push_shut("1")
     me.wait_event("host", "pickup", count=2)
+    # Reloaded, the page is sent the messages again, their codes masked: a code shows only once.
+    page.reload()
+    page.wait_for_selector('#notes .note[data-kind="code"] .masked', timeout=WAIT_MS)
+    assert page.locator('#notes .note[data-kind="code"] .masked').count() == 2
+    assert page.locator("#notes .code").count() == 0 and code not in page.inner_text("#notes")
     assert page.errors == []
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "web-pickup.png"), full_page=True)
@@ -137,26 +150,14 @@ def test_remote_open_and_return_by_clicks(websim: WebSimProc, browser_page: Any)
     page.screenshot(path=str(SHOTS / "web-return.png"), full_page=True)
 
 
-def _ws_status(url: str, origin: str) -> int:
-    """The HTTP status of a WebSocket handshake on /ws sent with this Origin."""
-    host, port = url.split("//")[1].rstrip("/").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(
-            (
-                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
-            ).encode()
-        )
-        return int(s.recv(200).split()[1])
-
-
 def test_ctrl_c_stops_everything(websim: WebSimProc) -> None:
     """A page of another site cannot use the WebSocket. Ctrl-C once everything runs: the lockers, the
     service, the broker and the web server stop, the command exits 0, and no process of the simulator
     is left (the fixture checks SIGTERM the same way)."""
     url = websim.url()
-    assert _ws_status(url, origin=url.rstrip("/")) == 101  # the simulator's own page
-    assert _ws_status(url, origin="http://example.org") == 403  # another site open in the browser
+    token = page_token(url)
+    assert ws_handshake(url, f"?token={token}", origin=url.rstrip("/")) == 101  # the simulator's own page
+    assert ws_handshake(url, f"?token={token}", origin="http://example.org") == 403  # another site open in the browser
     assert websim.stop(signal.SIGINT) == 0
     assert websim.lines[-1] == "stopped: web server, lockers, host service, broker"
     assert left_behind(websim.workdir) == []

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -126,6 +127,56 @@ def chromium_page() -> Iterator[Any]:
                 ctx.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# --- raw HTTP, as any program (or a browser after DNS rebinding) can send it ------------------------
+
+HTTP_S = 60.0
+
+
+def addr_of(url: str) -> tuple[str, int]:
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    return host, int(port)
+
+
+def http_raw(
+    url: str, method: str, path: str, host: str | None = None, headers: tuple[str, ...] = (), body: bytes = b""
+) -> tuple[int, bytes]:
+    """(status, body) of one raw HTTP/1.1 request, with the Host header as given."""
+    addr, port = addr_of(url)
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host or f'{addr}:{port}'}", *headers]
+    if not any(h.lower().startswith("connection:") for h in headers):
+        head.append("Connection: close")
+    head.append(f"Content-Length: {len(body)}")
+    with socket.create_connection((addr, port), timeout=HTTP_S) as s:
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := s.recv(65536)):
+            data += chunk
+        header, _, rest = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", header)
+        want = int(length.group(1)) if length else 0
+        while len(rest) < want and (chunk := s.recv(65536)):
+            rest += chunk
+    return int(header.split()[1]), rest
+
+
+def ws_handshake(url: str, query: str, host: str | None = None, origin: str | None = None) -> int:
+    """The HTTP status of a WebSocket handshake on /ws<query> (101: accepted)."""
+    headers = ["Upgrade: websocket", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    if origin is not None:
+        headers.append(f"Origin: {origin}")
+    status, _ = http_raw(url, "GET", f"/ws{query}", host=host, headers=("Connection: Upgrade", *headers))
+    return status
+
+
+def page_token(url: str) -> str:
+    """The run's token, from the page it serves (as a browser gets it)."""
+    status, page = http_raw(url, "GET", "/")
+    assert status == 200
+    m = re.search(rb'<meta name="sim-token" content="([^"]+)">', page)
+    assert m is not None, "the page carries the run's token"
+    return m.group(1).decode()
 
 
 # --- driving the page, by clicks alone (the tests and bench/web.py) --------------------------------

@@ -9,6 +9,13 @@ records (the lockers' events, codes used, online status) is read from the fleet 
 `data_version` says it changed (every POLL_S: there is nothing else to wait on). The notification
 hook the service is given (`--notify-url`) is this server's /hook: the page shows each message as
 the resident would get it.
+
+Only this machine's browser, on this server's own page, may use it (`guard`): every request must
+name a loopback Host with the port it listens on (a DNS-rebound name is refused), and the WebSocket
+and /hook need the run's token, which only the served page (and the host service's hook URL) has.
+Codes and staff PINs go out in plain only to the connection whose request created them (the reply,
+and a delivery's `loaded` message from the hook); everyone else, and every page that connects
+later, gets the message with its code masked.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import signal
 import socket
 import sqlite3
@@ -36,6 +44,8 @@ from lockertools.sim import Event, SimError, VirtualBoard, format_event
 
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # what a browser on this machine puts in Host
+TOKEN_PLACEHOLDER = "{{SIM_TOKEN}}"  # in static/index.html
 POLL_S = 0.25  # the fleet database is the host service's (another process): read when it changed
 KEEP_EVENTS = 200  # the event log a page gets when it connects
 KEEP_NOTES = 50
@@ -105,9 +115,18 @@ def capabilities() -> dict[str, bool]:
 class WebSim:
     """The page's view of the lockers and the page's requests. Construct on the running loop."""
 
-    def __init__(self, db_path: Path, boards: list[tuple[str, VirtualBoard]] | None = None) -> None:
+    def __init__(
+        self, db_path: Path, port: int, token: str, boards: list[tuple[str, VirtualBoard]] | None = None
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.db_path = db_path
+        self.token = token
+        self.hosts = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+        if port == 80:  # a browser leaves the default port out
+            self.hosts.update(LOOPBACK_NAMES)
+        # The codes each page's requests created (locker id, code id): a hook message carrying one of
+        # them (a delivery's `loaded`) goes in plain to that page only.
+        self.created: dict[web.WebSocketResponse, set[tuple[str, int]]] = {}
         self.boards: list[VirtualBoard] = []
         self.views: list[LockerView] = []
         self.clients: set[web.WebSocketResponse] = set()
@@ -231,13 +250,20 @@ class WebSim:
         self.events.append(entry)
         self.broadcast(entry)
 
-    def broadcast(self, msg: dict[str, Any]) -> None:
+    def broadcast(self, msg: dict[str, Any], skip: web.WebSocketResponse | None = None) -> None:
         data = json.dumps(msg, separators=(",", ":"))
         for ws in list(self.clients):
             if ws.closed:
                 self.clients.discard(ws)
-            else:
+            elif ws is not skip:
                 self.loop.create_task(self._send_str(ws, data))
+
+    def _share_note(self, note: dict[str, Any], owner: web.WebSocketResponse | None) -> None:
+        """A message sent (issued here, or from the hook): kept, and pushed to every page but `owner`
+        (the page whose request created its code, which gets it in plain), with its code masked."""
+        masked = _masked(note)
+        self.notes.append(masked)
+        self.broadcast({"type": "note", "note": masked}, skip=owner)
 
     async def _send_str(self, ws: web.WebSocketResponse, data: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -347,8 +373,9 @@ class WebSim:
         vb = self.boards[n]
         return await self.loop.run_in_executor(self._board_exec[n], lambda: fn(vb))
 
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        """One request from the page -> the reply's `result`. Raises ValueError/SimError/FleetError."""
+    async def handle(self, req: dict[str, Any], ws: web.WebSocketResponse | None = None) -> dict[str, Any]:
+        """One request from the page (on `ws`) -> the reply's `result`, which alone carries a code it
+        created in plain (`note`). Raises ValueError/SimError/FleetError."""
         op = str(req.get("op"))
         n = int(req.get("locker", 0))
         if not 0 <= n < len(self.views):
@@ -386,9 +413,10 @@ class WebSim:
             return {}
         if op in ("issue_code", "prepare_delivery", "return_code", "add_staff", "remote_open"):
             result = await self.in_db(lambda conn: self._staff_rev(conn, op, view, req))
+            if ws is not None and isinstance(result.get("code_id"), int):
+                self.created.setdefault(ws, set()).add((view.lid, result["code_id"]))
             if "note" in result:
-                self.notes.append(result["note"])
-                self.broadcast({"type": "note", "note": result["note"]})
+                self._share_note(result["note"], owner=ws)  # the requesting page shows the reply's
             return result
         raise ValueError(f"unknown request {op!r}")
 
@@ -506,6 +534,8 @@ class WebSim:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"http://{request.host}":
             return web.Response(status=403, text="this WebSocket is for the simulator's own page")
+        if not self._has_token(request):
+            return _refused_token()
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
         self.clients.add(ws)
@@ -521,6 +551,7 @@ class WebSim:
                 self.loop.create_task(self._answer(ws, req))
         finally:
             self.clients.discard(ws)
+            self.created.pop(ws, None)
         return ws
 
     async def _answer(self, ws: web.WebSocketResponse, req: dict[str, Any]) -> None:
@@ -528,13 +559,15 @@ class WebSim:
 
         reply: dict[str, Any] = {"type": "reply", "rid": req.get("rid")}
         try:
-            reply.update(ok=True, result=await self.handle(req))
+            reply.update(ok=True, result=await self.handle(req, ws))
         except (ValueError, TypeError, SimError, FleetError) as exc:
             reply.update(ok=False, error=str(exc).split("\n", 1)[0])
         await self._send_str(ws, json.dumps(reply, separators=(",", ":")))
 
     async def hook_handler(self, request: web.Request) -> web.Response:
-        """The host service's notification hook (`--notify-url`): show the message on the page."""
+        """The host service's notification hook (`--notify-url`, with the token): show the message."""
+        if not self._has_token(request):
+            return _refused_token()
         if request.content_type != "application/json":  # what the hook sends; a browser form cannot
             return web.Response(status=415, text="JSON only")
         try:
@@ -545,15 +578,37 @@ class WebSim:
             return web.Response(status=400, text="not an object")
         note.setdefault("kind", "code")
         note["via"] = "hook"
-        self.notes.append(note)
-        self.broadcast({"type": "note", "note": note})
+        key = (note.get("locker"), note.get("code_id"))
+        owner = next((ws for ws, made in self.created.items() if key in made and not ws.closed), None)
+        self._share_note(note, owner)
+        if owner is not None:
+            await self._send_str(owner, json.dumps({"type": "note", "note": note}, separators=(",", ":")))
         return web.Response(text="ok")
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def _has_token(self, request: web.Request) -> bool:
+        return secrets.compare_digest(request.query.get("token", "").encode(), self.token.encode())
 
-        async def index(_request: web.Request) -> web.FileResponse:
-            return web.FileResponse(STATIC_DIR / "index.html")
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """Every request names this server by a loopback address and its port: a page of another
+        name (DNS rebinding: evil.example resolved to 127.0.0.1) gets nothing, not even the page."""
+        host = request.headers.get("Host", "").lower()
+        if host not in self.hosts:
+            allowed = ", ".join(sorted(self.hosts))
+            return web.Response(status=403, text=f"this simulator answers only as {allowed}, not Host {host!r}")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.guard])
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(TOKEN_PLACEHOLDER, self.token)
+
+        async def index(_request: web.Request) -> web.Response:
+            # The token is this run's: a page kept from another run must not be served from a cache;
+            # no other site may frame the page (clicks on it would be its visitor's).
+            headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+            headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+            return web.Response(text=page, content_type="text/html", headers=headers)
 
         app.router.add_get("/", index)
         app.router.add_get("/ws", self.ws_handler)
@@ -568,6 +623,15 @@ class WebSim:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _refused_token() -> web.Response:
+    return web.Response(status=403, text="no or wrong token: open the page this run of `lockerctl sim web` printed")
+
+
+def _masked(note: dict[str, Any]) -> dict[str, Any]:
+    """The message as pages other than the one that created its code see it: no code."""
+    return {**note, "code": None, "masked": True} if note.get("code") else note
 
 
 def _code_json(c: dict[str, Any]) -> dict[str, Any]:
@@ -599,6 +663,7 @@ def run_web(
     setup, lockers = sim_net.prepare_workdir(workdir, board, n_lockers)
     sock = _listen(port)
     url = f"http://{LOOPBACK}:{sock.getsockname()[1]}/"
+    token = secrets.token_urlsafe(32)  # this run's: in the served page and the service's hook URL
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="websim-web", daemon=True)
     thread.start()
@@ -609,7 +674,7 @@ def run_web(
     try:
         with sim_net._exit_on_signals(), contextlib.ExitStack() as stack:  # noqa: SLF001 - shared with sim net
             stack.callback(_stop_loop, loop, thread)  # the very last
-            sim, runner = on_loop(_start_web(workdir / "fleet.db", sock))
+            sim, runner = on_loop(_start_web(workdir / "fleet.db", sock, token))
             stopped = False
 
             def stop_web() -> None:
@@ -621,7 +686,7 @@ def run_web(
             stack.callback(stop_web)  # if start-up fails before the lockers are up
             # Callbacks run last-registered first: the web server, the boards, the service, the broker.
             sim_net.start_broker_and_service(
-                stack, workdir, setup, mosquitto, report=say, service_args=["--notify-url", f"{url}hook"]
+                stack, workdir, setup, mosquitto, report=say, service_args=["--notify-url", f"{url}hook?token={token}"]
             )
             boards = sim_net.make_boards(stack, lockers, heap, lambda n, _lk: sim.listener(n))
             stack.callback(stop_web)
@@ -663,8 +728,8 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
-async def _start_web(db_path: Path, sock: socket.socket) -> tuple[WebSim, web.AppRunner]:
-    sim = WebSim(db_path)
+async def _start_web(db_path: Path, sock: socket.socket, token: str) -> tuple[WebSim, web.AppRunner]:
+    sim = WebSim(db_path, sock.getsockname()[1], token)
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()

@@ -28,12 +28,15 @@ function el(tag, attrs = {}, ...children) {
 // --- the connection ---------------------------------------------------------------------------
 
 let retry = 500;
+// This run's token, in the page the server served: the WebSocket is refused without it.
+const TOKEN = document.querySelector('meta[name="sim-token"]').content;
 function connect() {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
   S.ws = ws;
   ws.onopen = () => { retry = 500; setConn("connected", true); };
   ws.onclose = () => {
-    setConn("disconnected: is `lockerctl sim web` still running? retrying…", false);
+    setConn("disconnected: is `lockerctl sim web` still running? (a page from an earlier run: reload it) retrying…", false);
     for (const [, p] of S.pending) p.reject(new Error("connection lost"));
     S.pending.clear();
     setTimeout(connect, retry);
@@ -79,8 +82,7 @@ function onMessage(msg) {
       if ($("ev-all").checked || msg.locker === S.cur) $("events").prepend(eventItem(msg));
       break;
     case "note":
-      S.notes.push(msg.note);
-      $("notes").prepend(noteItem(msg.note));
+      addNote(msg.note);
       break;
     case "codes":
       S.codes[msg.locker] = msg.codes;
@@ -226,6 +228,11 @@ function eventItem(e) {
     `${hhmmss(e.at)}  ${e.lid}  [${e.source === "host" ? "host" : e.source === "you" ? "you" : "board"}]  ${e.text}`);
 }
 
+function addNote(note) {
+  S.notes.push(note);
+  $("notes").prepend(noteItem(note));
+}
+
 function noteItem(n) {
   const until = n.expires ? `, valid until ${new Date(n.expires * 1000).toLocaleString()}` : "";
   const who = n.recipient || "the resident";
@@ -246,9 +253,12 @@ function noteItem(n) {
     case "return": head = `To ${who}: your code to return ${item} at locker ${n.locker}${until}`; label = "Return code: "; break;
     default: head = `To ${who}: locker ${n.locker}, door ${n.door}${until}`; label = "Pickup code: ";
   }
+  // A code is shown only on the page that asked for it (in the reply); elsewhere it comes masked.
+  const code = n.masked ? el("span", { class: "masked", text: "•••••• (shown only on the page that issued it)" })
+    : n.code ? el("span", { class: "code", text: n.code }) : null;
   return el("li", { class: "note", "data-kind": n.kind, "data-door": n.door || "", "data-rev": n.rev ?? null },
     el("div", { text: head + (n.via === "hook" ? " — sent by the host service's hook" : "") }),
-    n.code ? el("div", {}, label, el("span", { class: "code", text: n.code })) : null);
+    code ? el("div", {}, label, code) : null);
 }
 
 // --- sound ------------------------------------------------------------------------------------
@@ -309,7 +319,10 @@ function wireForm(id, op, fix = (a) => a) {
     ev.preventDefault();
     const btn = ev.target.querySelector("button");
     btn.disabled = true;
-    try { await act(op, fix(formArgs(ev.target))); } finally { btn.disabled = false; renderCaps(); }
+    try {
+      const result = await act(op, fix(formArgs(ev.target)));
+      if (result && result.note) addNote(result.note); // the one place its code comes in plain
+    } finally { btn.disabled = false; renderCaps(); }
   });
 }
 
