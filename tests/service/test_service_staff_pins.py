@@ -79,9 +79,12 @@ def test_a_pin_is_valid_at_one_locker_until_the_end_of_the_working_day(tmp_path:
     assert len(morning.pin) == fleet_db.STAFF_DIGITS and morning.pin not in repr(morning)
     rows = conn.execute("SELECT locker_id, door, kind, expires, staff_id, state FROM codes").fetchall()
     assert [tuple(r) for r in rows] == [("hall-1", "*", 1, int(_local(18)), staff_id, "issued")]
-    # No more than 12 hours: early in the morning, and in the evening after the working day.
+    # No more than 12 hours: early in the morning; and 12 hours late in the day or after it (a PIN
+    # never lasts only minutes).
     assert fleet_db.workday_end(_local(5)) == _local(17)
     assert fleet_db.workday_end(_local(7)) == _local(18)
+    assert fleet_db.workday_end(_local(16, 59)) == _local(18)
+    assert fleet_db.workday_end(_local(17, 30)) == _local(17, 30) + 12 * HOUR
     assert fleet_db.workday_end(_local(20)) == _local(20) + 12 * HOUR
     assert fleet_db.pin_expiry(_local(9), until=(13, 30)) == (int(_local(13, 30)), False)
     assert fleet_db.pin_expiry(_local(9), hours=2) == (int(_local(11)), False)

@@ -430,6 +430,7 @@ STAFF_DIGITS = 10  # a PIN is not consumed by use: more digits than a pickup cod
 # when asked for, and at most LONG_PIN_MAX_DAYS.
 WORKDAY_END = (18, 0)  # local time, hours and minutes
 DAY_PIN_MAX_S = 12 * 3600
+WORKDAY_LAST_S = 3600  # a PIN asked for later than this before the day's end: DAY_PIN_MAX_S
 LONG_PIN_MAX_DAYS = 90
 
 
@@ -447,13 +448,14 @@ class StaffPin:
 
 
 def workday_end(now: float, end: tuple[int, int] = WORKDAY_END) -> int:
-    """When a PIN issued at `now` stops working by default: the next `end` (local time) after now,
-    but no later than DAY_PIN_MAX_S from now (a PIN issued in the evening lasts 12 hours)."""
+    """When a PIN issued at `now` stops working by default: today's `end` (local time), no later than
+    DAY_PIN_MAX_S from now; within the working day's last hour or after it (someone working late),
+    DAY_PIN_MAX_S from now, so a PIN never lasts only minutes."""
     local = datetime.fromtimestamp(now).astimezone()
-    cut = local.replace(hour=end[0], minute=end[1], second=0, microsecond=0)
-    if cut <= local:
-        cut += timedelta(days=1)
-    return min(int(cut.timestamp()), int(now) + DAY_PIN_MAX_S)
+    cut = local.replace(hour=end[0], minute=end[1], second=0, microsecond=0).timestamp()
+    if cut - now < WORKDAY_LAST_S:
+        return int(now) + DAY_PIN_MAX_S
+    return min(int(cut), int(now) + DAY_PIN_MAX_S)
 
 
 def pin_expiry(
