@@ -575,7 +575,14 @@ def staff_pin_cmd(
     with _fleet_errors():
         now = time.time()
         expires, long_lived = fleet_db.pin_expiry(now, hours=hours, days=days, until=at)
-        pins = [fleet_db.issue_staff_pin(conn, who, lid, expires, long_lived=long_lived, now=now) for lid in lockers]
+        # Every name checked before the first PIN is drawn: a PIN issued and never shown is lost.
+        staff_id = int(fleet_db.find_staff(conn, who)["id"])
+        lockers = tuple(dict.fromkeys(lockers))
+        for lid in lockers:
+            fleet_db.locker_labels(conn, lid)
+        pins = [
+            fleet_db.issue_staff_pin(conn, staff_id, lid, expires, long_lived=long_lived, now=now) for lid in lockers
+        ]
     for p in pins:
         click.echo(_pin_line(p))
     click.echo("shown once: not stored; give it to them in person", err=True)

@@ -107,6 +107,9 @@ def test_staff_add_pin_list_remove_and_names_in_events(fleet: Path) -> None:
     assert code == 2 and "HH:MM" in output, output
     code, output = _run("staff", "pin", "Nobody", "--locker", "hall-1")
     assert code == 1 and "no staff member 'Nobody'" in output, output
+    code, output = _run("staff", "pin", staff_id, "--locker", "hall-1", "--locker", "hall-9")
+    assert code == 1 and "unknown locker 'hall-9'" in output, output
+    assert dict(conn.execute("SELECT id, state FROM codes").fetchall())[int(again.group(2))] == "issued"  # kept
     code, output = _run("staff", "remove", staff_id)
     assert code == 0 and "1 locker(s) drop a PIN" in output
     code, listing = _run("staff", "list")
