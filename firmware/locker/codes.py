@@ -23,7 +23,8 @@
 # to loaded with its door, never to released: the item is still in that door.
 #
 # Kinds (the low 4 bits of the kind byte; bits 4-5 a size wanted, bit 6 a low door wanted):
-# 0 pickup (tag over "<door label>:" code, door byte = its door); 1 staff PIN, 2 return, 3 delivery:
+# 0 pickup (tag over "<door label>:" code, door byte = its door); 1 staff PIN (usable only with an
+# expiry and a clock: lookup()), 2 return, 3 delivery:
 # door-free, tag over "*:" code, door byte 0xFF. lookup() tries each door's prefix and then "*:"
 # (one more HMAC per submit).
 # consume(), complete() and release() each append ONE entry: open "ab", write, close. littlefs commits
@@ -210,7 +211,8 @@ class CodeStore:
         its journal entry names (a loaded delivery, a used return), else None.
 
         Several doors may share a code: the first usable one wins, else EXPIRED, else USED.
-        now_epoch None: expiry is not checked (the app decides the clock policy)."""
+        now_epoch None (the clock was never known): expiry is not checked, except that a staff PIN
+        is then EXPIRED, as is one without an expiry (docs/security.md, "Staff PINs")."""
         key = self._key
         buf = self._buf
         mv = self._mv
@@ -233,6 +235,10 @@ class CodeStore:
             if js == STATE_CONSUMED or js == STATE_COMPLETED:
                 st = USED
             elif expiry and now_epoch is not None and now_epoch >= expiry:
+                st = EXPIRED
+            elif kind & KIND_MASK == KIND_STAFF and (not expiry or now_epoch is None):
+                # Fail secure: a staff PIN works only while the locker can tell it has not expired
+                # (one without an expiry is from before PINs expired: the host removes those).
                 st = EXPIRED
             else:
                 return (OK, door, cid, kind)

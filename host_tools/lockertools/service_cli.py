@@ -523,45 +523,106 @@ def _hand_over(conn: sqlite3.Connection, notifier: Notifier, note: Notification)
 
 @click.group("staff")
 def staff_cli() -> None:
-    """Staff PINs (names stay on the host; lockers know a PIN's tag and an id)."""
+    """Staff and their PINs: one PIN per member and locker, valid until the end of the working day
+    (or, asked for, a long-lived one of at most 90 days). Names stay on the host; a locker knows a
+    PIN's tag, its expiry and an id."""
+
+
+_TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _pin_line(p: fleet_db.StaffPin) -> str:
+    return f"PIN {p.pin} for {p.name!r} at {p.locker_id}, valid until {_when(p.expires)} (code id {p.code_id})"
 
 
 @staff_cli.command("add")
 @_DB
 @click.argument("name")
-@click.option("--locker", "locker_id", help="One locker (default: every locker registered now).")
-@click.option("--days", type=float, help="Valid this many days (default: until removed).")
-def staff_add_cmd(db_path: Path, name: str, locker_id: str | None, days: float | None) -> None:
-    """Add a member of staff; prints their PIN once."""
+@click.option("--locker", "lockers", multiple=True, help="Also give a PIN for today at this locker (repeatable).")
+def staff_add_cmd(db_path: Path, name: str, lockers: tuple[str, ...]) -> None:
+    """Add a member of staff; with --locker, prints their PIN for today at each of those lockers."""
     conn = _open(db_path)
     with _fleet_errors():
-        staff_id, pin = fleet_db.add_staff(conn, locker_id, name, days)
-    where = f"locker {locker_id}" if locker_id else "every locker"
-    click.echo(f"staff {staff_id} {name!r} for {where}: PIN {pin}")
-    click.echo("shown once: it is not stored; give it to them in person", err=True)
+        staff_id, pins = fleet_db.add_staff(conn, name, lockers)
+    click.echo(f"staff {staff_id} {name.strip()!r} added")
+    for p in pins:
+        click.echo(_pin_line(p))
+    if pins:
+        click.echo("shown once: not stored; give it to them in person", err=True)
+    else:
+        click.echo(f"their PIN for a locker: lockerctl staff pin {staff_id} --locker LOCKER", err=True)
+
+
+@staff_cli.command("pin")
+@_DB
+@click.argument("who")
+@click.option("--locker", "lockers", multiple=True, required=True, help="The locker (repeatable: one PIN each).")
+@click.option("--until", "until", help="Valid until this time of day, HH:MM (within 12 hours).")
+@click.option("--hours", type=float, help="Valid this many hours (at most 12).")
+@click.option("--days", type=float, help="A long-lived PIN, for technicians: this many days (at most 90).")
+def staff_pin_cmd(
+    db_path: Path, who: str, lockers: tuple[str, ...], until: str | None, hours: float | None, days: float | None
+) -> None:
+    """A fresh PIN for WHO (a staff id or name) at each locker given, valid until the end of the
+    working day by default; it replaces their earlier PIN at that locker. Printed once."""
+    conn = _open(db_path)
+    at: tuple[int, int] | None = None
+    if until is not None:
+        found = _TIME_OF_DAY.match(until.strip())
+        if found is None:
+            raise click.BadParameter("a time of day, HH:MM", param_hint="--until")
+        at = (int(found.group(1)), int(found.group(2)))
+    with _fleet_errors():
+        now = time.time()
+        expires, long_lived = fleet_db.pin_expiry(now, hours=hours, days=days, until=at)
+        # Every name checked before the first PIN is drawn: a PIN issued and never shown is lost.
+        staff_id = int(fleet_db.find_staff(conn, who)["id"])
+        lockers = tuple(dict.fromkeys(lockers))
+        for lid in lockers:
+            fleet_db.locker_labels(conn, lid)
+        pins = [
+            fleet_db.issue_staff_pin(conn, staff_id, lid, expires, long_lived=long_lived, now=now) for lid in lockers
+        ]
+    for p in pins:
+        click.echo(_pin_line(p))
+    click.echo("shown once: not stored; give it to them in person", err=True)
+
+
+def _pins_cell(member: dict[str, Any]) -> str:
+    return ", ".join(f"{p['locker_id']} until {_when(p['expires'])}" for p in member["pins"]) or "-"
+
+
+def _staff_note(member: dict[str, Any]) -> str:
+    if member["pins_withdrawn_at"] is None or member["pins"]:
+        return ""
+    return (
+        f"old PIN withdrawn {_when(member['pins_withdrawn_at'])} (every locker or no expiry): get one per"
+        f" locker with lockerctl staff pin {member['id']} --locker LOCKER"
+    )
 
 
 @staff_cli.command("list")
 @_DB
 @click.option("--all", "include_removed", is_flag=True, help="Removed members too.")
 def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
+    """Members of staff and their live PINs (locker, valid until); never a PIN."""
     conn = _open(db_path)
     rows = [
-        [str(m["id"]), m["name"], m["locker_id"] or "all", _when(m["created_at"]), _when(m["removed_at"])]
+        [str(m["id"]), m["name"], _pins_cell(m), _when(m["created_at"]), _when(m["removed_at"]), _staff_note(m)]
         for m in fleet_db.staff_table(conn, include_removed)
     ]
-    _table(rows, ["id", "name", "lockers", "added", "removed"], empty="no staff")
+    _table(rows, ["id", "name", "PINs", "added", "removed", "note"], empty="no staff")
 
 
 @staff_cli.command("remove")
 @_DB
 @click.argument("staff_id", type=int)
 def staff_remove_cmd(db_path: Path, staff_id: int) -> None:
-    """Revoke a member's PIN on every locker."""
+    """Remove a member of staff and revoke their PINs."""
     conn = _open(db_path)
     with _fleet_errors():
         count = fleet_db.remove_staff(conn, staff_id)
-    click.echo(f"staff {staff_id} removed; {count} locker(s) drop the PIN at their next sync")
+    click.echo(f"staff {staff_id} removed; {count} locker(s) drop a PIN at their next sync")
 
 
 @click.group("door")

@@ -33,7 +33,9 @@ def test_prepare_load_notify_pickup(chain: Callable[..., Chain], tmp_path: Path)
     def notes() -> list[dict[str, object]]:
         return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
-    staff_id, pin = fleet_db.add_staff(c.conn, LID, "Bea")
+    (staff_pin,) = fleet_db.add_staff(c.conn, "Bea", [LID])[1]
+
+    staff_id, pin = staff_pin.code_id, staff_pin.pin  # the locker reports the PIN's code id
     delivery = fleet_db.prepare_delivery(c.conn, LID, size="M", contact="ann@example.org", item="permit")
     c.put_parcel("1")  # door 1 is taken: the locker gives another
     c.boot()

@@ -45,7 +45,8 @@ def _load(c: Chain, number: int, staff_id: int) -> tuple[str, int]:
 
 def test_a_delivery_loaded_late_gets_its_whole_window_on_the_locker(chain: Callable[..., Chain]) -> None:
     c = chain()
-    staff_id, pin = fleet_db.add_staff(c.conn, LID, "Bea")
+    (staff_pin,) = fleet_db.add_staff(c.conn, "Bea", [LID])[1]
+    staff_id, pin = staff_pin.code_id, staff_pin.pin  # the locker reports the PIN's code id
     first = fleet_db.prepare_delivery(c.conn, LID)
     second = fleet_db.prepare_delivery(c.conn, LID)
     with db.transaction(c.conn):  # prepared 9 days ago, before the locker ever saw them

@@ -177,6 +177,8 @@ class Model:
                 status = codes.USED
             elif r[3] and now is not None and now >= r[3]:
                 status = codes.EXPIRED
+            elif r[2] & codes.KIND_MASK == codes.KIND_STAFF and (not r[3] or now is None):
+                status = codes.EXPIRED  # a staff PIN needs an expiry and a clock to check it against
             else:
                 return (codes.OK, d, r[4], r[2])
             if best is None or (status == codes.EXPIRED and best[0] == codes.USED):

@@ -74,7 +74,7 @@ def test_a_version_1_database_migrates_keeping_its_codes_and_log(tmp_path: Path)
     old.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES ('hall-1', 1, 'add', 77)")
     old.close()
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
     assert tuple(conn.execute("SELECT id, door, kind, state, recipient, created_at FROM codes").fetchone()) == (
         77, "A1", 0, "used", "ann", 5,
     )  # fmt: skip
@@ -170,7 +170,8 @@ def test_cancel_a_delivery_before_it_is_loaded_only(tmp_path: Path) -> None:
 
 def test_loaded_binds_the_delivery_to_its_door_and_queues_the_residents_notification(tmp_path: Path) -> None:
     conn = _fleet(tmp_path / "f.db")
-    staff_id, _ = fleet_db.add_staff(conn, "hall-1", "Bea")
+    (staff_pin,) = fleet_db.add_staff(conn, "Bea", ["hall-1"])[1]
+    staff_id = staff_pin.code_id  # the locker reports the PIN's code id
     issued = fleet_db.prepare_delivery(conn, "hall-1", size="S")
     assert _event(conn, 1, k="loaded", t=50, d="A3", id=issued.number, staff=staff_id)
     assert not _event(conn, 1, k="loaded", t=50, d="A3", id=issued.number, staff=staff_id)  # a duplicate
@@ -236,7 +237,8 @@ def test_returns_take_back_and_service_events(tmp_path: Path) -> None:
     with db.transaction(conn):
         fleet_db.expire_codes(conn, time.time())
     assert [r["id"] for r in fleet_db.take_back_table(conn)] == [old.code_id]
-    staff_id, _ = fleet_db.add_staff(conn, None, "Cem")
+    (staff_pin,) = fleet_db.add_staff(conn, "Cem", ["hall-1"])[1]
+    staff_id = staff_pin.code_id  # the locker reports the PIN's code id
     _event(conn, 4, k="taken_back", t=8, d="A1", id=old.code_id, staff=staff_id)
     assert conn.execute("SELECT state FROM codes WHERE id = ?", (old.code_id,)).fetchone()[0] == "taken_back"
     assert fleet_db.take_back_table(conn) == []
@@ -249,14 +251,15 @@ def test_returns_take_back_and_service_events(tmp_path: Path) -> None:
 
 def test_staff_pins_one_member_many_lockers_names_stay_on_the_host(tmp_path: Path) -> None:
     conn = _fleet(tmp_path / "f.db", ("hall-1", "hall-2"))
-    staff_id, pin = fleet_db.add_staff(conn, None, "Dana")
-    assert len(pin) == fleet_db.STAFF_DIGITS
+    staff_id, (one, two) = fleet_db.add_staff(conn, "Dana", ["hall-1", "hall-2"])
+    assert len(one.pin) == len(two.pin) == fleet_db.STAFF_DIGITS
     rows = conn.execute("SELECT id, locker_id, door, kind, tag_hex, state FROM codes ORDER BY locker_id").fetchall()
     assert [(r["locker_id"], r["door"], r["kind"]) for r in rows] == [("hall-1", "*", 1), ("hall-2", "*", 1)]
-    assert rows[0]["id"] == staff_id and rows[0]["tag_hex"] == _tag("*", pin)
-    assert rows[1]["tag_hex"] == _tag("*", pin, bytes([1]) * 32)
-    assert fleet_db.staff_name(conn, "hall-2", rows[1]["id"]) == "Dana"
-    assert fleet_db.staff_name(conn, "hall-1", rows[1]["id"]) is None  # another locker's code
+    assert [r["id"] for r in rows] == [one.code_id, two.code_id] and one.staff_id == two.staff_id == staff_id
+    assert rows[0]["tag_hex"] == _tag("*", one.pin)
+    assert rows[1]["tag_hex"] == _tag("*", two.pin, bytes([1]) * 32)
+    assert fleet_db.staff_name(conn, "hall-2", two.code_id) == "Dana"
+    assert fleet_db.staff_name(conn, "hall-1", two.code_id) is None  # another locker's code
     assert fleet_db.staff_name(conn, "hall-1", True) is None
     assert [m["name"] for m in fleet_db.staff_table(conn)] == ["Dana"]
     assert fleet_db.remove_staff(conn, staff_id) == 2
@@ -265,7 +268,7 @@ def test_staff_pins_one_member_many_lockers_names_stay_on_the_host(tmp_path: Pat
     with pytest.raises(fleet_db.FleetError):
         fleet_db.remove_staff(conn, staff_id)
     with pytest.raises(fleet_db.FleetError, match="name"):
-        fleet_db.add_staff(conn, "hall-1", " ")
+        fleet_db.add_staff(conn, " ", ["hall-1"])
 
 
 def test_a_reminder_goes_once_a_day_before_the_window_ends(tmp_path: Path) -> None:

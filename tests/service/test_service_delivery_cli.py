@@ -79,26 +79,45 @@ def test_returns_issue_shows_the_code_once(fleet: Path, tmp_path: Path) -> None:
     assert found.group(1).encode() not in raw  # a return code is not held: shown once
 
 
-def test_staff_add_list_remove_and_names_in_events(fleet: Path) -> None:
+def test_staff_add_pin_list_remove_and_names_in_events(fleet: Path) -> None:
     code, output = _run("staff", "add", "Bea Jansen", "--locker", "hall-1")
-    found = re.search(r"staff (\d+) 'Bea Jansen' for locker hall-1: PIN (\d{10})", output)
-    assert code == 0 and found is not None, output
-    staff_id, pin = found.groups()
+    assert code == 0, output
+    found = re.search(r"staff (\d+) 'Bea Jansen' added", output)
+    pin_line = re.search(r"PIN (\d{10}) for 'Bea Jansen' at hall-1, valid until (.+) \(code id (\d+)\)", output)
+    assert found is not None and pin_line is not None, output
+    staff_id, (pin, _until, code_id) = found.group(1), pin_line.groups()
     code, listing = _run("staff", "list")
-    assert code == 0 and re.search(rf"{staff_id}\s+Bea Jansen\s+hall-1", listing) and pin not in listing
+    assert code == 0 and re.search(rf"{staff_id}\s+Bea Jansen\s+hall-1 until ", listing) and pin not in listing
     conn = db.connect(fleet)
     with db.transaction(conn):
-        ingest.apply_event(conn, "hall-1", {"seq": 3, "ev": {"k": "staff_in", "staff": int(staff_id)}}, 1.0e9)
+        ingest.apply_event(conn, "hall-1", {"seq": 3, "ev": {"k": "staff_in", "staff": int(code_id)}}, 1.0e9)
     code, output = _run("events")
-    assert code == 0 and f"staff='Bea Jansen'({staff_id})" in output, output
+    assert code == 0 and f"staff='Bea Jansen'({code_id})" in output, output
+    # Today's PIN again (by name): a fresh one, the earlier one revoked.
+    code, output = _run("staff", "pin", "Bea Jansen", "--locker", "hall-1", "--hours", "2")
+    again = re.search(r"PIN (\d{10}) for 'Bea Jansen' at hall-1, valid until .+ \(code id (\d+)\)", output)
+    assert code == 0 and again is not None and again.group(2) != code_id, output
+    states = dict(conn.execute("SELECT id, state FROM codes").fetchall())
+    assert states == {int(code_id): "revoked", int(again.group(2)): "issued"}
+    code, output = _run("staff", "pin", staff_id, "--locker", "hall-1", "--hours", "13")
+    assert code == 1 and "at most 12 hours" in output, output
+    code, output = _run("staff", "pin", staff_id, "--locker", "hall-1", "--days", "91")
+    assert code == 1 and "at most 90 days" in output, output
+    code, output = _run("staff", "pin", staff_id, "--locker", "hall-1", "--until", "25:00")
+    assert code == 2 and "HH:MM" in output, output
+    code, output = _run("staff", "pin", "Nobody", "--locker", "hall-1")
+    assert code == 1 and "no staff member 'Nobody'" in output, output
+    code, output = _run("staff", "pin", staff_id, "--locker", "hall-1", "--locker", "hall-9")
+    assert code == 1 and "unknown locker 'hall-9'" in output, output
+    assert dict(conn.execute("SELECT id, state FROM codes").fetchall())[int(again.group(2))] == "issued"  # kept
     code, output = _run("staff", "remove", staff_id)
-    assert code == 0 and "1 locker(s) drop the PIN" in output
+    assert code == 0 and "1 locker(s) drop a PIN" in output
     code, listing = _run("staff", "list")
     assert "no staff" in listing
     code, listing = _run("staff", "list", "--all")
     assert "Bea Jansen" in listing
-    code, output = _run("staff", "add", "Cem")  # every locker
-    assert code == 0 and "for every locker" in output
+    code, output = _run("staff", "add", "Cem")  # a person; no PIN until one is asked for
+    assert code == 0 and not re.search(r"PIN \d", output) and "lockerctl staff pin" in output, output
 
 
 def test_door_open_and_service_are_queued_with_who_asked(fleet: Path) -> None:

@@ -76,7 +76,8 @@ def _one(rig: Rig, sql: str, *params: Any) -> Any:
 def test_a_delivery_from_preparing_to_pickup(make_rig: Callable[..., Rig], hook: Hook, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
     rig = make_rig()
-    staff_id, pin = fleet_db.add_staff(rig.conn, "hall-1", "Bea")
+    (staff_pin,) = fleet_db.add_staff(rig.conn, "Bea", ["hall-1"])[1]
+    staff_id, pin = staff_pin.code_id, staff_pin.pin  # the locker reports the PIN's code id
     issued = fleet_db.prepare_delivery(rig.conn, "hall-1", size="M", contact="ann@example.org", item="document")
     rig.start_service()
     sim = _sim(rig)
@@ -148,7 +149,8 @@ def test_a_failed_notification_is_recorded_and_retried_and_the_code_held_until_t
 
 def test_loading_by_size_only_gets_a_pickup_code_for_that_door(make_rig: Callable[..., Rig], hook: Hook) -> None:
     rig = make_rig()
-    staff_id, _ = fleet_db.add_staff(rig.conn, "hall-1", "Cem")
+    (staff_pin,) = fleet_db.add_staff(rig.conn, "Cem", ["hall-1"])[1]
+    staff_id = staff_pin.code_id  # the locker reports the PIN's code id
     rig.start_service()
     sim = _sim(rig)
     rig.start_locker()
@@ -183,7 +185,8 @@ def test_a_return_is_notified_to_staff(make_rig: Callable[..., Rig], hook: Hook)
 
 def test_expired_items_are_flagged_taken_back_and_staff_told(make_rig: Callable[..., Rig], hook: Hook) -> None:
     rig = make_rig()
-    staff_id, _ = fleet_db.add_staff(rig.conn, "hall-1", "Dan")
+    (staff_pin,) = fleet_db.add_staff(rig.conn, "Dan", ["hall-1"])[1]
+    staff_id = staff_pin.code_id  # the locker reports the PIN's code id
     old = fleet_db.issue_code(rig.conn, "hall-1", "A2", expires=int(time.time()) - 10)
     rig.start_service()  # its first expiry pass marks the code expired
     sim = _sim(rig)

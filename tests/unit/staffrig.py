@@ -45,7 +45,7 @@ class Rig(AppRig):
                 self.board.parcels[d].level = 1 if d in self._parcels else 0
             h = HmacKey(KEY)
             rows = [
-                (C.tag(h, "*", STAFF_PIN), C.NO_DOOR, C.KIND_STAFF, 0, 7),
+                (C.tag(h, "*", STAFF_PIN), C.NO_DOOR, C.KIND_STAFF, T0 + 30 * 86400, 7),  # a long-lived PIN
                 (C.tag(h, "*", DELIVERY), C.NO_DOOR, C.KIND_DELIVERY, T0 + 5 * 86400, 123456),
                 (C.tag(h, "*", RETURN), C.NO_DOOR, C.KIND_RETURN | 0x20, T0 + 86400, 31),
                 (C.tag(h, "1", PICKUP), 0, C.KIND_PICKUP, T0 + 86400, 11),

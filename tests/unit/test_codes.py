@@ -130,7 +130,9 @@ def _free(i, kind, expiry=0, cid=None):
 def test_kinds_and_expiry():
     d = fakes.scratch_dir("codes")
     s = _new(d)
-    s.replace(1, [_free(1, codes.KIND_STAFF), _free(2, codes.KIND_RETURN | 0x50, 1000), _rec(3, 3, expiry=2000)])
+    s.replace(
+        1, [_free(1, codes.KIND_STAFF, 2 * 10**9), _free(2, codes.KIND_RETURN | 0x50, 1000), _rec(3, 3, expiry=2000)]
+    )
     assert _look(s, _code(1), 10**9) == (codes.OK, None, 1, codes.KIND_STAFF)
     assert _look(s, _code(2), 999) == (codes.OK, None, 2, codes.KIND_RETURN | 0x50)  # size S, low
     assert _look(s, _code(2), 1000) == (codes.EXPIRED, None, 2, codes.KIND_RETURN | 0x50)
@@ -138,6 +140,20 @@ def test_kinds_and_expiry():
     assert _look(s, _code(3), 5000)[0] == codes.EXPIRED
     assert codes.KIND_PICKUP == 0 and codes.KIND_STAFF == 1 and codes.KIND_RETURN == 2 and codes.KIND_DELIVERY == 3
     assert len(set((codes.OK, codes.UNKNOWN, codes.EXPIRED, codes.USED))) == 4
+
+
+def test_a_staff_pin_works_only_before_its_expiry_on_a_clock_the_locker_has():
+    d = fakes.scratch_dir("codes")
+    s = _new(d)
+    s.replace(1, [_free(1, codes.KIND_STAFF, 5000), _free(2, codes.KIND_STAFF), _free(3, codes.KIND_RETURN)])
+    assert _look(s, _code(1), 4999) == (codes.OK, None, 1, codes.KIND_STAFF)
+    assert _look(s, _code(1), 5000) == (codes.EXPIRED, None, 1, codes.KIND_STAFF)
+    # A locker that never knew the time cannot tell: fail secure (a resident's code is not checked).
+    assert _look(s, _code(1), None) == (codes.EXPIRED, None, 1, codes.KIND_STAFF)
+    assert _look(s, _code(3), None) == (codes.OK, None, 3, codes.KIND_RETURN)
+    # A PIN without an expiry (from before PINs expired) never works, whatever the clock says.
+    assert _look(s, _code(2), 10**9) == (codes.EXPIRED, None, 2, codes.KIND_STAFF)
+    assert _look(s, _code(2), None) == (codes.EXPIRED, None, 2, codes.KIND_STAFF)
 
 
 def test_door_free_rows_need_door_byte_ff_and_pickups_a_door():

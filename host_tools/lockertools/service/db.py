@@ -180,6 +180,32 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE doors ADD COLUMN in_service INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE doors ADD COLUMN service_seq INTEGER NOT NULL DEFAULT 0",
     ],
+    # 3: staff PINs are per member and locker, and expire (fleet_db.issue_staff_pin). A staff member
+    # is a person (staff.locker_id is no longer used). The PINs of the old rules stop working: one
+    # PIN for every locker (one board's flash gave it for all), no expiry, staff codes of nobody, or
+    # more than 90 days left; they are revoked and deleted from their lockers (one change each, in
+    # code id order), and the member's pins_withdrawn_at says so in `lockerctl staff list`. Staff
+    # codes that had expired are deleted from the lockers too (the host now removes expired PINs).
+    [
+        "ALTER TABLE staff ADD COLUMN pins_withdrawn_at REAL",
+        """CREATE TEMP TABLE staff_pins_gone AS
+           SELECT c.id, c.locker_id, c.staff_id, c.state,
+                  row_number() OVER (PARTITION BY c.locker_id ORDER BY c.id) AS n
+           FROM codes c LEFT JOIN staff s ON s.id = c.staff_id
+           WHERE (c.kind & 15) = 1 AND (c.state = 'expired' OR (c.state = 'issued' AND (
+               c.expires = 0 OR c.staff_id IS NULL OR s.locker_id IS NULL
+               OR c.expires > CAST(strftime('%s', 'now') AS INTEGER) + 90 * 86400)))""",
+        """INSERT INTO changes(locker_id, rev, op, code_id)
+           SELECT g.locker_id, l.host_rev + g.n, 'del', g.id
+           FROM staff_pins_gone g JOIN lockers l ON l.id = g.locker_id""",
+        """UPDATE lockers
+           SET host_rev = host_rev + (SELECT count(*) FROM staff_pins_gone g WHERE g.locker_id = lockers.id)""",
+        """UPDATE staff SET pins_withdrawn_at = (julianday('now') - 2440587.5) * 86400.0
+           WHERE id IN (SELECT staff_id FROM staff_pins_gone WHERE state = 'issued')""",
+        """UPDATE codes SET state = 'revoked', revoked_at = (julianday('now') - 2440587.5) * 86400.0
+           WHERE id IN (SELECT id FROM staff_pins_gone WHERE state = 'issued')""",
+        "DROP TABLE staff_pins_gone",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,7 +10,9 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from lockertools import use_firmware_modules
@@ -135,6 +137,8 @@ def issue_code(
         raise FleetError(f"locker {locker_id!r} has no door {door!r} (doors: {', '.join(labels)})")
     if kind & KIND_MASK not in KIND_NAMES or not 0 <= kind <= 127:
         raise FleetError(f"unknown kind {kind}")
+    if kind & KIND_MASK == KIND_STAFF:
+        raise FleetError("a staff PIN belongs to a member of staff and expires: issue_staff_pin")
     with db.transaction(conn):
         code, code_id = new_code(conn, locker_id, door, kind, expires, recipient)
     return IssuedCode(code, code_id, locker_id, door, kind, expires, recipient)
@@ -217,11 +221,19 @@ def record_notification(conn: sqlite3.Connection, code_id: int, error: str | Non
 
 
 def expire_codes(conn: sqlite3.Connection, now: float) -> int:
-    """Mark issued codes past their expiry as expired (no change: the locker refuses them itself,
-    and the next snapshot leaves them out). Inside a transaction. Returns how many."""
+    """Mark issued codes past their expiry as expired. The locker refuses them by itself, and the
+    next snapshot leaves them out; a staff PIN is also deleted from the locker (one change each), so
+    an expired PIN is gone from its flash, and from the guessing odds, even if its clock is wrong.
+    Inside a transaction. Returns how many."""
+    pins = conn.execute(
+        "SELECT id, locker_id FROM codes WHERE state = 'issued' AND expires > 0 AND expires <= ? AND (kind & 15) = ?",
+        (now, KIND_STAFF),
+    ).fetchall()
     cur = conn.execute(
         "UPDATE codes SET state = 'expired' WHERE state = 'issued' AND expires > 0 AND expires <= ?", (now,)
     )
+    for code_id, lid in pins:
+        log_change(conn, lid, "del", code_id)
     if cur.rowcount:  # a delivery never loaded: its code will never be sent
         conn.execute("DELETE FROM held_codes WHERE code_id IN (SELECT id FROM codes WHERE state = 'expired')")
     return cur.rowcount
@@ -412,47 +424,151 @@ def issue_return_code(
     return IssuedCode(code, code_id, locker_id, ANY_DOOR, kind, expires, recipient)
 
 
-STAFF_DIGITS = 10  # staff PINs stay valid for long: more digits (docs/security.md)
+STAFF_DIGITS = 10  # a PIN is not consumed by use: more digits than a pickup code (docs/security.md)
+# A staff PIN is valid at one locker only and expires (docs/security.md, "Staff PINs"): by default at
+# the end of the working day and at most DAY_PIN_MAX_S from now; a long-lived one (technicians) only
+# when asked for, and at most LONG_PIN_MAX_DAYS.
+WORKDAY_END = (18, 0)  # local time, hours and minutes
+DAY_PIN_MAX_S = 12 * 3600
+WORKDAY_LAST_S = 3600  # a PIN asked for later than this before the day's end: DAY_PIN_MAX_S
+LONG_PIN_MAX_DAYS = 90
 
 
-def add_staff(conn: sqlite3.Connection, locker_id: str | None, name: str, days: float | None = None) -> tuple[int, str]:
-    """A staff member and their PIN: one STAFF code per locker (locker_id None: every locker
-    registered now). The name stays on the host; the locker reports the staff code's id, which the
-    host maps back to the member. Returns (staff id, PIN); the PIN is shown once, never stored."""
+@dataclass(frozen=True)
+class StaffPin:
+    pin: str  # shown once, never stored
+    code_id: int  # what the locker reports as `staff`
+    staff_id: int
+    name: str
+    locker_id: str
+    expires: int
+
+    def __repr__(self) -> str:  # keep the PIN out of logs and tracebacks
+        return f"StaffPin(code_id={self.code_id}, staff_id={self.staff_id}, locker_id={self.locker_id!r})"
+
+
+def workday_end(now: float, end: tuple[int, int] = WORKDAY_END) -> int:
+    """When a PIN issued at `now` stops working by default: today's `end` (local time), no later than
+    DAY_PIN_MAX_S from now; within the working day's last hour or after it (someone working late),
+    DAY_PIN_MAX_S from now, so a PIN never lasts only minutes."""
+    local = datetime.fromtimestamp(now).astimezone()
+    cut = local.replace(hour=end[0], minute=end[1], second=0, microsecond=0).timestamp()
+    if cut - now < WORKDAY_LAST_S:
+        return int(now) + DAY_PIN_MAX_S
+    return min(int(cut), int(now) + DAY_PIN_MAX_S)
+
+
+def pin_expiry(
+    now: float, *, hours: float | None = None, days: float | None = None, until: tuple[int, int] | None = None
+) -> tuple[int, bool]:
+    """(expiry, long-lived) of a PIN issued at `now`: `hours` (at most 12), `days` (a long-lived PIN,
+    at most LONG_PIN_MAX_DAYS), `until` a local time of day within 12 hours, else the working day's end."""
+    if sum(x is not None for x in (hours, days, until)) > 1:
+        raise FleetError("give one of: hours, days, a time of day")
+    if days is not None:
+        if not 0 < days <= LONG_PIN_MAX_DAYS:
+            raise FleetError(f"a long-lived staff PIN lasts more than 0 and at most {LONG_PIN_MAX_DAYS} days")
+        return int(now + days * 86400), True
+    if hours is not None:
+        if not 0 < hours <= DAY_PIN_MAX_S / 3600:
+            raise FleetError(f"a day's staff PIN lasts more than 0 and at most {DAY_PIN_MAX_S // 3600} hours")
+        return int(now + hours * 3600), False
+    if until is not None:
+        if not (0 <= until[0] <= 23 and 0 <= until[1] <= 59):
+            raise FleetError("a time of day is HH:MM, 00:00-23:59")
+        local = datetime.fromtimestamp(now).astimezone()
+        cut = local.replace(hour=until[0], minute=until[1], second=0, microsecond=0)
+        if cut <= local:
+            cut += timedelta(days=1)
+        if cut.timestamp() > now + DAY_PIN_MAX_S:
+            raise FleetError(
+                f"{until[0]:02d}:{until[1]:02d} is more than {DAY_PIN_MAX_S // 3600} hours away:"
+                " a longer PIN is a long-lived one (days)"
+            )
+        return int(cut.timestamp()), False
+    return workday_end(now), False
+
+
+def find_staff(conn: sqlite3.Connection, who: int | str) -> dict[str, Any]:
+    """A member of staff (not removed) by id, or by name when the name is unique."""
+    if isinstance(who, int) or who.strip().isdigit():
+        rows = conn.execute("SELECT * FROM staff WHERE id = ? AND removed_at IS NULL", (int(who),)).fetchall()
+        if rows or isinstance(who, int):
+            if not rows:
+                raise FleetError(f"no staff member {who}")
+            return dict(rows[0])
+    rows = conn.execute("SELECT * FROM staff WHERE name = ? AND removed_at IS NULL", (who.strip(),)).fetchall()
+    if not rows:
+        raise FleetError(f"no staff member {who!r} (lockerctl staff list; add one with lockerctl staff add)")
+    if len(rows) > 1:
+        ids = ", ".join(str(r["id"]) for r in rows)
+        raise FleetError(f"{len(rows)} members are called {who!r}: give the id ({ids})")
+    return dict(rows[0])
+
+
+def add_staff(
+    conn: sqlite3.Connection, name: str, lockers: Sequence[str] = (), *, now: float | None = None
+) -> tuple[int, list[StaffPin]]:
+    """A member of staff (a person on the host: a name and an id), with a PIN for each locker in
+    `lockers` valid until the end of the working day (issue_staff_pin). Returns (staff id, PINs)."""
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise FleetError("a staff name is 1-64 characters")
-    if locker_id is None:
-        lockers = [r[0] for r in conn.execute("SELECT id FROM lockers ORDER BY id")]
-        if not lockers:
-            raise FleetError("no lockers registered")
-    else:
-        locker_labels(conn, locker_id)
-        lockers = [locker_id]
-    expires = _window(days) if days is not None else 0
+    for lid in lockers:
+        locker_labels(conn, lid)
     with db.transaction(conn):
-        pin = draw_code(conn, lockers, STAFF_DIGITS)
-        staff_id = db.new_code_id(conn)  # the member's id is the id of their first code
-        conn.execute(
-            "INSERT INTO staff(id, name, locker_id, created_at) VALUES (?, ?, ?, ?)",
-            (staff_id, name, locker_id, time.time()),
+        staff_id = db.new_code_id(conn)  # random, like code ids
+        conn.execute("INSERT INTO staff(id, name, created_at) VALUES (?, ?, ?)", (staff_id, name, time.time()))
+    return staff_id, [issue_staff_pin(conn, staff_id, lid, now=now) for lid in lockers]
+
+
+def issue_staff_pin(
+    conn: sqlite3.Connection,
+    staff: int | str,
+    locker_id: str,
+    expires: int | None = None,
+    *,
+    long_lived: bool = False,
+    now: float | None = None,
+) -> StaffPin:
+    """A fresh PIN for one member of staff at one locker: what a staff desk hands out each morning.
+    `expires` None: the end of the working day (workday_end); later than DAY_PIN_MAX_S from now only
+    with long_lived (technicians), and never later than LONG_PIN_MAX_DAYS. The member's earlier PIN
+    at that locker is revoked in the same transaction (one live PIN per member and locker).
+    The PIN is returned once and never stored."""
+    now = time.time() if now is None else now
+    member = find_staff(conn, staff)
+    locker_labels(conn, locker_id)
+    if expires is None:
+        expires = workday_end(now)
+    if expires <= now:
+        raise FleetError("a staff PIN's expiry is in the future")
+    if expires > now + LONG_PIN_MAX_DAYS * 86400:
+        raise FleetError(f"a staff PIN lasts at most {LONG_PIN_MAX_DAYS} days")
+    if expires > now + DAY_PIN_MAX_S and not long_lived:
+        raise FleetError(f"a PIN for more than {DAY_PIN_MAX_S // 3600} hours is a long-lived one: ask for it as such")
+    with db.transaction(conn):
+        for (old,) in conn.execute(
+            "SELECT id FROM codes WHERE staff_id = ? AND locker_id = ? AND state = 'issued' AND (kind & 15) = ?",
+            (member["id"], locker_id, KIND_STAFF),
+        ).fetchall():
+            conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (now, old))
+            log_change(conn, locker_id, "del", old)
+        pin, code_id = new_code(
+            conn,
+            locker_id,
+            ANY_DOOR,
+            KIND_STAFF,
+            expires,
+            code=draw_code(conn, [locker_id], STAFF_DIGITS),
+            staff_id=member["id"],
+            created_at=now,
         )
-        for n, lid in enumerate(lockers):
-            new_code(
-                conn,
-                lid,
-                ANY_DOOR,
-                KIND_STAFF,
-                expires,
-                code=pin,
-                code_id=staff_id if n == 0 else None,
-                staff_id=staff_id,
-            )
-    return staff_id, pin
+    return StaffPin(pin, code_id, int(member["id"]), str(member["name"]), locker_id, expires)
 
 
 def remove_staff(conn: sqlite3.Connection, staff_id: int) -> int:
-    """Revoke a member's PIN everywhere; returns how many lockers drop it."""
+    """Remove a member and revoke their PINs; returns how many lockers drop one."""
     with db.transaction(conn):
         row = conn.execute("SELECT removed_at FROM staff WHERE id = ?", (staff_id,)).fetchone()
         if row is None or row[0] is not None:
@@ -465,14 +581,31 @@ def remove_staff(conn: sqlite3.Connection, staff_id: int) -> int:
             conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (now, code_id))
             log_change(conn, lid, "del", code_id)
         conn.execute("UPDATE staff SET removed_at = ? WHERE id = ?", (now, staff_id))
-    return len(ids)
+    return len({lid for _, lid in ids})
 
 
-def staff_table(conn: sqlite3.Connection, include_removed: bool = False) -> list[dict[str, Any]]:
-    sql = "SELECT id, name, locker_id, created_at, removed_at FROM staff"
+def staff_table(
+    conn: sqlite3.Connection, include_removed: bool = False, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Members of staff, each with `pins`: their live PINs ({code_id, locker_id, expires}), by locker,
+    and `pins_withdrawn_at`: when the upgrade to per-locker expiring PINs withdrew an old one."""
+    now = time.time() if now is None else now
+    sql = "SELECT id, name, created_at, removed_at, pins_withdrawn_at FROM staff"
     if not include_removed:
         sql += " WHERE removed_at IS NULL"
-    return [dict(r) for r in conn.execute(sql + " ORDER BY name, id")]
+    out = []
+    for r in conn.execute(sql + " ORDER BY name, id").fetchall():
+        member = dict(r)
+        member["pins"] = [
+            dict(p)
+            for p in conn.execute(
+                "SELECT id AS code_id, locker_id, expires FROM codes WHERE staff_id = ? AND state = 'issued'"
+                " AND (kind & 15) = ? AND expires > ? ORDER BY locker_id",
+                (r["id"], KIND_STAFF, now),
+            )
+        ]
+        out.append(member)
+    return out
 
 
 def staff_name(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> str | None:

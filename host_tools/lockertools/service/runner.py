@@ -437,11 +437,14 @@ class Service:
             out: list[tuple[str, bytes]] = []
             if version != seen or now >= next_expiry:
                 with db.transaction(conn):
+                    changed = version != seen
                     if now >= next_expiry:
-                        fleet_db.expire_codes(conn, now)
+                        # An expired staff PIN is deleted from its locker (a change, as if committed
+                        # by another process): look at the revisions then too.
+                        changed = fleet_db.expire_codes(conn, now) > 0 or changed
                         fleet_db.queue_reminders(conn, now)
                         next_expiry = now + 30.0
-                    if version != seen:
+                    if changed:
                         seen = version
                         self._keys.reload(conn)
                         for row in conn.execute("SELECT id, host_rev FROM lockers").fetchall():

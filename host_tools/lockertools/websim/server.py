@@ -501,8 +501,8 @@ class WebSim:
             return {"note": note, "code_id": got.code_id}
         if op == "add_staff":
             name = str(req.get("name") or "").strip()
-            staff_id, pin = fn(conn, view.lid, name)
-            note = {"kind": "staff", "locker": view.lid, "name": name, "staff_id": staff_id, "code": pin}
+            staff_id, (pin,) = fn(conn, name, [view.lid])  # a PIN for this locker, until the end of the day
+            note = {"kind": "staff", "locker": view.lid, "name": name, "staff_id": staff_id, "code": pin.pin}
             return {"note": note, "staff_id": staff_id}
         # remote_open: a request the host service signs and sends (door.open), with who asked
         d = view.doors[self._door(view, req)]
