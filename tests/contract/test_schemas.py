@@ -113,3 +113,26 @@ def test_issue_5_rows_events_and_ops_pass() -> None:
     ]:
         check("event", {"v": 1, "lid": "a", "seq": 4, "ev": ev})
     check("reply", {"v": 1, "lid": "a", "tx": "t", "cseq": 5, "ok": True, "d": "A1", "on": True})
+
+
+def _open_objects(node: object, where: str) -> list[str]:
+    """Where a schema declares an object's properties but lets others through."""
+    out: list[str] = []
+    if isinstance(node, dict):
+        declares = node.get("type") == "object" and "properties" in node
+        if declares and node.get("additionalProperties") is not False:
+            out.append(where)
+        for k, v in node.items():
+            out += _open_objects(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _open_objects(v, f"{where}/{i}")
+    return out
+
+
+@pytest.mark.parametrize("name", ["common", "status", "doors", "event", "reply", "command"])
+def test_the_schemas_are_closed(name: str) -> None:
+    """Every object the protocol defines lists its fields: a field a sender adds without the schema
+    fails the contract tests (tests/contract/test_firmware_messages.py) instead of slipping through."""
+    schema = json.loads((REPO_ROOT / "protocol" / "schemas" / f"{name}.json").read_text())
+    assert _open_objects(schema, name) == []
