@@ -231,8 +231,11 @@ class Commands:
             "outbox": len(locker.outbox) if locker is not None else 0,
             "lost": locker.outbox.dropped if locker is not None else 0,  # the outbox was full: oldest dropped
             "t": rt.clock.now(now_ms),
+            "time_known": rt.clock.known,  # false: `t` is an estimate since a power cut (docs/security.md)
             "up": rt.uptime_ms(now_ms) // 1000,
             "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)
+            # The last admitted command seq: where a host that lost its own count goes on from.
+            "cseq": self.gate.last_seq if self.gate is not None else 0,
         }
         if doors:
             out = []

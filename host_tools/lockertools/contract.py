@@ -48,9 +48,23 @@ def kind_of_topic(topic: str) -> str:
     return _TOPIC_KINDS[parts[2]]
 
 
+def _closest(error: Any) -> list[Any]:
+    """For a message that fits none of a oneOf's branches (the status: online, or the last will),
+    the errors of the branch it came closest to, so the text names the field ("'time_known' was
+    unexpected") rather than "not valid under any of the given schemas"."""
+    if not error.context:
+        return [error]
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    nearest = min(branches.values(), key=len)
+    return [e for sub in nearest for e in _closest(sub)]
+
+
 def check(kind: str, message: Any) -> None:
     """Raise ContractError listing every violation of the schema for `kind`."""
-    errors = sorted(_validators()[kind].iter_errors(message), key=lambda e: list(e.absolute_path))
+    errors = [e for top in _validators()[kind].iter_errors(message) for e in _closest(top)]
+    errors.sort(key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in errors[:5]]
         raise ContractError(f"{kind} breaks the contract: " + "; ".join(lines))

@@ -302,6 +302,24 @@ def test_status_and_time():
         rig.close()
 
 
+def test_the_status_says_whether_the_time_is_known_and_the_last_admitted_seq():
+    rig = Rig("cmd-status-seq", rtc=None)
+    try:
+        st = commands.get(rig.rt).status(0)
+        assert st["t"] is None and st["time_known"] is False and st["cseq"] == 0
+        rig.send(rig.wire("ack", {"seqs": [1]}, seq=5000))  # exempt from the sequence: not admitted as one
+        assert commands.get(rig.rt).status(0)["cseq"] == 0
+        st = rig.send(rig.wire("status", now=NOW), now_ms=1000)["status"]
+        assert st["time_known"] is True and st["t"] == NOW and st["cseq"] == rig.seq
+        # A power cut that took the RTC: the time is an estimate from clock.bin, the seq from cmdseq.bin.
+        seq = rig.seq
+        rig.rt = Rt(rtc=None)
+        st = commands.get(rig.rt).status(2000)
+        assert st["time_known"] is False and st["t"] is not None and st["cseq"] == seq
+    finally:
+        rig.close()
+
+
 def test_safe_mode_answers_status_and_time_only():
     rig = Rig("cmd-safe", safe=True, rtc=None)
     try:

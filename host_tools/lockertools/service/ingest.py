@@ -288,6 +288,12 @@ def apply_status(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], 
             "UPDATE lockers SET online = 1, locker_rev = ?, snap = ?, status_json = ?, last_seen = ? WHERE id = ?",
             (msg["rev"], int(bool(msg.get("snap"))), json.dumps(msg), received_at, locker_id),
         )
+        cseq = msg.get("cseq")
+        if isinstance(cseq, int) and _is_int(cseq) and 0 < cseq < _MAX_SEQ:
+            # The locker admits only seqs above the last one it admitted: numbers at or below it (a
+            # database restored from a backup, a tool that numbered past ours) would be refused as
+            # replays. The stored top moves past it, and CommandSeqs.take() goes on from there.
+            conn.execute("UPDATE lockers SET last_cmd_seq = max(last_cmd_seq, ?) WHERE id = ?", (cseq, locker_id))
     else:  # the last will: the broker lost the locker
         conn.execute("UPDATE lockers SET online = 0 WHERE id = ?", (locker_id,))
 
