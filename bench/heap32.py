@@ -32,7 +32,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # a test may have put bench/ on the path already
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import simlocker as S  # noqa: E402
 from report import Figure, kb  # noqa: E402
