@@ -38,7 +38,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # a test may have put 
 import simlocker as S  # noqa: E402
 from report import Figure, kb  # noqa: E402
 
-from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR  # noqa: E402
+from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR, use_firmware_modules  # noqa: E402
 from lockertools.flash import CodeSpec  # noqa: E402
 from lockertools.sim import compiled_firmware, compiled_sim_board  # noqa: E402
 
@@ -53,7 +53,6 @@ UNIX_HEAP = "1M"  # the same for the unix port: room enough that no step runs sh
 CODES = 500
 STAFF_PIN = "11223344"
 STAFF_ID = 7
-KIND_STAFF = 1  # docs/protocol.md: the kind byte's staff PIN
 # net.json of a networked locker: a broker that is never reached (no step connects).
 NET = {"broker": {"host": "127.0.0.1", "port": 1883, "user": "sim-1", "password": "heap32"}}
 # Goals, on the 32-bit port, 16-door board, 500 codes: live heap after boot.
@@ -159,6 +158,9 @@ def mpy_cross_version() -> str:
 
 def flash_folder(tmp: Path, board: str, ncodes: int, *, networked: bool) -> Path:
     """`ncodes` random pickup codes (simlocker.make_flash) and a staff PIN; with net.json if networked."""
+    use_firmware_modules()
+    from locker.codes import KIND_STAFF  # type: ignore[import-not-found]
+
     flash, _ = S.make_flash(
         tmp / ("net" if networked else "offline"),
         board,
