@@ -10,8 +10,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Debian packages, as command=package: the broker, the pty that stands in for a USB serial port
 # (provisioning tests), and the browser that shows and tests the simulated locker wall.
 SYSTEM_PACKAGES := mosquitto=mosquitto socat=socat chromium=chromium
+# The 32-bit heap runner (bench/heap32.py): MicroPython's webassembly port under Debian's Node,
+# the npm package pinned by bench/wasm/package-lock.json, installed into build/wasm.
+WASM       := build/wasm
+WASM_STAMP := $(WASM)/.installed
 
-.PHONY: help system-packages sim sim-terminal sim-net flash test test-fast check lint typecheck mpy bench clean distclean
+.PHONY: help system-packages wasm sim sim-terminal sim-net flash test test-fast check lint typecheck mpy bench clean distclean
 
 help:
 	@echo "make sim     the simulated locker wall in a browser: real firmware, broker, host service (no hardware)"
@@ -31,6 +35,15 @@ $(STAMP): requirements-dev.txt pyproject.toml
 system-packages:
 	@scripts/system-packages $(SYSTEM_PACKAGES)
 
+wasm: $(WASM_STAMP)
+
+$(WASM_STAMP): bench/wasm/package.json bench/wasm/package-lock.json
+	@scripts/system-packages node=nodejs npm=npm
+	mkdir -p $(WASM)
+	cp bench/wasm/package.json bench/wasm/package-lock.json $(WASM)/
+	cd $(WASM) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # mosquitto when it can be had, else the simulator falls back to its embedded broker.
 sim: $(STAMP)
 	@scripts/system-packages --optional mosquitto=mosquitto
@@ -47,7 +60,7 @@ sim-net: $(STAMP) system-packages
 flash: $(STAMP)
 	$(BIN)/lockerctl provision --board boards/$(BOARD).json $(if $(PORT),--port $(PORT)) $(if $(LOCKER),--locker $(LOCKER)) $(if $(IMAGE),--image $(IMAGE)) $(FLASH_FLAGS)
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages $(WASM_STAMP)
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)
@@ -66,8 +79,8 @@ typecheck: $(STAMP)
 mpy: $(STAMP)
 	@$(BIN)/python bench/mpy_sizes.py
 
-bench: $(STAMP) system-packages
-	$(BIN)/python bench/run.py
+bench: $(STAMP) system-packages $(WASM_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

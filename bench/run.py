@@ -5,7 +5,10 @@ docs/benchmarks.md says what each figure means and how it is measured.
 
 Figures are printed, never asserted: a goal that is not met is reported as such. Two jobs run side by
 side (the machine the figures are quoted for has 2 cores): the 100-pickup latency run, and everything
-else. Usage: python bench/run.py [--pickups N]
+else. Usage: python bench/run.py [--pickups N] [--only heap]
+
+The heap goal is checked on a 32-bit MicroPython (bench/heap32.py: the webassembly port under Node),
+the 64-bit unix port's figures beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fleet  # noqa: E402
+import heap32  # noqa: E402
 import heap_probe  # noqa: E402
 import provision  # noqa: E402
 import simlocker as S  # noqa: E402
@@ -43,7 +47,6 @@ HEAP = "128K"  # the firmware's heap the figures are asked for
 FALLBACK_HEAP = _sim.CONSOLE_SYNC_HEAP  # when 128K fails: the heap the console-sync tests use
 KEY_DEBOUNCE_MS = 20  # config.py default; the bench runs the firmware with default settings
 LATENCY_GOAL_MS = KEY_DEBOUNCE_MS + 10
-HEAP_GOAL = 64 * 1024
 FLASH_GOAL = 4 * 1024
 CODES = 500
 BOOTS = 10
@@ -251,6 +254,12 @@ def mpy_total() -> str:
 
 
 def other_job(tmp: Path, report: Report) -> None:
+    heap_job(tmp, report)
+    flash_boot_job(tmp, report)
+
+
+def heap_job(tmp: Path, report: Report) -> None:
+    """The 64-bit unix port's heap figures, then the 32-bit port's beside the same steps on 64-bit."""
     shims = {b: S.shim_cost(b) for b in S.BOARDS}
     say("shim: " + ", ".join(f"{b} {w} B" for b, (_, w) in shims.items()))
 
@@ -282,11 +291,10 @@ def other_job(tmp: Path, report: Report) -> None:
             + ", ".join(f"{u} used: works at {ok}, fails at {bad}" for u, (ok, bad, _) in found.items())
         )
         worst = max(fw.values())
+        # No goal here: the goal is checked on the 32-bit port (heap32 rows below).
         report.row(
-            f"heap high-water, {board}, 500 codes: smallest heap that runs",
-            f"{kb(fw[0])} firmware; {kb(fw[AGED_USED])} with {AGED_USED} used (64-bit port)",
-            "<= 64 KB",
-            worst <= HEAP_GOAL,
+            f"heap high-water, {board}, 500 codes: smallest heap that runs (64-bit port)",
+            f"{kb(fw[0])} firmware; {kb(fw[AGED_USED])} with {AGED_USED} used; the worst {kb(worst)}",
         )
         for u, (ok, bad, why) in found.items():
             report.note(
@@ -298,6 +306,19 @@ def other_job(tmp: Path, report: Report) -> None:
         except S.SimError as exc:
             report.note(f"{board} heap probe failed: {exc}")
 
+    # 2b. the same firmware on a 32-bit MicroPython
+    try:
+        heap32.check_versions()
+        figures = [f for board in S.BOARDS for f in heap32.measure(board, CODES)]
+        for fig in figures:
+            say(f"heap32 {fig.board} {fig.what}: 32-bit {fig.bits32}, 64-bit {fig.bits64} ({fig.ratio:.2f})")
+        report.rows.extend(Row(*r) for r in heap32.rows(figures, CODES))
+        report.notes.extend(heap32.notes(figures))
+    except (heap32.Heap32Error, S.SimError, OSError, subprocess.SubprocessError) as exc:
+        report.note(f"32-bit heap figures failed: {type(exc).__name__}: {str(exc)[:600]}")
+
+
+def flash_boot_job(tmp: Path, report: Report) -> None:
     # 3. flash wear
     for label, board, ncodes, used in (
         ("20 codes", "4-door", 20, 0),
@@ -349,10 +370,17 @@ def print_table(report: Report) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pickups", type=int, default=100, help="pickups for the latency figure (default 100)")
+    ap.add_argument("--only", choices=["heap"], help="heap: only the heap table (64-bit and 32-bit ports)")
     args = ap.parse_args()
     say(f"bench on {platform.node()} ({platform.machine()}, {_cpus()} cores), micropython {S.default_micropython()}")
     S.build()
     report = Report()
+    if args.only == "heap":
+        with tempfile.TemporaryDirectory(prefix="locker-bench-") as name:
+            heap_job(Path(name), report)
+        print_table(report)
+        say("done")
+        return 0
     with tempfile.TemporaryDirectory(prefix="locker-bench-") as name:
         tmp = Path(name)
         with ThreadPoolExecutor(max_workers=2) as pool:

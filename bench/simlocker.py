@@ -16,7 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,10 +51,18 @@ class Crashed(SimError):
     """The firmware died (exception, MemoryError, reset) during a bench run."""
 
 
-def make_flash(tmp: Path, board: str, ncodes: int, used: int = 0, seed: int = 1) -> tuple[Path, list[tuple[str, int]]]:
+def make_flash(
+    tmp: Path,
+    board: str,
+    ncodes: int,
+    used: int = 0,
+    seed: int = 1,
+    extra: Sequence[CodeSpec] = (),
+    net: Mapping[str, Any] | None = None,
+) -> tuple[Path, list[tuple[str, int]]]:
     """A flash folder with `ncodes` distinct random 8-digit codes spread over the doors, the first
     `used` of them already picked up (journal entries in state "completed", as after `used` pickups
-    the host has not yet cleaned up).
+    the host has not yet cleaned up); `extra` codes after them (a staff PIN), and net.json if `net`.
 
     Returns the folder and the codes not yet used as (digits, door index), round-robin over the
     doors so consecutive pickups are on different doors."""
@@ -68,7 +76,7 @@ def make_flash(tmp: Path, board: str, ncodes: int, used: int = 0, seed: int = 1)
     rng.shuffle(order)
     codes = [(d, i % len(labels)) for i, d in enumerate(order)]
     specs = [CodeSpec(d, labels[door], 0, 0, n + 1) for n, (d, door) in enumerate(codes)]
-    prepare(flash, BOARDS[board], specs, config_overrides={"language": "en"}, key=KEY)
+    prepare(flash, BOARDS[board], [*specs, *extra], config_overrides={"language": "en"}, key=KEY, net=net)
     if used:
         # The firmware's own code store marks them, exactly as the board does at each pickup.
         use_firmware_modules()
