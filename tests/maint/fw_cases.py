@@ -233,6 +233,91 @@ def test_bad_manifests_are_refused():
         raise AssertionError(bad)
 
 
+def _root_files():
+    """Every file outside app.new/ (the scratch flash's root and its folders), with its bytes."""
+    out = {}
+    todo = ["."]
+    while todo:
+        d = todo.pop()
+        for name in os.listdir(d):
+            p = name if d == "." else d + "/" + name
+            if p == "app.new":
+                continue
+            if os.stat(p)[0] & 0x4000:
+                todo.append(p)
+            else:
+                out[p] = _read(p)
+    return out
+
+
+def _signed_begin(rt, version, rows):
+    """app.begin with `rows` as they are, signed over the text the locker writes from them (what a
+    holder of a signed command could send)."""
+    text = "app|%s\n" % version + "".join("%s|%d|%s\n" % (f["path"], f["size"], f["sha256"]) for f in rows)
+    sig = hexlify(HmacKey(KEY).digest(hashlib.sha256(text.encode()).digest())).decode()
+    size = 0
+    for line in text.split("\n")[1:]:
+        if line:
+            size += int(line.split("|")[1])
+    args = {"version": version, "count": len(rows), "size": size, "files": rows, "sig": sig}
+    return _run(rt, "app.begin", args)
+
+
+def test_a_hash_with_a_newline_cannot_write_or_remove_outside_app_new():
+    # A 64-character "sha256" holding a newline adds manifest lines of its own: their paths are
+    # never checked as the manifest's are, and app.chunk joins them to app.new/ as they are.
+    _fresh("upd-escape")
+    _install_v1()
+    _write("locker.key", KEY)
+    rt = FakeRt()
+    before = _root_files()
+    inject = "\n../throttle.bin|6|"
+    remove = "\n../locker.key|32|"
+    rows = [
+        {"path": "locker/a.mpy", "size": 0, "sha256": inject + "0" * (64 - len(inject))},
+        {"path": "locker/b.mpy", "size": 0, "sha256": remove + "0" * (64 - len(remove))},
+    ]
+    try:
+        r = _signed_begin(rt, "2.0", rows)
+    except ValueError:
+        r = {"ok": False}
+    assert not r["ok"], r
+    for path, data in (("../throttle.bin", b"zero!"), ("../locker.key", KEY)):
+        r = _run(rt, "app.chunk", {"path": path, "off": 0, "data": b2a_base64(data).decode()})
+        assert not r["ok"], r
+    assert _root_files() == before
+    # a hash of 64 characters that are not all hex digits is refused as such
+    for sha in ("g" * 64, " " * 64, "0" * 63 + "|", "0" * 63 + "\n"):
+        try:
+            _signed_begin(rt, "2.0", [{"path": "x.mpy", "size": 0, "sha256": sha}])
+        except ValueError:
+            continue
+        raise AssertionError(sha)
+    assert _root_files() == before
+
+
+def test_a_manifest_line_changed_on_flash_is_never_acted_on():
+    _fresh("upd-lst")
+    _install_v1()
+    _write("locker.key", KEY)
+    rt = FakeRt()
+    assert _begin(rt)["ok"] and _send(rt)["ok"]
+    before = _root_files()
+    with open("app.new/app.lst", "a") as f:
+        f.write("../locker.key|32|%s\n" % _sha(b"other"))
+    with open("app.new/app.mac", "w") as f:  # as if the MAC were rewritten to match
+        f.write(hexlify(HmacKey(KEY).digest(hashlib.sha256(_read("app.new/app.lst")).digest())).decode())
+    r = _run(rt, "app.chunk", {"path": "../locker.key", "off": 0, "data": b2a_base64(KEY).decode()})
+    assert r == {"ok": False, "error": "unknown_path"}, r
+    for op, args in (("app.status", {}), ("app.commit", {"reboot": False})):
+        try:
+            r = _run(rt, op, args)
+        except ValueError:
+            continue
+        raise AssertionError((op, r))
+    assert _root_files() == before and not _exists("app.swap")
+
+
 def test_no_update_while_one_is_on_trial():
     _fresh("upd-trial")
     _install_v1()
