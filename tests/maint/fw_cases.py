@@ -333,6 +333,103 @@ def test_commit_needs_an_installed_application():
     assert _run(rt, "app.abort", {}) == {"ok": True} and not _exists("app.new")
 
 
+# --- a production board ---------------------------------------------------------------------------
+
+
+def _ctrl_c_on():
+    """Whether Ctrl-C on the console would raise KeyboardInterrupt. The unix port's kbd_intr()
+    installs or removes its SIGINT handler (the "SigCgt" mask of /proc/self/status, bit 1);
+    under CPython, the stand-in micropython module remembers the last kbd_intr()."""
+    import micropython
+
+    if sys.implementation.name != "micropython":
+        return micropython.interrupt_char == 3
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & 2)
+    raise AssertionError("no SigCgt in /proc/self/status")
+
+
+class _Cfg:
+    locker_id = "L1"
+
+
+class ConsoleRt(FakeRt):
+    """What the console and the command gate need of a runtime."""
+
+    def __init__(self):
+        from locker.clock import WallClock
+
+        FakeRt.__init__(self)
+        self.cfg = _Cfg()
+        self.clock = WallClock()
+        self.clock.boot(1790000000, 0)
+
+
+def _wire(op, args, seq):
+    from locker import protocol
+
+    cmd = {"v": 1, "lid": "L1", "seq": seq, "now": 1790000000, "exp": 1790000300, "tx": "t%d" % seq}
+    cmd.update({"op": op, "args": args})
+    return protocol.sign(HmacKey(KEY), protocol.encode(cmd))
+
+
+def test_a_production_board_console_admits_signed_commands_only():
+    _fresh("console-prod")
+    from locker import console
+
+    got = []
+    saved = console.reply
+    console.reply = got.append
+    try:
+        rt = ConsoleRt()
+        console.Console(rt).handle(b"log 5", 0)  # not a production board: the word is answered
+        assert got[-1] == {"log": []}, got[-1]
+        _write("production.json", b'{"production": true}')
+        con = console.Console(rt)
+        for line in (b"status", b"log 5", b"\x03\r\x01status", b"help"):
+            con.handle(line, 0)
+            assert got[-1]["ok"] is False and got[-1]["error"] == "signed_only", (line, got[-1])
+        n = len(got)
+        con.handle(b"", 0)
+        assert len(got) == n  # an empty line (a bare Enter) gets no answer
+        # a signed command is admitted, also behind what an attempt to reach the REPL left on the line
+        con.handle(b"\r\x03\r\x01" + _wire("diag", {}, 1), 1000)
+        assert got[-1]["ok"] is True and got[-1]["diag"]["fw"] == "0.1.0", got[-1]
+        con.handle(_wire("diag", {}, 1), 1000)  # the same sequence again: refused, and said so
+        assert got[-1]["ok"] is False and got[-1]["error"] == "replay", got[-1]
+    finally:
+        console.reply = saved
+
+
+def test_repl_open_turns_ctrl_c_back_on_until_the_next_reset():
+    import micropython
+
+    micropython.kbd_intr(-1)
+    try:
+        assert not _ctrl_c_on()
+        assert _run(FakeRt(), "repl.open", {}) == {"ok": True, "until": "reset"}
+        assert _ctrl_c_on()
+    finally:
+        micropython.kbd_intr(3)
+
+
+def test_loader_turns_ctrl_c_off_on_a_production_board_only():
+    import micropython
+
+    _fresh("boot-production")
+    _install_v1()
+    try:
+        _loader()
+        assert _ctrl_c_on()
+        _write("production.json", b"")  # its presence is what counts, even empty
+        _loader()
+        assert not _ctrl_c_on()
+    finally:
+        micropython.kbd_intr(3)
+
+
 # --- the loader (boot.py) --------------------------------------------------------------------------
 
 
