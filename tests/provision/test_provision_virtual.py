@@ -702,12 +702,15 @@ def test_a_production_board_keeps_ctrl_c_from_the_repl_until_a_signed_repl_open(
             assert _word_reply(con, "status")["error"] == "signed_only"
         finally:
             con.close()
-        # mpremote's Ctrl-C is a byte for the console: no raw REPL, and the locker runs on
+        # mpremote's Ctrl-C is a byte for the console: no raw REPL, and the locker runs on (its console
+        # does not wait for the end of that line with the whole loop, until the watchdog resets it)
+        assert vb.board is not None
+        boots = vb.board.boot_count
         with pytest.raises(ProvisionError, match="no MicroPython REPL"):
             BoardLink(vb.port).close()
-        assert vb.board is not None and vb.board.running
         con, _ = _answering(vb.port, key)  # signed commands still go in, behind what mpremote left
         con.close()
+        assert vb.board.running and vb.board.boot_count == boots and not vb.board.events("reset")
 
         # the technician's way in: a signed repl.open on the USB port, then the REPL on Ctrl-C
         r = CliRunner().invoke(main, ["repl", LID, "--port", vb.port, "--db", str(fleet_db_path)])
