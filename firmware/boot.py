@@ -8,7 +8,7 @@
 #   without reaching "healthy" (locker.runtime then deletes app.trial), the previous application is
 #   put back (app -> app.bad, app.old -> app) and app.rolled says so (reported as `app_rollback`).
 #   A trial boot arms the watchdog: an application that dies before its own main loop runs is reset.
-# - then the application folder goes first on sys.path.
+# - then the application folder goes first on sys.path; on a production board, Ctrl-C is turned off.
 #
 # hal.board switches the solenoids off as the first thing main.py does (gate pull-downs hold them
 # off until then); nothing here touches a pin.
@@ -95,6 +95,13 @@ try:
     _loader()
 except Exception as e:  # never stop the locker from starting: the old application still runs
     print("log| boot: loader failed:", repr(e))
+# A production board (provisioned with --production: production.json): Ctrl-C on the USB console no
+# longer stops the application into the REPL, it arrives as a byte like any other. Here because the
+# loader is never replaced by an update; a signed `repl.open` turns Ctrl-C back on until the next reset.
+if _is("production.json"):
+    import micropython
+
+    micropython.kbd_intr(-1)
 if "app" not in sys.path:
     sys.path.insert(0, "app")
 _loader = _read = _write = _rm = _is = None

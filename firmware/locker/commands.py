@@ -17,9 +17,9 @@ _U32 = const(0xFFFFFFFF)
 
 # Ops after which the tx is remembered (they change the store; the others are safe to run twice).
 _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
-# Technicians' ops (diagnostics, self-test, application updates) live in locker.maint, imported on
-# the first one; maint.REMEMBER lists those whose tx is remembered.
-_MAINT = ("diag", "selftest", "app")
+# Technicians' ops (diagnostics, self-test, application updates, the REPL of a production board)
+# live in locker.maint, imported on the first one; maint.REMEMBER lists those whose tx is remembered.
+_MAINT = ("diag", "selftest", "app", "repl")
 # One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
 _DOOR = ("door.open", "door.service")
 

@@ -1,7 +1,20 @@
 # The technician's console (USB serial on a board, stdin in the simulator): a few read-only words
 # for people, and signed commands for tools. A signed command is admitted exactly like one that
-# arrives over the network, so a console is no way around the locker's checks.
+# arrives over the network, so a console is no way around the locker's checks. A production board
+# (production.json, written by provisioning's --production) admits signed commands only.
 import json
+import os
+
+PRODUCTION = "production.json"
+
+
+def production():
+    """True on a production board. The file's presence is what counts, whatever it holds."""
+    try:
+        os.stat(PRODUCTION)
+        return True
+    except OSError:
+        return False
 
 
 def reply(obj):
@@ -11,10 +24,23 @@ def reply(obj):
 class Console:
     def __init__(self, runtime):
         self.rt = runtime
+        self.signed_only = production()
 
     def handle(self, line, now_ms):
         rt = self.rt
-        if line == b"status":
+        # What came before the line's last control character is not part of it: a tool that tried
+        # to break into the REPL (Ctrl-C, Ctrl-A: data on a production board) leaves them in front.
+        i = len(line)
+        while i > 0 and line[i - 1] >= 32:
+            i -= 1
+        if i:
+            line = line[i:]
+        if len(line) > 65 and line[64] == 32:
+            self.command(line, now_ms)
+        elif self.signed_only:
+            if line:
+                reply({"ok": False, "error": "signed_only", "help": "<signed command> (a production board)"})
+        elif line == b"status":
             status = rt.locker.status(now_ms) if rt.locker is not None else {}
             status["safe_mode"] = rt.safe_reason
             status["locker_id"] = rt.cfg.locker_id
@@ -23,8 +49,6 @@ class Console:
         elif line.startswith(b"log"):
             n = int(line[3:] or 20) if line[3:].strip().isdigit() else 20
             reply({"log": rt.locker.audit.tail(n) if rt.locker is not None else []})
-        elif len(line) > 65 and line[64] == 32:
-            self.command(line, now_ms)
         elif line:
             reply({"ok": False, "error": "unknown", "help": "status | log [n] | <signed command>"})
 

@@ -19,11 +19,23 @@ def run(rt, op, args, now_ms):
         return {"ok": True, "diag": diag(rt, now_ms)}
     if op == "selftest.keys":
         return keys(rt, args, now_ms)
+    if op == "repl.open":
+        return repl_open()
     if op in ("app.begin", "app.files", "app.chunk", "app.commit", "app.status", "app.abort"):
         from locker import update
 
         return update.run(rt, op, args, now_ms)
     return {"ok": False, "error": "unknown_op"}
+
+
+def repl_open():
+    """Ctrl-C on the USB console stops the application into the REPL again, until the next reset:
+    the technician's way into a production board (boot.py turned Ctrl-C off) without re-flashing it."""
+    import micropython
+
+    micropython.kbd_intr(3)
+    print("log| console: Ctrl-C reaches the REPL until the next reset (repl.open)")
+    return {"ok": True, "until": "reset"}
 
 
 def keys(rt, args, now_ms):

@@ -148,16 +148,23 @@ class Runtime:
     async def console_task(self):
         console = None  # imported on the first line: most boards never see a console
         reader = asyncio.StreamReader(sys.stdin)
+        line = bytearray()
         while True:
-            line = await reader.readline()
-            if not line:
+            # A byte at a time: readline() blocks the whole loop on a line not ended yet (slow typing,
+            # the Ctrl-C mpremote sends to a production board) until the watchdog resets the board.
+            c = await reader.read(1)
+            if not c:
                 await asyncio.sleep_ms(1000)  # stdin closed (no console attached)
+                continue
+            line += c
+            if line[-1] != 10:  # b"\n"
                 continue
             if console is None:
                 from locker.console import Console
 
                 console = Console(self)
-            console.handle(line.strip(), ticks_ms())
+            console.handle(bytes(line).strip(), ticks_ms())
+            line = bytearray()
 
     def on_exception(self, loop, context):
         # Fail secure: whatever broke, the latches are released first.

@@ -104,24 +104,62 @@ def _u(v, hi):
 
 
 def _path_ok(p):
+    """A file under app.new/: relative, at most 4 levels, each name of ASCII letters, digits and
+    _ - . (never "." or ".."), and not one of the staging's own files."""
     if not isinstance(p, str) or not 0 < len(p) <= 64 or p[0] == "/" or p.count("/") > 3:
         return False
     for part in p.split("/"):
         if not part or part == "." or part == "..":
             return False
         for c in part:
-            if not (c.isalpha() or c.isdigit() or c in "_-."):
+            # ASCII only: str.isalpha() is True for letters of every script on CPython
+            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "_-."):
                 return False
-    return p not in ("app.json", "app.lst", "app.hdr", "app.mac")
+    return p not in ("app.json", "app.lst", "app.hdr", "app.mac", "app.json.tmp", "app.hdr.tmp")
+
+
+def _sha_ok(sha):
+    """64 hex digits (the case is folded when the line is written)."""
+    if not isinstance(sha, str) or len(sha) != 64:
+        return False
+    for c in sha:
+        if not ("0" <= c <= "9" or "a" <= c <= "f" or "A" <= c <= "F"):
+            return False
+    return True
+
+
+def _version_ok(v):
+    """1-16 printable ASCII characters, no "|": it is the first line of app.lst."""
+    if not isinstance(v, str) or not 0 < len(v) <= 16:
+        return False
+    for c in v:
+        if not " " <= c <= "~" or c == "|":
+            return False
+    return True
 
 
 def _lines():
-    """The staged manifest's file lines as (path, size, sha256), streamed from app.lst."""
+    """The staged manifest's file lines as (path, size, sha256), streamed from app.lst. Every line is
+    checked again as it is read: a line that is not a safe path, a size and a hash (a manifest changed
+    on flash) raises ValueError, so no caller ever acts on it."""
     with open(_LST) as f:
         f.readline()  # app|<version>
         for line in f:
-            p, size, sha = line.rstrip("\n").split("|")
-            yield p, int(size), sha
+            parts = line.rstrip("\n").split("|")
+            if len(parts) != 3 or not _path_ok(parts[0]) or not parts[1].isdigit() or not _sha_ok(parts[2]):
+                raise ValueError("app.lst: bad line")
+            size = int(parts[1])
+            if size > _MAX_FILE:
+                raise ValueError("app.lst: bad line")
+            yield parts[0], size, parts[2]
+
+
+def _lst_version():
+    """The version on app.lst's first line (authenticated with the rest of it), or None."""
+    with open(_LST) as f:
+        head = f.readline()
+    v = head[4:].rstrip("\n") if head.startswith("app|") else None
+    return v if _version_ok(v) else None
 
 
 def _entry(path):
@@ -163,7 +201,7 @@ def begin(rt, args):
     if busy is not None:
         return busy
     version, count, size = args.get("version"), args.get("count"), args.get("size")
-    if not isinstance(version, str) or not 0 < len(version) <= 16 or "|" in version or "\n" in version:
+    if not _version_ok(version):
         raise ValueError("version")
     if not _u(count, _MAX_FILES) or not count or not _u(size, _MAX_FILES * _MAX_FILE):
         raise ValueError("count/size")
@@ -206,7 +244,7 @@ def add_files(rt, args):
         if not isinstance(f, dict):
             raise ValueError("files: {path, size, sha256}")
         p, size, sha = f.get("path"), f.get("size"), f.get("sha256")
-        if not _path_ok(p) or not _u(size, _MAX_FILE) or not isinstance(sha, str) or len(sha) != 64:
+        if not _path_ok(p) or not _u(size, _MAX_FILE) or not _sha_ok(sha):
             raise ValueError("file %r" % (p,))
         if _entry(p) is not None or any(files[j]["path"] == p for j in range(i)):
             raise ValueError("path %r twice" % p)
@@ -249,7 +287,8 @@ def chunk(args):
     path, off, data = args.get("path"), args.get("off"), args.get("data")
     if not _is(_MAC):
         return {"ok": False, "error": "not_staged"}
-    e = _entry(path) if isinstance(path, str) else None
+    # Checked here too, not only in the manifest: this path is joined to app.new/ and written.
+    e = _entry(path) if _path_ok(path) else None
     if e is None:
         return {"ok": False, "error": "unknown_path"}
     if not _u(off, _MAX_FILE) or not isinstance(data, str):
@@ -342,7 +381,9 @@ def commit(rt, args):
     from locker.maint import app_version
 
     cur = app_version()
-    v = _read_json(_HDR)["v"]
+    v = _lst_version()
+    if v is None:
+        return {"ok": False, "error": "not_staged"}
     _write_manifest(v)
     for name in ("app.lst", "app.hdr", "app.mac"):
         os.remove(_NEW + "/" + name)

@@ -11,3 +11,11 @@ def const(value):  # noqa: D103 - mirrors micropython.const
 
 def mem_peak() -> int:  # not meaningful on CPython
     return 0
+
+
+interrupt_char = 3  # what kbd_intr() last set (the REPL's Ctrl-C), for tests under CPython
+
+
+def kbd_intr(chr: int) -> None:  # noqa: D103 - mirrors micropython.kbd_intr
+    global interrupt_char
+    interrupt_char = chr

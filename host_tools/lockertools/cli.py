@@ -25,9 +25,10 @@ def _register() -> None:
     main.add_command(lockers_cmd, "lockers")
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
-    from lockertools.maint_cli import console_cmd, diag_cmd, selftest_cmd, update_cli
+    from lockertools.maint_cli import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")
+    main.add_command(repl_cmd, "repl")
     main.add_command(console_cmd, "console")
     main.add_command(selftest_cmd, "selftest")
     main.add_command(update_cli, "update")

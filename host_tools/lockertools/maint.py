@@ -498,6 +498,14 @@ class Maint:
         return d
 
 
+def open_repl(m: Maint, timeout: float = 10.0) -> None:
+    """Signed `repl.open`: Ctrl-C on the board's USB console reaches the REPL again until the board
+    resets (a production board has it off). MaintError when refused or unanswered."""
+    r = m.call("repl.open", {}, timeout)
+    if not r.get("ok"):
+        raise MaintError(f"repl.open refused: {r.get('error')} {r.get('detail', '')}".strip())
+
+
 def diag_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     """A diag record as (field, value) rows for a table."""
     app = d.get("app") or {}

@@ -28,6 +28,7 @@ from lockertools.maint import (
     SerialConsole,
     build_app,
     diag_rows,
+    open_repl,
     push_update,
     selftest,
 )
@@ -178,6 +179,37 @@ def diag_cmd(locker_id: str, as_json: bool, timeout: float, **kw: Any) -> None:
         click.echo(json.dumps(d, indent=1, sort_keys=True))
         return
     _table(f"locker {locker_id}", ["", "value"], [list(r) for r in diag_rows(d)])
+
+
+# --- repl -----------------------------------------------------------------------------------------
+
+
+@click.command("repl")
+@click.argument("locker_id")
+@click.option("--port", required=True, help="The board's USB console (e.g. /dev/ttyUSB0).")
+@click.option("--baud", default=115200, show_default=True, help="Console speed.")
+@_key_options
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the answer.")
+def repl_cmd(locker_id: str, port: str, baud: int, timeout: float, **kw: Any) -> None:
+    """Open the REPL of a production board until it resets (signed `repl.open` on its USB console).
+
+    A production board (`lockerctl provision --production`) ignores Ctrl-C and answers only signed
+    commands; after this, Ctrl-C stops its application into the REPL, so mpremote and `lockerctl
+    provision --no-firmware` work again. The next reset makes it a production board again.
+    """
+    db_path = kw.pop("db_path")
+    key = locker_key(locker_id, kw.pop("key_file"), kw.pop("flash_dir"), db_path)
+    try:
+        link = SerialConsole(port, baud)
+    except MaintError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        open_repl(Maint(link, locker_id, key, shared_seqs(db_path, locker_id)), timeout)
+    except MaintError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        link.close()
+    click.echo(f"{locker_id}: Ctrl-C on {port} reaches the REPL until the board resets")
 
 
 # --- console --------------------------------------------------------------------------------------

@@ -140,8 +140,12 @@ class VirtualBoard:
         log_limit: int = 20000,
         net: dict[str, Any] | None = None,
         app_on_flash: bool = False,
+        console_fd: int | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
+        # The firmware's stdin/stdout/stderr: a tty (lockertools.provision.virtual.UsbUart) instead of
+        # pipes. Its output then goes there only: log_lines() stays empty, send_console() is refused.
+        self.console_fd = console_fd
         # The loader (boot.py), main.py and the application (app/) come from the flash folder, as a
         # board installed by provisioning runs them (docs/maintenance.md); nothing on MICROPYPATH
         # but the simulated hardware. See lockertools.maint.install_app.
@@ -218,6 +222,12 @@ class VirtualBoard:
         return None if run is None else run.proc.poll()
 
     @property
+    def pid(self) -> int | None:
+        """The firmware process of the current boot (None before the first)."""
+        run = self._run
+        return None if run is None else run.proc.pid
+
+    @property
     def boot_count(self) -> int:
         return self._boots
 
@@ -264,14 +274,15 @@ class VirtualBoard:
                 + (["-m", "_launch"] if self.app_on_flash else [str(script)]),
                 cwd=self.flash_dir,
                 env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                stdout=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                stderr=subprocess.STDOUT if self.console_fd is None else self.console_fd,
                 start_new_session=True,  # a Ctrl-C in the terminal is not the locker's
             )
             run = _Run(n, reset_cause, proc)
             self._run = run
-            self._start(run, self._read_log, proc.stdout)
+            if proc.stdout is not None:
+                self._start(run, self._read_log, proc.stdout)
             self._record({"ev": "boot", "cause": reset_cause, "rtc": keep_rtc}, run)
             mark = len(self._events)
             run.conn = self._accept(run)
@@ -388,7 +399,8 @@ class VirtualBoard:
             run.proc.kill()
             rc = run.proc.wait()
         for t in run.threads[:1]:  # the log reader: the exit's traceback belongs before the exit
-            t.join(1.0)
+            if t is not threading.current_thread():  # (no log reader when the console is a tty)
+                t.join(1.0)
         exit_ev: Event = {"ev": "exit", "code": rc}
         cause = run.reset["cause"] if run.reset else EXIT_CAUSES.get(rc)
         if cause and not run.cut:

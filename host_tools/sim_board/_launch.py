@@ -19,6 +19,8 @@ try:
     _run("main.py")
 except SystemExit:
     raise
+except KeyboardInterrupt as e:  # Ctrl-C on the console: main.py stops and the REPL starts (given by
+    sys.print_exception(e)  # `micropython -i`, as lockertools.provision.virtual.UsbUart runs a board)
 except BaseException as e:  # noqa: BLE001 - what a board's REPL would print
     sys.print_exception(e)
     import machine

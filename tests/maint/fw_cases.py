@@ -233,6 +233,91 @@ def test_bad_manifests_are_refused():
         raise AssertionError(bad)
 
 
+def _root_files():
+    """Every file outside app.new/ (the scratch flash's root and its folders), with its bytes."""
+    out = {}
+    todo = ["."]
+    while todo:
+        d = todo.pop()
+        for name in os.listdir(d):
+            p = name if d == "." else d + "/" + name
+            if p == "app.new":
+                continue
+            if os.stat(p)[0] & 0x4000:
+                todo.append(p)
+            else:
+                out[p] = _read(p)
+    return out
+
+
+def _signed_begin(rt, version, rows):
+    """app.begin with `rows` as they are, signed over the text the locker writes from them (what a
+    holder of a signed command could send)."""
+    text = "app|%s\n" % version + "".join("%s|%d|%s\n" % (f["path"], f["size"], f["sha256"]) for f in rows)
+    sig = hexlify(HmacKey(KEY).digest(hashlib.sha256(text.encode()).digest())).decode()
+    size = 0
+    for line in text.split("\n")[1:]:
+        if line:
+            size += int(line.split("|")[1])
+    args = {"version": version, "count": len(rows), "size": size, "files": rows, "sig": sig}
+    return _run(rt, "app.begin", args)
+
+
+def test_a_hash_with_a_newline_cannot_write_or_remove_outside_app_new():
+    # A 64-character "sha256" holding a newline adds manifest lines of its own: their paths are
+    # never checked as the manifest's are, and app.chunk joins them to app.new/ as they are.
+    _fresh("upd-escape")
+    _install_v1()
+    _write("locker.key", KEY)
+    rt = FakeRt()
+    before = _root_files()
+    inject = "\n../throttle.bin|6|"
+    remove = "\n../locker.key|32|"
+    rows = [
+        {"path": "locker/a.mpy", "size": 0, "sha256": inject + "0" * (64 - len(inject))},
+        {"path": "locker/b.mpy", "size": 0, "sha256": remove + "0" * (64 - len(remove))},
+    ]
+    try:
+        r = _signed_begin(rt, "2.0", rows)
+    except ValueError:
+        r = {"ok": False}
+    assert not r["ok"], r
+    for path, data in (("../throttle.bin", b"zero!"), ("../locker.key", KEY)):
+        r = _run(rt, "app.chunk", {"path": path, "off": 0, "data": b2a_base64(data).decode()})
+        assert not r["ok"], r
+    assert _root_files() == before
+    # a hash of 64 characters that are not all hex digits is refused as such
+    for sha in ("g" * 64, " " * 64, "0" * 63 + "|", "0" * 63 + "\n"):
+        try:
+            _signed_begin(rt, "2.0", [{"path": "x.mpy", "size": 0, "sha256": sha}])
+        except ValueError:
+            continue
+        raise AssertionError(sha)
+    assert _root_files() == before
+
+
+def test_a_manifest_line_changed_on_flash_is_never_acted_on():
+    _fresh("upd-lst")
+    _install_v1()
+    _write("locker.key", KEY)
+    rt = FakeRt()
+    assert _begin(rt)["ok"] and _send(rt)["ok"]
+    before = _root_files()
+    with open("app.new/app.lst", "a") as f:
+        f.write("../locker.key|32|%s\n" % _sha(b"other"))
+    with open("app.new/app.mac", "w") as f:  # as if the MAC were rewritten to match
+        f.write(hexlify(HmacKey(KEY).digest(hashlib.sha256(_read("app.new/app.lst")).digest())).decode())
+    r = _run(rt, "app.chunk", {"path": "../locker.key", "off": 0, "data": b2a_base64(KEY).decode()})
+    assert r == {"ok": False, "error": "unknown_path"}, r
+    for op, args in (("app.status", {}), ("app.commit", {"reboot": False})):
+        try:
+            r = _run(rt, op, args)
+        except ValueError:
+            continue
+        raise AssertionError((op, r))
+    assert _root_files() == before and not _exists("app.swap")
+
+
 def test_no_update_while_one_is_on_trial():
     _fresh("upd-trial")
     _install_v1()
@@ -246,6 +331,103 @@ def test_commit_needs_an_installed_application():
     assert _begin(rt)["ok"] and _send(rt)["ok"]
     assert _run(rt, "app.commit", {"reboot": False}) == {"ok": False, "error": "no_app"}
     assert _run(rt, "app.abort", {}) == {"ok": True} and not _exists("app.new")
+
+
+# --- a production board ---------------------------------------------------------------------------
+
+
+def _ctrl_c_on():
+    """Whether Ctrl-C on the console would raise KeyboardInterrupt. The unix port's kbd_intr()
+    installs or removes its SIGINT handler (the "SigCgt" mask of /proc/self/status, bit 1);
+    under CPython, the stand-in micropython module remembers the last kbd_intr()."""
+    import micropython
+
+    if sys.implementation.name != "micropython":
+        return micropython.interrupt_char == 3
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & 2)
+    raise AssertionError("no SigCgt in /proc/self/status")
+
+
+class _Cfg:
+    locker_id = "L1"
+
+
+class ConsoleRt(FakeRt):
+    """What the console and the command gate need of a runtime."""
+
+    def __init__(self):
+        from locker.clock import WallClock
+
+        FakeRt.__init__(self)
+        self.cfg = _Cfg()
+        self.clock = WallClock()
+        self.clock.boot(1790000000, 0)
+
+
+def _wire(op, args, seq):
+    from locker import protocol
+
+    cmd = {"v": 1, "lid": "L1", "seq": seq, "now": 1790000000, "exp": 1790000300, "tx": "t%d" % seq}
+    cmd.update({"op": op, "args": args})
+    return protocol.sign(HmacKey(KEY), protocol.encode(cmd))
+
+
+def test_a_production_board_console_admits_signed_commands_only():
+    _fresh("console-prod")
+    from locker import console
+
+    got = []
+    saved = console.reply
+    console.reply = got.append
+    try:
+        rt = ConsoleRt()
+        console.Console(rt).handle(b"log 5", 0)  # not a production board: the word is answered
+        assert got[-1] == {"log": []}, got[-1]
+        _write("production.json", b'{"production": true}')
+        con = console.Console(rt)
+        for line in (b"status", b"log 5", b"\x03\r\x01status", b"help"):
+            con.handle(line, 0)
+            assert got[-1]["ok"] is False and got[-1]["error"] == "signed_only", (line, got[-1])
+        n = len(got)
+        con.handle(b"", 0)
+        assert len(got) == n  # an empty line (a bare Enter) gets no answer
+        # a signed command is admitted, also behind what an attempt to reach the REPL left on the line
+        con.handle(b"\r\x03\r\x01" + _wire("diag", {}, 1), 1000)
+        assert got[-1]["ok"] is True and got[-1]["diag"]["fw"] == "0.1.0", got[-1]
+        con.handle(_wire("diag", {}, 1), 1000)  # the same sequence again: refused, and said so
+        assert got[-1]["ok"] is False and got[-1]["error"] == "replay", got[-1]
+    finally:
+        console.reply = saved
+
+
+def test_repl_open_turns_ctrl_c_back_on_until_the_next_reset():
+    import micropython
+
+    micropython.kbd_intr(-1)
+    try:
+        assert not _ctrl_c_on()
+        assert _run(FakeRt(), "repl.open", {}) == {"ok": True, "until": "reset"}
+        assert _ctrl_c_on()
+    finally:
+        micropython.kbd_intr(3)
+
+
+def test_loader_turns_ctrl_c_off_on_a_production_board_only():
+    import micropython
+
+    _fresh("boot-production")
+    _install_v1()
+    try:
+        _loader()
+        assert _ctrl_c_on()
+        _write("production.json", b"")  # its presence is what counts, even empty
+        _loader()
+        assert not _ctrl_c_on()
+    finally:
+        micropython.kbd_intr(3)
 
 
 # --- the loader (boot.py) --------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import json
 import secrets
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -221,3 +223,92 @@ def test_esptool_failures_say_what_to_do() -> None:
     assert "does not exist: plug" in esp.explain_esptool_failure(gone, "/dev/ttyUSB3", "esp32")
     silent = "Failed to connect to ESP32: No serial data received."
     assert "hold BOOT" in esp.explain_esptool_failure(silent, "/dev/ttyUSB0", "esp32")
+
+
+# --- eFuses: flash encryption and secure boot (never burned here) ----------------------------------
+
+
+@pytest.fixture
+def no_efuse_tools(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """espefuse, espsecure, or esptool on a port: a run fails the test (these tests never burn or write a
+    chip); esptool on a file (image-info) runs."""
+    ran: list[list[str]] = []
+    real_run = subprocess.run
+
+    def refuse(argv: list[str], *a: Any, **kw: Any) -> Any:
+        names = [Path(str(x)).name for x in argv[:3]]
+        if any(n.startswith(("espefuse", "espsecure")) for n in names) or "--port" in argv:
+            ran.append(list(argv))
+            raise AssertionError(f"ran {argv}")
+        return real_run(argv, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr("lockertools.provision.steps.Provisioner._run_esptool", lambda self, argv: refuse(argv))
+    return ran
+
+
+def _efuse_args(tmp_path: Path, image: Path) -> list[str]:
+    key = tmp_path / "sbv2.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n(a test stand-in: never used)\n-----END PRIVATE KEY-----\n")
+    args = ["provision", "--board", str(BOARD), "--port", "/dev/ttyUSB7", "--locker", "hall-9", "--image", str(image)]
+    args += ["--workdir", str(tmp_path / "work"), "--burn-efuses", "--signing-key", str(key)]
+    return args + ["--efuse-keys", str(tmp_path / "fuse-keys")]
+
+
+def test_burn_efuses_dry_run_prints_the_exact_commands_and_runs_none(
+    tmp_path: Path, no_efuse_tools: list[list[str]]
+) -> None:
+    from lockertools.provision.efuse import EfuseKeys, plan
+
+    version = esp.supported_version(mpy_cross_version()[0]) + ".0"
+    image = fake_micropython(tmp_path / f"ESP32_GENERIC-{version}.bin", version=version)
+    res = CliRunner().invoke(main, [*_efuse_args(tmp_path, image), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    keys = EfuseKeys(tmp_path / "sbv2.pem", tmp_path / "fuse-keys")
+    flash_key, digest = str(keys.flash_key("hall-9")), str(keys.sbv2_digest("hall-9"))
+    want = plan("/dev/ttyUSB7", "esp32", "hall-9", keys)
+    fuse = ["--chip", "esp32", "--port", "/dev/ttyUSB7", "--do-not-confirm"]
+    assert [a[1:] for a in want] == [
+        ["generate-flash-encryption-key", flash_key],
+        ["digest-sbv2-public-key", "--keyfile", str(keys.signing_key), "--output", digest],
+        [*fuse, "burn-key", "flash_encryption", flash_key],
+        [*fuse, "burn-key", "secure_boot_v2", digest],
+    ]
+    assert [Path(a[0]).name for a in want] == ["espsecure", "espsecure", "espefuse", "espefuse"]
+    lines = res.stdout.splitlines()
+    shown = [esp.shell_line(a) for a in want] + [esp.shell_line(esp.write_flash_argv("/dev/ttyUSB7", image))]
+    assert all(s in lines for s in shown), res.stdout
+    assert [lines.index(s) for s in shown] == sorted(lines.index(s) for s in shown), "keys before the image"
+    assert no_efuse_tools == [] and not (tmp_path / "fuse-keys").exists()
+
+
+def test_burn_efuses_is_refused_without_the_typed_confirmation(tmp_path: Path, no_efuse_tools: list[list[str]]) -> None:
+    version = esp.supported_version(mpy_cross_version()[0]) + ".0"
+    image = fake_micropython(tmp_path / f"ESP32_GENERIC-{version}.bin", version=version)
+    args = [*_efuse_args(tmp_path, image), "--db", str(tmp_path / "fleet.db"), "--broker-dir", str(tmp_path / "b")]
+    for typed in ("yes\n", "esp32\n", "/dev/ttyUSB7\n", "esp32 /dev/ttyUSB8\n", "\n"):
+        res = CliRunner().invoke(main, args, input=typed)
+        assert res.exit_code == 1, (typed, res.output)
+        assert "not confirmed" in res.output and "nothing was burned or written" in res.output, res.output
+        assert "IRREVERSIBLE" in res.output
+    # the right words pass the confirmation: the run goes on to the broker (none here) and stops there
+    res = CliRunner().invoke(main, args, input="esp32 /dev/ttyUSB7\n")
+    assert res.exit_code == 1 and "not confirmed" not in res.output and "broker" in res.output, res.output
+    assert no_efuse_tools == [] and not (tmp_path / "fleet.db").exists()
+    # the library refuses too, whatever called it
+    from lockertools.provision.efuse import EfuseKeys
+    from lockertools.provision.steps import Options, Provisioner, SerialBoard
+
+    opts = Options(BOARD, "hall-9", tmp_path / "fleet.db", tmp_path / "b", image=image)
+    opts = replace(opts, efuse_keys=EfuseKeys(tmp_path / "sbv2.pem", tmp_path / "fuse-keys"))
+    with pytest.raises(ProvisionError) as exc:
+        Provisioner(opts, SerialBoard("/dev/ttyUSB7")).run()
+    assert exc.value.step == "efuse" and "not confirmed" in exc.value.message
+    with pytest.raises(ProvisionError, match="drop --no-firmware"):
+        Provisioner(replace(opts, firmware=False, efuse_confirmed=True), SerialBoard("/dev/ttyUSB7")).run()
+    with pytest.raises(ProvisionError, match="no such file"):
+        keys = EfuseKeys(tmp_path / "missing.pem", tmp_path / "fuse-keys")
+        Provisioner(replace(opts, efuse_keys=keys, efuse_confirmed=True), SerialBoard("/dev/ttyUSB7")).run()
+    assert no_efuse_tools == []
+    res = CliRunner().invoke(main, [a for a in args if a not in ("--signing-key", str(tmp_path / "sbv2.pem"))])
+    assert res.exit_code == 2 and "--signing-key" in res.output, res.output

@@ -30,9 +30,10 @@ from click.testing import CliRunner
 
 from lockertools import FIRMWARE_DIR
 from lockertools.cli import main
-from lockertools.maint import UPDATE_STATE, build_app, install_app
+from lockertools.maint import UPDATE_STATE, Maint, MaintError, SerialConsole, build_app, install_app, parse_reply
 from lockertools.provision import ProvisionError
 from lockertools.provision.cli import Row, run_bulk, summary_table
+from lockertools.provision.link import BoardLink
 from lockertools.provision.stage import MARKER
 from lockertools.provision.steps import Options, Provisioner, SilentReporter
 from lockertools.provision.virtual import VirtualSerialBoard
@@ -657,3 +658,78 @@ def test_littlefs_install_is_verified_on_the_board_and_comes_online(
     with pytest.raises(ProvisionError) as exc:
         Altered(replace(opts, wait_online=False), vb).run()
     assert exc.value.step == "verify" and "config.json" in exc.value.message
+
+
+# --- a production board: Ctrl-C and the console on the board's own port ----------------------------
+
+
+def _answering(port: str, key: bytes) -> tuple[SerialConsole, Maint]:
+    """The booted locker's console on its USB port, once it answers a signed diag."""
+    con = SerialConsole(port)
+    m = Maint(con, LID, key)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if m.call("diag", {}, timeout=2.0).get("ok"):
+                return con, m
+        except MaintError:
+            pass  # no answer yet: the locker is still booting
+        if time.monotonic() > deadline:
+            con.close()
+            raise AssertionError("the locker never answered on its console")
+
+
+def _word_reply(con: SerialConsole, word: str) -> dict[str, Any]:
+    since = con.mark()
+    con.send_line(word)
+    got = con.wait(parse_reply, since, 10)
+    assert got is not None, f"no reply to {word!r}"
+    return dict(got)
+
+
+def test_a_production_board_keeps_ctrl_c_from_the_repl_until_a_signed_repl_open(
+    broker: Broker, fleet_db_path: Path, tmp_path: Path
+) -> None:
+    with VirtualSerialBoard(tmp_path / "prod" / "flash", usb_console=True) as vb:
+        vb.power_on()
+        rep = SilentReporter()
+        Provisioner(options(broker, fleet_db_path, tmp_path, production=True, wait_online=False), vb, rep).run()
+        assert (vb.flash_dir / "production.json").exists(), rep.lines
+        key = bytes.fromhex(query(fleet_db_path, "SELECT key_hex FROM lockers WHERE id = ?", LID)[0][0])
+
+        con, _ = _answering(vb.port, key)
+        try:
+            assert _word_reply(con, "status")["error"] == "signed_only"
+        finally:
+            con.close()
+        # mpremote's Ctrl-C is a byte for the console: no raw REPL, and the locker runs on (its console
+        # does not wait for the end of that line with the whole loop, until the watchdog resets it)
+        assert vb.board is not None
+        boots = vb.board.boot_count
+        with pytest.raises(ProvisionError, match="no MicroPython REPL"):
+            BoardLink(vb.port).close()
+        con, _ = _answering(vb.port, key)  # signed commands still go in, behind what mpremote left
+        con.close()
+        assert vb.board.running and vb.board.boot_count == boots and not vb.board.events("reset")
+
+        # the technician's way in: a signed repl.open on the USB port, then the REPL on Ctrl-C
+        r = CliRunner().invoke(main, ["repl", LID, "--port", vb.port, "--db", str(fleet_db_path)])
+        assert r.exit_code == 0, r.output
+        with BoardLink(vb.port) as link:
+            assert "production.json" in link.exec("import os\nprint(os.listdir())").decode()
+
+
+def test_without_production_mode_ctrl_c_reaches_the_repl(broker: Broker, fleet_db_path: Path, tmp_path: Path) -> None:
+    with VirtualSerialBoard(tmp_path / "dev" / "flash", usb_console=True) as vb:
+        vb.power_on()
+        (vb.flash_dir / "production.json").write_text("{}")  # an earlier --production run left it
+        Provisioner(options(broker, fleet_db_path, tmp_path, wait_online=False), vb).run()
+        assert not (vb.flash_dir / "production.json").exists()
+        key = bytes.fromhex(query(fleet_db_path, "SELECT key_hex FROM lockers WHERE id = ?", LID)[0][0])
+        con, _ = _answering(vb.port, key)
+        try:
+            assert _word_reply(con, "status")["locker_id"] == LID
+        finally:
+            con.close()
+        with BoardLink(vb.port) as link:  # Ctrl-C stops the application; mpremote has the raw REPL
+            assert link.exec("print(6 * 7)").strip() == b"42"

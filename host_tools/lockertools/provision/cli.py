@@ -184,7 +184,13 @@ def _shared(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="mpy-cross -march: xtensawin for an ESP32; bytecode for a virtual board (any port).",
         ),
-        click.option("--dry-run", is_flag=True, help="Check the inputs, build the images, print the esptool command."),
+        click.option(
+            "--production",
+            is_flag=True,
+            help="A production board: once installed, Ctrl-C no longer reaches the REPL and the console admits "
+            "signed commands only (`lockerctl repl` opens the REPL until the next reset).",
+        ),
+        click.option("--dry-run", is_flag=True, help="Check the inputs, build the images, print the commands."),
         click.option("--timeout", "online_timeout", default=120.0, show_default=True, help="Seconds to wait online."),
         click.option("--no-wait", is_flag=True, help="Do not wait for the locker to come online."),
         click.option(
@@ -232,6 +238,7 @@ def _options(
         online_timeout_s=kw["online_timeout"],
         wait_online=not kw["no_wait"],
         broker_reload=_reload_command(kw.get("broker_reload")),
+        production=kw["production"],
     )
     return opts, [wifi_password] if wifi_password else []
 
@@ -246,6 +253,23 @@ def _options(
     is_flag=True,
     help="Once it is online: pulse every door and walk through the keypad with the technician (lockerctl selftest).",
 )
+@click.option(
+    "--burn-efuses",
+    is_flag=True,
+    help="IRREVERSIBLE: burn the ESP32's flash encryption and Secure Boot V2 keys before the image is written "
+    "(docs/hardware.md); asks you to type the chip and port. With --dry-run: print the commands only.",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --burn-efuses: the fleet's Secure Boot V2 signing key (PEM) the image is signed with.",
+)
+@click.option(
+    "--efuse-keys",
+    "efuse_keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --burn-efuses: where each board's flash encryption key is kept [efuse-keys/ beside --db].",
+)
 @_shared
 @click.pass_context
 def provision_cli(
@@ -255,6 +279,9 @@ def provision_cli(
     port: str | None,
     locker_id: str | None,
     with_selftest: bool,
+    burn_efuses: bool,
+    signing_key: Path | None,
+    efuse_keys_dir: Path | None,
     **kw: Any,
 ) -> None:
     """Provision one board: validate, register, flash MicroPython, install, verify, boot, wait online.
@@ -274,6 +301,10 @@ def provision_cli(
         from lockertools.maint_cli import _Person
 
         opts = replace(opts, selftest=_Person())
+    if burn_efuses:
+        opts = replace(opts, **_efuse_options(opts, port, signing_key, efuse_keys_dir))
+    elif signing_key or efuse_keys_dir:
+        raise click.UsageError("--signing-key and --efuse-keys go with --burn-efuses")
     reporter = ConsoleReporter()
     prov = Provisioner(opts, SerialBoard(port), reporter)
     try:
@@ -292,9 +323,34 @@ def provision_cli(
     _summary_one(reporter, result, opts)
 
 
+def _efuse_options(opts: Options, port: str, signing_key: Path | None, keys_dir: Path | None) -> dict[str, Any]:
+    """--burn-efuses: the keys, and the confirmation typed by the technician (not asked for a dry run)."""
+    import json
+
+    from lockertools.provision.efuse import EfuseKeys, confirmation
+
+    if signing_key is None:
+        raise click.UsageError("--burn-efuses needs --signing-key PEM (the fleet's Secure Boot V2 signing key)")
+    keys = EfuseKeys(signing_key, keys_dir or opts.db_path.parent / "efuse-keys")
+    if opts.dry_run:
+        return {"efuse_keys": keys}
+    try:
+        chip = str(json.loads(opts.board.read_text()).get("chip", "esp32"))
+    except (OSError, ValueError):
+        chip = "esp32"  # the board step reports the file's problem
+    want = confirmation(port, chip)
+    click.echo(
+        f"Burning eFuses on {port} is IRREVERSIBLE: the board then boots only images signed with {signing_key}, "
+        "and its flash can be read back only as ciphertext (docs/hardware.md).",
+        err=True,
+    )
+    typed = click.prompt(f"Type {want!r} to burn them", default="", show_default=False, err=True)
+    return {"efuse_keys": keys, "efuse_confirmed": typed.strip() == want}
+
+
 def _summary_one(reporter: ConsoleReporter, result: Result, opts: Options) -> None:
     if opts.dry_run:
-        reporter.note("dry run: nothing was registered or written. The esptool command:")
+        reporter.note("dry run: nothing was registered, burned or written. The commands:")
         for argv in result.commands:
             from lockertools.provision.esp import shell_line
 

@@ -176,7 +176,9 @@ class BoardLink:
             raise ProvisionError(
                 "port",
                 f"no MicroPython REPL on {port} ({type(exc).__name__}): is MicroPython on it (flash it with "
-                "--image), is another program using the port, is the board powered?",
+                "--image), is another program using the port, is the board powered? A production board "
+                "(--production) ignores Ctrl-C while it runs: open its REPL with `lockerctl repl LOCKER --port "
+                f"{port}` (until it resets), or let provisioning re-flash it (without --no-firmware)",
             ) from None
 
     def close(self) -> None:

@@ -6,12 +6,16 @@ broker    the broker answers (TCP) at the address the locker will use
 port      the serial port exists and can be opened (not busy)
 register  the locker in the host database (an existing locker keeps its key unless --new-key) and
           its broker user and ACL (its password kept if the board holds a working one, else rotated)
+efuse     (--burn-efuses, confirmed) the flash encryption and Secure Boot V2 keys burned into the
+          chip's eFuses, just before esptool writes the image: IRREVERSIBLE (provision/efuse.py)
 stage     the board's files: boot.py, main.py, the application compiled for the chip under app/ with
           its manifest app/app.json (the layout updates need), config, secrets (private folder)
 firmware  esptool writes MicroPython (and, with --install littlefs, the application's filesystem)
 install   mpremote copies what is missing or differs, removes what an earlier (flat) install or an
           update left, reads every hash back, main.py and marker last
 verify    (littlefs) every file's hash read back from the board once esptool has written the image
+mode      production.json written (--production: Ctrl-C off, signed console commands only) or removed,
+          over the REPL: the last step that needs it
 boot      the board is reset into the application; the host service sees it online
 selftest  (--selftest) every door pulsed and closed by the technician, the keypad walked through
           (lockertools.maint.selftest, over the board's USB console)
@@ -35,7 +39,7 @@ from typing import Any, Literal, Protocol
 
 from lockertools import REPO_ROOT
 from lockertools.maint import AppBundle, Console, SelftestResult, Technician
-from lockertools.provision import ProvisionError, esp
+from lockertools.provision import ProvisionError, efuse, esp
 from lockertools.provision.link import BoardLink, InstallResult, install
 from lockertools.provision.stage import (
     ESP32_ARCH,
@@ -46,7 +50,22 @@ from lockertools.provision.stage import (
     stage,
 )
 
-STEPS = ("board", "image", "broker", "port", "register", "stage", "firmware", "install", "verify", "boot", "selftest")
+STEPS = (
+    "board",
+    "image",
+    "broker",
+    "port",
+    "register",
+    "stage",
+    "efuse",
+    "firmware",
+    "install",
+    "verify",
+    "mode",
+    "boot",
+    "selftest",
+)
+PRODUCTION = "production.json"  # on the board: a production board (firmware/locker/console.py)
 ONLINE_POLL_S = 0.2  # the host database is the service's: polling is the only way to see it
 DEFAULT_WORKDIR = REPO_ROOT / "build" / "provision"
 
@@ -144,6 +163,9 @@ class Options:
     broker_reload: Callable[[], None] | None = None
     baud: int = esp.DEFAULT_BAUD
     selftest: Technician | None = None  # the person at the locker: the door and keypad self-test after boot
+    production: bool = False  # Ctrl-C off and signed console commands only, once the install is done
+    efuse_keys: efuse.EfuseKeys | None = None  # burn the flash encryption and Secure Boot V2 keys (irreversible)
+    efuse_confirmed: bool = False  # the technician typed the board's chip and port (efuse.confirmation)
 
 
 @dataclass
@@ -215,6 +237,8 @@ class Provisioner:
         image = self.check_image(chip) if o.firmware else None
         if o.install == "littlefs" and not o.firmware:
             raise ProvisionError("firmware", "--install littlefs needs esptool's run: drop --no-firmware")
+        if o.efuse_keys is not None:
+            self.check_efuse(chip)
         broker = self.check_broker()
         if not o.dry_run:
             self._begin("port", o.locker_id)
@@ -252,11 +276,14 @@ class Provisioner:
             fs_image = self.build_fs(staged) if o.install == "littlefs" else None
             try:
                 if image is not None:
+                    if o.efuse_keys is not None:
+                        self.burn_efuses(chip, o.efuse_keys)
                     self.write_firmware(image, fs_image, chip)
                 if o.install == "mpremote":
                     self.copy(staged)
                 elif not o.dry_run:
                     self.verify_on_board(staged)
+                self.set_mode()
             finally:
                 if fs_image is not None and not o.dry_run:
                     fs_image.unlink(missing_ok=True)  # it holds the secrets
@@ -500,6 +527,55 @@ class Provisioner:
         if rc != 0:
             raise ProvisionError("firmware", esp.explain_esptool_failure(output, self.target.port, chip))
         self._end("firmware", f"MicroPython written{' with the application' if fs_image else ''}, verified by esptool")
+
+    def check_efuse(self, chip: str) -> None:
+        """Before anything is registered or written: --burn-efuses can go ahead."""
+        o = self.opts
+        assert o.efuse_keys is not None
+        if not o.firmware:
+            raise ProvisionError(
+                "efuse", "--burn-efuses goes with esptool's run (the image after the keys): drop --no-firmware"
+            )
+        efuse.plan(self.target.port, chip, o.locker_id, o.efuse_keys)  # a chip it cannot do is refused here
+        efuse.check_inputs(o.efuse_keys)
+        if not o.dry_run and not o.efuse_confirmed:
+            typed = efuse.confirmation(self.target.port, chip)
+            raise ProvisionError(
+                "efuse",
+                f"burning eFuses is irreversible and was not confirmed (type {typed!r} when asked): "
+                "nothing was burned or written",
+            )
+
+    def burn_efuses(self, chip: str, keys: efuse.EfuseKeys) -> None:
+        o = self.opts
+        argvs = efuse.plan(self.target.port, chip, o.locker_id, keys)
+        self.result.commands.extend(argvs)
+        self._begin("efuse", "flash encryption and Secure Boot V2 keys (irreversible)")
+        if o.dry_run:
+            self._end("efuse", f"dry run: {len(argvs)} commands, none run")
+            return
+        efuse.run(argvs, keys)
+        self._end(
+            "efuse",
+            f"keys burned (flash encryption key kept in {keys.flash_key(o.locker_id)}); the image's bootloader "
+            "enables encryption and secure boot on its first boot",
+        )
+
+    def set_mode(self) -> None:
+        """production.json on the board (or gone from it), over the REPL: the last step that needs the
+        REPL, since a production board's application ignores Ctrl-C once it runs."""
+        o = self.opts
+        what = "production: Ctrl-C off, signed console commands only" if o.production else "development"
+        self._begin("mode", what)
+        if o.dry_run:
+            self._end("mode", f"dry run: would {'write' if o.production else 'remove'} {PRODUCTION}")
+            return
+        with BoardLink(self.target.port) as link:
+            if o.production:
+                link.write(PRODUCTION, b'{"production": true}\n')
+            else:
+                link.remove([PRODUCTION])
+        self._end("mode", what + (" from the next boot" if o.production else ""))
 
     def _run_esptool(self, argv: list[str]) -> tuple[int, str]:
         proc = subprocess.run(argv, capture_output=True, text=True)

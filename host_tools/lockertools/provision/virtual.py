@@ -7,6 +7,10 @@ after the install is what a reset does on a board: the REPL process ends, and th
 `boot.py` then `main.py` run from the flash folder under `lockertools.sim.VirtualBoard(app_on_flash=
 True)`, with only the simulated `machine` on MICROPYPATH: the application is what boot.py puts on
 sys.path (app/, or an old flat install's modules at the root), as on an ESP32.
+
+With `usb_console=True` the booted locker stays on the same port, as a board's USB serial port is
+its console once the application runs (`UsbUart`): its log comes out of TTY, lines typed to TTY
+reach its console, and Ctrl-C does what it does on an ESP32.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lockertools.maint import SimConsole
@@ -32,14 +38,106 @@ def socat_path() -> str:
     return found
 
 
+_CTRL_C = 3
+_SIGINT_BIT = 1 << (signal.SIGINT - 1)  # in /proc/PID/status "SigCgt"
+_INTERRUPT_S = 5.0  # how long host bytes wait, after a Ctrl-C, for the interrupted program to stop
+
+
+def interrupt_char_on(pid: int) -> bool:
+    """Whether MicroPython's interrupt character is Ctrl-C in process `pid`: the unix port's
+    micropython.kbd_intr(3) installs its SIGINT handler, kbd_intr(-1) removes it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & _SIGINT_BIT)
+    return False
+
+
+class UsbUart:
+    """A board's USB serial port as a pty (`path`), wired to the stdio of the board's MicroPython
+    (`board_fd`, a pty of its own in raw mode) the way the ESP32's UART driver is: bytes pass both
+    ways unchanged, except Ctrl-C from the host while the interrupt character is on, which interrupts
+    the running program (KeyboardInterrupt) instead of being read. The unix port keeps that setting
+    as its SIGINT handler (`interrupt_char_on`), so such a Ctrl-C becomes a SIGINT to the process;
+    the bytes after it wait until the program stopped (its handler gone: the REPL reads them), as
+    they wait in the ESP32's receive buffer. With the interrupt character off (a production board),
+    Ctrl-C is a byte on stdin like any other."""
+
+    def __init__(self, pid: Callable[[], int | None]) -> None:
+        import pty
+        import tty
+
+        self._pid = pid
+        self._host, host_side = pty.openpty()
+        self._board, self.board_fd = pty.openpty()
+        for fd in (self._host, host_side, self._board, self.board_fd):
+            tty.setraw(fd)
+        self._host_side = host_side  # held open: the port stays while programs open and close it
+        self.path = os.ttyname(host_side)
+        self._stop = False
+        self._threads = [
+            threading.Thread(target=self._to_board, daemon=True, name="uart-rx"),
+            threading.Thread(target=self._to_host, daemon=True, name="uart-tx"),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, fd: int) -> bytes | None:
+        import select
+
+        while not self._stop:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    return os.read(fd, 4096)
+                except OSError:
+                    return None
+        return None
+
+    def _to_board(self) -> None:
+        while (data := self._read(self._host)) is not None:
+            while data:
+                i = data.find(_CTRL_C)
+                pid = self._pid() if i >= 0 else None
+                if i < 0 or pid is None or not interrupt_char_on(pid):
+                    os.write(self._board, data)
+                    break
+                os.write(self._board, data[:i])
+                os.kill(pid, signal.SIGINT)
+                deadline = time.monotonic() + _INTERRUPT_S
+                while interrupt_char_on(pid) and time.monotonic() < deadline and not self._stop:
+                    time.sleep(0.005)  # a state in /proc: nothing to block on
+                data = data[i + 1 :]
+
+    def _to_host(self) -> None:
+        while (data := self._read(self._board)) is not None:
+            os.write(self._host, data)
+
+    def close(self) -> None:
+        self._stop = True
+        for t in self._threads:
+            t.join(2)
+        for fd in (self._host, self._host_side, self._board, self.board_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class VirtualSerialBoard:
     """A board's REPL on a pty (`tty`), its filesystem in `flash_dir`; `boot()` starts the locker."""
 
-    def __init__(self, flash_dir: Path, tty: Path | None = None, *, heap: str = NET_HEAP) -> None:
+    def __init__(
+        self, flash_dir: Path, tty: Path | None = None, *, heap: str = NET_HEAP, usb_console: bool = False
+    ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.tty = Path(tty) if tty else self.flash_dir.parent / "tty"
         self.heap = heap
+        self.usb_console = usb_console
+        self.uart: UsbUart | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.board: VirtualBoard | None = None
         self._log = self.flash_dir.parent / "socat.log"
@@ -100,6 +198,15 @@ class VirtualSerialBoard:
                 except ProcessLookupError:
                     pass
         self.tty.unlink(missing_ok=True)
+        self._close_board()
+
+    def _close_board(self) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+        if self.uart is not None:
+            self.uart.close()
+            self.uart = None
 
     @staticmethod
     def _children_of(pid: int) -> list[int]:
@@ -114,6 +221,12 @@ class VirtualSerialBoard:
         self.power_off()
         if not (self.flash_dir / "main.py").exists():
             raise ProvisionError("boot", "the board has no main.py: the install did not finish")
+        if self.usb_console:
+            # The port is the booted locker's console; when main.py stops, the REPL is on it (-i).
+            self.uart = UsbUart(lambda: board.pid)
+            kw = {**kw, "console_fd": self.uart.board_fd, "env": {"MICROPYINSPECT": "1"}}
+            self.tty.unlink(missing_ok=True)
+            self.tty.symlink_to(self.uart.path)
         board = VirtualBoard(
             self.flash_dir,
             heap=self.heap,
@@ -134,9 +247,7 @@ class VirtualSerialBoard:
         return SimConsole(self.board)
 
     def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
-            self.board = None
+        self._close_board()
         self.power_off()
 
     def __enter__(self) -> VirtualSerialBoard:
