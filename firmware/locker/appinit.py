@@ -50,6 +50,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         retries=cfg.unlock_retries,
         open_alarm_ms=cfg.open_alarm_ms,
         sensor_debounce_ms=cfg.sensor_debounce_ms,
+        now_ms=now_ms,
     )
     # door index -> code id, for doors opened for a pickup that is not complete yet
     lk.pending = {}
@@ -59,7 +60,8 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.staff = None
     lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
     lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
-    # pickups interrupted by a reboot, settled once the door sensors have settled
+    # pickups interrupted by a reboot, settled once the door sensors have settled; then (None) the
+    # doors found open at boot that no journal entry explains are reported forced
     lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)
     lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.lang = cfg.language
@@ -81,8 +83,10 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
 
 
 def settle(lk, now_ms):
-    """After a reboot: finish or undo the pickups a power cut interrupted."""
-    resume, lk._resume = lk._resume, []
+    """After a reboot: finish or undo the pickups a power cut interrupted; a door open at boot that
+    none of them explains was opened by nobody: forced (locker.doors.DoorBank.boot_settled)."""
+    resume, lk._resume = lk._resume, None
+    lk.doors.boot_settled([door for _, door in resume])
     cs = lk.codes
     staff, taking = last_staff()
     for c, _ in resume:  # a load, a return or a take-back cut short: locker.doorops settles those
