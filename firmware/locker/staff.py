@@ -1,7 +1,10 @@
 # A staff session at the keypad (docs/operation.md, "At the locker: staff"): opened by a staff PIN
-# (locker.flows.code), it has the keys until `*` on the menu or staff_timeout_ms without a key or a
-# door moving. Nothing typed here is looked up as a code: a resident's code typed during a session
-# opens nothing. Imported with the session and dropped after it (locker.flows.idle).
+# (locker.flows.code), it has the keys until `*` on the menu, or until staff walk away: staff_idle_ms
+# without a key at any of its screens (the menu, a number being typed, after a door job finished),
+# staff_timeout_ms without a key or the door moving while a door of the session stands open. The
+# short one is what keeps the next person at the keypad out of a session left open. Nothing typed
+# here is looked up as a code: a resident's code typed during a session opens nothing. Imported with
+# the session and dropped after it (locker.flows.idle).
 #
 # Menu: 1 load a prepared delivery by its number, 2 load by size (S/M/L), 3 take back the items
 # whose code expired (one door at a time), 4 a door out of / back in service (its label, then #).
@@ -98,7 +101,8 @@ class Session:
 
     def tick(self, now_ms):
         lk = self.lk
-        if ticks_diff(now_ms, self.last) >= lk.cfg.staff_timeout_ms:
+        limit = lk.cfg.staff_timeout_ms if self.mode == _BUSY else lk.cfg.staff_idle_ms
+        if ticks_diff(now_ms, self.last) >= limit:
             self.end("timeout", now_ms)
         elif lk._screen == "idle":  # a message went by: the session's screen again
             self._screen(now_ms)
