@@ -218,6 +218,10 @@ class Locker:
             extra["sensor"] = 0
         self.record("pickup", door, extra, now_ms)
         self.codes.complete(code_id)
+        if door in self.held:  # a staff load or a return emptied: the door is free again
+            flows = self.flows()
+            flows.unhold(self, door)
+            flows.idle(self)
         self.pending.pop(door, None)
         self.doors.acknowledge(door)
         if self._screen != "wrong":

@@ -218,6 +218,13 @@ class DoorBank:
         self._enter_open(door, 1, now_ms)
         return True
 
+    def open_at_boot(self):
+        """The first door found open at boot and not yet settled (boot_settled), or -1."""
+        for d in range(self._n):
+            if self._boot_open[d]:
+                return d
+        return -1
+
     def boot_settled(self, claimed=()):
         """After a reboot, once the app has settled the doors its journal names (`claimed`, door
         indices; assume_open for those still open): every other door found open at boot was opened

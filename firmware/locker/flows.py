@@ -24,6 +24,11 @@ _STICKY = const(-1)
 # its door is settled: after a power cut that code's consumed journal entry is a take-back, not a
 # resident's pickup (locker.appinit.settle, locker.doorops.settle).
 _STAFF = "staff.bin"
+# The doors the locker knows hold an item (lk.held: door -> the code id it came with, 0 for a load by
+# size), door u8 | code id u32 each, store.save framing: a loaded delivery, a return, an item a
+# take-back left inside. Such a door is never given to another item, parcel sensor or not, until the
+# item is picked up or taken back; loaded by appinit.init, as service.bin.
+_HELD = "held.bin"
 
 
 def idle(lk):
@@ -79,9 +84,51 @@ def expired(cs, now_epoch):
     return out
 
 
+def hold(lk, door, cid):
+    """Door `door` holds an item (cid: the code id it came with): on flash before the journal says
+    the job is done, so a power cut at worst repeats the job's settling, never frees the door."""
+    if lk.held.get(door) != cid:
+        lk.held[door] = cid
+        _save_held(lk)
+
+
+def unhold(lk, door):
+    """Door `door` is empty again (picked up, taken back): after the journal, so a power cut at worst
+    leaves it held (staff find it empty), never frees a full one."""
+    if lk.held.pop(door, None) is not None:
+        _save_held(lk)
+
+
+def _save_held(lk):
+    from locker import store
+
+    out = bytearray()
+    for door in lk.held:
+        out.extend(struct.pack("<BI", door, lk.held[door]))
+    try:
+        store.save(_HELD, bytes(out))
+    except OSError:  # a failing flash: the door stays held for this boot, the job's events go on
+        pass
+
+
+def to_take_back(lk, now_epoch):
+    """(door, code id) a take-back offers, by door: the items whose code expired (expired()), then the
+    doors holding an item no code waits for (a return, an item whose code the host withdrew); a load
+    by size (code id 0) waits for the pickup code the host issues for its door."""
+    out = expired(lk.codes, now_epoch)
+    held = reserved(lk.codes)
+    for door in lk.held:
+        cid = lk.held[door]
+        if cid and door < len(held) and not held[door]:
+            out.append((door, cid))
+    out.sort()
+    return out
+
+
 def pick_door(lk, kind):
     """(door, got a low one) for an item of this kind byte, (-1, 0) when none is free. Free: closed,
-    locked, no parcel sensed, in service, no code holds it, no job on it. A low door first when one
+    locked, no parcel sensed, in service, no code holds it, no item the locker knows of in it (held),
+    no job on it. A low door first when one
     is wanted; then the smallest that fits; a low door last when none is wanted (kept for those who
     need one)."""
     board = lk.board
@@ -98,6 +145,7 @@ def pick_door(lk, kind):
         if (
             size < want
             or held[d]
+            or d in lk.held
             or d in lk.jobs
             or d in lk.pending
             or doors.out_of_service(d)
@@ -171,6 +219,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.release(cid)
             lk.show("return_empty", None, ms, now_ms)
         else:
+            hold(lk, door, cid)
             ev = {"id": cid}
             if full is None:
                 ev["sensor"] = 0
@@ -185,6 +234,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.release(cid)
             lk.show("staff_empty", label, ms, now_ms)
         else:
+            hold(lk, door, cid)
             if low is not None:
                 ev["low"] = low
             if full is None:
@@ -193,6 +243,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.loaded(cid, door)
             lk.show("staff_loaded", label, ms, now_ms)
     elif full:  # a take-back, and the item is still inside: it stays as it was
+        hold(lk, door, lk.held.get(door, cid))
         lk.codes.release(cid)
         lk.record("closed_full", door, ev, now_ms)
         _taken(staff)
@@ -200,6 +251,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
     else:
         lk.record("taken_back", door, ev, now_ms)
         lk.codes.complete(cid)
+        unhold(lk, door)
         _taken(staff)
         lk.show("staff_taken", label, ms, now_ms)
 

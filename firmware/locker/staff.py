@@ -7,7 +7,7 @@
 # the session and dropped after it (locker.flows.idle).
 #
 # Menu: 1 load a prepared delivery by its number, 2 load by size (S/M/L), 3 take back the items
-# whose code expired (one door at a time), 4 a door out of / back in service (its label, then #).
+# whose code expired and the returns (one door at a time), 4 a door out of / back in service (its label, then #).
 from micropython import const
 
 from locker import codes as C
@@ -134,7 +134,7 @@ class Session:
     def take_back(self, now_ms):
         lk = self.lk
         if self.todo is None:
-            self.todo = F.expired(lk.codes, lk.clock.now(now_ms))
+            self.todo = F.to_take_back(lk, lk.clock.now(now_ms))
         while self.todo:
             door, cid = self.todo.pop(0)
             if door not in lk.jobs and door not in lk.pending and not lk.doors.out_of_service(door):
