@@ -112,9 +112,9 @@ def _save_held(lk):
 
 
 def to_take_back(lk, now_epoch):
-    """(door, code id) a take-back offers, by door: the items whose code expired (expired()), then the
-    doors holding an item no code waits for (a return, an item whose code the host withdrew); a load
-    by size (code id 0) waits for the pickup code the host issues for its door."""
+    """(door, code id) a take-back offers, by door: the items whose code expired (expired()) and the
+    doors holding an item no code waits for (a return, an item whose code the host withdrew). A load
+    by size (code id 0) is not offered: it waits for the pickup code the host issues for its door."""
     out = expired(lk.codes, now_epoch)
     held = reserved(lk.codes)
     for door in lk.held:
@@ -128,9 +128,8 @@ def to_take_back(lk, now_epoch):
 def pick_door(lk, kind):
     """(door, got a low one) for an item of this kind byte, (-1, 0) when none is free. Free: closed,
     locked, no parcel sensed, in service, no code holds it, no item the locker knows of in it (held),
-    no job on it. A low door first when one
-    is wanted; then the smallest that fits; a low door last when none is wanted (kept for those who
-    need one)."""
+    no job on it. A low door first when one is wanted; then the smallest that fits; a low door last
+    when none is wanted (kept for those who need one)."""
     board = lk.board
     sizes = getattr(board, "sizes", None)
     lows = getattr(board, "low", None)

@@ -7,7 +7,8 @@
 # the session and dropped after it (locker.flows.idle).
 #
 # Menu: 1 load a prepared delivery by its number, 2 load by size (S/M/L), 3 take back the items
-# whose code expired and the returns (one door at a time), 4 a door out of / back in service (its label, then #).
+# whose code expired and the returns (one door at a time), 4 a door out of / back in service (its
+# label, then #).
 from micropython import const
 
 from locker import codes as C
