@@ -96,3 +96,20 @@ def test_a_load_keeps_its_door_until_the_resident_picks_it_up():
         flows.idle(lk)
     finally:
         rig.close()
+
+
+def test_a_damaged_held_file_is_reported_and_the_codes_still_hold_their_doors():
+    from locker import flows
+
+    rig = Rig("staff-held-bad")
+    try:
+        f = open("held.bin", "wb")
+        f.write(b"garbage")
+        f.close()
+        rig.boot()
+        assert [e["m"][:9] for e in rig.events("problem")] == ["held.bin:"]
+        assert rig.locker.held == {}
+        assert flows.pick_door(rig.locker, 0) == (1, 1)  # door 1 is still its pickup code's
+        flows.idle(rig.locker)
+    finally:
+        rig.close()
