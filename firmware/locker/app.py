@@ -220,7 +220,7 @@ class Locker:
         self.codes.complete(code_id)
         if door in self.held:  # a staff load or a return emptied: the door is free again
             flows = self.flows()
-            flows.unhold(self, door)
+            flows.hold(self, door, None)
             flows.idle(self)
         self.pending.pop(door, None)
         self.doors.acknowledge(door)

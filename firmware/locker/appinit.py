@@ -62,9 +62,10 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
     lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
     # pickups interrupted by a reboot, settled once the door sensors have settled, with the doors
-    # found open at boot that no journal entry explains (forced); None: nothing to settle
+    # found open at boot (_open_at_boot) that no journal entry explains; None: nothing to settle
     lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)
-    if not lk._resume and lk.doors.open_at_boot() < 0:
+    lk._open_at_boot = [d for d in range(len(lk.labels)) if not lk.doors.is_closed(d)]
+    if not lk._resume and not lk._open_at_boot:
         lk._resume = None
     lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.lang = cfg.language
@@ -100,13 +101,17 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
 
 def settle(lk, now_ms):
     """After a reboot: finish or undo the pickups a power cut interrupted; a door open at boot that
-    none of them explains was opened by nobody: forced (locker.doors.DoorBank.boot_settled)."""
+    none of them explains was opened by nobody: forced (with the alarm), even if it shut since."""
     resume, lk._resume = lk._resume, None
     cs = lk.codes
     staff, taking = last_staff()
-    # a take-back of a held item whose code has no open journal entry (a return) is staff.bin's
-    claimed = [door for _, door in resume] + [d for d in lk.held if taking and lk.held[d] == taking]
-    lk.doors.boot_settled(claimed)
+    from locker import doors as D
+
+    for d in lk._open_at_boot:
+        # a take-back of a held item whose code has no open journal entry (a return) is staff.bin's
+        if not (d in [door for _, door in resume] or taking and lk.held.get(d) == taking):
+            lk.on_door_event(D.EV_FORCED, d, now_ms)
+    lk._open_at_boot = None
     for c, _ in resume:  # a load, a return or a take-back cut short: locker.doorops settles those
         if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2 or c == taking:
             from locker import doorops

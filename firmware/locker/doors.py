@@ -158,14 +158,11 @@ class DoorBank:
         self._on_at = 0
         self._off_at = 0
         self._gap_armed = _GAP_NONE
-        # A door the sensor reads open at boot is open, not locked: nobody unlocked it in this boot,
-        # so it counts as forced (EV_FORCED from boot_settled()) unless the app's journal claims it
-        # first (assume_open: a pickup or a load the power cut interrupted). Its left-open alarm
-        # runs from the boot.
-        self._boot_open = bytearray(n)
+        # A door the sensor reads open at boot is open, not locked, and nobody unlocked it: closing
+        # it locks it (EV_CLOSED), its left-open alarm runs from the boot. The app reports it forced
+        # unless its journal explains it (then assume_open).
         for d in range(n):
             if not self._db[d]:
-                self._boot_open[d] = 1
                 self._enter_open(d, 0, now_ms)
 
     # --- requests -----------------------------------------------------------------------------
@@ -177,7 +174,6 @@ class DoorBank:
         if self._state[door] == UNLOCKING or self._phase[door] != _P_IDLE:
             return False
         self._state[door] = UNLOCKING
-        self._boot_open[door] = 0  # unlocked in this boot: no longer a door nobody opened
         self._tries[door] = 0
         self._suspect[door] = 0
         self._queue(door)
@@ -206,34 +202,18 @@ class DoorBank:
 
     def assume_open(self, door, now_ms):
         """After a reboot: a door found open for a pickup in progress counts as opened by an unlock,
-        so closing it gives EV_CLOSED and state CLOSED (and no EV_FORCED from boot_settled()). No
-        effect unless seen open, and LOCKED or open since the boot."""
+        so closing it gives EV_CLOSED and state CLOSED. No effect unless seen open, and LOCKED or
+        open with no unlock (as a door open at boot is)."""
         self._check(door)
-        if self._phase[door] != _P_IDLE or self._db[door]:
-            return False
         s = self._state[door]
-        if not (s == LOCKED or (s == OPEN and self._boot_open[door] and not self._unlocked[door])):
+        if (
+            self._phase[door] != _P_IDLE
+            or self._db[door]
+            or not (s == LOCKED or s == OPEN and not self._unlocked[door])
+        ):
             return False
-        self._boot_open[door] = 0
         self._enter_open(door, 1, now_ms)
         return True
-
-    def open_at_boot(self):
-        """The first door found open at boot and not yet settled (boot_settled), or -1."""
-        for d in range(self._n):
-            if self._boot_open[d]:
-                return d
-        return -1
-
-    def boot_settled(self, claimed=()):
-        """After a reboot, once the app has settled the doors its journal names (`claimed`, door
-        indices; assume_open for those still open): every other door found open at boot was opened
-        by nobody in this boot: EV_FORCED (even if it has shut since). Once."""
-        for d in range(self._n):
-            if self._boot_open[d]:
-                self._boot_open[d] = 0
-                if d not in claimed:
-                    self._emit(EV_FORCED, d)
 
     def all_off(self):
         """Every solenoid off now, nothing more energized until the next request_unlock: queued

@@ -85,28 +85,22 @@ def expired(cs, now_epoch):
 
 
 def hold(lk, door, cid):
-    """Door `door` holds an item (cid: the code id it came with): on flash before the journal says
-    the job is done, so a power cut at worst repeats the job's settling, never frees the door."""
-    if lk.held.get(door) != cid:
-        lk.held[door] = cid
-        _save_held(lk)
-
-
-def unhold(lk, door):
-    """Door `door` is empty again (picked up, taken back): after the journal, so a power cut at worst
-    leaves it held (staff find it empty), never frees a full one."""
-    if lk.held.pop(door, None) is not None:
-        _save_held(lk)
-
-
-def _save_held(lk):
+    """Door `door` holds an item (cid: the code id it came with), or (cid None) is empty again. On
+    flash: a hold before the journal says the job is done, a release after the pickup or take-back
+    is journalled, so a power cut at worst leaves a door held (staff find it empty), never frees a
+    full one."""
+    h = lk.held
+    if cid is None:
+        if h.pop(door, None) is None:
+            return
+    elif h.get(door) == cid:
+        return
+    else:
+        h[door] = cid
     from locker import store
 
-    out = bytearray()
-    for door in lk.held:
-        out.extend(struct.pack("<BI", door, lk.held[door]))
     try:
-        store.save(_HELD, bytes(out))
+        store.save(_HELD, b"".join([struct.pack("<BI", d, h[d]) for d in h]))
     except OSError:  # a failing flash: the door stays held for this boot, the job's events go on
         pass
 
@@ -250,7 +244,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
     else:
         lk.record("taken_back", door, ev, now_ms)
         lk.codes.complete(cid)
-        unhold(lk, door)
+        hold(lk, door, None)
         _taken(staff)
         lk.show("staff_taken", label, ms, now_ms)
 

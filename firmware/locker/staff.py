@@ -102,7 +102,9 @@ class Session:
 
     def tick(self, now_ms):
         lk = self.lk
-        limit = lk.cfg.staff_timeout_ms if self.mode == _BUSY else lk.cfg.staff_idle_ms
+        limit = lk.cfg.staff_timeout_ms
+        if self.mode != _BUSY and lk.cfg.staff_idle_ms < limit:
+            limit = lk.cfg.staff_idle_ms
         if ticks_diff(now_ms, self.last) >= limit:
             self.end("timeout", now_ms)
         elif lk._screen == "idle":  # a message went by: the session's screen again
