@@ -39,7 +39,7 @@ class Locker:
         if self.staff is not None:
             self.staff.tick(now_ms)
         self._drain_doors(now_ms)
-        if self._resume and ticks_diff(now_ms, self._resume_at) >= 0:
+        if self._resume is not None and ticks_diff(now_ms, self._resume_at) >= 0:
             self._settle_interrupted(now_ms)
         if board.buzzer is not None:
             board.buzzer.update(now_ms)
@@ -218,6 +218,10 @@ class Locker:
             extra["sensor"] = 0
         self.record("pickup", door, extra, now_ms)
         self.codes.complete(code_id)
+        if door in self.held:  # a staff load or a return emptied: the door is free again
+            flows = self.flows()
+            flows.hold(self, door, None)
+            flows.idle(self)
         self.pending.pop(door, None)
         self.doors.acknowledge(door)
         if self._screen != "wrong":

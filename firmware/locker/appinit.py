@@ -8,6 +8,7 @@ from locker.ticks import ticks_add
 _STICKY = const(-1)  # as in locker.app
 _STAFF = "staff.bin"  # the staff id, and a take-back's code id (locker.flows)
 _SERVICE = "service.bin"  # the door indices out of service (store.save framing; locker.doorops)
+_HELD = "held.bin"  # the doors holding an item, with its code id (locker.flows.hold)
 
 
 def init(lk, board, cfg, key, clock, now_ms, codes):
@@ -50,6 +51,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         retries=cfg.unlock_retries,
         open_alarm_ms=cfg.open_alarm_ms,
         sensor_debounce_ms=cfg.sensor_debounce_ms,
+        now_ms=now_ms,
     )
     # door index -> code id, for doors opened for a pickup that is not complete yet
     lk.pending = {}
@@ -59,8 +61,12 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.staff = None
     lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
     lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
-    # pickups interrupted by a reboot, settled once the door sensors have settled
+    # pickups interrupted by a reboot, settled once the door sensors have settled, with the doors
+    # found open at boot (_open_at_boot) that no journal entry explains; None: nothing to settle
     lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)
+    lk._open_at_boot = [d for d in range(len(lk.labels)) if not lk.doors.is_closed(d)]
+    if not lk._resume and not lk._open_at_boot:
+        lk._resume = None
     lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.lang = cfg.language
     lk.notify = None  # the uplink's wake-up: called after an event went into the outbox
@@ -76,15 +82,36 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
                 lk.doors.set_out_of_service(d, True)
     except Exception as exc:  # damaged: every door in service, and the host hears of it
         lk.problems.append("%s: %s" % (_SERVICE, exc))
+    lk.held = {}  # door index -> the code id its item came with (0: a load by size)
+    try:
+        raw = store.load(_HELD) or b""
+        if len(raw) % 5:
+            raise ValueError("length %d" % len(raw))
+        import struct
+
+        for i in range(0, len(raw), 5):
+            d, cid = struct.unpack_from("<BI", raw, i)
+            if d < len(lk.labels):
+                lk.held[d] = cid
+    except Exception as exc:  # damaged: the sensors and the codes still hold their doors
+        lk.problems.append("%s: %s" % (_HELD, exc))
     for problem in lk.problems:
         lk.record("problem", None, {"m": problem[:80]}, now_ms)
 
 
 def settle(lk, now_ms):
-    """After a reboot: finish or undo the pickups a power cut interrupted."""
-    resume, lk._resume = lk._resume, []
+    """After a reboot: finish or undo the pickups a power cut interrupted; a door open at boot that
+    none of them explains was opened by nobody: forced (with the alarm), even if it shut since."""
+    resume, lk._resume = lk._resume, None
     cs = lk.codes
     staff, taking = last_staff()
+    from locker import doors as D
+
+    for d in lk._open_at_boot:
+        # a take-back of a held item whose code has no open journal entry (a return) is staff.bin's
+        if not (d in [door for _, door in resume] or taking and lk.held.get(d) == taking):
+            lk.on_door_event(D.EV_FORCED, d, now_ms)
+    lk._open_at_boot = None
     for c, _ in resume:  # a load, a return or a take-back cut short: locker.doorops settles those
         if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2 or c == taking:
             from locker import doorops

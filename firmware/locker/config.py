@@ -27,7 +27,8 @@ _NUMBERS = {
     "outbox_capacity": (500, 10, 5000),
     "code_capacity": (512, 16, 2000),
     "grace_ms": (120000, 0, 600000),  # a resident may reopen their door with the same code
-    "staff_timeout_ms": (120000, 10000, 900000),  # a staff session ends after this without a key
+    "staff_timeout_ms": (120000, 10000, 900000),  # a session's door open: ends after this without a key
+    "staff_idle_ms": (30000, 5000, 300000),  # at a staff screen: the session ends after this without a key
 }
 _STRINGS = {
     "language": ("nl", ("nl", "fr", "en")),

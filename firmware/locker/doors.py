@@ -108,6 +108,7 @@ class DoorBank:
         open_alarm_ms=120000,
         sensor_debounce_ms=50,
         queue_size=32,
+        now_ms=0,
     ):
         n = len(solenoids)
         # Outputs first: whatever else goes wrong below, every latch is released.
@@ -157,6 +158,12 @@ class DoorBank:
         self._on_at = 0
         self._off_at = 0
         self._gap_armed = _GAP_NONE
+        # A door the sensor reads open at boot is open, not locked, and nobody unlocked it: closing
+        # it locks it (EV_CLOSED), its left-open alarm runs from the boot. The app reports it forced
+        # unless its journal explains it (then assume_open).
+        for d in range(n):
+            if not self._db[d]:
+                self._enter_open(d, 0, now_ms)
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -195,9 +202,15 @@ class DoorBank:
 
     def assume_open(self, door, now_ms):
         """After a reboot: a door found open for a pickup in progress counts as opened by an unlock,
-        so closing it gives EV_CLOSED and state CLOSED. No effect unless LOCKED and seen open."""
+        so closing it gives EV_CLOSED and state CLOSED. No effect unless seen open, and LOCKED or
+        open with no unlock (as a door open at boot is)."""
         self._check(door)
-        if self._state[door] != LOCKED or self._phase[door] != _P_IDLE or self._db[door]:
+        s = self._state[door]
+        if (
+            self._phase[door] != _P_IDLE
+            or self._db[door]
+            or not (s == LOCKED or s == OPEN and not self._unlocked[door])
+        ):
             return False
         self._enter_open(door, 1, now_ms)
         return True

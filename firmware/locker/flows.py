@@ -24,6 +24,11 @@ _STICKY = const(-1)
 # its door is settled: after a power cut that code's consumed journal entry is a take-back, not a
 # resident's pickup (locker.appinit.settle, locker.doorops.settle).
 _STAFF = "staff.bin"
+# The doors the locker knows hold an item (lk.held: door -> the code id it came with, 0 for a load by
+# size), door u8 | code id u32 each, store.save framing: a loaded delivery, a return, an item a
+# take-back left inside. Such a door is never given to another item, parcel sensor or not, until the
+# item is picked up or taken back; loaded by appinit.init, as service.bin.
+_HELD = "held.bin"
 
 
 def idle(lk):
@@ -79,11 +84,46 @@ def expired(cs, now_epoch):
     return out
 
 
+def hold(lk, door, cid):
+    """Door `door` holds an item (cid: the code id it came with), or (cid None) is empty again. On
+    flash: a hold before the journal says the job is done, a release after the pickup or take-back
+    is journalled, so a power cut at worst leaves a door held (staff find it empty), never frees a
+    full one."""
+    h = lk.held
+    if cid is None:
+        if h.pop(door, None) is None:
+            return
+    elif h.get(door) == cid:
+        return
+    else:
+        h[door] = cid
+    from locker import store
+
+    try:
+        store.save(_HELD, b"".join([struct.pack("<BI", d, h[d]) for d in h]))
+    except OSError:  # a failing flash: the door stays held for this boot, the job's events go on
+        pass
+
+
+def to_take_back(lk, now_epoch):
+    """(door, code id) a take-back offers, by door: the items whose code expired (expired()) and the
+    doors holding an item no code waits for (a return, an item whose code the host withdrew). A load
+    by size (code id 0) is not offered: it waits for the pickup code the host issues for its door."""
+    out = expired(lk.codes, now_epoch)
+    held = reserved(lk.codes)
+    for door in lk.held:
+        cid = lk.held[door]
+        if cid and door < len(held) and not held[door]:
+            out.append((door, cid))
+    out.sort()
+    return out
+
+
 def pick_door(lk, kind):
     """(door, got a low one) for an item of this kind byte, (-1, 0) when none is free. Free: closed,
-    locked, no parcel sensed, in service, no code holds it, no job on it. A low door first when one
-    is wanted; then the smallest that fits; a low door last when none is wanted (kept for those who
-    need one)."""
+    locked, no parcel sensed, in service, no code holds it, no item the locker knows of in it (held),
+    no job on it. A low door first when one is wanted; then the smallest that fits; a low door last
+    when none is wanted (kept for those who need one)."""
     board = lk.board
     sizes = getattr(board, "sizes", None)
     lows = getattr(board, "low", None)
@@ -98,6 +138,7 @@ def pick_door(lk, kind):
         if (
             size < want
             or held[d]
+            or d in lk.held
             or d in lk.jobs
             or d in lk.pending
             or doors.out_of_service(d)
@@ -171,6 +212,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.release(cid)
             lk.show("return_empty", None, ms, now_ms)
         else:
+            hold(lk, door, cid)
             ev = {"id": cid}
             if full is None:
                 ev["sensor"] = 0
@@ -185,6 +227,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.release(cid)
             lk.show("staff_empty", label, ms, now_ms)
         else:
+            hold(lk, door, cid)
             if low is not None:
                 ev["low"] = low
             if full is None:
@@ -193,6 +236,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
             lk.codes.loaded(cid, door)
             lk.show("staff_loaded", label, ms, now_ms)
     elif full:  # a take-back, and the item is still inside: it stays as it was
+        hold(lk, door, lk.held.get(door, cid))
         lk.codes.release(cid)
         lk.record("closed_full", door, ev, now_ms)
         _taken(staff)
@@ -200,6 +244,7 @@ def _outcome(lk, job, door, cid, staff, low, full, now_ms):
     else:
         lk.record("taken_back", door, ev, now_ms)
         lk.codes.complete(cid)
+        hold(lk, door, None)
         _taken(staff)
         lk.show("staff_taken", label, ms, now_ms)
 

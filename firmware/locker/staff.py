@@ -1,10 +1,14 @@
 # A staff session at the keypad (docs/operation.md, "At the locker: staff"): opened by a staff PIN
-# (locker.flows.code), it has the keys until `*` on the menu or staff_timeout_ms without a key or a
-# door moving. Nothing typed here is looked up as a code: a resident's code typed during a session
-# opens nothing. Imported with the session and dropped after it (locker.flows.idle).
+# (locker.flows.code), it has the keys until `*` on the menu, or until staff walk away: staff_idle_ms
+# without a key at any of its screens (the menu, a number being typed, after a door job finished),
+# staff_timeout_ms without a key or the door moving while a door of the session stands open. The
+# short one is what keeps the next person at the keypad out of a session left open. Nothing typed
+# here is looked up as a code: a resident's code typed during a session opens nothing. Imported with
+# the session and dropped after it (locker.flows.idle).
 #
 # Menu: 1 load a prepared delivery by its number, 2 load by size (S/M/L), 3 take back the items
-# whose code expired (one door at a time), 4 a door out of / back in service (its label, then #).
+# whose code expired and the returns (one door at a time), 4 a door out of / back in service (its
+# label, then #).
 from micropython import const
 
 from locker import codes as C
@@ -98,7 +102,10 @@ class Session:
 
     def tick(self, now_ms):
         lk = self.lk
-        if ticks_diff(now_ms, self.last) >= lk.cfg.staff_timeout_ms:
+        limit = lk.cfg.staff_timeout_ms
+        if self.mode != _BUSY and lk.cfg.staff_idle_ms < limit:
+            limit = lk.cfg.staff_idle_ms
+        if ticks_diff(now_ms, self.last) >= limit:
             self.end("timeout", now_ms)
         elif lk._screen == "idle":  # a message went by: the session's screen again
             self._screen(now_ms)
@@ -130,7 +137,7 @@ class Session:
     def take_back(self, now_ms):
         lk = self.lk
         if self.todo is None:
-            self.todo = F.expired(lk.codes, lk.clock.now(now_ms))
+            self.todo = F.to_take_back(lk, lk.clock.now(now_ms))
         while self.todo:
             door, cid = self.todo.pop(0)
             if door not in lk.jobs and door not in lk.pending and not lk.doors.out_of_service(door):

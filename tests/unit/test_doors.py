@@ -209,7 +209,7 @@ def test_opened_while_the_pulse_is_still_on():
 def test_cut_wire_still_pulses_and_counts_as_open():
     r = Rig(n=1, closed=0)  # the closed sensor reads "open" from the start
     assert not r.bank.is_closed(0)
-    assert r.bank.state(0) == D.LOCKED
+    assert r.bank.state(0) == D.OPEN  # at boot it reads like a door standing open
     assert r.bank.request_unlock(0, r.clock.now)
     r.poll()
     assert r.sol[0].level == 1
@@ -379,6 +379,24 @@ def test_assume_open_after_reboot():
     assert r.kinds() == [D.EV_CLOSED]
     assert r.bank.state(0) == D.CLOSED
     assert not r.bank.assume_open(0, r.clock.now)
+
+
+def test_a_door_open_at_boot_is_open_not_locked():
+    r = Rig(n=3, open_alarm_ms=5000)
+    r.closed[0].level = 0  # doors 1 and 2 stood open through the power cut
+    r.closed[1].level = 0
+    r.bank = D.DoorBank(r.sol, r.closed, r.parcel, open_alarm_ms=5000, now_ms=r.clock.now)
+    assert [r.bank.state(d) for d in range(3)] == [D.OPEN, D.OPEN, D.LOCKED]
+    r.run(200)
+    assert r.kinds() == []  # forced or not is the app's to say (its journal may explain the door)
+    assert r.bank.assume_open(1, r.clock.now)  # door 2: a pickup the cut interrupted
+    r.run(4800)
+    assert r.kinds(0) == [D.EV_LEFT_OPEN] and r.times(D.EV_LEFT_OPEN, 0) == [5000]  # from the boot
+    r.closed[0].level = 1
+    r.closed[1].level = 1
+    r.run(100)
+    assert r.kinds(0)[-1] == D.EV_CLOSED and r.bank.state(0) == D.LOCKED  # nobody unlocked it
+    assert r.kinds(1)[-1] == D.EV_CLOSED and r.bank.state(1) == D.CLOSED  # the pickup's close
 
 
 def test_names_and_event_encoding():

@@ -2,9 +2,10 @@
 # a session (locker.staff, locker.flows), on a fake board.
 import json
 
-from staffrig import DELIVERY, PICKUP, STAFF_PIN, Rig
+from staffrig import DELIVERY, KEY, PICKUP, STAFF_PIN, T0, Rig
 
 from locker import codes as C
+from locker.hmac256 import HmacKey
 
 
 def test_staff_load_then_the_resident_picks_up_offline():
@@ -82,5 +83,42 @@ def test_a_code_typed_in_a_session_is_not_a_pickup():
         rig.type("**")
         rig.type(PICKUP + "#")
         assert rig.last("unlock")["d"] == "1"
+    finally:
+        rig.close()
+
+
+def test_a_session_left_alone_ends_after_the_short_idle_time_out():
+    h = HmacKey(KEY)
+    expired = [(C.tag(h, "3", "12121212"), 2, C.KIND_PICKUP, T0 - 10, 13)]
+    rig = Rig("staff-idle", extra=expired, parcels=(0, 2))
+    try:
+        cfg = rig.cfg
+        assert cfg.staff_idle_ms < cfg.staff_timeout_ms
+        rig.type(STAFF_PIN + "#")
+        rig.run(cfg.staff_idle_ms - 1000)
+        assert rig.locker.staff is not None  # still at the menu, within the short time-out
+        rig.type("2")  # a key: the time-out starts again
+        rig.run(cfg.staff_idle_ms - 1000)
+        assert rig.locker.staff is not None
+        rig.run(1100)
+        assert rig.locker.staff is None and rig.last("staff_out")["r"] == "timeout"
+        # a door job: the long time-out while the door stands open, the short one once it is shut
+        rig.type(STAFF_PIN + "#")
+        rig.type("23")
+        assert rig.energized_doors() == [3]  # L: door 4
+        rig.door(3, open_=True)
+        rig.run(cfg.staff_idle_ms + 1000)
+        assert rig.locker.staff is not None  # the door is still open: the load goes on
+        rig.door(3, parcel=True)
+        rig.door(3, open_=False)
+        assert rig.last("loaded")["d"] == "4"
+        rig.run(cfg.staff_idle_ms + 100)  # staff walk away
+        assert rig.locker.staff is None and len(rig.events("staff_out")) == 2
+        assert rig.last("staff_out")["r"] == "timeout"
+        # the next person presses 3: no take-back, door 3's expired item stays locked in
+        rig.type("3")
+        rig.run(500)
+        assert rig.energized_doors() == [3] and not rig.locker.jobs
+        assert rig.board.display.lines[0] == "Uw code:"
     finally:
         rig.close()
