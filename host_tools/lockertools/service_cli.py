@@ -191,8 +191,10 @@ def locker_add_cmd(db_path: Path, locker_id: str, board: Path, key_file: Path) -
 @click.command("lockers")
 @_DB
 def lockers_cmd(db_path: Path) -> None:
-    """The fleet at a glance: online, revisions (host/locker), doors full, last seen, outbox."""
+    """The fleet at a glance: online, revisions (host/locker), doors full, last seen, outbox, a connection
+    that flaps."""
     conn = _open(db_path)
+    flapping = fleet_db.flapping(conn)
     rows = []
     for r in conn.execute("SELECT * FROM lockers ORDER BY id"):
         status = json.loads(r["status_json"]) if r["status_json"] else {}
@@ -215,20 +217,29 @@ def lockers_cmd(db_path: Path) -> None:
                 "SELECT label FROM doors WHERE locker_id = ? AND in_service = 0 ORDER BY label", (r["id"],)
             )
         ]
+        flap = flapping.get(r["id"])
         rows.append(
             [
                 *(r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), outbox),
                 str(take_back) if take_back else "-",
                 ",".join(off) or "-",
+                "-" if flap is None else f"FLAPPING: {flap['changes']} changes since {_when(flap['started_at'])}",
             ]
         )
     _table(
         rows,
-        ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"],
+        ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"]
+        + ["connection"],
         empty="no lockers registered (lockerctl locker add)",
     )
     if any(row[6] != "-" for row in rows):
         click.echo("items to take back: lockerctl codes list --take-back")
+    if flapping:
+        click.echo(
+            "a flapping connection: another client may be logging in with the locker's password (give it a"
+            " new one: lockerctl provision, or broker add-locker --rotate and its net.json), or its link"
+            ' keeps failing (docs/operation.md, "Running the host service")'
+        )
 
 
 # --- codes -----------------------------------------------------------------------------------------

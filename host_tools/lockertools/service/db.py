@@ -180,6 +180,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE doors ADD COLUMN in_service INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE doors ADD COLUMN service_seq INTEGER NOT NULL DEFAULT 0",
     ],
+    # 3: lockers whose connection flaps (online/offline over and over: a second client logging in with
+    # a locker's password, which takes over its session each time, or a failing link), for staff.
+    [
+        """CREATE TABLE connection_flaps (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            started_at REAL NOT NULL,            -- the first change of the window that raised it
+            last_at REAL NOT NULL,               -- the latest change
+            changes INTEGER NOT NULL,            -- online/offline changes from started_at to last_at
+            ended_at REAL                        -- NULL: still flapping
+        )""",
+        "CREATE INDEX connection_flaps_open ON connection_flaps(locker_id, ended_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
