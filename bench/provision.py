@@ -222,6 +222,7 @@ def bulk_figures(tmp: Path, settings: Settings, say: Say, rows: list[Figure], no
             locker_id="-",
             db_path=db_path,
             broker_dir=setup.directory,
+            plain=True,  # a plain broker on loopback
             firmware=False,
             install="mpremote",
             arch=None,

@@ -92,10 +92,15 @@ def service_cli() -> None:
 
 @service_cli.command("run")
 @_DB
-@click.option("--broker", "broker_addr", default="127.0.0.1:1883", show_default=True, help="HOST:PORT of the broker.")
+@click.option("--broker", "broker_addr", default="127.0.0.1:8883", show_default=True, help="HOST:PORT of the broker.")
 @click.option("--user", default="host", show_default=True, help="The host service's MQTT user.")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its password.")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA of the broker (TLS).")
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA of the broker (its set-up's ca.crt); required unless --plain.",
+)
+@click.option("--plain", is_flag=True, help="INSECURE: plain MQTT (password in clear): a broker on loopback only.")
 @click.option("--client-id", default="host", show_default=True, help="Fixed MQTT client id (persistent session).")
 @click.option("--notify-command", help="Hook for new codes: a command reading the JSON on stdin.")
 @click.option("--notify-url", help="Hook for new codes: a URL to POST the JSON to.")
@@ -106,6 +111,7 @@ def run_cmd(
     user: str,
     password_file: Path | None,
     tls_ca: Path | None,
+    plain: bool,
     client_id: str,
     notify_command: str | None,
     notify_url: str | None,
@@ -120,6 +126,10 @@ def run_cmd(
     host, _, port = broker_addr.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("use HOST:PORT", param_hint="--broker")
+    if tls_ca is None and not plain:
+        raise click.UsageError("give the broker's CA (--tls-ca, its set-up's ca.crt), or --plain for plain MQTT")
+    if tls_ca is not None and plain:
+        raise click.UsageError("--plain and --tls-ca: choose one")
     try:
         make_notifier(notify_command, notify_url)
     except ValueError as exc:

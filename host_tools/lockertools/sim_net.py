@@ -366,7 +366,7 @@ def start_broker_and_service(
 
     service_log = workdir / "service.log"
     start = service_log.stat().st_size if service_log.exists() else 0
-    argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}"]
+    argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}", "--plain"]
     argv += ["--user", HOST_USER, "--password-file", str(workdir / "host.pw"), "-v", *(service_args or [])]
     service = _spawn(argv, service_log)
     stack.callback(_stop, service)
