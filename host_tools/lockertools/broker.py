@@ -6,7 +6,9 @@
   ``AUTOSAVE_S`` seconds and at a clean shutdown (a restart keeps the host's queued events; a
   ``kill -9`` loses what came since the last save, which the lockers send again: docs/protocol.md,
   "Broker"), listeners bound to the given address only, ``use_username_as_clientid`` (a locker cannot
-  take over another's session);
+  take over another's session), limits on packet size, queues and memory (MAX_PACKET_BYTES and the
+  rest below: one locker's password cannot exhaust the broker), TLS by default (plain MQTT only when
+  asked for, ``port=0, tls_port=None``: the simulator and tests on loopback);
 - ``passwd``: one PBKDF2-SHA512 entry per user (mosquitto's ``$7$`` format, written in pure Python so
   no password goes on a command line); a password is returned once and only its hash is kept;
 - ``acl``: the patterns of docs/protocol.md ("Broker");

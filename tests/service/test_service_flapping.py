@@ -5,6 +5,7 @@ the locker's last will and its next status alternate; the service flags it, a st
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -56,5 +57,17 @@ def test_a_second_login_with_a_lockers_password_flags_it_and_a_steady_locker_sta
         lines = {ln.split()[0]: ln for ln in out.output.splitlines() if ln.startswith("hall-")}
         assert "FLAPPING" in lines["hall-1"] and "FLAPPING" not in lines["hall-2"]
         assert "another client may be logging in with the locker's password" in out.output
+
+        # Once a whole window passes without a change, the flag ends (the poller checks every 30 s).
+        rig.wait(lambda: _online(rig, "hall-1"), "hall-1 back online on its own")
+
+        async def a_window_later() -> None:
+            service._settle_flaps(time.time() + 601.0)
+
+        rig.call(a_window_later())
+        assert rig.query(OPEN_FLAPS) == []
+        assert [r["locker_id"] for r in rig.query("SELECT locker_id FROM connection_flaps")] == ["hall-1"]
+        out = CliRunner().invoke(main, ["lockers", "--db", str(rig.db_path)])
+        assert "FLAPPING" not in out.output and "steady again" in caplog.text
     finally:
         rig.close()
