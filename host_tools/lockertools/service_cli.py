@@ -247,8 +247,8 @@ def lockers_cmd(db_path: Path) -> None:
     if flapping:
         click.echo(
             "a flapping connection: another client may be logging in with the locker's password (give it a"
-            " new one: lockerctl provision, or broker add-locker --rotate and its net.json), or its link"
-            ' keeps failing (docs/operation.md, "Running the host service")'
+            " new one: lockerctl broker add-locker DIR LID --rotate, then provision the board --no-firmware),"
+            ' or its link keeps failing (docs/operation.md, "Running the host service")'
         )
 
 
