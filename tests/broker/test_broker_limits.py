@@ -17,6 +17,7 @@ from tests.support.mosquitto import MqttClient, wait_until
 BROKER_RSS_BOUND = 128 * 1024 * 1024
 PERSISTENCE_BOUND = 64 * 1024 * 1024
 LONGEST_LID = "L" * 32  # the longest topic a locker has: lockers/<32 characters>/...
+OVERSIZE = "disconnected due to oversize packet"  # mosquitto's log line
 HOST_COMMAND_MAX = 8192  # the firmware's protocol.MAX_MESSAGE: the largest message of the protocol
 
 
@@ -27,8 +28,10 @@ def _proc_bytes(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
-def _dropped(client: MqttClient, what: str) -> None:
+def _dropped(broker: Broker, client: MqttClient, what: str, times: int) -> None:
     client.wait(lambda: not client.connected, f"the broker to drop {what}")
+    wait_until(lambda: broker.server.log(this_run=True).count(OVERSIZE) >= times, 5, f"the log to say why: {what}")
+    assert broker.server.log(this_run=True).count(OVERSIZE) == times
 
 
 def test_the_largest_messages_of_the_protocol_pass(broker: Broker) -> None:
@@ -58,11 +61,11 @@ def test_a_packet_over_the_limit_drops_its_sender_and_reaches_nobody(broker: Bro
 
     oversized = b"x" * MAX_PACKET_BYTES  # the payload alone fills the limit: the packet is over it
     rogue.send("lockers/hall-1/events", oversized)
-    _dropped(rogue, "a locker that sent an oversized event")
+    _dropped(broker, rogue, "a locker that sent an oversized event", 1)
     # A new client each time: paho would send its unacknowledged oversized message again on reconnecting.
     rogue = broker.connected(broker.locker_client("hall-1"))
     rogue.send("lockers/hall-1/status", oversized, retain=True)
-    _dropped(rogue, "a locker that sent an oversized retained status")
+    _dropped(broker, rogue, "a locker that sent an oversized retained status", 2)
 
     # The same locker's next message comes after anything it sent before: the oversized ones would be here.
     rogue = broker.connected(broker.locker_client("hall-1"))
