@@ -446,9 +446,9 @@ class _AutosaveSetup(BrokerSetup):
 
 def _fleet(tmp: Path, settings: Settings) -> tuple[BrokerSetup, str, list[LockerSpec]]:
     if settings.broker_autosave is None:
-        setup = BrokerSetup(tmp / "broker", host="127.0.0.1", port=0)
+        setup = BrokerSetup(tmp / "broker", host="127.0.0.1", port=0, tls_port=None)
     else:
-        setup = _AutosaveSetup(tmp / "broker", host="127.0.0.1", port=0)
+        setup = _AutosaveSetup(tmp / "broker", host="127.0.0.1", port=0, tls_port=None)
         setup.autosave = settings.broker_autosave
     host_password = setup.add_host(HOST_USER)
     lids = [f"bench-{n:03d}" for n in range(settings.lockers)]

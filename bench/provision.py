@@ -186,7 +186,7 @@ def bulk_figures(tmp: Path, settings: Settings, say: Say, rows: list[Figure], no
     from tests.e2e.e2e_chain import ServiceThread
     from tests.support.mosquitto import Mosquitto
 
-    setup = BrokerSetup(tmp / "broker", host="127.0.0.1", port=0)
+    setup = BrokerSetup(tmp / "broker", host="127.0.0.1", port=0, tls_port=None)
     host_pw = setup.add_host("host")
     setup.write()
     server = Mosquitto(setup)
@@ -222,6 +222,7 @@ def bulk_figures(tmp: Path, settings: Settings, say: Say, rows: list[Figure], no
             locker_id="-",
             db_path=db_path,
             broker_dir=setup.directory,
+            plain=True,  # a plain broker on loopback
             firmware=False,
             install="mpremote",
             arch=None,

@@ -104,7 +104,7 @@ def _net(spec, path="net.json"):
         if not isinstance(b, dict):
             raise ValueError("no broker")
         host = b.get("host")
-        tls = b.get("tls", False)
+        tls = b.get("tls", True)  # plain MQTT only when the file says so: the password travels in clear
         if not isinstance(host, str) or not host or not isinstance(tls, bool):
             raise ValueError("broker.host/tls")
         port = b.get("port", 8883 if tls else 1883)

@@ -6,7 +6,9 @@
   ``AUTOSAVE_S`` seconds and at a clean shutdown (a restart keeps the host's queued events; a
   ``kill -9`` loses what came since the last save, which the lockers send again: docs/protocol.md,
   "Broker"), listeners bound to the given address only, ``use_username_as_clientid`` (a locker cannot
-  take over another's session);
+  take over another's session), limits on packet size, queues and memory (MAX_PACKET_BYTES and the
+  rest below: one locker's password cannot exhaust the broker), TLS by default (plain MQTT only when
+  asked for, ``port=0, tls_port=None``: the simulator and tests on loopback);
 - ``passwd``: one PBKDF2-SHA512 entry per user (mosquitto's ``$7$`` format, written in pure Python so
   no password goes on a command line); a password is returned once and only its hash is kept;
 - ``acl``: the patterns of docs/protocol.md ("Broker");
@@ -47,7 +49,24 @@ PASSWORD_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the broker reads 
 SALT_BYTES = 12
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+# The limits below keep one client's credentials from exhausting the broker the whole fleet uses
+# (docs/security.md, "The broker's limits"). Every figure comes from the protocol's own limits.
+# The largest message the protocol has is a host command of 8 KiB (the firmware's protocol.MAX_MESSAGE;
+# snapshot parts, app.chunk and every locker message are smaller: 4 KiB at most from a locker, the
+# service's ingest.MAX_PAYLOAD); its PUBLISH adds a topic of at most 44 bytes and 7 of headers. 12 KiB
+# leaves a third in hand; mosquitto disconnects a client that sends a larger packet, of any kind.
+MAX_PACKET_BYTES = 12 * 1024
+# Per client, for messages waiting to go to it (in practice the host's persistent session, which every
+# locker's messages go to while the service is away): 200 lockers with a full outbox (500 events each)
+# fit in the count, and 100,000 events of the usual 150-300 bytes in the bytes. Beyond either, mosquitto
+# drops new messages silently; the lockers send what was dropped again, as after a broker crash.
 MAX_QUEUED_MESSAGES = 100_000
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
+MAX_INFLIGHT_MESSAGES = 20  # QoS 1 messages sent to one client and not yet acknowledged (mosquitto's default)
+# A backstop for the whole broker, far above what the queues above add up to with a few host users:
+# past it mosquitto refuses the allocation and disconnects the client it was for, instead of growing
+# until the OOM killer takes the broker (and every locker's connection) down.
+MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
 # The broker writes its whole database at each save. Saving on every change (each event queued for the
 # host, each ack queued for a locker) capped a 200-locker fleet at a few hundred messages a second
 # (docs/benchmarks.md, "Fleet"); delivery is end to end (the locker keeps an event until the host's ack
@@ -163,8 +182,10 @@ def _check_conf_path(path: Path) -> None:
 class BrokerSetup:
     """The broker's directory. The constructor states the wanted settings; `write()` makes the files.
 
-    `port` is the plain MQTT listener (None: none; 0: a free port, kept on later runs), `tls_port` the
-    TLS listener (None: no TLS; 0: a free port). Both listen on `host` only. `names` are extra host
+    `tls_port` is the TLS listener (None: no TLS; 0, the default: a free port, kept on later runs),
+    `port` the plain MQTT listener (None, the default: none; 0: a free port). Plain MQTT shows every
+    password to whoever sees the traffic: only the simulator and tests on loopback ask for it, with
+    ``port=0, tls_port=None``. Both listen on `host` only. `names` are extra host
     names or addresses for the server certificate (`host` is in it unless it is a wildcard address).
     If the directory was set up before, its users and CA are kept.
     """
@@ -173,8 +194,8 @@ class BrokerSetup:
         self,
         directory: Path,
         host: str = "127.0.0.1",
-        port: int | None = 0,
-        tls_port: int | None = None,
+        port: int | None = None,
+        tls_port: int | None = 0,
         names: Sequence[str] = (),
     ) -> None:
         self.directory = Path(directory).resolve()
@@ -393,7 +414,11 @@ class BrokerSetup:
             f"persistence_file {self.persistence_file.name}",
             "autosave_on_changes false",
             f"autosave_interval {AUTOSAVE_S}",
+            f"max_packet_size {MAX_PACKET_BYTES}",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
+            f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
+            f"memory_limit {MEMORY_LIMIT_BYTES}",
             "set_tcp_nodelay true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
@@ -570,30 +595,46 @@ def broker_cli() -> None:
 @broker_cli.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the listeners bind to.")
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Plain MQTT port [1883; none with --tls].")
-@click.option("--tls", is_flag=True, help="Add a TLS listener with a CA created here.")
 @click.option("--tls-port", type=click.IntRange(0, 65535), default=None, help="TLS port [8883].")
 @click.option("--name", "names", multiple=True, help="Host name or address lockers use (server certificate).")
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="INSECURE: plain MQTT instead of TLS (passwords readable on the wire): loopback or a lab only.",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Plain MQTT port, with --plain [1883].")
+@click.option("--tls", is_flag=True, help="With --plain: keep a TLS listener too.")
 def init_cmd(
-    directory: Path, host: str, port: int | None, tls: bool, tls_port: int | None, names: tuple[str, ...]
+    directory: Path,
+    host: str,
+    tls_port: int | None,
+    names: tuple[str, ...],
+    plain: bool,
+    port: int | None,
+    tls: bool,
 ) -> None:
-    """Create (or update) the broker set-up in DIRECTORY; users and the CA are kept."""
-    tls = tls or tls_port is not None
-    if tls and tls_port is None:
+    """Create (or update) the broker set-up in DIRECTORY: MQTT over TLS, with a CA created here (plain
+    MQTT only with --plain). Users and the CA are kept."""
+    if port is not None and not plain:
+        raise click.UsageError("--port is the plain MQTT port: plain MQTT needs --plain (TLS: --tls-port)")
+    if plain:
+        port = DEFAULT_PORT if port is None else port
+    if (tls or not plain) and tls_port is None:  # --tls-port alone keeps TLS beside --plain too
         tls_port = DEFAULT_TLS_PORT
-    if port is None and not tls:
-        port = DEFAULT_PORT
     try:
         setup = BrokerSetup(directory, host=host, port=port, tls_port=tls_port, names=names)
         conf = setup.write()
     except BrokerError as exc:
         raise _wrap(exc) from None
     click.echo(f"wrote {conf}")
-    if setup.port is not None:
-        click.echo(f"  MQTT on {setup.host}:{setup.port} (plain: keep it on a trusted network)")
     if setup.tls_port is not None:
         click.echo(f"  MQTT over TLS on {setup.host}:{setup.tls_port}, certificate for {', '.join(setup.names)}")
         click.echo(f"  CA for lockers and the host: {setup.ca_path}")
+    if setup.port is not None:
+        click.echo(
+            f"  PLAIN MQTT on {setup.host}:{setup.port}: passwords travel in clear, anyone on the network"
+            " can read them and log in as a locker; loopback or a lab only"
+        )
     click.echo(f"  {len(setup.lockers)} locker(s), host users: {', '.join(setup.host_users) or 'none'}")
 
 

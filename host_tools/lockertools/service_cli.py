@@ -92,10 +92,15 @@ def service_cli() -> None:
 
 @service_cli.command("run")
 @_DB
-@click.option("--broker", "broker_addr", default="127.0.0.1:1883", show_default=True, help="HOST:PORT of the broker.")
+@click.option("--broker", "broker_addr", default="127.0.0.1:8883", show_default=True, help="HOST:PORT of the broker.")
 @click.option("--user", default="host", show_default=True, help="The host service's MQTT user.")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its password.")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA of the broker (TLS).")
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA of the broker (its set-up's ca.crt); required unless --plain.",
+)
+@click.option("--plain", is_flag=True, help="INSECURE: plain MQTT (password in clear): a broker on loopback only.")
 @click.option("--client-id", default="host", show_default=True, help="Fixed MQTT client id (persistent session).")
 @click.option("--notify-command", help="Hook for new codes: a command reading the JSON on stdin.")
 @click.option("--notify-url", help="Hook for new codes: a URL to POST the JSON to.")
@@ -106,6 +111,7 @@ def run_cmd(
     user: str,
     password_file: Path | None,
     tls_ca: Path | None,
+    plain: bool,
     client_id: str,
     notify_command: str | None,
     notify_url: str | None,
@@ -120,6 +126,10 @@ def run_cmd(
     host, _, port = broker_addr.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("use HOST:PORT", param_hint="--broker")
+    if tls_ca is None and not plain:
+        raise click.UsageError("give the broker's CA (--tls-ca, its set-up's ca.crt), or --plain for plain MQTT")
+    if tls_ca is not None and plain:
+        raise click.UsageError("--plain and --tls-ca: choose one")
     try:
         make_notifier(notify_command, notify_url)
     except ValueError as exc:
@@ -191,8 +201,10 @@ def locker_add_cmd(db_path: Path, locker_id: str, board: Path, key_file: Path) -
 @click.command("lockers")
 @_DB
 def lockers_cmd(db_path: Path) -> None:
-    """The fleet at a glance: online, revisions (host/locker), doors full, last seen, outbox."""
+    """The fleet at a glance: online, revisions (host/locker), doors full, last seen, outbox, a connection
+    that flaps."""
     conn = _open(db_path)
+    flapping = fleet_db.flapping(conn)
     rows = []
     for r in conn.execute("SELECT * FROM lockers ORDER BY id"):
         status = json.loads(r["status_json"]) if r["status_json"] else {}
@@ -215,20 +227,29 @@ def lockers_cmd(db_path: Path) -> None:
                 "SELECT label FROM doors WHERE locker_id = ? AND in_service = 0 ORDER BY label", (r["id"],)
             )
         ]
+        flap = flapping.get(r["id"])
         rows.append(
             [
                 *(r["id"], online, rev, f"{full}/{doors}", _when(r["last_seen"]), outbox),
                 str(take_back) if take_back else "-",
                 ",".join(off) or "-",
+                "-" if flap is None else f"FLAPPING: {flap['changes']} changes since {_when(flap['started_at'])}",
             ]
         )
     _table(
         rows,
-        ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"],
+        ["locker", "online", "rev host/locker", "full", "last seen", "outbox", "take back", "out of service"]
+        + ["connection"],
         empty="no lockers registered (lockerctl locker add)",
     )
     if any(row[6] != "-" for row in rows):
         click.echo("items to take back: lockerctl codes list --take-back")
+    if flapping:
+        click.echo(
+            "a flapping connection: another client may be logging in with the locker's password (give it a"
+            " new one: lockerctl broker add-locker DIR LID --rotate, then provision the board --no-firmware),"
+            ' or its link keeps failing (docs/operation.md, "Running the host service")'
+        )
 
 
 # --- codes -----------------------------------------------------------------------------------------

@@ -113,9 +113,9 @@ def prepare_workdir(workdir: Path, board: Path, n_lockers: int) -> tuple[BrokerS
     workdir.mkdir(parents=True, exist_ok=True)
     broker_dir = workdir / "broker"
     try:
-        setup = BrokerSetup(broker_dir, host=LOOPBACK, port=0)  # 0: the port of the last run, if any
+        setup = BrokerSetup(broker_dir, host=LOOPBACK, port=0, tls_port=None)  # 0: the port of the last run, if any
         if setup.port is None or not _port_free(LOOPBACK, setup.port):
-            setup = BrokerSetup(broker_dir, host=LOOPBACK, port=free_port(LOOPBACK))
+            setup = BrokerSetup(broker_dir, host=LOOPBACK, port=free_port(LOOPBACK), tls_port=None)
         # Passwords are shown once and only hashed in the broker's files: keep ours beside them.
         host_pw_file = workdir / "host.pw"
         host_pw = _read_text(host_pw_file)
@@ -366,7 +366,7 @@ def start_broker_and_service(
 
     service_log = workdir / "service.log"
     start = service_log.stat().st_size if service_log.exists() else 0
-    argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}"]
+    argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}", "--plain"]
     argv += ["--user", HOST_USER, "--password-file", str(workdir / "host.pw"), "-v", *(service_args or [])]
     service = _spawn(argv, service_log)
     stack.callback(_stop, service)

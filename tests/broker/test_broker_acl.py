@@ -138,3 +138,16 @@ def test_last_will_on_own_status_reaches_the_host(
     proxy.cut()  # the network breaks: the broker sees a reset and sends the will
     msg = host.wait_message("lockers/A/status", b"offline")
     assert msg.qos == 1
+
+
+def test_a_second_login_takes_the_session_and_a_rotated_password_drops_it(broker: Broker) -> None:
+    """Whoever logs in with a locker's user name throws the connected client off (the client id is the
+    user name); once its password is rotated and the broker reloaded, the old password is out at once."""
+    password = broker.add_locker("hall-1")
+    locker = broker.connected(broker.locker_client("hall-1"))
+    intruder = broker.connected(broker.client("hall-1", password, client_id="anything"))
+    locker.wait(lambda: not locker.connected, "the real locker to be thrown off")
+    broker.setup.add_locker("hall-1", rotate=True)
+    broker.server.reload()
+    intruder.wait(lambda: not intruder.connected, "the rotated password's client to be dropped")
+    assert broker.client("hall-1", password).connect() in REFUSED

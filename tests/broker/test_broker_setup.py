@@ -71,6 +71,9 @@ def test_files_and_modes(tmp_path: Path) -> None:
         "autosave_on_changes false",  # a save every 30 s and at shutdown, not on every message
         "autosave_interval 30",
         "max_queued_messages 100000",
+        "max_queued_bytes 33554432",
+        "max_packet_size 12288",
+        "max_inflight_messages 20",
         f"listener {setup.port} 127.0.0.1",
         f"listener {setup.tls_port} 127.0.0.1",
         f"cafile {setup.ca_path}",
@@ -198,6 +201,33 @@ def test_cli_init_and_users(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "exists already" in result.output
 
 
+def test_cli_init_is_tls_unless_plain_is_asked_for(tmp_path: Path) -> None:
+    runner = CliRunner()
+    d = tmp_path / "tls"
+    result = runner.invoke(broker_cli, ["init", str(d)])
+    assert result.exit_code == 0, result.output
+    setup = BrokerSetup.open(d)
+    assert (setup.port, setup.tls_port) == (None, broker_mod.DEFAULT_TLS_PORT) and setup.ca_path.exists()
+    listeners = [ln for ln in setup.conf_path.read_text().splitlines() if ln.startswith("listener ")]
+    assert listeners == ["listener 8883 127.0.0.1"]
+    assert "PLAIN" not in result.output
+
+    result = runner.invoke(broker_cli, ["init", str(tmp_path / "p"), "--port", "1884"])
+    assert result.exit_code != 0 and "--plain" in result.output
+    assert not (tmp_path / "p").exists()
+
+    result = runner.invoke(broker_cli, ["init", str(tmp_path / "plain"), "--plain"])
+    assert result.exit_code == 0, result.output
+    plain = BrokerSetup.open(tmp_path / "plain")
+    assert (plain.port, plain.tls_port) == (broker_mod.DEFAULT_PORT, None) and not plain.ca_path.exists()
+    assert "PLAIN MQTT on 127.0.0.1:1883" in result.output and "in clear" in result.output
+
+    result = runner.invoke(broker_cli, ["init", str(tmp_path / "both"), "--plain", "--port", "0", "--tls"])
+    assert result.exit_code == 0, result.output
+    both = BrokerSetup.open(tmp_path / "both")
+    assert both.port and both.tls_port == broker_mod.DEFAULT_TLS_PORT
+
+
 def test_cli_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(broker_cli, ["add-locker", str(tmp_path / "nope"), "hall-1"])
@@ -205,7 +235,7 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert "not a broker directory" in result.output and "lockerctl broker init" in result.output
 
     d = tmp_path / "b"
-    assert runner.invoke(broker_cli, ["init", str(d), "--port", "0"]).exit_code == 0
+    assert runner.invoke(broker_cli, ["init", str(d), "--tls-port", "0"]).exit_code == 0
     for bad in ("a/b", "lockers+", "#"):
         result = runner.invoke(broker_cli, ["add-locker", str(d), bad])
         assert result.exit_code != 0 and "bad locker id" in result.output
@@ -215,7 +245,7 @@ def test_cli_errors(tmp_path: Path) -> None:
 def test_cli_run_execs_mosquitto_or_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     d = tmp_path / "b"
     runner = CliRunner()
-    assert runner.invoke(broker_cli, ["init", str(d), "--port", "0"]).exit_code == 0
+    assert runner.invoke(broker_cli, ["init", str(d), "--tls-port", "0"]).exit_code == 0
     real_find_mosquitto = broker_mod.find_mosquitto
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(os, "execv", lambda exe, argv: calls.append((exe, argv)))
@@ -237,7 +267,7 @@ def test_cli_run_execs_mosquitto_or_names_the_package(tmp_path: Path, monkeypatc
 
 
 def test_reload_sends_nothing_to_a_process_that_is_not_this_broker(tmp_path: Path) -> None:
-    setup = BrokerSetup(tmp_path / "b", host="127.0.0.1", port=0)
+    setup = BrokerSetup(tmp_path / "b", host="127.0.0.1", port=0, tls_port=None)
     setup.write()
     assert setup.reload_running() is None  # no pid file
     setup.pid_path.write_text(f"{os.getpid()}\n")  # this test's own process: a python, not mosquitto
@@ -252,7 +282,7 @@ def test_a_locker_added_while_broker_run_serves_can_log_in_at_once(tmp_path: Pat
     from tests.support.mosquitto import MqttClient, wait_until
 
     d = tmp_path / "b"
-    setup = BrokerSetup(d, host="127.0.0.1", port=0)
+    setup = BrokerSetup(d, host="127.0.0.1", port=0, tls_port=None)
     host_password = setup.add_host("host")
     setup.write()
     lockerctl = [sys.executable, "-c", "from lockertools.cli import main; main()"]

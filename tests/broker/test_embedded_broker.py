@@ -46,7 +46,7 @@ def _have_mosquitto() -> bool:
 @pytest.fixture
 def amqtt_broker(tmp_path: Path) -> Iterator[Broker]:
     """tests.support's Broker (users, clients) served by the embedded broker instead of mosquitto."""
-    setup = BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0)
+    setup = BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0, tls_port=None)
     host_password = setup.add_host("host")
     server = EmbeddedBroker(setup, log_path=tmp_path / "amqtt.log")
     broker = Broker(setup, server, "host", host_password)  # type: ignore[arg-type]
@@ -355,16 +355,16 @@ def test_stop_closes_everything_hard_when_amqtts_shutdown_hangs(
 
 
 def test_start_fails_clearly_on_a_taken_port(tmp_path: Path, amqtt_broker: Broker) -> None:
-    setup = BrokerSetup(tmp_path / "other", host="127.0.0.1", port=amqtt_broker.port)
+    setup = BrokerSetup(tmp_path / "other", host="127.0.0.1", port=amqtt_broker.port, tls_port=None)
     setup.write()
     with pytest.raises(BrokerError, match="did not start"):
         start_embedded_broker(setup)
     with pytest.raises(BrokerError, match="loopback"):
-        EmbeddedBroker(BrokerSetup(tmp_path / "wide", host="0.0.0.0", port=free_port()))
+        EmbeddedBroker(BrokerSetup(tmp_path / "wide", host="0.0.0.0", port=free_port(), tls_port=None))
 
 
 def test_command_line_serves_a_directory_until_sigterm(tmp_path: Path) -> None:
-    setup = BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0)
+    setup = BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0, tls_port=None)
     password = setup.add_locker("A")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host_tools"), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "broker.log"

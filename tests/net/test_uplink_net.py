@@ -387,7 +387,7 @@ def test_corrupt_net_json_is_a_problem_not_a_crash(tmp_path: Path, board_cleanup
 
 def test_no_broker_yet_the_locker_works_and_catches_up(tmp_path: Path, board_cleanup: list[VirtualBoard]) -> None:
     """The broker is down at boot (and Wi-Fi set): the locker runs; once it is up, events flow."""
-    setup = BrokerSetup(tmp_path / "broker", port=0)
+    setup = BrokerSetup(tmp_path / "broker", port=0, tls_port=None)
     host_password = setup.add_host("host")
     password = setup.add_locker(LID)
     b, key = _locker(tmp_path, int(setup.port or 0), password, extra={"wifi": {"ssid": "hall", "password": "x"}})

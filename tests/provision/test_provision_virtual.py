@@ -124,6 +124,7 @@ def options(broker: Broker, fleet_db_path: Path, tmp_path: Path, **kw: Any) -> O
         locker_id=LID,
         db_path=fleet_db_path,
         broker_dir=broker.setup.directory,
+        plain=True,  # the `broker` fixture: plain MQTT on loopback
         firmware=False,  # the virtual board runs MicroPython already: no esptool
         install="mpremote",
         arch=None,  # bytecode .mpy: the unix port runs them
@@ -462,7 +463,7 @@ def test_cli_never_shows_a_secret(
     wifi_pw = tmp_path / "wifi.pw"
     wifi_pw.write_text("Wifi-Secret-8734\n")
     args = ["provision", "--board", str(BOARD), "--port", vb.port, "--locker", LID]
-    args += ["--db", str(fleet_db_path), "--broker-dir", str(broker.setup.directory), "--no-firmware"]
+    args += ["--db", str(fleet_db_path), "--broker-dir", str(broker.setup.directory), "--plain", "--no-firmware"]
     args += ["--arch", "bytecode", "--no-wait", "--wifi-ssid", "hall-wifi", "--wifi-pass-file", str(wifi_pw)]
     args += ["--language", "fr", "--workdir", str(tmp_path / "work"), "--app", str(app_build(tmp_path))]
     caplog.set_level(logging.DEBUG)
@@ -561,6 +562,7 @@ def test_cli_bulk_from_a_csv(
     lines.append(f"csv-3,{BOARD},{b.port},fr")
     csv_file.write_text("\n".join(lines) + "\n")
     args = ["provision", "bulk", str(csv_file), "--db", str(fleet_db_path), "--broker-dir", str(broker.setup.directory)]
+    args += ["--plain"]
     args += ["--no-firmware", "--arch", "bytecode", "--no-wait", "--workdir", str(tmp_path / "work"), "--jobs", "2"]
     args += ["--app", str(app_build(tmp_path))]
     res = CliRunner().invoke(main, args)

@@ -119,7 +119,7 @@ def test_service_run_serves_codes_issued_from_the_cli(broker: Broker, tmp_path: 
     password_file.write_text(broker.passwords[broker.host_user])
     env = {**os.environ, "LOCKER_DB": str(rig.db_path)}
     lockerctl = [sys.executable, "-c", "from lockertools.cli import main; main()"]
-    args = ["service", "run", "--broker", f"{broker.host}:{broker.port}", "--user", broker.host_user]
+    args = ["service", "run", "--broker", f"{broker.host}:{broker.port}", "--plain", "--user", broker.host_user]
     service = subprocess.Popen(
         [*lockerctl, *args, "--password-file", str(password_file)], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -142,3 +142,18 @@ def test_service_run_serves_codes_issued_from_the_cli(broker: Broker, tmp_path: 
         rig.close()
     assert service.returncode == 0, err
     assert "serving 1 locker(s)" in err
+
+
+def test_service_run_speaks_tls_unless_told_plain(fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockertools.service import runner
+
+    configs: list[runner.ServiceConfig] = []
+    monkeypatch.setattr(runner, "run_service", configs.append)
+    code, out = _run("service", "run")
+    assert code != 0 and "--tls-ca" in out and "--plain" in out and configs == []
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")  # only passed on here
+    assert _run("service", "run", "--tls-ca", str(ca))[0] == 0
+    assert (configs[-1].port, configs[-1].tls_ca) == (8883, ca)
+    assert _run("service", "run", "--broker", "127.0.0.1:1884", "--plain")[0] == 0
+    assert (configs[-1].port, configs[-1].tls_ca) == (1884, None)

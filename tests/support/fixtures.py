@@ -121,7 +121,7 @@ def _run_broker(request: pytest.FixtureRequest, setup: BrokerSetup) -> Iterator[
 @pytest.fixture
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     """A running mosquitto (plain MQTT on a free loopback port) with the fleet's ACL and one host user."""
-    yield from _run_broker(request, BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0))
+    yield from _run_broker(request, BrokerSetup(tmp_path / "broker", host="127.0.0.1", port=0, tls_port=None))
 
 
 @pytest.fixture

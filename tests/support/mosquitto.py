@@ -4,7 +4,8 @@ paho-mqtt client that records what it receives.
 `Mosquitto(setup)` starts the broker with the set-up's configuration (loopback only) and keeps its log
 in the set-up directory (`mosquitto.log`); `start()` returns once the broker logged that it runs and
 every listener accepts connections. `kill()` is SIGKILL (what a crash or power cut leaves),
-`stop()` SIGTERM (the broker saves its database), `reload()` SIGHUP (rereads users and ACL).
+`stop()` SIGTERM (the broker saves its database), `reload()` SIGHUP (rereads users and ACL), `save()`
+SIGUSR1 (writes the database now).
 
 `MqttClient` wraps paho-mqtt (MQTT 3.1.1, its own network thread): every call waits for the broker's
 answer (CONNACK, SUBACK, PUBACK) and every wait is a condition wait with a deadline.
@@ -32,6 +33,7 @@ from lockertools.broker import BrokerSetup, find_mosquitto, free_port
 
 START_TIMEOUT = 10.0
 WAIT = 5.0
+SAVE_LINE = "Saving in-memory database"  # an "information" line, logged by mosquitto-test.conf
 
 
 class MosquittoError(Exception):
@@ -156,6 +158,15 @@ class Mosquitto:
     def restart(self) -> Mosquitto:
         self.stop()
         return self.start()
+
+    def save(self) -> None:
+        """SIGUSR1: the broker writes its database now. Returns once its log says the save began; the
+        broker saves in its one thread, so its next answer to any client comes after the file is written."""
+        if not self.running or self.proc is None:
+            raise MosquittoError("not running")
+        saves = self.log(this_run=True).count(SAVE_LINE)
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: self.log(this_run=True).count(SAVE_LINE) > saves, WAIT, "the broker to save its database")
 
     def reload(self) -> None:
         """SIGHUP: the broker rereads the password file and the ACL."""
@@ -320,6 +331,13 @@ class MqttClient:
         info.wait_for_publish(WAIT)
         if not info.is_published():
             raise AssertionError(f"no PUBACK for {topic} within {WAIT} s")
+
+    def send(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+        """Publishes without waiting for the broker's answer (one it may never give: it drops a client
+        whose packet is too large, possibly while this call is still writing it: no error then)."""
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+            raise AssertionError(f"publish {topic}: {paho.error_string(info.rc)}")
 
     def wait_message(self, topic: str, payload: bytes | None = None, timeout: float = WAIT) -> Message:
         def match(m: Message) -> bool:

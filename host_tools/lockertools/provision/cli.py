@@ -139,6 +139,12 @@ def _shared(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--broker", help="HOST:PORT the locker connects to [the broker set-up's address]."),
         click.option(
+            "--plain",
+            is_flag=True,
+            help="INSECURE: plain MQTT instead of TLS (the broker's plain listener; its password travels in "
+            "clear): a lab or loopback only.",
+        ),
+        click.option(
             "--broker-reload",
             help="Command that makes the running broker reread its users, e.g. 'systemctl reload mosquitto'.",
         ),
@@ -222,6 +228,7 @@ def _options(
         db_path=kw.get("db_path") or Path("fleet.db"),
         broker_dir=kw.get("broker_dir"),
         broker=kw.get("broker"),
+        plain=kw.get("plain", False),
         image=None if image in (None, "cached") else Path(image),
         firmware=not kw["no_firmware"],
         install=kw["install_mode"],

@@ -142,6 +142,7 @@ class Options:
     db_path: Path
     broker_dir: Path | None  # the broker's set-up; None only for a dry run
     broker: str | None = None  # HOST:PORT the locker connects to (default: the broker set-up's)
+    plain: bool = False  # plain MQTT instead of TLS (the broker's plain listener): a lab or loopback only
     image: Path | None = None  # None: the newest cached image
     firmware: bool = True  # False: the board runs MicroPython already (no esptool)
     install: Literal["mpremote", "littlefs"] = "mpremote"
@@ -356,7 +357,19 @@ class Provisioner:
             setup = BrokerSetup.open(o.broker_dir)
         except BrokerError as exc:
             raise ProvisionError("broker", f"{exc}") from None
-        tls = setup.port is None
+        # TLS whenever the broker has it; plain MQTT, where the locker's password travels in clear, only
+        # when asked for.
+        tls = not o.plain
+        if tls and setup.tls_port is None:
+            raise ProvisionError(
+                "broker",
+                f"the broker in {o.broker_dir} has no TLS listener: the locker's password would travel in clear. "
+                f"Give it one (`lockerctl broker init {o.broker_dir}`), or pass --plain for a lab or loopback",
+            )
+        if not tls and setup.port is None:
+            raise ProvisionError(
+                "broker", f"--plain: the broker in {o.broker_dir} has no plain listener (it speaks TLS only)"
+            )
         if o.broker:
             host, port = parse_broker(o.broker)
         else:

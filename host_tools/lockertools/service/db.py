@@ -206,6 +206,19 @@ MIGRATIONS: list[list[str]] = [
            WHERE id IN (SELECT id FROM staff_pins_gone WHERE state = 'issued')""",
         "DROP TABLE staff_pins_gone",
     ],
+    # 4: lockers whose connection flaps (online/offline over and over: a second client logging in with
+    # a locker's password, which takes over its session each time, or a failing link), for staff.
+    [
+        """CREATE TABLE connection_flaps (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            started_at REAL NOT NULL,            -- the first change of the window that raised it
+            last_at REAL NOT NULL,               -- the latest change
+            changes INTEGER NOT NULL,            -- online/offline changes from started_at to last_at
+            ended_at REAL                        -- NULL: still flapping
+        )""",
+        "CREATE INDEX connection_flaps_open ON connection_flaps(locker_id, ended_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -782,3 +782,37 @@ def code_table(
     if where:
         sql += " WHERE " + " AND ".join(where)
     return [dict(r) for r in conn.execute(sql + " ORDER BY created_at", params)]
+
+
+# --- connections that flap (the service raises them; `lockerctl lockers` shows them) ----------------
+
+
+def flap_begin(conn: sqlite3.Connection, locker_id: str, started_at: float, now: float, changes: int) -> None:
+    """Record that `locker_id`'s connection went online/offline `changes` times since `started_at`."""
+    conn.execute(
+        "INSERT INTO connection_flaps(locker_id, started_at, last_at, changes) VALUES (?, ?, ?, ?)",
+        (locker_id, started_at, now, changes),
+    )
+
+
+def flap_seen(conn: sqlite3.Connection, locker_id: str, now: float) -> None:
+    """One more change of a locker already flapping."""
+    conn.execute(
+        "UPDATE connection_flaps SET last_at = ?, changes = changes + 1 WHERE locker_id = ? AND ended_at IS NULL",
+        (now, locker_id),
+    )
+
+
+def flaps_end(conn: sqlite3.Connection, quiet_since: float, now: float) -> list[str]:
+    """End the flaps with no change since `quiet_since`; returns their lockers."""
+    rows = conn.execute(
+        "UPDATE connection_flaps SET ended_at = ? WHERE ended_at IS NULL AND last_at < ? RETURNING locker_id",
+        (now, quiet_since),
+    ).fetchall()
+    return sorted({str(r[0]) for r in rows})
+
+
+def flapping(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+    """The lockers flapping now, with their open record (started_at, last_at, changes)."""
+    rows = conn.execute("SELECT * FROM connection_flaps WHERE ended_at IS NULL ORDER BY id").fetchall()
+    return {str(r["locker_id"]): r for r in rows}

@@ -11,7 +11,9 @@ Tasks (one asyncio loop, so database work never interleaves):
   the database; the lockers whose host revision moved are synced at once. It also resends a sync
   command after `resend_s` without a reply (new seq, same tx), marks expired codes and queues
   reminders (every 30 s), and sends the requests people queued (door.open, door.service: sent to an
-  online locker, resent with the same tx, their reply recorded, dropped after `request_ttl_s`);
+  online locker, resent with the same tx, their reply recorded, dropped after `request_ttl_s`), and
+  ends the flag of a locker whose connection stopped flapping (the processor raises it: its status
+  went online/offline `flap_changes` times within `flap_window_s`);
 - the notifier: hands due notifications to the hook (in a thread), records failures and retries
   them with a growing delay; a `loaded` notification's held plain code is deleted once it went.
 """
@@ -28,7 +30,7 @@ import sqlite3
 import ssl
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,12 @@ class ServiceConfig:
     notify_retry_min_s: float = 30.0
     notify_retry_max_s: float = 3600.0
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
+    # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
+    # as flapping: two clients with its password take its session from each other at every login, and
+    # a failing link looks the same. Recorded, logged and shown by `lockerctl lockers` until a window
+    # passes without a change. A locker that reconnects now and then changes twice per reconnect.
+    flap_changes: int = 10
+    flap_window_s: float = 600.0
 
 
 @dataclass
@@ -100,6 +108,7 @@ class Counters(SenderStats):
     errors: int = 0  # messages that raised while being applied (logged, rolled back alone)
     batches: int = 0
     connects: int = 0
+    flapping: int = 0  # lockers flagged as flapping
     busy_s: float = 0.0  # time spent applying batches (database and signatures)
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
 
@@ -127,6 +136,9 @@ class LockerSync:
     outstanding: Outstanding | None = None
     failures: int = 0
     blocked: str | None = None  # an error the locker reported: retried at its next status
+    seen_online: bool | None = None  # `online` of its last status since the service started
+    changes: deque[float] = field(default_factory=deque)  # when `online` changed, within the flap window
+    flapping: bool = False
 
 
 class Service:
@@ -157,6 +169,8 @@ class Service:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
                 self._sync[row[0]] = LockerSync(host_rev=int(row[1]))
+            for lid in fleet_db.flapping(self._conn):
+                self.sync_state(lid).flapping = True  # still flagged from the last run: it goes on or ends
             command, url = self.config.notify_command, self.config.notify_url
             if not command and not url:
                 command, url = db.get_setting(self._conn, "notify_command"), db.get_setting(self._conn, "notify_url")
@@ -316,6 +330,7 @@ class Service:
         elif incoming.kind == "status":
             ingest.apply_status(self.conn, lid, msg, now)
             was_online, state.online = state.online, bool(msg["online"])
+            self._watch_connection(lid, state, now)
             if state.online:
                 state.blocked, state.failures = None, 0
                 if not was_online and state.outstanding is not None:
@@ -330,6 +345,34 @@ class Service:
             self.counters.replies += 1
             self._on_reply(lid, msg, now, out)
             touched.add(lid)
+
+    def _watch_connection(self, lid: str, state: LockerSync, now: float) -> None:
+        """Count the locker's online/offline changes (a takeover of its session: the old client's last
+        will, then the new one's status); flag it once they pass `flap_changes` within the window."""
+        seen, state.seen_online = state.seen_online, state.online
+        if seen is None or seen == state.online:
+            return
+        changes = state.changes
+        changes.append(now)
+        while changes[0] < now - self.config.flap_window_s:
+            changes.popleft()
+        if state.flapping:
+            fleet_db.flap_seen(self.conn, lid, now)
+        elif len(changes) >= self.config.flap_changes:
+            state.flapping = True
+            fleet_db.flap_begin(self.conn, lid, changes[0], now, len(changes))
+            self.counters.flapping += 1
+            log.warning(
+                "locker %s is flapping: %d online/offline changes in %.0f s. Another client may be logging in"
+                " with its password (each login takes the session over), or its link keeps failing",
+                lid, len(changes), now - changes[0],
+            )  # fmt: skip
+
+    def _settle_flaps(self, now: float) -> None:
+        """End the flags of lockers that had a window without a change."""
+        for lid in fleet_db.flaps_end(self.conn, now - self.config.flap_window_s, now):
+            self.sync_state(lid).flapping = False
+            log.warning("locker %s: its connection is steady again", lid)
 
     # --- sync ---------------------------------------------------------------------------------------
 
@@ -443,6 +486,7 @@ class Service:
                         # by another process): look at the revisions then too.
                         changed = fleet_db.expire_codes(conn, now) > 0 or changed
                         fleet_db.queue_reminders(conn, now)
+                        self._settle_flaps(now)
                         next_expiry = now + 30.0
                     if changed:
                         seen = version
