@@ -74,7 +74,7 @@ def test_a_version_1_database_migrates_keeping_its_codes_and_log(tmp_path: Path)
     old.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES ('hall-1', 1, 'add', 77)")
     old.close()
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
     assert tuple(conn.execute("SELECT id, door, kind, state, recipient, created_at FROM codes").fetchone()) == (
         77, "A1", 0, "used", "ann", 5,
     )  # fmt: skip

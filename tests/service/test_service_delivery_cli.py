@@ -151,7 +151,7 @@ def test_lockers_and_codes_list_show_what_to_take_back(fleet: Path) -> None:
         ingest.apply_event(conn, "hall-1", {"seq": 2, "ev": {"k": "pickup", "d": "3", "id": 1}}, 1e9)
         fleet_db.expire_codes(conn, time.time())
     code, output = _run("lockers")
-    assert code == 0 and re.search(r"hall-1\s.*\s1\s+-$", output, re.M), output
+    assert code == 0 and re.search(r"hall-1\s.*\s1\s+-\s+-$", output, re.M), output
     assert "lockerctl codes list --take-back" in output
     code, output = _run("codes", "list", "--take-back")
     assert code == 0 and str(old.code_id) in output and "expired: TAKE BACK" in output

@@ -62,10 +62,10 @@ def _old_add_staff(
     return staff_id, ids
 
 
-def _v2_database(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on, db.connect writes the schema of version 2 (the one before staff PINs expired)."""
-    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:2])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+def _v3_database(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, db.connect writes the schema of version 3 (the one before staff PINs expired)."""
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:3])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
 
 
 # --- the database ----------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_an_expired_pin_is_deleted_from_its_locker_other_codes_are_not(tmp_path:
 
 def test_the_migration_withdraws_the_pins_of_the_old_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "fleet.db"
-    _v2_database(path, monkeypatch)
+    _v3_database(path, monkeypatch)
     conn = _fleet(path)
     ann, ann_ids = _old_add_staff(conn, "Ann", None)  # every locker, never expires
     bob, bob_ids = _old_add_staff(conn, "Bob", "hall-1")  # one locker, never expires
@@ -166,12 +166,12 @@ def test_the_migration_withdraws_the_pins_of_the_old_rules(tmp_path: Path, monke
     with db.transaction(conn):
         fleet_db.expire_codes(conn, time.time())  # today's: Eve's PIN expired, nothing deleted
     revs = dict(conn.execute("SELECT id, host_rev FROM lockers").fetchall())
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
     monkeypatch.undo()
 
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
     states = dict(conn.execute("SELECT id, state FROM codes").fetchall())
     gone = {*ann_ids, *bob_ids, *dee_ids}
     assert states == {
@@ -262,7 +262,7 @@ def test_the_service_gives_a_pin_to_its_locker_only_and_removes_it_once_expired(
 def test_old_fleet_wide_pins_leave_every_locker_after_the_upgrade(
     make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _v2_database(Path(), monkeypatch)
+    _v3_database(Path(), monkeypatch)
     rig = make_rig()
     ann, ids = _old_add_staff(rig.conn, "Ann", None)  # today's `lockerctl staff add Ann`
     rig.start_service()

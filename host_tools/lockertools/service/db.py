@@ -180,7 +180,20 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE doors ADD COLUMN in_service INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE doors ADD COLUMN service_seq INTEGER NOT NULL DEFAULT 0",
     ],
-    # 3: staff PINs are per member and locker, and expire (fleet_db.issue_staff_pin). A staff member
+    # 3: lockers whose connection flaps (online/offline over and over: a second client logging in with
+    # a locker's password, which takes over its session each time, or a failing link), for staff.
+    [
+        """CREATE TABLE connection_flaps (
+            id INTEGER PRIMARY KEY,
+            locker_id TEXT NOT NULL REFERENCES lockers(id),
+            started_at REAL NOT NULL,            -- the first change of the window that raised it
+            last_at REAL NOT NULL,               -- the latest change
+            changes INTEGER NOT NULL,            -- online/offline changes from started_at to last_at
+            ended_at REAL                        -- NULL: still flapping
+        )""",
+        "CREATE INDEX connection_flaps_open ON connection_flaps(locker_id, ended_at)",
+    ],
+    # 4: staff PINs are per member and locker, and expire (fleet_db.issue_staff_pin). A staff member
     # is a person (staff.locker_id is no longer used). The PINs of the old rules stop working: one
     # PIN for every locker (one board's flash gave it for all), no expiry, staff codes of nobody, or
     # more than 90 days left; they are revoked and deleted from their lockers (one change each, in
@@ -205,19 +218,6 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE codes SET state = 'revoked', revoked_at = (julianday('now') - 2440587.5) * 86400.0
            WHERE id IN (SELECT id FROM staff_pins_gone WHERE state = 'issued')""",
         "DROP TABLE staff_pins_gone",
-    ],
-    # 4: lockers whose connection flaps (online/offline over and over: a second client logging in with
-    # a locker's password, which takes over its session each time, or a failing link), for staff.
-    [
-        """CREATE TABLE connection_flaps (
-            id INTEGER PRIMARY KEY,
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            started_at REAL NOT NULL,            -- the first change of the window that raised it
-            last_at REAL NOT NULL,               -- the latest change
-            changes INTEGER NOT NULL,            -- online/offline changes from started_at to last_at
-            ended_at REAL                        -- NULL: still flapping
-        )""",
-        "CREATE INDEX connection_flaps_open ON connection_flaps(locker_id, ended_at)",
     ],
 ]
 
