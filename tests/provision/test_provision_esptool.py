@@ -337,6 +337,11 @@ def test_cached_image_is_the_newest_of_the_boards_build(tmp_path: Path, monkeypa
     assert cached_image("ESP32_GENERIC") == classic
     assert cached_image("ESP32_GENERIC_S3-SPIRAM_OCT") == s3
     assert cached_image("ESP32_GENERIC-SPIRAM") is None
+    own = fake_micropython(cache / "own.bin", version=image_version(), build="")  # a build of one's own
+    os.utime(own, (1_600_000_000, 1_600_000_000))  # the oldest
+    assert cached_image("ESP32_GENERIC-SPIRAM", "esp32") == own  # no official one cached: it is the ESP32's
+    assert cached_image("ESP32_GENERIC", "esp32") == classic  # the official build first
+    assert cached_image("ESP32_GENERIC_S3", "esp32s3") is None  # not for another chip
 
 
 def test_littlefs_install_is_refused_on_the_s3(tmp_path: Path) -> None:

