@@ -1,4 +1,5 @@
-"""Board definition checks (boards/*.json): structure by JSON schema, then wiring rules for the classic ESP32.
+"""Board definition checks (boards/*.json): structure by JSON schema, then the wiring rules of the board's chip
+(the classic ESP32 or the ESP32-S3, refined by its module and PSRAM: ChipRules).
 
 `validate(path)` returns a `Report`; every `Issue` names the file and the JSON field, e.g.
 ``boards/x.json: doors[2].solenoid.pin: GPIO 7 is wired to the SPI flash (GPIO 6-11); using it bricks
@@ -19,20 +20,98 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 SCHEMA_PATH = Path(__file__).with_name("board_schema.json")
 
+
+@dataclass(frozen=True)
+class ChipRules:
+    """What one chip's GPIOs allow: the board file's `chip` picks one (CHIPS), `module`/`psram` refine it."""
+
+    chip: str  # the board file's "chip"
+    title: str  # for messages: "ESP32", "ESP32-S3"
+    valid: frozenset[int]
+    valid_text: str  # the valid numbers, for the message on any other
+    flash: frozenset[int]  # wired to the module's flash (and PSRAM): using one bricks the board
+    flash_text: str
+    quad_psram: frozenset[int]  # taken by quad PSRAM (WROVER on the classic ESP32)
+    octal_psram: frozenset[int]  # taken too when the module has octal PSRAM (ESP32-S3 N8R8, N16R8)
+    input_only: frozenset[int]
+    not_on_module: frozenset[int]
+    usb: dict[int, str]  # native USB D-/D+: the USB port's REPL and esptool
+    console: dict[int, str]  # UART0: the boot log and the REPL
+    strapping: dict[int, str]
+    voltage_strap: int | None  # the strapping pin that selects the flash voltage at reset
+    voltage_strap_text: str
+    has_emac: bool
+
+
 # Classic ESP32 (ESP32-D0WD in WROOM-32 / WROVER modules).
-VALID_GPIOS = frozenset([*range(0, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)])
-FLASH_GPIOS = frozenset(range(6, 12))
-INPUT_ONLY_GPIOS = frozenset(range(34, 40))
-NOT_ON_MODULE_GPIOS = frozenset([37, 38])
-PSRAM_GPIOS = frozenset([16, 17])  # WROVER only
-CONSOLE_GPIOS = {1: "TX0", 3: "RX0"}
-STRAPPING_GPIOS = {
-    0: "GPIO 0 is a strapping pin: held low at reset it starts the serial download mode, not the firmware",
-    2: "GPIO 2 is a strapping pin: it must be low or floating at reset for serial flashing to work",
-    5: "GPIO 5 is a strapping pin (SDIO timing) and outputs a PWM burst at boot",
-    15: "GPIO 15 (MTDO) is a strapping pin: low at reset it silences the boot log; it outputs PWM at boot",
-}
-MTDI = 12
+ESP32 = ChipRules(
+    chip="esp32",
+    title="ESP32",
+    valid=frozenset([*range(0, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)]),
+    valid_text="0-19, 21-23, 25-27, 32-39; no 20, 24, 28-31",
+    flash=frozenset(range(6, 12)),
+    flash_text="is wired to the SPI flash (GPIO 6-11)",
+    quad_psram=frozenset([16, 17]),
+    octal_psram=frozenset(),
+    input_only=frozenset(range(34, 40)),
+    not_on_module=frozenset([37, 38]),
+    usb={},
+    console={1: "TX0", 3: "RX0"},
+    strapping={
+        0: "GPIO 0 is a strapping pin: held low at reset it starts the serial download mode, not the firmware",
+        2: "GPIO 2 is a strapping pin: it must be low or floating at reset for serial flashing to work",
+        5: "GPIO 5 is a strapping pin (SDIO timing) and outputs a PWM burst at boot",
+        15: "GPIO 15 (MTDO) is a strapping pin: low at reset it silences the boot log; it outputs PWM at boot",
+    },
+    voltage_strap=12,
+    voltage_strap_text=(
+        "GPIO 12 (MTDI) sets the flash voltage at reset: held high it selects 1.8 V and the 3.3 V flash "
+        "of WROOM/WROVER modules won't boot"
+    ),
+    has_emac=True,
+)
+# ESP32-S3 (WROOM-1/-1U/-2 modules). Datasheet facts: GPIO 0-21 and 26-48; 26-32 run the flash and
+# PSRAM, 33-37 too when either is octal; 19/20 are the USB PHY; strapping pins 0, 3, 45, 46;
+# every GPIO has an output driver and internal pulls; UART0 (the console) is on 43/44.
+ESP32S3 = ChipRules(
+    chip="esp32s3",
+    title="ESP32-S3",
+    valid=frozenset([*range(0, 22), *range(26, 49)]),
+    valid_text="0-21, 26-48; no 22-25",
+    flash=frozenset(range(26, 33)),
+    flash_text="is wired to the module's SPI flash and PSRAM (GPIO 26-32)",
+    quad_psram=frozenset(),
+    octal_psram=frozenset(range(33, 38)),
+    input_only=frozenset(),
+    not_on_module=frozenset(),
+    usb={19: "D-", 20: "D+"},
+    console={43: "TX0", 44: "RX0"},
+    strapping={
+        0: "GPIO 0 is a strapping pin: held low at reset it starts the download mode, not the firmware",
+        3: "GPIO 3 is a strapping pin: with the JTAG e-fuses set, its level at reset picks the JTAG source",
+        46: "GPIO 46 is a strapping pin: high at reset it stops the download mode (with GPIO 0 low) and "
+        "controls the ROM's boot messages",
+    },
+    voltage_strap=45,
+    voltage_strap_text=(
+        "GPIO 45 is a strapping pin that sets the flash voltage (VDD_SPI) at reset: held high it selects "
+        "1.8 V and the 3.3 V flash of WROOM-1 modules won't boot"
+    ),
+    has_emac=False,
+)
+CHIPS = {rules.chip: rules for rules in (ESP32, ESP32S3)}
+PSRAM_KINDS = ("none", "quad", "octal")
+
+
+def chip_rules(doc: dict[str, Any]) -> ChipRules:
+    return CHIPS[str(doc.get("chip", "esp32"))]
+
+
+def psram(doc: dict[str, Any]) -> str:
+    """The board's PSRAM: "none", "quad" or "octal"; default "quad" on a WROVER, else "none"."""
+    return str(doc.get("psram", "quad" if doc.get("module") == "wrover" else "none"))
+
+
 # Wired Ethernet: the EMAC's RMII signals have no route through the GPIO matrix, so these pins are
 # fixed in silicon; the 50 MHz reference clock comes in on GPIO 0 or goes out on GPIO 16 or 17.
 RMII_GPIOS = {
@@ -236,20 +315,31 @@ def _pull_field(use: _Use) -> str:
 
 
 def _check_gpio(use: _Use, doc: dict[str, Any], report: Report) -> bool:
-    """Rules for one ESP32 GPIO. Returns False when the number is unusable (skip the clash check)."""
+    """Rules for one GPIO of the board's chip. Returns False when the number is unusable (skip the clash check)."""
     n = use.pin
-    if n not in VALID_GPIOS:
+    rules = chip_rules(doc)
+    if n not in rules.valid:
+        report.error(use.where, f"GPIO {n} doesn't exist on the {rules.title} (valid: {rules.valid_text})")
+        return False
+    if n in rules.flash:
+        report.error(use.where, f"GPIO {n} {rules.flash_text}; using it bricks the board")
+        return False
+    kind = psram(doc)
+    if n in rules.quad_psram and kind != "none":
+        report.error(use.where, f"GPIO {n} is taken by the PSRAM on WROVER modules")
+    if n in rules.octal_psram and kind == "octal":
         report.error(
             use.where,
-            f"GPIO {n} doesn't exist on the ESP32 (valid: 0-19, 21-23, 25-27, 32-39; no 20, 24, 28-31)",
+            f"GPIO {n} is taken by the octal PSRAM (GPIO 33-37 on modules such as the {rules.title} N8R8 "
+            "and N16R8): use another pin, or a module with quad PSRAM (N8R2)",
         )
-        return False
-    if n in FLASH_GPIOS:
-        report.error(use.where, f"GPIO {n} is wired to the SPI flash (GPIO 6-11); using it bricks the board")
-        return False
-    if n in PSRAM_GPIOS and doc.get("module") == "wrover":
-        report.error(use.where, f"GPIO {n} is taken by the PSRAM on WROVER modules")
-    if n in INPUT_ONLY_GPIOS:
+    if n in rules.usb:
+        report.error(
+            use.where,
+            f"GPIO {n} is USB {rules.usb[n]} (GPIO 19/20): the {rules.title}'s USB port carries the console "
+            f"and esptool, and its PHY holds the lines at reset: the {use.role} needs another pin",
+        )
+    if n in rules.input_only:
         if use.output:
             report.error(
                 use.where,
@@ -268,22 +358,22 @@ def _check_gpio(use: _Use, doc: dict[str, Any], report: Report) -> bool:
                     f"GPIO {n} has no internal pull-up/down (GPIO 34-39): fit an external resistor "
                     f'(e.g. 10 kOhm to 3.3 V for "up") and set "pull" to null',
                 )
-        if n in NOT_ON_MODULE_GPIOS:
+        if n in rules.not_on_module:
             report.warn(use.where, f"GPIO {n} exists on the chip but is not brought out on WROOM/WROVER modules")
-    if n == MTDI:
-        _check_mtdi(use, report)
+    if n == rules.voltage_strap:
+        _check_voltage_strap(use, rules.voltage_strap_text, report)
     elif n == 0 and use.role == "Ethernet reference clock":
         report.warn(
             use.where,
             "GPIO 0 takes the PHY's 50 MHz clock and is a strapping pin: the oscillator must stay off during "
             "reset (enabled by ethernet.power, as on the WT32-ETH01), or the board may start in download mode",
         )
-    elif n in STRAPPING_GPIOS:
-        report.warn(use.where, STRAPPING_GPIOS[n] + "; make sure the " + use.role + " can't upset booting")
-    if n in CONSOLE_GPIOS:
+    elif n in rules.strapping:
+        report.warn(use.where, rules.strapping[n] + "; make sure the " + use.role + " can't upset booting")
+    if n in rules.console:
         report.warn(
             use.where,
-            f"GPIO {n} is UART0 {CONSOLE_GPIOS[n]}, the REPL/boot console: the {use.role} will see boot "
+            f"GPIO {n} is UART0 {rules.console[n]}, the REPL/boot console: the {use.role} will see boot "
             "messages and lose the console",
         )
     if use.output and use.pull is not None and not use.pull_is_implicit:
@@ -291,36 +381,68 @@ def _check_gpio(use: _Use, doc: dict[str, Any], report: Report) -> bool:
     return True
 
 
-def _check_mtdi(use: _Use, report: Report) -> None:
-    """GPIO 12 (MTDI) selects the flash voltage when the chip comes out of reset.
+def _check_voltage_strap(use: _Use, base: str, report: Report) -> None:
+    """The strapping pin that selects the flash voltage when the chip comes out of reset (GPIO 12 on
+    the ESP32, GPIO 45 on the ESP32-S3).
 
-    High at reset = 1.8 V flash; WROOM/WROVER modules carry 3.3 V flash and then fail to boot or crash at
+    High at reset = 1.8 V flash; the modules carry 3.3 V flash and then fail to boot or crash at
     random. The firmware's own settings are gone during reset, so what matters is what the wiring does to
     the line then. An input's level is set by its source (a sensor output, a switch with an external
     pull-up): that can hold the pin high at reset, so inputs are refused. So are active-low outputs
     (they need the line held high to be off, typically by an external pull-up) and any pull-up. A plain
     active-high output idles low and only draws a warning.
     """
-    base = (
-        "GPIO 12 (MTDI) sets the flash voltage at reset: held high it selects 1.8 V and the 3.3 V flash "
-        "of WROOM/WROVER modules won't boot"
-    )
+    n = use.pin
     if not use.output:
         report.error(
             use.where,
             f"{base}; the {use.role} input can hold it high at reset (sensor output, external pull-up, "
-            "pressed switch): use GPIO 12 only for an active-high output",
+            f"pressed switch): use GPIO {n} only for an active-high output",
         )
     elif use.active_low:
         report.error(
             use.where,
             f"{base}; an active-low {use.role} is off when the line is high, i.e. high during reset: "
-            "use GPIO 12 only for an active-high output",
+            f"use GPIO {n} only for an active-high output",
         )
     elif use.pull == "up":
         report.error(_pull_field(use), f"{base}; don't pull it up")
     else:
         report.warn(use.where, f"{base}; keep anything on the {use.role} line from pulling it up")
+
+
+def _check_chip(doc: dict[str, Any], report: Report) -> bool:
+    """The chip, its module and PSRAM agree. False when they don't (the pin rules would mislead)."""
+    rules = chip_rules(doc)
+    module = doc.get("module", "wroom")
+    kind = doc.get("psram")
+    ok = True
+    if rules is ESP32S3 and module == "wrover":
+        report.error(
+            "module",
+            'there is no ESP32-S3 WROVER: ESP32-S3 modules are "wroom" (WROOM-1, -1U, -2); give the PSRAM '
+            'in "psram" ("quad" for an N8R2, "octal" for an N8R8 or N16R8)',
+        )
+        ok = False
+    elif rules is ESP32 and kind == "octal":
+        report.error("psram", 'the classic ESP32 has no octal PSRAM: a WROVER carries "quad" PSRAM')
+        ok = False
+    elif rules is ESP32 and module == "wrover" and kind == "none":
+        report.error("psram", 'every WROVER module carries PSRAM (on GPIO 16/17): "quad", or "module": "wroom"')
+        ok = False
+    elif rules is ESP32 and module != "wrover" and kind == "quad":
+        report.error(
+            "psram", 'a WROOM-32 module carries no PSRAM: an ESP32 board with PSRAM has a WROVER ("module": "wrover")'
+        )
+        ok = False
+    if "ethernet" in doc and not rules.has_emac:
+        report.error(
+            "ethernet",
+            f"the {rules.title} has no Ethernet MAC (RMII): wired Ethernet needs a classic ESP32 board "
+            "(such as boards/esp32-poe-8door-mcp.json)",
+        )
+        ok = False
+    return ok
 
 
 def _check_expander_pin(use: _Use, names: dict[str, int], report: Report) -> bool:
@@ -420,6 +542,8 @@ def _check_doors(doc: dict[str, Any], report: Report) -> None:
 
 
 def _semantic_issues(doc: dict[str, Any], report: Report) -> None:
+    if not _check_chip(doc, report):
+        return
     names = _check_buses(doc, report)
     _check_keypad(doc, report)
     _check_doors(doc, report)

@@ -19,6 +19,7 @@ BAD = Path(__file__).resolve().parent / "bad_boards"
 FOUR = ROOT / "boards" / "esp32-4door.json"
 SIXTEEN = ROOT / "boards" / "esp32-16door-mcp.json"
 POE = ROOT / "boards" / "esp32-poe-8door-mcp.json"  # wired Ethernet (LAN8720, clock out on GPIO 17)
+S3 = ROOT / "boards" / "esp32s3-16door-mcp.json"  # ESP32-S3-DevKitC-1 N16R8: octal PSRAM
 
 Doc = dict[str, Any]
 
@@ -67,6 +68,15 @@ def test_16door_board_is_clean_and_uses_every_expander_pin() -> None:
     assert [x["address"] for x in doc["expanders"]] == [0x20, 0x21, 0x22]
     assert (doc["display"]["cols"], doc["display"]["rows"]) == (20, 4)
     assert len(doc["keypad"]["rows"]) == 4 and len(doc["keypad"]["cols"]) == 4
+
+
+def test_s3_board_is_clean_with_octal_psram_and_every_door_on_an_expander() -> None:
+    report = validate(S3)
+    assert report.errors == [] and report.warnings == []
+    doc = load(S3)
+    assert (doc["chip"], doc["module"], doc["psram"]) == ("esp32s3", "wroom", "octal")
+    assert all("expander" in d["solenoid"] for d in doc["doors"])  # no solenoid on a strapping pin
+    assert doors(doc) == doors(load(SIXTEEN))  # the 16-door cabinet, on the S3
 
 
 def test_4door_board_warnings_are_only_the_strapping_pins_it_chose() -> None:
@@ -126,6 +136,27 @@ def test_issue_text_names_file_and_field(tmp_path: Path) -> None:
         f"{tmp_path / 'board.json'}: doors[2].solenoid.pin: "
         "GPIO 7 is wired to the SPI flash (GPIO 6-11); using it bricks the board"
     )
+
+
+def test_s3_issue_text_names_file_and_field(tmp_path: Path) -> None:
+    doc = load(S3)
+    doc["keypad"]["rows"][2] = 36
+    report = check(tmp_path, doc)
+    assert [str(e) for e in report.errors] == [
+        f"{tmp_path / 'board.json'}: keypad.rows[2]: GPIO 36 is taken by the octal PSRAM (GPIO 33-37 on modules "
+        "such as the ESP32-S3 N8R8 and N16R8): use another pin, or a module with quad PSRAM (N8R2)"
+    ]
+
+
+def test_s3_pins_the_classic_rules_would_refuse_are_fine(tmp_path: Path) -> None:
+    """No input-only pins, no MTDI on GPIO 12, pulls everywhere; 33-37 are free with quad PSRAM."""
+    doc = load(S3)
+    doc["psram"] = "quad"  # an N8R2
+    doc["keypad"]["rows"] = [35, 36, 37, 12]  # outputs on what are input-only pins on the classic ESP32
+    doc["keypad"]["cols"] = [34, 39, 47, 48]  # pulled-up inputs
+    doc["buzzer"]["pin"] = 38
+    report = check(tmp_path, doc)
+    assert report.errors == [] and report.warnings == []
 
 
 def test_field_path_format() -> None:
@@ -227,6 +258,24 @@ ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("ethernet-clock-out-wrover", POE, _set("module", "wrover"), "ethernet.clock", "PSRAM"),
     ("ethernet-clock-in-on-keypad", POE, _set("ethernet.clock", "in0"), "keypad.cols[2]", "ethernet.clock"),
     ("ethernet-power-on-mdc", POE, _set("ethernet.power", 23), "ethernet.power", "ethernet.mdc"),
+    ("wrover-quad", FOUR, _all(_set("module", "wrover"), _set("psram", "quad")), "doors[1].solenoid.pin", "PSRAM"),
+    ("esp32-octal-psram", FOUR, _set("psram", "octal"), "psram", "no octal PSRAM"),
+    ("esp32-wroom-with-psram", FOUR, _set("psram", "quad"), "psram", '"module": "wrover"'),
+    ("wrover-without-psram", SIXTEEN, _all(_set("module", "wrover"), _set("psram", "none")), "psram", "every WROVER"),
+    ("s3-wrover", S3, _set("module", "wrover"), "module", "no ESP32-S3 WROVER"),
+    ("s3-ethernet", S3, _set("ethernet", load(POE)["ethernet"]), "ethernet", "ESP32-S3 has no Ethernet MAC"),
+    ("s3-gpio-22", S3, _set("buzzer.pin", 22), "buzzer.pin", "doesn't exist on the ESP32-S3 (valid: 0-21, 26-48"),
+    ("s3-gpio-49", S3, _set("keypad.cols.3", 49), "keypad.cols[3]", "doesn't exist on the ESP32-S3"),
+    ("s3-flash", S3, _set("keypad.rows.1", 30), "keypad.rows[1]", "SPI flash and PSRAM (GPIO 26-32); using it bricks"),
+    ("s3-psram-cs", S3, _set("i2c.scl", 26), "i2c.scl", "GPIO 26-32"),
+    ("s3-octal-psram", S3, _set("status_led.pin", 33), "status_led.pin", "octal PSRAM"),
+    ("s3-octal-psram-37", S3, _set("keypad.cols.0", 37), "keypad.cols[0]", "octal PSRAM"),
+    ("s3-usb-dminus", S3, _set("buzzer.pin", 19), "buzzer.pin", "USB D-"),
+    ("s3-usb-dplus", S3, _set("i2c.sda", 20), "i2c.sda", "USB D+"),
+    ("s3-gpio45-input", S3, _set("keypad.cols.2", 45), "keypad.cols[2]", "VDD_SPI"),
+    ("s3-gpio45-active-low", S3, _set("status_led", {"pin": 45, "active_low": True}), "status_led.pin", "1.8 V"),
+    ("s3-gpio45-pulled-up", S3, _set("status_led", {"pin": 45, "pull": "up"}), "status_led.pull", "pull it up"),
+    ("s3-gpio-twice", S3, _set("buzzer.pin", 21), "status_led.pin", "GPIO 21 is already used by buzzer.pin"),
 ]
 
 
@@ -261,6 +310,12 @@ WARNINGS: list[tuple[str, Path, Mutator, str, str]] = [
     ("display-fast-bus", FOUR, _set("i2c.freq", 400000), "i2c.freq", "100 kHz"),
     ("duplicate-keys", FOUR, _set("keypad.keys", "123456789*00"), "keypad.keys", "'0'"),
     ("ethernet-power-mtdi", POE, _set("name", "poe"), "ethernet.power", "1.8 V"),
+    ("s3-strapping-0", S3, _set("keypad.cols.0", 0), "keypad.cols[0]", "download mode"),
+    ("s3-strapping-3", S3, _set("keypad.rows.0", 3), "keypad.rows[0]", "JTAG"),
+    ("s3-strapping-46", S3, _set("buzzer.pin", 46), "buzzer.pin", "GPIO 46 is a strapping pin"),
+    ("s3-gpio45-plain-output", S3, _set("status_led.pin", 45), "status_led.pin", "VDD_SPI"),
+    ("s3-uart0-tx", S3, _set("status_led.pin", 43), "status_led.pin", "UART0 TX0"),
+    ("s3-uart0-rx", S3, _set("keypad.cols.1", 44), "keypad.cols[1]", "UART0 RX0"),
     (
         "ethernet-clock-in-gpio0",
         POE,
@@ -288,7 +343,8 @@ SCHEMA_ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("unknown-field", FOUR, _set("doors.0.lock", {"pin": 4}), "doors[0].lock", "unknown field"),
     ("pin-not-int", FOUR, _set("doors.0.solenoid.pin", "16"), "doors[0].solenoid.pin", "not of type"),
     ("bad-pull", FOUR, _set("doors.0.parcel.pull", "sideways"), "doors[0].parcel.pull", "sideways"),
-    ("bad-chip", FOUR, _set("chip", "esp32s3"), "chip", "esp32"),
+    ("bad-chip", FOUR, _set("chip", "esp32c3"), "chip", "'esp32', 'esp32s3'"),
+    ("bad-psram", S3, _set("psram", "opi"), "psram", "'none', 'quad', 'octal'"),
     ("no-doors", FOUR, _set("doors", []), "doors", "non-empty"),
     ("bad-expander-type", SIXTEEN, _set("expanders.0.type", "pcf8574"), "expanders[0].type", "mcp23017"),
     ("size-unknown", FOUR, _set("doors.2.size", "XL"), "doors[2].size", """door '3': size "XL" is not a size class"""),
@@ -377,6 +433,20 @@ def test_bad_door_class_board_reports_every_mistake() -> None:
     )
     assert "unknown field" in message(report.errors, "doors[3].height")
     assert "low" in message(report.errors, "doors[3].height") and "size" in message(report.errors, "doors[3].height")
+
+
+def test_bad_s3_board_reports_every_mistake() -> None:
+    report = validate(BAD / "s3-mistakes.json")
+    assert fields(report.errors) == {
+        "i2c.sda",  # 20: USB D+
+        "keypad.rows[3]",  # 29: flash
+        "keypad.cols[1]",  # 35: octal PSRAM
+        "keypad.cols[2]",  # 45: flash voltage strap, as an input
+        "buzzer.pin",  # 24 is not a GPIO on the S3
+        "doors[0].closed.pin",  # 12 again: the clash is still found
+    }
+    assert fields(report.warnings) == {"status_led.pin"}  # 46: strapping
+    assert "keypad.rows[0]" in message(report.errors, "doors[0].closed.pin")
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(not MICROPYTHON.exists(), reason="micropython (u
 
 FOUR = BOARDS_DIR / "esp32-4door.json"
 SIXTEEN = BOARDS_DIR / "esp32-16door-mcp.json"
+S3 = BOARDS_DIR / "esp32s3-16door-mcp.json"
 
 # Builds the Board from ./board.json and prints what the rest of the firmware sees, plus the heap the
 # two attributes keep (measured by building them again on their own, after a collection).
@@ -95,6 +96,16 @@ def test_16door_board_matches_the_host_view(tmp_path: Path, micropath: str) -> N
     # 16 doors: a bytes object, a list of 16 bools and their tuple: about 290 bytes on the 64-bit unix
     # port (pointers are half that on the ESP32). A dict or object per door would be several times more.
     assert got["n"] == 16 and got["bytes"] <= 320, got
+
+
+def test_s3_board_with_chip_module_and_psram_boots_as_the_host_sees_it(tmp_path: Path, micropath: str) -> None:
+    """The firmware reads pins by role: the chip, module and PSRAM fields (for the host's checks and
+    the image choice) leave it unmoved."""
+    doc = load(S3)
+    assert {"chip", "module", "psram"} <= set(doc)
+    got = probe(tmp_path, micropath, doc)
+    host = board_doors(doc)
+    assert got["sizes"] == [d.size_class for d in host] and got["low"] == [d.low for d in host]
 
 
 def test_fields_default_to_medium_and_not_low(tmp_path: Path, micropath: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from lockertools.boards import validate
 from lockertools.cli import main
 from lockertools.maint import build_app
 from lockertools.provision import ProvisionError, esp
@@ -24,6 +25,7 @@ from tests.provision.images import fake_micropython
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "boards" / "esp32-4door.json"
+S3_BOARD = ROOT / "boards" / "esp32s3-16door-mcp.json"  # ESP32-S3 with octal PSRAM (N16R8)
 
 
 @pytest.fixture
@@ -50,7 +52,16 @@ def test_write_flash_command_is_exact() -> None:
         *("--flash-size", "4MB", "0x1000", "mp.bin"),
     ]
     with pytest.raises(ProvisionError, match="not supported"):
-        esp.write_flash_argv("/dev/ttyUSB0", Path("mp.bin"), chip="esp32s3")
+        esp.write_flash_argv("/dev/ttyUSB0", Path("mp.bin"), chip="esp32c3")
+
+
+def test_s3_image_goes_at_0x0_with_its_own_flash_size() -> None:
+    argv = esp.write_flash_argv("/dev/ttyACM0", Path("s3.bin"), None, chip="esp32s3")
+    assert argv[len(esp.esptool_exe()) :] == [
+        *("--chip", "esp32s3", "--port", "/dev/ttyACM0", "--baud", "460800"),
+        *("--before", "default-reset", "--after", "hard-reset", "write-flash", "--erase-all"),
+        *("--flash-size", "keep", "0x0", "s3.bin"),
+    ]
 
 
 def test_the_partition_layout_is_micropythons_4mib_table() -> None:
@@ -312,3 +323,213 @@ def test_burn_efuses_is_refused_without_the_typed_confirmation(tmp_path: Path, n
     assert no_efuse_tools == []
     res = CliRunner().invoke(main, [a for a in args if a not in ("--signing-key", str(tmp_path / "sbv2.pem"))])
     assert res.exit_code == 2 and "--signing-key" in res.output, res.output
+
+
+# --- the image and the chip follow the board file -------------------------------------------------
+
+
+def board_variant(tmp_path: Path, base: Path, **fields: str) -> Path:
+    doc = json.loads(base.read_text())
+    doc.update(fields)
+    path = tmp_path / f"{doc['name']}-{'-'.join(fields.values())}.json"
+    path.write_text(json.dumps(doc))
+    assert validate(path).ok, [str(e) for e in validate(path).errors]
+    return path
+
+
+def image_version() -> str:
+    return esp.supported_version(mpy_cross_version()[0]) + ".0"
+
+
+@pytest.mark.parametrize(
+    ("base", "fields", "build"),
+    [
+        ("esp32-4door.json", {}, "ESP32_GENERIC"),
+        ("esp32-16door-mcp.json", {"module": "wrover"}, "ESP32_GENERIC-SPIRAM"),
+        ("esp32-16door-mcp.json", {"module": "wrover", "psram": "quad"}, "ESP32_GENERIC-SPIRAM"),
+        ("esp32s3-16door-mcp.json", {}, "ESP32_GENERIC_S3-SPIRAM_OCT"),
+        ("esp32s3-16door-mcp.json", {"psram": "quad"}, "ESP32_GENERIC_S3"),  # an N8R2: the plain build finds it
+        ("esp32s3-16door-mcp.json", {"psram": "none"}, "ESP32_GENERIC_S3"),
+    ],
+    ids=["esp32", "wrover", "wrover-explicit", "s3-octal", "s3-quad", "s3-no-psram"],
+)
+def test_the_image_is_picked_per_board_and_checked(
+    tmp_path: Path, base: str, fields: dict[str, str], build: str
+) -> None:
+    board = board_variant(tmp_path, ROOT / "boards" / base, **fields) if fields else ROOT / "boards" / base
+    doc = json.loads(board.read_text())
+    assert esp.image_for(doc) == build
+    chip = doc["chip"]
+    image = fake_micropython(
+        tmp_path / f"{build}-{image_version()}.bin", version=image_version(), chip=chip, build=build
+    )
+    work = tmp_path / "work"
+    args = ["provision", "--board", str(board), "--port", "/dev/ttyUSB7", "--locker", "hall-9"]
+    args += ["--dry-run", "--workdir", str(work)]
+    res = CliRunner().invoke(main, [*args, "--image", str(image)])
+    assert res.exit_code == 0, res.output
+    assert f"{chip} ({build})" in res.output  # the board step names the build it needs
+    assert esp.shell_line(esp.write_flash_argv("/dev/ttyUSB7", image, chip=chip)) in res.stdout.splitlines()
+    # Any other official build for the same chip is refused, naming both builds.
+    others = [b for _name, b in esp.BOARD_NAMES if b != build and b.startswith(build.split("-")[0] + "-")]
+    others += [b for _name, b in esp.BOARD_NAMES if build.startswith(b + "-")]
+    assert others
+    for other in others:
+        wrong = fake_micropython(tmp_path / f"{other}.bin", version=image_version(), chip=chip, build=other)
+        res = CliRunner().invoke(main, [*args, "--image", str(wrong)])
+        assert res.exit_code == 1, res.output
+        assert f"{wrong.name} is MicroPython's {other} build" in res.output and f"need {build}" in res.output
+        assert esp.image_url(build) in res.output
+
+
+@pytest.mark.parametrize(
+    ("board", "image_chip", "words"),
+    [
+        (S3_BOARD, "esp32", "the image is for ESP32 but the board is an ESP32-S3"),
+        (BOARD, "esp32s3", "the image is for ESP32-S3 but the board is an ESP32"),
+    ],
+    ids=["esp32-image-on-s3-board", "s3-image-on-esp32-board"],
+)
+def test_an_image_for_another_chip_is_refused_before_anything_runs(
+    tmp_path: Path, board: Path, image_chip: str, words: str
+) -> None:
+    image = fake_micropython(tmp_path / "mp.bin", version=image_version(), chip=image_chip)
+    work = tmp_path / "work"
+    args = ["provision", "--board", str(board), "--port", "/dev/ttyUSB7", "--locker", "hall-9"]
+    res = CliRunner().invoke(main, [*args, "--image", str(image), "--dry-run", "--workdir", str(work)])
+    assert res.exit_code == 1
+    assert words in res.output, res.output
+    assert "write-flash" not in res.output and not work.exists()
+    with pytest.raises(ProvisionError, match=words) as exc:
+        esp.inspect_image(image, json.loads(board.read_text())["chip"])
+    assert exc.value.step == "image"
+
+
+def test_a_custom_build_is_checked_for_its_chip_only(tmp_path: Path) -> None:
+    """An image with no official board name (a build of one's own) passes on the right chip."""
+    image = fake_micropython(tmp_path / "own.bin", version=image_version(), chip="esp32s3", build="")
+    info = esp.inspect_image(image, "esp32s3")
+    assert info.build is None and esp.check_build(info, "ESP32_GENERIC_S3-SPIRAM_OCT", image) is None
+
+
+def test_cached_image_is_the_newest_of_the_boards_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from lockertools.provision.steps import cached_image
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("LOCKER_IMAGE_CACHE", str(cache))
+    classic = fake_micropython(cache / "a.bin", version=image_version())
+    s3 = fake_micropython(cache / "b.bin", version=image_version(), chip="esp32s3", build="ESP32_GENERIC_S3-SPIRAM_OCT")
+    os.utime(classic, (1_700_000_000, 1_700_000_000))
+    os.utime(s3, (1_700_000_100, 1_700_000_100))  # the newest
+    assert cached_image() == s3
+    assert cached_image("ESP32_GENERIC") == classic
+    assert cached_image("ESP32_GENERIC_S3-SPIRAM_OCT") == s3
+    assert cached_image("ESP32_GENERIC-SPIRAM") is None
+    own = fake_micropython(cache / "own.bin", version=image_version(), build="")  # a build of one's own
+    os.utime(own, (1_600_000_000, 1_600_000_000))  # the oldest
+    assert cached_image("ESP32_GENERIC-SPIRAM", "esp32") == own  # no official one cached: it is the ESP32's
+    assert cached_image("ESP32_GENERIC", "esp32") == classic  # the official build first
+    assert cached_image("ESP32_GENERIC_S3", "esp32s3") is None  # not for another chip
+
+
+def test_littlefs_install_is_refused_on_the_s3(tmp_path: Path) -> None:
+    build = "ESP32_GENERIC_S3-SPIRAM_OCT"
+    image = fake_micropython(tmp_path / "s3.bin", version=image_version(), chip="esp32s3", build=build)
+    args = ["provision", "--board", str(S3_BOARD), "--port", "/dev/ttyACM0", "--locker", "hall-9", "--image"]
+    args += [str(image), "--install", "littlefs", "--dry-run", "--workdir", str(tmp_path / "work")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "on the ESP32-S3 use --install mpremote" in res.output, res.output
+
+
+# What esptool 5 prints when it connects (esptool/__init__.py: "Connected to", "Chip type:", ...).
+ESPTOOL_CONNECTED = """esptool v5.6.0
+Connected to {name} on {port}:
+Chip type:          {description}
+Features:           Wi-Fi, BT, Dual Core + LP Core, 240MHz
+Crystal frequency:  40MHz
+MAC:                24:0a:c4:12:34:56
+
+Stub flasher running.
+MAC:                24:0a:c4:12:34:56
+Staying in bootloader.
+"""
+
+
+class ChipOnPort:
+    """The port's answers to esptool: the chip found by read-mac, and a write that succeeds."""
+
+    def __init__(self, name: str, description: str) -> None:
+        self.name, self.description = name, description
+        self.runs: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> tuple[int, str]:
+        self.runs.append(argv)
+        if "read-mac" in argv:
+            port = argv[argv.index("--port") + 1]
+            return 0, ESPTOOL_CONNECTED.format(name=self.name, port=port, description=self.description)
+        return 0, "Hash of data verified."
+
+
+@pytest.mark.parametrize(
+    ("board", "name", "description", "words"),
+    [
+        (
+            S3_BOARD,
+            "ESP32",
+            "ESP32-D0WD-V3 (revision v3.1)",
+            "the board file says esp32s3, the chip on /dev/ttyUSB0 is ESP32-D0WD-V3 (revision v3.1)",
+        ),
+        (
+            BOARD,
+            "ESP32-S3",
+            "ESP32-S3 (QFN56) (revision v0.2)",
+            "the board file says esp32, the chip on /dev/ttyUSB0 is ESP32-S3 (QFN56) (revision v0.2)",
+        ),
+        (BOARD, "ESP32-C3", "ESP32-C3 (QFN32) (revision v0.4)", "the chip on /dev/ttyUSB0 is ESP32-C3 (QFN32)"),
+    ],
+    ids=["esp32-on-s3-board", "s3-on-esp32-board", "c3-on-esp32-board"],
+)
+def test_a_chip_other_than_the_board_files_is_refused_before_the_write(
+    tmp_path: Path, board: Path, name: str, description: str, words: str
+) -> None:
+    from lockertools.provision.steps import Options, Provisioner, SerialBoard
+
+    chip = json.loads(board.read_text())["chip"]
+    port = ChipOnPort(name, description)
+    prov = Provisioner(Options(board, "hall-1", tmp_path / "fleet.db", None), SerialBoard("/dev/ttyUSB0"))
+    prov._run_esptool = port  # type: ignore[method-assign]
+    with pytest.raises(ProvisionError) as exc:
+        prov.write_firmware(tmp_path / "mp.bin", None, chip)
+    assert exc.value.step == "firmware" and words in exc.value.message
+    assert [argv for argv in port.runs if "write-flash" in argv] == []  # nothing written
+    assert port.runs == [esp.chip_on_port_argv("/dev/ttyUSB0")]
+
+
+@pytest.mark.parametrize(
+    ("board", "name", "description"),
+    [(S3_BOARD, "ESP32-S3", "ESP32-S3 (QFN56) (revision v0.2)"), (BOARD, "ESP32", "ESP32-D0WD-V3 (revision v3.1)")],
+    ids=["s3", "esp32"],
+)
+def test_the_matching_chip_is_written(tmp_path: Path, board: Path, name: str, description: str) -> None:
+    from lockertools.provision.steps import Options, Provisioner, SerialBoard, SilentReporter
+
+    chip = json.loads(board.read_text())["chip"]
+    port = ChipOnPort(name, description)
+    rep = SilentReporter()
+    prov = Provisioner(Options(board, "hall-1", tmp_path / "fleet.db", None), SerialBoard("/dev/ttyUSB0"), rep)
+    prov._run_esptool = port  # type: ignore[method-assign]
+    prov.write_firmware(tmp_path / "mp.bin", None, chip)
+    assert port.runs == [
+        esp.chip_on_port_argv("/dev/ttyUSB0"),
+        esp.write_flash_argv("/dev/ttyUSB0", tmp_path / "mp.bin", chip=chip),
+    ]
+    assert f"chip on /dev/ttyUSB0: {description}" in rep.lines
+
+
+def test_chip_on_port_reads_esptool_4_too() -> None:
+    old = "Detecting chip type... ESP32\nChip is ESP32-D0WD-V3 (revision v3.0)\nFeatures: WiFi, BT"
+    assert esp.chip_on_port(old) == ("esp32", "ESP32-D0WD-V3 (revision v3.0)")
+    assert esp.chip_on_port("no chip here") == (None, "not recognised")

@@ -612,6 +612,8 @@ class FlashToVirtual(Provisioner):
 
         vb = self.target
         assert isinstance(vb, VirtualSerialBoard)
+        if argv == esp.chip_on_port_argv(vb.port):  # esptool asks the chip what it is: an ESP32, as on a board
+            return 0, f"Connected to ESP32 on {vb.port}:\nChip type:          ESP32-D0WD-V3 (revision v3.1)\n"
         assert argv[argv.index("write-flash") + 1 :][:4] == ["--erase-all", "--flash-size", "4MB", "0x1000"]
         fs_image = Path(argv[argv.index(hex(esp.VFS_OFFSET)) + 1])
         vb.power_off()

@@ -150,7 +150,8 @@ def _shared(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--image",
-            help="MicroPython image (ESP32_GENERIC .bin), or 'cached': the last one used [cached].",
+            help="MicroPython image: the build the board needs (ESP32_GENERIC, ESP32_GENERIC-SPIRAM, ESP32_GENERIC_S3, "
+            "ESP32_GENERIC_S3-SPIRAM_OCT .bin), or 'cached': the last one used of that build [cached].",
         ),
         click.option("--no-firmware", is_flag=True, help="The board runs MicroPython already: no esptool."),
         click.option("--erase/--no-erase", default=True, show_default=True, help="Erase the whole flash first."),

@@ -1,7 +1,13 @@
-"""esptool's part: the command lines, the application as a littlefs image, and the image checks.
+"""esptool's part: the command lines, the application as a littlefs image, the image and chip checks.
 
-MicroPython's ESP32_GENERIC image (micropython.org/download/ESP32_GENERIC) is one file that starts
-with the second-stage bootloader: it is written at 0x1000 on the classic ESP32. Its partition table
+The board file's chip and PSRAM pick the official MicroPython image (`image_for`): ESP32_GENERIC, or
+its SPIRAM variant on a WROVER, for the classic ESP32; ESP32_GENERIC_S3, or its SPIRAM_OCT variant with
+octal PSRAM, for the ESP32-S3. Each is one file that starts with the second-stage bootloader: it is
+written at 0x1000 on the classic ESP32 and at 0x0 on the ESP32-S3. The image's header names the chip
+it is built for (`image_chip`), and esptool names the chip on the port (`chip_on_port_argv`): either
+differing from the board file stops the run before anything is written.
+
+On the classic ESP32 the image's partition table
 (ports/esp32/partitions-4MiB.csv) puts the filesystem in the `vfs` partition at 0x200000, 0x200000
 bytes: 512 blocks of 4096 bytes, formatted littlefs v2 by MicroPython (`os.VfsLfs2`, read and prog
 size 32, lookahead 32). An image of that partition built here is written in the same esptool run as
@@ -18,18 +24,33 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lockertools.provision import ProvisionError
 from lockertools.provision.stage import Staged
 
 IMAGE_URL = "https://micropython.org/download/ESP32_GENERIC/"
-FIRMWARE_OFFSET = {"esp32": 0x1000}  # the newer chips (S2, S3, C3 ...) start at 0x0
+FLASH_SIZE_ESP32 = "4MB"
+FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32s3": 0x0}  # the ESP32's ROM reads the bootloader at 0x1000
+# The flash size esptool writes into the image header: the classic image is for 4 MB (and the littlefs
+# image below is laid out for its table); `keep` leaves the S3 image's own (8 MB, partitions-8MiB.csv).
+FLASH_SIZES = {"esp32": FLASH_SIZE_ESP32, "esp32s3": "keep"}
+CHIP_TITLES = {"esp32": "ESP32", "esp32s3": "ESP32-S3"}  # esptool's CHIP_NAME of each
+IMAGE_CHIP_IDS = {"esp32": 0, "esp32s3": 9}  # esp_image_header_t.chip_id (esp_chip_id_t)
+# MICROPY_HW_BOARD_NAME of each official build, longest first: the image carries it as text
+# (sys.implementation._machine), which tells a SPIRAM variant from the plain build.
+BOARD_NAMES = (
+    (b"Generic ESP32S3 module with Octal-SPIRAM", "ESP32_GENERIC_S3-SPIRAM_OCT"),
+    (b"Generic ESP32S3 module", "ESP32_GENERIC_S3"),
+    (b"Generic ESP32 module with SPIRAM", "ESP32_GENERIC-SPIRAM"),
+    (b"Generic ESP32 module", "ESP32_GENERIC"),
+)
 APP_OFFSET = 0x10000  # the factory app partition (partitions-4MiB.csv)
 VFS_OFFSET = 0x200000
 VFS_SIZE = 0x200000
-FLASH_SIZE = "4MB"
 BLOCK_SIZE = 4096
 BLOCK_COUNT = VFS_SIZE // BLOCK_SIZE  # 512
 LFS_READ_SIZE = 32  # MicroPython's VfsLfs2 defaults (extmod/vfs_lfsx.c)
@@ -59,7 +80,7 @@ def write_flash_argv(
 ) -> list[str]:
     """The one esptool run that writes MicroPython (and the application's filesystem, if given).
 
-    `--chip esp32` makes esptool check the chip it finds (a wrong chip stops before any write);
+    `--chip` makes esptool check the chip it finds (a wrong chip stops before any write);
     `--erase-all` starts from a clean flash (old NVS, an old filesystem); esptool verifies what it
     wrote (MD5 of each region) and resets the board into MicroPython at the end.
     """
@@ -69,7 +90,7 @@ def write_flash_argv(
     argv += ["--before", "default-reset", "--after", "hard-reset", "write-flash"]
     if erase:
         argv.append("--erase-all")
-    argv += ["--flash-size", FLASH_SIZE, hex(FIRMWARE_OFFSET[chip]), str(image)]
+    argv += ["--flash-size", FLASH_SIZES[chip], hex(FIRMWARE_OFFSET[chip]), str(image)]
     if fs_image is not None:
         argv += [hex(VFS_OFFSET), str(fs_image)]
     return argv
@@ -85,7 +106,7 @@ def merge_bin_argv(out: Path, image: Path, fs_image: Path, *, chip: str = "esp32
         "-o",
         str(out),
         "--flash-size",
-        FLASH_SIZE,
+        FLASH_SIZES[chip],
         "--target-offset",
         hex(FIRMWARE_OFFSET[chip]),
         hex(FIRMWARE_OFFSET[chip]),
@@ -191,25 +212,90 @@ class ImageInfo:
     chip: str
     project: str | None  # from the app descriptor: "micropython" for an official image
     version: str | None  # e.g. "v1.29.0"
+    build: str | None = None  # the official build it is ("ESP32_GENERIC_S3-SPIRAM_OCT"), None if not known
 
 
-def inspect_image(image: Path, chip: str = "esp32") -> ImageInfo:
-    """Check a MicroPython image file with esptool (`image-info`: header, segments, checksum of the
-    bootloader at its start) and read the application's descriptor (project and version).
+def image_for(doc: Mapping[str, Any]) -> str:
+    """The official MicroPython build for a (validated) board file: its chip, then its PSRAM."""
+    from lockertools.boards import psram
 
-    ProvisionError when it is not an image for `chip`."""
+    kind = psram(dict(doc))
+    if doc.get("chip", "esp32") == "esp32s3":
+        return "ESP32_GENERIC_S3-SPIRAM_OCT" if kind == "octal" else "ESP32_GENERIC_S3"
+    return "ESP32_GENERIC-SPIRAM" if kind != "none" else "ESP32_GENERIC"
+
+
+def image_url(build: str) -> str:
+    """micropython.org's download page of a build (a variant is on its board's page)."""
+    return f"https://micropython.org/download/{build.split('-')[0]}/"
+
+
+def _chip_title(image_chip_id: int) -> str:
+    from esptool.targets import ROM_LIST  # type: ignore[import-untyped,unused-ignore]
+
+    for rom in ROM_LIST:
+        if getattr(rom, "IMAGE_CHIP_ID", None) == image_chip_id:
+            return str(rom.CHIP_NAME)
+    return f"an unknown chip (image chip ID {image_chip_id})"
+
+
+def image_chip(data: bytes) -> tuple[str | None, str]:
+    """(board-file chip or None, esptool's chip name) from the image header's chip ID (esp_image_header_t:
+    magic 0xE9, then chip_id at byte 12)."""
+    if len(data) < 24 or data[0] != 0xE9:
+        return None, "no ESP image"
+    chip_id = int.from_bytes(data[12:14], "little")
+    chip = next((c for c, i in IMAGE_CHIP_IDS.items() if i == chip_id), None)
+    return chip, CHIP_TITLES[chip] if chip else _chip_title(chip_id)
+
+
+def image_build(data: bytes) -> str | None:
+    """Which official build an image is, from the board name it carries; None for another build."""
+    for name, build in BOARD_NAMES:
+        if name + b" with " in data or name + b"\0" in data:
+            return build
+    return None
+
+
+def inspect_image(image: Path, chip: str = "esp32", want: str | None = None) -> ImageInfo:
+    """Check a MicroPython image file: the chip its header names is the board's, then esptool's
+    `image-info` (header, segments, checksum of the bootloader at its start); read the application's
+    descriptor (project and version) and which official build it is.
+
+    ProvisionError when it is not an image for `chip`. `want`: the build the board needs (image_for),
+    named in the messages."""
+    want = want or ("ESP32_GENERIC" if chip == "esp32" else "ESP32_GENERIC_S3")
+    data = image.read_bytes()
+    found, title = image_chip(data)
+    if found is not None and found != chip:
+        raise ProvisionError(
+            "image",
+            f"the image is for {title} but the board is an {CHIP_TITLES[chip]}: {image} does not run on it; "
+            f"download {want} from {image_url(want)}",
+        )
     argv = [*esptool_exe(), "--chip", chip, "image-info", str(image)]
     proc = subprocess.run(argv, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
-    if proc.returncode != 0 or re.search(r"invalid|not a valid|error", out, re.IGNORECASE):
+    if found is None or proc.returncode != 0 or re.search(r"invalid|not a valid|error", out, re.IGNORECASE):
         first = next((ln for ln in out.splitlines() if re.search(r"error|invalid", ln, re.I)), out.strip()[-200:])
         raise ProvisionError(
             "image",
-            f"{image} is not a MicroPython image for the {chip.upper()} ({first.strip()}); "
-            f"download ESP32_GENERIC from {IMAGE_URL}",
+            f"{image} is not a MicroPython image for the {CHIP_TITLES.get(chip, chip.upper())} ({first.strip()}); "
+            f"download {want} from {image_url(want)}",
         )
-    project, version = app_descriptor(image.read_bytes(), FIRMWARE_OFFSET.get(chip, 0))
-    return ImageInfo(chip, project, version)
+    project, version = app_descriptor(data, FIRMWARE_OFFSET.get(chip, 0))
+    return ImageInfo(chip, project, version, image_build(data))
+
+
+def check_build(info: ImageInfo, want: str, image: Path) -> str | None:
+    """None when the image is the build the board needs (or a build not recognised: a custom one);
+    otherwise what is wrong."""
+    if info.build is None or info.build == want:
+        return None
+    return (
+        f"{image.name} is MicroPython's {info.build} build; the board file's chip and PSRAM need {want}: "
+        f"download it from {image_url(want)}"
+    )
 
 
 def app_descriptor(data: bytes, image_offset: int) -> tuple[str | None, str | None]:
@@ -232,7 +318,9 @@ def supported_version(mpy_cross_version: str) -> str:
     return f"v{major}.{minor}"
 
 
-def check_version(info: ImageInfo, mpy_cross_version: str, mpy_version: str) -> str | None:
+def check_version(
+    info: ImageInfo, mpy_cross_version: str, mpy_version: str, build: str = "ESP32_GENERIC"
+) -> str | None:
     """None when the image runs our .mpy files; otherwise what is wrong (a ProvisionError's text)."""
     want = supported_version(mpy_cross_version)
     if info.version is None:
@@ -242,9 +330,38 @@ def check_version(info: ImageInfo, mpy_cross_version: str, mpy_version: str) -> 
         return (
             f"the image is MicroPython {info.version}; the application is compiled by mpy-cross "
             f"{mpy_cross_version} (.mpy v{mpy_version}) and needs MicroPython {want}.x: download "
-            f"ESP32_GENERIC {want}.x from {IMAGE_URL}"
+            f"{build} {want}.x from {image_url(build)}"
         )
     return None
+
+
+def chip_on_port_argv(port: str, baud: int = DEFAULT_BAUD) -> list[str]:
+    """esptool finds the chip itself (no --chip) and prints what it is; read-mac works on every chip and
+    writes nothing. The chip stays in its bootloader for the write that follows."""
+    argv = [*esptool_exe(), "--port", port, "--baud", str(baud), "--before", "default-reset"]
+    return [*argv, "--after", "no-reset", "read-mac"]
+
+
+def chip_on_port(output: str) -> tuple[str | None, str]:
+    """(board-file chip or None, what the chip is) from esptool's connect lines: "Connected to ESP32-S3
+    on ...", "Chip type: ESP32-D0WD-V3 (revision v3.1)" (esptool 4: "Chip is ...")."""
+    name = re.search(r"Connected to ([\w-]+) on", output) or re.search(r"Detecting chip type\.*\s*([\w-]+)", output)
+    desc = re.search(r"Chip (?:type:|is)\s+(.+)", output)
+    found = name.group(1) if name else None
+    chip = next((c for c, title in CHIP_TITLES.items() if title == found), None)
+    what = desc.group(1).strip() if desc else found or "not recognised"
+    return chip, what
+
+
+def check_chip_on_port(output: str, port: str, chip: str) -> str | None:
+    """None when the chip esptool found is the board file's; otherwise what is wrong, naming both."""
+    found, what = chip_on_port(output)
+    if found == chip:
+        return None
+    return (
+        f"the board file says {chip}, the chip on {port} is {what}: connect the board the file describes, "
+        "or use the board file (and the MicroPython image) for that chip"
+    )
 
 
 def explain_esptool_failure(output: str, port: str, chip: str) -> str:

@@ -1,7 +1,8 @@
 """The provisioning steps, in order. Each is safe to re-run and fails with what to do.
 
 board     the board file is valid (schema, pins: flash, strapping and input-only pins)
-image     the MicroPython image exists, is an ESP32 image, and its version runs our .mpy files
+image     the MicroPython image exists, is the build the board's chip and PSRAM need (esp.image_for),
+          and its version runs our .mpy files
 broker    the broker answers (TCP) at the address the locker will use
 port      the serial port exists and can be opened (not busy)
 register  the locker in the host database (an existing locker keeps its key unless --new-key) and
@@ -10,7 +11,8 @@ efuse     (--burn-efuses, confirmed) the flash encryption and Secure Boot V2 key
           chip's eFuses, just before esptool writes the image: IRREVERSIBLE (provision/efuse.py)
 stage     the board's files: boot.py, main.py, the application compiled for the chip under app/ with
           its manifest app/app.json (the layout updates need), config, secrets (private folder)
-firmware  esptool writes MicroPython (and, with --install littlefs, the application's filesystem)
+firmware  esptool finds the chip on the port (the board file's, or nothing is written), then writes
+          MicroPython (and, with --install littlefs, the application's filesystem)
 install   mpremote copies what is missing or differs, removes what an earlier (flat) install or an
           update left, reads every hash back, main.py and marker last
 verify    (littlefs) every file's hash read back from the board once esptool has written the image
@@ -189,16 +191,21 @@ def image_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "lockertools" / "images"
 
 
-def cached_image() -> Path | None:
+def cached_image(build: str | None = None, chip: str = "esp32") -> Path | None:
+    """The newest cached image; with `build`, the newest that is that build (esp.image_build), else the
+    newest build of one's own (no official board name) for `chip`."""
     cache = image_cache()
     found = sorted(cache.glob("*.bin"), key=lambda p: p.stat().st_mtime) if cache.is_dir() else []
+    if build is not None:
+        kinds = {p: (esp.image_build(data), esp.image_chip(data)[0]) for p in found for data in [p.read_bytes()]}
+        found = [p for p in found if kinds[p][0] == build] or [p for p in found if kinds[p] == (None, chip)]
     return found[-1] if found else None
 
 
-def _image_missing(version: str) -> ProvisionError:
+def _image_missing(version: str, build: str = "ESP32_GENERIC") -> ProvisionError:
     return ProvisionError(
         "image",
-        f"no MicroPython image: download ESP32_GENERIC {version}.x (the .bin) from {esp.IMAGE_URL} and pass "
+        f"no MicroPython image: download {build} {version}.x (the .bin) from {esp.image_url(build)} and pass "
         f"--image FILE (it is kept in {image_cache()} for later runs: --image cached)",
     )
 
@@ -234,8 +241,14 @@ class Provisioner:
 
     def run(self) -> Result:
         o = self.opts
-        labels, chip = self.check_board()
-        image = self.check_image(chip) if o.firmware else None
+        labels, chip, build = self.check_board()
+        if o.install == "littlefs" and chip != "esp32":
+            raise ProvisionError(
+                "firmware",
+                f"--install littlefs lays the filesystem out for the classic ESP32's 4 MB partition table; "
+                f"on the {esp.CHIP_TITLES[chip]} use --install mpremote",
+            )
+        image = self.check_image(chip, build) if o.firmware else None
         if o.install == "littlefs" and not o.firmware:
             raise ProvisionError("firmware", "--install littlefs needs esptool's run: drop --no-firmware")
         if o.efuse_keys is not None:
@@ -294,7 +307,8 @@ class Provisioner:
                 self.run_selftest(o.selftest, secrets.key)
         return self.result
 
-    def check_board(self) -> tuple[list[str], str]:
+    def check_board(self) -> tuple[list[str], str, str]:
+        """(door labels, chip, the MicroPython build it needs) of a valid board file."""
         from lockertools import boards, flash
 
         self._begin("board", str(self.opts.board))
@@ -318,19 +332,21 @@ class Provisioner:
             link = f"Ethernet ({lan['phy']})"
         else:
             link = "no link set up (neither --wifi-ssid nor an ethernet section)"
-        self._end("board", f"{doc.get('name')}: {doc.get('chip')}, {len(labels)} doors, {link}{warn}")
-        return labels, str(doc.get("chip", "esp32"))
+        build = esp.image_for(doc)
+        chip = str(doc.get("chip", "esp32"))
+        self._end("board", f"{doc.get('name')}: {chip} ({build}), {len(labels)} doors, {link}{warn}")
+        return labels, chip, build
 
-    def check_image(self, chip: str) -> Path:
+    def check_image(self, chip: str, build: str = "ESP32_GENERIC") -> Path:
         o = self.opts
-        self._begin("image", "the MicroPython image")
+        self._begin("image", f"the MicroPython image ({build})")
         mp_version, mpy_version = mpy_cross_version()
         want = esp.supported_version(mp_version)
-        image = o.image or cached_image()
+        image = o.image or cached_image(build, chip)
         if image is None or not image.exists():
-            raise _image_missing(want)
-        info = esp.inspect_image(image, chip)
-        problem = esp.check_version(info, mp_version, mpy_version)
+            raise _image_missing(want, build)
+        info = esp.inspect_image(image, chip, build)
+        problem = esp.check_build(info, build, image) or esp.check_version(info, mp_version, mpy_version, build)
         if problem:
             raise ProvisionError("image", problem)
         if o.image is not None and not o.dry_run:  # keep it for `--image cached`
@@ -536,6 +552,7 @@ class Provisioner:
         if o.dry_run:
             self._end("firmware", "dry run: " + esp.shell_line(argv))
             return
+        self.check_chip(chip)
         rc, output = self._run_esptool(argv)
         if rc != 0:
             raise ProvisionError("firmware", esp.explain_esptool_failure(output, self.target.port, chip))
@@ -589,6 +606,17 @@ class Provisioner:
             else:
                 link.remove([PRODUCTION])
         self._end("mode", what + (" from the next boot" if o.production else ""))
+
+    def check_chip(self, chip: str) -> None:
+        """The chip on the port is the board file's: esptool names it before anything is written."""
+        port = self.target.port
+        rc, output = self._run_esptool(esp.chip_on_port_argv(port, self.opts.baud))
+        if rc != 0:
+            raise ProvisionError("firmware", esp.explain_esptool_failure(output, port, chip))
+        problem = esp.check_chip_on_port(output, port, chip)
+        if problem:
+            raise ProvisionError("firmware", problem)
+        self.r.note(f"chip on {port}: {esp.chip_on_port(output)[1]}")
 
     def _run_esptool(self, argv: list[str]) -> tuple[int, str]:
         proc = subprocess.run(argv, capture_output=True, text=True)
