@@ -6,6 +6,8 @@
   closed at teardown.
 - `tls_broker`: the same with a TLS listener only (clients trust the set-up's CA).
 - `fault_proxy_factory`: `fault_proxy_factory(port)` puts a `FaultProxy` in front of a port.
+- `postgres_server`: a throwaway PostgreSQL cluster per test process (tests/support/postgres.py);
+  `postgres_url`: a fresh empty database on it for one test, as a SQLAlchemy URL.
 
 The broker's log is attached to the report of a failing test. Every broker, proxy and client
 started here is stopped at teardown, whatever happened.
@@ -22,6 +24,7 @@ import pytest
 from lockertools.broker import BrokerSetup
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto, MqttClient, wait_until
+from tests.support.postgres import PostgresServer
 
 _SERVERS = pytest.StashKey[list[Mosquitto]]()
 
@@ -146,3 +149,24 @@ def fault_proxy_factory() -> Iterator[Callable[[int], FaultProxy]]:
     finally:
         for proxy in proxies:
             proxy.close()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster per test process (loopback only), stopped at the end."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, named after the test; its SQLAlchemy URL."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres_server.create_database(name)
