@@ -256,12 +256,15 @@ class VirtualBoard:
                 LOCKER_SIM_STATE=json.dumps(phys, separators=(",", ":")),
             )
             env.pop("LOCKER_SIM_RTC", None)
+            env.pop("LOCKER_SIM_SCRIPT", None)
+            if not self.app_on_flash:
+                env["LOCKER_SIM_SCRIPT"] = str(script)
             if keep_rtc is not None:
                 env["LOCKER_SIM_RTC"] = str(int(keep_rtc))
             self._log.append(f"--- boot {n} ({reset_cause}) ---")
             proc = subprocess.Popen(
-                [str(self.micropython), "-X", f"heapsize={self.process_heap}"]
-                + (["-m", "_launch"] if self.app_on_flash else [str(script)]),
+                # _launch: a program that raises stays at the REPL, as on a board (see there)
+                [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
                 cwd=self.flash_dir,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -282,8 +285,13 @@ class VirtualBoard:
                 self.connect_timeout,
                 "the board's hello",
             )
-            if self._find("hello", mark, {}) is None:
+            hello = self._find("hello", mark, {})
+            if hello is None:
                 raise SimError(f"the firmware exited with status {proc.poll()} before it said hello\n{self.log_tail()}")
+            if hello.get("repl"):
+                raise SimError(
+                    f"the firmware stopped at the REPL before it touched the hardware: {hello['repl']}\n{self.log_tail()}"
+                )
 
     def _start(self, run: _Run, target: Callable[[_Run, Any], None], arg: Any) -> None:
         t = threading.Thread(target=target, args=(run, arg), daemon=True, name=f"sim-{target.__name__}-{run.n}")
