@@ -56,7 +56,7 @@ def boot(rt, now):
         log(problem)
     if key is None and rt.safe_reason is None:
         rt.safe_reason = "not provisioned: locker.key missing or malformed"
-    rt.clock = WallClock()
+    rt.clock = WallClock(rtc=system.set_wall_clock)
     rt.clock.boot(system.wall_clock(), now)
     rt.key = key
     rt.reset_cause = system.reset_cause()

@@ -289,9 +289,8 @@ class VirtualBoard:
             if hello is None:
                 raise SimError(f"the firmware exited with status {proc.poll()} before it said hello\n{self.log_tail()}")
             if hello.get("repl"):
-                raise SimError(
-                    f"the firmware stopped at the REPL before it touched the hardware: {hello['repl']}\n{self.log_tail()}"
-                )
+                stopped = f"the firmware stopped at the REPL before it touched the hardware: {hello['repl']}"
+                raise SimError(f"{stopped}\n{self.log_tail()}")
 
     def _start(self, run: _Run, target: Callable[[_Run, Any], None], arg: Any) -> None:
         t = threading.Thread(target=target, args=(run, arg), daemon=True, name=f"sim-{target.__name__}-{run.n}")
@@ -608,6 +607,13 @@ class VirtualBoard:
     def dead_key(self, key: str, on: bool = True) -> None:
         """Make a keypad key dead (pressing it closes no contact), or alive again. For this boot."""
         self.command({"cmd": "dead_key", "key": key, "on": int(on)})
+
+    def press_reset(self) -> None:
+        """Press the board's reset (EN) button: a hard reset, the RTC keeps its time. Returns once
+        the board reported the reset (with auto_reboot, the next boot follows)."""
+        mark = self.mark()
+        self._send({"cmd": "reset"})
+        self.wait_event("reset", since=mark)
 
     def set_time(self, epoch: int) -> None:
         """Set the board's RTC (what a battery-backed clock or the host would give it)."""

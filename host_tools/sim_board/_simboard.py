@@ -242,6 +242,8 @@ def _command(c):
             _dead.remove(k)
     elif cmd == "time":
         _rtc = c["epoch"] - time.time()
+    elif cmd == "reset":  # the EN button: a hard reset (the RTC keeps its time; a power cut does not)
+        reset(4, "hard")
     elif cmd == "cable":  # the Ethernet cable plugged in (on) or pulled
         cable = on
     elif cmd == "i2c_fail":

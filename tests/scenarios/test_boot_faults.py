@@ -26,20 +26,20 @@ pytestmark = [
 
 BOARD = REPO_ROOT / "boards" / "esp32-4door.json"
 
-CRASHING_APP = '''
+CRASHING_APP = """
 class Locker:
     def __init__(self, board, *args):
         board.solenoids[0].value(1)  # a latch energized when the fault strikes
         raise MemoryError("injected: no heap for the locker")
-'''
+"""
 
-HANGING_APP = '''
+HANGING_APP = """
 class Locker:
     def __init__(self, board, *args):
         board.solenoids[0].value(1)
         while True:
             pass
-'''
+"""
 
 
 def firmware_with_app(tmp: Path, source: str) -> Path:
