@@ -260,7 +260,6 @@ class Commands:
             st["doors"] = out
         return st
 
-
     def _nonce(self, now_ms):
         """The clock challenge on offer (a new one when it was taken or is getting old)."""
         gate = self.gate

@@ -122,8 +122,8 @@ class CommandGate:
     nothing here: it is idempotent and touches nothing but the outbox.
 
     While the last sequence is unknown (cmdseq.bin damaged or gone: last_seq 0), a command must
-    also be signed no earlier than `floor`, the latest host time the locker was vouched (kept
-    apart: locker.clock), so an old command is not admitted on a lagging clock.
+    also be signed no earlier than `floor`, the latest `now` a signed command carried (kept apart:
+    locker.clock's `vouched`), so an old command is not admitted on a lagging clock.
 
     `challenge`: a nonce the locker offers in its status (set by the caller, None: none). A `time`
     command that echoes it (args.nonce) was signed after the locker offered it: it is fresh whatever
