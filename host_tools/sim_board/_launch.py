@@ -3,9 +3,8 @@
 #   boot.py, then main.py, both from the flash folder (cwd), as the board runs them;
 # - otherwise the script named by LOCKER_SIM_SCRIPT (the firmware's main.py, or a test's program).
 # When the program raises, a board prints the traceback and drops to the REPL, where it sits, alive,
-# until its watchdog (if armed) resets it or someone presses reset: so does this. It reports the
-# REPL on the control channel ({"ev":"repl"}); a reset from there (machine.reset(), the watchdog)
-# ends the process with the reset's status, as any other reset does.
+# until its watchdog (if armed) resets it or someone presses reset: so does this (_repl, loaded
+# only then).
 import os
 import sys
 
@@ -22,23 +21,14 @@ def _run(name):
 _script = os.getenv("LOCKER_SIM_SCRIPT")
 try:
     if _script:
-        _dir = _script.rpartition("/")[0]
-        sys.path.insert(0, _dir or ".")  # as `micropython script.py` puts the script's folder first
+        sys.path.insert(0, _script.rpartition("/")[0] or ".")  # as `micropython script.py` does
         _run(_script)
     else:
         _run("boot.py")
         _run("main.py")
 except SystemExit:
     raise
-except BaseException as e:  # noqa: BLE001 - what a board's REPL would print
-    sys.print_exception(e)
-    import _simboard
-    import machine
+except BaseException as e:  # noqa: BLE001 - what a board's REPL would do
+    import _repl
 
-    try:
-        _simboard.repl(repr(e))
-    except Exception:  # noqa: BLE001 - no board.json, no controller: a silent REPL
-        pass
-
-    while True:
-        machine.idle()
+    _repl.stay(e)

@@ -56,7 +56,7 @@ _last = -1
 _lock = None
 _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
-_repl = None  # the error that stopped the program at the REPL before it touched the hardware
+repl = None  # the error that stopped the program at the REPL before it touched the hardware (_repl)
 
 # display: PCF8574 port P0=RS P1=RW P2=E P3=backlight P4..P7=D4..D7 -> HD44780
 _lcd_addr = -1
@@ -153,18 +153,7 @@ def up():
         _poller = select.poll()
         _poller.register(s, select.POLLIN)
     hello = '"ev":"hello","board":%s,"doors":%d,"cause":"%s"' % (json.dumps(name), n, cause)
-    _ev(hello if _repl is None else hello + ',"repl":' + json.dumps(_repl))
-
-
-def repl(error):
-    """The program stopped at the REPL with `error` (its repr): reported once, as a board's REPL
-    prompt would show it. A board that never touched the hardware says so in its hello."""
-    global _repl
-    if name is None:
-        _repl = error
-        up()
-        return
-    _ev('"ev":"repl","error":%s' % json.dumps(error))
+    _ev(hello if repl is None else hello + ',"repl":' + json.dumps(repl))
 
 
 # --- control channel ------------------------------------------------------------------------
