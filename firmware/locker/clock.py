@@ -1,11 +1,18 @@
 # Wall-clock time for code expiry, with an honest "known" flag.
 #
-# Offline policy (docs/security.md): the ESP32's RTC survives resets but not a power cut. When the
-# RTC is unset after boot, the locker estimates the time as the last time it knew (saved to flash
-# every few minutes and whenever the host sets the clock) plus the uptime since this boot. The
-# estimate is never later than the true time, so a valid code is never refused as expired; a code
-# may be honoured past its expiry by at most the length of the power cut, until the host or NTP
-# gives the time again. A locker that has never known the time does not check expiry at all.
+# Offline policy (docs/security.md): the ESP32's RTC survives resets but not a power cut. The host's
+# time is written to the RTC when it is adopted, so after a reset the locker reads it back, known.
+# When the RTC is unset after boot, the locker estimates the time as the last time it knew (saved
+# to flash every few minutes and whenever the host sets the clock) plus the uptime since this boot.
+# The estimate is never later than the true time, so a valid code is never refused as expired; a
+# code may be honoured past its expiry by at most the length of the power cut, until the host or
+# NTP gives the time again. A locker that has never known the time does not check expiry at all.
+#
+# vouched.bin keeps `vouched`: the latest time a signed host command carried. It only rises (but
+# for a challenge-proven `time`, signed by the host within the last two minutes, so the truth), is
+# written when it does, and lives in a file of its own, so it survives damage to cmdseq.bin or
+# clock.bin: while the command sequence is unknown, a command signed before it is taken for a replay
+# (protocol.CommandGate), and no clock at boot starts before it (the true time is later).
 import struct
 
 from micropython import const
@@ -14,12 +21,16 @@ from locker import store
 from locker.ticks import ticks_diff
 
 _SAVE_EVERY_MS = const(600_000)
+_OFF_S = const(2)  # a host time further off than this from the clock is adopted
 
 
 class WallClock:
-    def __init__(self, path="clock.bin"):
+    def __init__(self, path="clock.bin", rtc=None, vouched_path="vouched.bin"):
         self.path = path
+        self.vouched_path = vouched_path
+        self.rtc = rtc  # sets the chip's RTC from epoch seconds (hal.system.set_wall_clock), or None
         self.known = False  # True when the time came from the RTC or the host since boot
+        self.vouched = None  # the latest host-signed time seen (epoch), None: never
         self._base_epoch = None  # epoch at ticks _base_ms
         self._base_ms = 0
         self._saved_ms = 0
@@ -27,13 +38,10 @@ class WallClock:
 
     def boot(self, rtc_epoch, now_ms):
         """Start from the RTC's time when it has one, otherwise from the last time saved on flash."""
-        saved = None
-        try:
-            raw = store.load(self.path)
-            if raw is not None and len(raw) == 4:
-                saved = struct.unpack("<I", raw)[0]
-        except store.Corrupt as exc:
-            self.problem = str(exc)
+        saved = self._load(self.path)
+        self.vouched = self._load(self.vouched_path)
+        if self.vouched is not None and (saved is None or saved < self.vouched):
+            saved = self.vouched  # the host said it was at least this late
         self._base_ms = self._saved_ms = now_ms
         if rtc_epoch is not None and (saved is None or rtc_epoch >= saved):
             self._base_epoch, self.known = rtc_epoch, True
@@ -45,9 +53,26 @@ class WallClock:
             self._base_epoch, self.known = saved, False
 
     def set(self, epoch, now_ms):
-        """A trusted source (the host, NTP) gave the time: adopt it and save it."""
+        """A trusted source (the host, NTP) gave the time: adopt it, save it, and set the RTC, which
+        keeps it across a reset (not a power cut)."""
         self._base_epoch, self._base_ms, self.known = int(epoch), now_ms, True
+        if self.rtc is not None:
+            self.rtc(int(epoch))
         self._save(now_ms)
+
+    def host_time(self, sent, now_ms, proven=False):
+        """An admitted host command's `now` (never an ack's). Adopted when the clock is unknown or
+        off by more than 2 s; `proven` (a `time` answering the locker's challenge): adopted, and the
+        vouched time follows it down too. Writes only what changed."""
+        sent = int(sent)
+        vouched = self.vouched
+        if proven or vouched is None or sent > vouched:
+            self.vouched = sent
+        mine = self.now(now_ms)
+        if proven or not self.known or mine is None or abs(sent - mine) > _OFF_S:
+            self.set(sent, now_ms)
+        if self.vouched != vouched:
+            store.save(self.vouched_path, struct.pack("<I", self.vouched))
 
     def now(self, now_ms):
         """Epoch seconds (known or estimated), or None when the locker has never known the time."""
@@ -67,3 +92,12 @@ class WallClock:
     def _save(self, now_ms):
         self._saved_ms = now_ms
         store.save(self.path, struct.pack("<I", self.now(now_ms)))
+
+    def _load(self, path):
+        try:
+            raw = store.load(path)
+            if raw is not None and len(raw) == 4:
+                return struct.unpack("<I", raw)[0] or None
+        except store.Corrupt as exc:
+            self.problem = str(exc)
+        return None

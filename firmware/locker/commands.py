@@ -14,6 +14,10 @@ from locker.ticks import ticks_diff
 _REFUSED_MS = const(10_000)  # one refused event per reason per this
 _MAX_ROWS = const(64)  # code rows per message: keeps one message well inside the heap
 _U32 = const(0xFFFFFFFF)
+# The clock challenge (docs/protocol.md, "The clock"): a nonce in the status, renewed when the one on
+# offer is older than _NONCE_RENEW_MS, taken by a `time` echoing it within _NONCE_MS of its offer.
+_NONCE_RENEW_MS = const(60_000)
+_NONCE_MS = const(120_000)
 
 # Ops after which the tx is remembered (they change the store; the others are safe to run twice).
 _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
@@ -44,6 +48,10 @@ class Commands:
         self._problem = self.gate.problem if self.gate is not None else None  # recorded on a command
         self._refusals = {}  # reason -> [ticks of its last event, refusals since, their last op]
         self._snap = None  # a locker.snapshot.Snapshot while one is staged
+        self._nonce_at = 0  # ticks when the gate's challenge was offered
+        # An authentic command refused as expired: the clock may be off, so the uplink publishes
+        # the status (with a fresh challenge) now rather than in 5 minutes.
+        self.status_due = False
 
     def handle(self, wire, now_ms, retained=False, answer_refusals=False):
         """-> the reply dict (with v, lid, tx, cseq, ok), or None: no reply (a refusal over the
@@ -55,8 +63,11 @@ class Commands:
         if self._problem is not None and rt.locker is not None:
             rt.locker.record("problem", None, {"m": self._problem[:80]}, now_ms)
             self._problem = None
+        gate = self.gate
+        if gate.challenge is not None and ticks_diff(now_ms, self._nonce_at) > _NONCE_MS:
+            gate.challenge = None
         try:
-            cmd = self.gate.admit(wire, rt.clock.now(now_ms), retained)
+            cmd = gate.admit(wire, rt.clock.now(now_ms), retained, rt.clock.vouched)
         except protocol.Refused as exc:
             self._refused(exc.reason, exc.op, 1, now_ms)
             if not answer_refusals:
@@ -74,9 +85,8 @@ class Commands:
                         rt.locker.outbox.ack(s)
             return None
         sent = cmd.get("now")
-        clock = rt.clock
-        if isinstance(sent, int) and (not clock.known or abs(sent - clock.now(now_ms)) > 2):
-            clock.set(sent, now_ms)
+        if isinstance(sent, int):
+            rt.clock.host_time(sent, now_ms, gate.proven)
         tx = cmd.get("tx")
         if self.gate.seen(tx):
             return protocol.reply(lid, cmd, {"ok": True, "dup": True})
@@ -113,6 +123,8 @@ class Commands:
         r[1] += n
         if op is not None:
             r[2] = op
+        if due and n and reason == protocol.EXPIRED and op is not None:
+            self.status_due = True
         if due and r[1]:
             locker = self.rt.locker
             if locker is not None:  # safe mode records nothing
@@ -237,6 +249,9 @@ class Commands:
             # The last admitted command seq: where a host that lost its own count goes on from.
             "cseq": self.gate.last_seq if self.gate is not None else 0,
         }
+        nonce = self._nonce(now_ms)
+        if nonce is not None:
+            st["nonce"] = nonce
         if doors:
             out = []
             if locker is not None:
@@ -247,6 +262,19 @@ class Commands:
                     out.append({"d": locker.labels[i], "s": name_of_state(bank.state(i)), "full": bank.has_parcel(i)})
             st["doors"] = out
         return st
+
+    def _nonce(self, now_ms):
+        """The clock challenge on offer (a new one when it was taken or is getting old)."""
+        gate = self.gate
+        if gate is None:
+            return None
+        if gate.challenge is None or ticks_diff(now_ms, self._nonce_at) >= _NONCE_RENEW_MS:
+            from binascii import hexlify
+            from os import urandom
+
+            gate.challenge = hexlify(urandom(8)).decode()
+            self._nonce_at = now_ms
+        return gate.challenge
 
 
 def _remembered_maint(op):

@@ -120,6 +120,15 @@ class CommandGate:
     with the last TX_MEMORY transaction ids that acted (remember()), so a command the host sends
     again under a new seq acts once (seen()). `ack` is exempt from the sequence rule and writes
     nothing here: it is idempotent and touches nothing but the outbox.
+
+    While the last sequence is unknown (cmdseq.bin damaged or gone: last_seq 0), a command must
+    also be signed no earlier than `floor`, the latest `now` a signed command carried (kept apart:
+    locker.clock's `vouched`), so an old command is not admitted on a lagging clock.
+
+    `challenge`: a nonce the locker offers in its status (set by the caller, None: none). A `time`
+    command that echoes it (args.nonce) was signed after the locker offered it: it is fresh whatever
+    the locker's clock says, so neither `exp` nor `floor` applies to it; the sequence rule does. It
+    is taken once (`proven` says so after admit()), so that is how a clock that runs ahead gets back.
     """
 
     def __init__(self, hkey, locker_id, path="cmdseq.bin"):
@@ -129,6 +138,8 @@ class CommandGate:
         self.last_seq = 0
         self.txs = []  # oldest first
         self.problem = None
+        self.challenge = None
+        self.proven = False  # the last admitted command answered the challenge
 
     def load(self):
         try:
@@ -149,8 +160,9 @@ class CommandGate:
     def _save(self):
         store.save(self.path, struct.pack("<Q", self.last_seq) + "\n".join(self.txs).encode())
 
-    def admit(self, wire, now_epoch, retained=False):
+    def admit(self, wire, now_epoch, retained=False, floor=None):
         """Returns the command dict, or raises Refused. now_epoch None = clock unknown."""
+        self.proven = False
         cmd = open_message(self.hkey, wire)
         seq, exp, op, tx = cmd.get("seq"), cmd.get("exp"), cmd.get("op"), cmd.get("tx")
         if not isinstance(op, str):
@@ -170,10 +182,19 @@ class CommandGate:
         ack = op == "ack"
         if not ack and seq <= self.last_seq:
             raise Refused(REPLAY, "seq %d <= %d" % (seq, self.last_seq), op)
-        # With the clock unknown, the host's signed send time is the best bound we have.
-        reference = now_epoch if now_epoch is not None else sent if isinstance(sent, int) else None
-        if reference is not None and exp < reference:
-            raise Refused(EXPIRED, "", op)
+        args = cmd.get("args")
+        nonce = args.get("nonce") if op == "time" and isinstance(args, dict) else None
+        proven = nonce is not None and nonce == self.challenge
+        if not proven:
+            if not ack and self.last_seq == 0 and floor is not None and not (isinstance(sent, int) and sent >= floor):
+                raise Refused(REPLAY, "sequence unknown; now %s < %d" % (sent, floor), op)
+            # With the clock unknown, the host's signed send time is the best bound we have.
+            reference = now_epoch if now_epoch is not None else sent if isinstance(sent, int) else None
+            if reference is not None and exp < reference:
+                raise Refused(EXPIRED, "", op)
+        else:
+            self.challenge = None  # taken once
+            self.proven = True
         if not ack:
             self.last_seq = seq
             self._save()

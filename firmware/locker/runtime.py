@@ -1,8 +1,11 @@
 # The asyncio glue: boots the board, decides normal or safe mode, and runs the long-lived tasks.
 # Every task checks in with the supervisor; the watchdog is fed only while all of them do.
-# Any exception that escapes a task switches the solenoids off and resets the board.
+# Any exception that escapes the application, in the boot or in a task, switches the solenoids off,
+# is logged and resets the board: a board must never sit at the REPL with its latches as they were.
+# The reset boot counts as failed (safemode.BootCounter), so a crash at every boot ends in safe mode.
 import asyncio
 import gc
+import os
 import sys
 
 from micropython import const
@@ -11,6 +14,8 @@ from locker.ticks import ticks_diff, ticks_ms
 
 _HOUSEKEEPING_MS = const(500)
 _WATCHDOG_CHECK_MS = const(1000)
+# Armed before the boot, so a boot that hangs is reset too; the watchdog task re-times it.
+_BOOT_WATCHDOG_MS = const(30_000)
 
 
 def log(*parts):
@@ -167,16 +172,24 @@ class Runtime:
             line = bytearray()
 
     def on_exception(self, loop, context):
-        # Fail secure: whatever broke, the latches are released first.
-        if self.board is not None:
-            self.board.all_off()
-        exc = context.get("exception")
-        print("log| task crashed:", context.get("message"))
-        if exc is not None:
-            sys.print_exception(exc)
-        from hal import system
+        self.crashed("task crashed: %s" % context.get("message"), context.get("exception"))
 
-        system.reset()
+    def crashed(self, what, exc):
+        """Fail secure and start again: the latches off first, then the log, then the reset, each
+        one attempted even when the one before it failed."""
+        try:
+            if self.board is not None:
+                self.board.all_off()
+        finally:
+            try:
+                gc.collect()  # after a MemoryError, the log needs a little heap
+                log(what, repr(exc))
+                if exc is not None:
+                    sys.print_exception(exc)
+            finally:
+                from hal import system  # imported by main() already: costs no heap here
+
+                system.reset()
 
     async def run(self):
         from locker.supervisor import Supervisor
@@ -194,11 +207,25 @@ class Runtime:
         await self.watchdog_task(sup)
 
 
-def main():
-    rt = Runtime()
-    rt.boot()
+def _arm_boot_watchdog(system):
     try:
+        os.stat("app.trial")
+        return  # the loader (boot.py) armed it with the trial's own timeout
+    except OSError:
+        pass
+    system.watchdog(_BOOT_WATCHDOG_MS)
+
+
+def main():
+    from hal import system  # now: the crash handler must not need an import (heap) to reset
+
+    rt = Runtime()
+    try:
+        _arm_boot_watchdog(system)
+        rt.boot()
         asyncio.run(rt.run())
+    except Exception as exc:  # not KeyboardInterrupt: a technician's Ctrl-C reaches the REPL
+        rt.crashed("crashed:", exc)
     finally:
         if rt.board is not None:
             rt.board.all_off()

@@ -16,6 +16,14 @@ def boot(rt, now):
     key = config.load_key()
     config = None
     _unload("config")  # boot-only: its tables go before the big imports below
+    from locker.safemode import BootCounter
+
+    # Counted first: a boot that crashes or hangs anywhere after this counts as failed, so a fault
+    # at every boot (a code table too big for the heap...) ends in safe mode, which skips the rest.
+    counter = BootCounter(rt.cfg.safe_mode_boots)
+    if counter.start():
+        rt.safe_reason = "%d failed boots in a row" % rt.cfg.safe_mode_boots
+    rt.counter = counter
     try:
         with open("board.json") as f:
             spec = json.load(f)
@@ -27,7 +35,7 @@ def boot(rt, now):
     # while the heap is still whole. The latches are held off by their drivers' gate
     # pull-downs from reset until Board() drives them, a few milliseconds later.
     codes = None
-    if key is not None and labels is not None:
+    if key is not None and labels is not None and rt.safe_reason is None:
         from locker.codes import CodeStore
 
         gc.collect()
@@ -42,18 +50,13 @@ def boot(rt, now):
             log("board failed:", exc)
     from hal import system
     from locker.clock import WallClock
-    from locker.safemode import BootCounter
 
     store.cleanup()
     for problem in rt.cfg.problems:
         log(problem)
-    counter = BootCounter(rt.cfg.safe_mode_boots)
-    if counter.start():
-        rt.safe_reason = rt.safe_reason or "%d failed boots in a row" % rt.cfg.safe_mode_boots
-    rt.counter = counter
     if key is None and rt.safe_reason is None:
         rt.safe_reason = "not provisioned: locker.key missing or malformed"
-    rt.clock = WallClock()
+    rt.clock = WallClock(rtc=system.set_wall_clock)
     rt.clock.boot(system.wall_clock(), now)
     rt.key = key
     rt.reset_cause = system.reset_cause()

@@ -165,6 +165,10 @@ class Uplink:
             return
         if lk is not None and len(lk.outbox) < n:
             self.acked()
+        if self.cmds.status_due:  # the host's command came too late by our clock: show it our clock
+            self.cmds.status_due = False
+            self._status_due = True
+            self._wake_control.set()
         if reply is not None:
             if len(self.replies) >= _REPLIES:
                 self.dropped_replies += 1

@@ -56,8 +56,9 @@ class SimTimeout(SimError, TimeoutError):
 
 # The simulated hardware (machine, network) is Python living in the locker's heap on the unix
 # port, where a board has it in C and flash. The firmware's own budget stays `heap`; the board
-# process gets this much more, the most tests/host/test_sim.py lets the shim take.
-SIM_SHIM_HEAP = 26 * 1024
+# process gets this much more, the most tests/host/test_sim.py lets the shim take, and the 1.5 KB
+# the start-up (_launch, the board's boot and REPL in C) keeps while the firmware runs.
+SIM_SHIM_HEAP = 28 * 1024
 
 # The firmware's heap in the simulator: a board's 128 KB (the simulated hardware's own modules get
 # SIM_SHIM_HEAP on top). The unix port is 64-bit, so every object slot takes 8 bytes where the
@@ -266,12 +267,15 @@ class VirtualBoard:
                 LOCKER_SIM_STATE=json.dumps(phys, separators=(",", ":")),
             )
             env.pop("LOCKER_SIM_RTC", None)
+            env.pop("LOCKER_SIM_SCRIPT", None)
+            if not self.app_on_flash:
+                env["LOCKER_SIM_SCRIPT"] = str(script)
             if keep_rtc is not None:
                 env["LOCKER_SIM_RTC"] = str(int(keep_rtc))
             self._log.append(f"--- boot {n} ({reset_cause}) ---")
             proc = subprocess.Popen(
-                [str(self.micropython), "-X", f"heapsize={self.process_heap}"]
-                + (["-m", "_launch"] if self.app_on_flash else [str(script)]),
+                # _launch: a program that raises stays at the REPL, as on a board (see there)
+                [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
                 cwd=self.flash_dir,
                 env=env,
                 stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
@@ -293,8 +297,12 @@ class VirtualBoard:
                 self.connect_timeout,
                 "the board's hello",
             )
-            if self._find("hello", mark, {}) is None:
+            hello = self._find("hello", mark, {})
+            if hello is None:
                 raise SimError(f"the firmware exited with status {proc.poll()} before it said hello\n{self.log_tail()}")
+            if hello.get("repl"):
+                stopped = f"the firmware stopped at the REPL before it touched the hardware: {hello['repl']}"
+                raise SimError(f"{stopped}\n{self.log_tail()}")
 
     def _start(self, run: _Run, target: Callable[[_Run, Any], None], arg: Any) -> None:
         t = threading.Thread(target=target, args=(run, arg), daemon=True, name=f"sim-{target.__name__}-{run.n}")
@@ -612,6 +620,13 @@ class VirtualBoard:
     def dead_key(self, key: str, on: bool = True) -> None:
         """Make a keypad key dead (pressing it closes no contact), or alive again. For this boot."""
         self.command({"cmd": "dead_key", "key": key, "on": int(on)})
+
+    def press_reset(self) -> None:
+        """Press the board's reset (EN) button: a hard reset, the RTC keeps its time. Returns once
+        the board reported the reset (with auto_reboot, the next boot follows)."""
+        mark = self.mark()
+        self._send({"cmd": "reset"})
+        self.wait_event("reset", since=mark)
 
     def set_time(self, epoch: int) -> None:
         """Set the board's RTC (what a battery-backed clock or the host would give it)."""

@@ -1,7 +1,11 @@
-# The ESP32's start-up for a flash folder that holds the loader and the application
-# (lockertools.sim.VirtualBoard(app_on_flash=True), `micropython -m _launch`): boot.py, then main.py,
-# both from the flash folder (cwd), as the board runs them. When main.py raises, a board drops to
-# the REPL and sits there until its watchdog (if armed) resets it: so does this.
+# The ESP32's start-up, as the simulated board runs it (`micropython -m _launch`, lockertools.sim):
+# - a flash folder that holds the loader and the application (VirtualBoard(app_on_flash=True)):
+#   boot.py, then main.py, both from the flash folder (cwd), as the board runs them;
+# - otherwise the script named by LOCKER_SIM_SCRIPT (the firmware's main.py, or a test's program).
+# When the program raises, a board prints the traceback and drops to the REPL, where it sits, alive,
+# until its watchdog (if armed) resets it or someone presses reset: so does this (_repl, loaded
+# only then).
+import os
 import sys
 
 
@@ -14,16 +18,19 @@ def _run(name):
     exec(src, {"__name__": "__main__"})
 
 
-_run("boot.py")
+_script = os.getenv("LOCKER_SIM_SCRIPT")
 try:
-    _run("main.py")
+    if _script:
+        sys.path.insert(0, _script.rpartition("/")[0] or ".")  # as `micropython script.py` does
+        _run(_script)
+    else:
+        _run("boot.py")
+        _run("main.py")
 except SystemExit:
     raise
 except KeyboardInterrupt as e:  # Ctrl-C on the console: main.py stops and the REPL starts (given by
     sys.print_exception(e)  # `micropython -i`, as lockertools.provision.virtual.UsbUart runs a board)
-except BaseException as e:  # noqa: BLE001 - what a board's REPL would print
-    sys.print_exception(e)
-    import machine
+except BaseException as e:  # noqa: BLE001 - what a board's REPL would do
+    import _repl
 
-    while True:
-        machine.idle()
+    _repl.stay(e)

@@ -56,6 +56,7 @@ _last = -1
 _lock = None
 _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
+repl = None  # the error that stopped the program at the REPL before it touched the hardware (_repl)
 
 # display: PCF8574 port P0=RS P1=RW P2=E P3=backlight P4..P7=D4..D7 -> HD44780
 _lcd_addr = -1
@@ -151,7 +152,8 @@ def up():
         _sock = s
         _poller = select.poll()
         _poller.register(s, select.POLLIN)
-    _ev('"ev":"hello","board":%s,"doors":%d,"cause":"%s"' % (json.dumps(name), n, cause))
+    hello = '"ev":"hello","board":%s,"doors":%d,"cause":"%s"' % (json.dumps(name), n, cause)
+    _ev(hello if repl is None else hello + ',"repl":' + json.dumps(repl))
 
 
 # --- control channel ------------------------------------------------------------------------
@@ -229,6 +231,8 @@ def _command(c):
             _dead.remove(k)
     elif cmd == "time":
         _rtc = c["epoch"] - time.time()
+    elif cmd == "reset":  # the EN button: a hard reset (the RTC keeps its time; a power cut does not)
+        reset(4, "hard")
     elif cmd == "cable":  # the Ethernet cable plugged in (on) or pulled
         cable = on
     elif cmd == "i2c_fail":

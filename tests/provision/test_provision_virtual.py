@@ -437,7 +437,8 @@ def test_rerun_keeps_everything_and_new_key_changes_only_the_key(
     assert again.registered == "kept" and again.password == "kept"
     assert again.install is not None and again.install.already and again.install.copied == []
     after = {p: (vb.flash_dir / p).read_bytes() for p in board_files(vb.flash_dir)}
-    assert {p: after[p] for p in before} == before
+    # boots.bin is the firmware's: it counts every start (counted first thing), mpremote's too.
+    assert {p: after[p] for p in before if p != "boots.bin"} == {p: v for p, v in before.items() if p != "boots.bin"}
     from lockertools.broker import BrokerSetup
 
     assert BrokerSetup.open(broker.setup.directory).lockers.count(LID) == 1

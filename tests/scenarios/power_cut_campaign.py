@@ -168,7 +168,7 @@ def read_flash(flash: Path, scratch: Path, key: bytes, labels: list[str], locker
     for p in sorted(ob_dir.glob("*.ev")) if ob_dir.exists() else []:
         events.append(json.loads(store.load(str(p))))
     problems += Throttle(path=str(scratch / "throttle.bin")).load()
-    clock = WallClock(path=str(scratch / "clock.bin"))
+    clock = WallClock(path=str(scratch / "clock.bin"), vouched_path=str(scratch / "vouched.bin"))
     clock.boot(None, 0)
     boots = BootCounter(100, path=str(scratch / "boots.bin"))
     boots.start()

@@ -73,8 +73,8 @@ class Rig:
         self.seq = 1000
         self.rt = Rt(safe, rtc)
 
-    def reboot(self, safe=False):
-        self.rt = Rt(safe)
+    def reboot(self, safe=False, rtc=NOW):
+        self.rt = Rt(safe, rtc)
 
     def close(self):
         os.chdir(self.home)
@@ -417,5 +417,91 @@ def test_a_corrupt_sequence_file_is_reported_once():
         rig.send(rig.wire("status"))
         problems = rig.events("problem")
         assert len(problems) == 1 and "cmdseq.bin" in problems[0]["m"]
+    finally:
+        rig.close()
+
+
+DAY = 86400
+
+
+def test_a_damaged_sequence_file_with_a_lagging_clock_admits_nothing_signed_before_the_last_known_time():
+    rig = Rig("cmd-floor")
+    try:
+        assert rig.send(rig.wire("status", now=NOW))["ok"]  # the host vouched for NOW
+        for name in ("cmdseq.bin", "clock.bin"):
+            with open(name, "wb") as f:
+                f.write(b"LK\x01junk")
+        rig.reboot(rtc=NOW - 3 * DAY)  # the RTC three days behind
+        # A command signed two days before (a replay: the sequence that would refuse it is lost).
+        old = rig.send(rig.wire("status", now=NOW - 2 * DAY), console=True)
+        assert not old["ok"] and old["error"] == "replay"
+        # One signed a minute before the last known time, its exp still ahead of the locker's clock.
+        late = rig.send(rig.wire("status", now=NOW - 60), console=True)
+        assert not late["ok"] and late["error"] == "replay"
+        assert rig.rt.clock.now(0) == NOW  # the clock starts no earlier than the host's last word
+        assert rig.send(rig.wire("status", now=NOW + 60))["ok"]  # the host's next command
+        assert rig.send(rig.wire("status", now=NOW - 60))["ok"]  # sequence known again: seq rules
+        assert rig.send(rig.wire("status", now=NOW + 61, seq=rig.seq - 1), console=True)["error"] == "replay"
+    finally:
+        rig.close()
+
+
+def test_a_missing_sequence_file_after_commands_is_damage_too():
+    rig = Rig("cmd-floor-gone")
+    try:
+        assert rig.send(rig.wire("status", now=NOW))["ok"]
+        os.remove("cmdseq.bin")
+        rig.reboot()
+        assert rig.send(rig.wire("status", now=NOW - 30), console=True)["error"] == "replay"
+        assert rig.send(rig.wire("status", now=NOW + 1))["ok"]
+    finally:
+        rig.close()
+
+
+def _nonce(rig, now_ms=0):
+    return commands.get(rig.rt).status(now_ms)["nonce"]
+
+
+def test_a_clock_a_day_ahead_is_set_by_a_time_command_answering_its_challenge():
+    rig = Rig("cmd-ahead", rtc=NOW + DAY)
+    try:
+        cmds = commands.get(rig.rt)
+        refused = rig.send(rig.wire("time", now=NOW), console=True)
+        assert refused["error"] == "expired"  # every host command is too old by this clock
+        assert cmds.status_due  # the uplink shows the host the clock (and a challenge) at once
+        nonce = _nonce(rig)
+        assert len(nonce) == 16
+        assert rig.send(rig.wire("time", {"nonce": "0" * 16}, now=NOW), console=True)["error"] == "expired"
+        answer = rig.wire("time", {"nonce": nonce}, now=NOW)
+        assert rig.send(answer, now_ms=1000)["ok"]
+        clock = rig.rt.clock
+        assert clock.known and clock.now(1000) == NOW and clock.vouched == NOW
+        assert rig.send(answer, now_ms=2000, console=True)["error"] == "replay"  # the same command again
+        assert rig.send(rig.wire("status", now=NOW + 2), now_ms=3000)["ok"]  # in step: ordinary commands pass
+        assert _nonce(rig, 3000) != nonce  # taken once
+    finally:
+        rig.close()
+
+
+def test_a_challenge_goes_stale_so_a_withheld_answer_does_not_set_the_clock():
+    rig = Rig("cmd-stale", rtc=NOW + DAY)
+    try:
+        nonce = _nonce(rig)
+        withheld = rig.wire("time", {"nonce": nonce}, now=NOW)
+        assert rig.send(withheld, now_ms=121_000, console=True)["error"] == "expired"
+        assert rig.rt.clock.now(121_000) == NOW + DAY + 121
+        fresh = _nonce(rig, 121_000)
+        assert fresh != nonce
+        assert rig.send(rig.wire("time", {"nonce": fresh}, now=NOW + 121), now_ms=121_500)["ok"]
+        assert rig.rt.clock.now(121_500) == NOW + 121
+    finally:
+        rig.close()
+
+
+def test_a_clock_a_day_behind_is_set_by_the_time_command_too():
+    rig = Rig("cmd-behind", rtc=NOW - DAY)
+    try:
+        assert rig.send(rig.wire("time", {"nonce": _nonce(rig)}, now=NOW))["ok"]
+        assert rig.rt.clock.now(0) == NOW
     finally:
         rig.close()

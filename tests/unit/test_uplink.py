@@ -181,11 +181,15 @@ class Commands:
         self.rt = rt
         self.calls = []
         self.ticks = 0
+        self.status_due = False  # set by handle() on an authentic command refused as expired
 
     def handle(self, wire, now_ms, retained=False):
         self.calls.append((bytes(wire), now_ms, retained))
         cmd = json.loads(bytes(wire))
         if retained:
+            return None
+        if cmd["op"] == "late":  # stands for a command refused as expired
+            self.status_due = True
             return None
         if cmd["op"] == "ack":
             for s in cmd["seqs"]:
@@ -424,6 +428,20 @@ def test_status_on_connect_on_change_and_every_five_minutes():
     c.down(up)
     c.up(up)
     assert [k for k, m, r in _control(up, clock)] == ["status", "doors"]
+
+
+def test_a_command_refused_as_expired_brings_the_status_at_once():
+    # The host's command came too late by the locker's clock: the status (its clock, a fresh clock
+    # challenge) goes now, not in 5 minutes, so the host can set the clock right.
+    rt, clock, cmds, up, c = _make()
+    c.up(up)
+    clock.ms += 1500
+    assert [k for k, m, r in _control(up, clock)] == ["status", "doors"]
+    assert _control(up, clock) == []
+    up.on_message("lockers/hall-1/cmd", protocol.encode({"v": 1, "lid": LID, "seq": 1, "op": "late"}), False)
+    assert not cmds.status_due
+    assert [k for k, m, r in _control(up, clock)] == ["status"]
+    assert _control(up, clock) == []
 
 
 def test_doors_snapshot_on_change_at_most_once_a_second():

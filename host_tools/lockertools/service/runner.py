@@ -45,6 +45,10 @@ from lockertools.service.sync import Planned, plan
 log = logging.getLogger("lockertools.service")
 
 MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its next status
+# A status whose clock is further off than this (or unknown) is answered with a `time` command that
+# echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
+# ahead too, which refuses every other command as expired.
+CLOCK_SLACK_S = 5
 
 
 @dataclass
@@ -333,6 +337,8 @@ class Service:
             self._watch_connection(lid, state, now)
             if state.online:
                 state.blocked, state.failures = None, 0
+                if clock_off(msg.get("t"), now):
+                    out.append(self._set_clock(lid, msg.get("nonce"), now))
                 if not was_online and state.outstanding is not None:
                     # The locker (re)connected: whatever was in flight may be lost; its status says
                     # where it stands, so plan again from there.
@@ -440,6 +446,20 @@ class Service:
             (lid, tx, seq, planned.op, now, now),
         )
         self.counters.commands_sent += 1
+        return f"lockers/{lid}/cmd", wire
+
+    def _set_clock(self, lid: str, nonce: Any, now: float) -> tuple[str, bytes]:
+        """A `time` command, answering the locker's clock challenge when its status had one. Not a
+        sync command (none waits for it): its reply only closes its record."""
+        tx = uuid.uuid4().hex[:12]
+        seq, wire = self._command(lid, "time", {"nonce": nonce} if isinstance(nonce, str) else {}, tx)
+        self.conn.execute(
+            "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'time', 'sent', ?, ?)",
+            (lid, tx, seq, now, now),
+        )
+        self.counters.commands_sent += 1
+        log.info("locker %s: clock off, sending the time", lid)
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
@@ -671,6 +691,11 @@ class Service:
                     "UPDATE codes SET notify_state = 'failed', notify_error = ? WHERE id = ?", (error, row["code_id"])
                 )
         log.warning("notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay)
+
+
+def clock_off(locker_t: Any, now: float) -> bool:
+    """A locker's status clock (`t`) is unknown or more than CLOCK_SLACK_S from the host's."""
+    return not ingest._is_int(locker_t) or abs(locker_t - now) > CLOCK_SLACK_S
 
 
 def run_service(config: ServiceConfig) -> None:
