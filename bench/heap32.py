@@ -55,7 +55,8 @@ CODES = 500
 STAFF_PIN = "11223344"
 STAFF_ID = 7
 # net.json of a networked locker: a broker that is never reached (no step connects).
-NET = {"broker": {"host": "127.0.0.1", "port": 1883, "user": "sim-1", "password": "heap32"}}
+# A TLS locker's net.json (the default): the CA goes on the flash and is read at boot.
+NET = {"broker": {"host": "127.0.0.1", "port": 8883, "user": "sim-1", "password": "heap32"}}
 # Goals, on the 32-bit port, 16-door board, 500 codes: live heap after boot.
 GOAL_OFFLINE = 48 * 1024
 GOAL_NETWORKED = 72 * 1024
@@ -66,7 +67,13 @@ START = (
     "start",
     "import gc, sys\nprint('H32MPY %d.%d' % (sys.implementation._mpy & 0xFF, sys.implementation._mpy >> 8 & 3))",
 )
-MACHINE = ("machine", "import machine\nmachine.Pin(13, machine.Pin.OUT, value=1)")
+# The RTC holds the time (as after a reset the host's time survived): a staff PIN needs a clock the
+# locker knows, and it expires (STAFF_EXPIRY) after this.
+RTC_EPOCH = 1_796_000_000
+MACHINE = (
+    "machine",
+    "import machine\nmachine.Pin(13, machine.Pin.OUT, value=1)\nimport _simboard\n_simboard.rtc(%d)" % RTC_EPOCH,
+)
 BOOT = (
     "boot",
     "from locker import runtime\nrt = runtime.Runtime()\nrt.boot()\nprint('H32MODE', rt.locker is not None)",
@@ -158,6 +165,34 @@ def mpy_cross_version() -> str:
     return out.rsplit("mpy v", 1)[-1].strip()
 
 
+def _test_ca(tmp: Path) -> Path:
+    """A self-signed CA certificate of the kind `lockerctl broker init` makes (EC P-256), in PEM."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "heap32 fleet CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp / "ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
 def flash_folder(tmp: Path, board: str, ncodes: int, *, networked: bool) -> Path:
     """`ncodes` random pickup codes (simlocker.make_flash) and a staff PIN; with net.json if networked."""
     use_firmware_modules()
@@ -167,8 +202,8 @@ def flash_folder(tmp: Path, board: str, ncodes: int, *, networked: bool) -> Path
         tmp / ("net" if networked else "offline"),
         board,
         ncodes,
-        extra=[CodeSpec(STAFF_PIN, "*", 0, KIND_STAFF, STAFF_ID)],
-        net=NET if networked else None,
+        extra=[CodeSpec(STAFF_PIN, "*", RTC_EPOCH + 12 * 3600, KIND_STAFF, STAFF_ID)],
+        net={"broker": {**NET["broker"], "ca_file": str(_test_ca(tmp))}} if networked else None,
     )
     return flash
 

@@ -108,7 +108,8 @@ def write_net(flash_dir: Path, net: Mapping[str, Any] | None) -> None:
     if ca_file is not None:
         broker.setdefault("ca", "ca.der")
         (flash_dir / str(broker["ca"])).write_bytes(ca_der(Path(ca_file).read_bytes()))
-    if broker.get("tls") and not (flash_dir / str(broker.get("ca") or "ca.der")).exists():
+    # The firmware reads a broker without "tls" as TLS (it never sends the password in clear).
+    if broker.get("tls", True) and not (flash_dir / str(broker.get("ca") or "ca.der")).exists():
         raise ValueError("net: TLS needs the broker's CA (broker.ca_file)")
     data.setdefault("wifi", None)
     data.setdefault("keepalive", 30)
