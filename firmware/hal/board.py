@@ -6,6 +6,7 @@ import machine
 from micropython import const
 
 from hal.pins import make_in, make_out
+from locker.ticks import ticks_ms
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
@@ -13,12 +14,13 @@ if TYPE_CHECKING:
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
+    from hal.lockboard import LockBus, _BitPin, _LockPin
     from hal.mcp23017 import MCP23017, ExpanderPin
     from hal.pins import LogicalIn as _In
     from hal.pins import LogicalOut as _Out
 
-    LogicalIn = _In | ExpanderPin  # an expander pin applies its polarity itself
-    LogicalOut = _Out | ExpanderPin
+    LogicalIn = _In | ExpanderPin | _BitPin  # an expander pin applies its polarity itself
+    LogicalOut = _Out | ExpanderPin | _LockPin
 
 # The expander, display and buzzer drivers are imported only by boards that have those parts:
 # on a board every module's bytecode costs heap.
@@ -30,8 +32,8 @@ class Board:
         # 1. Solenoids on ESP32 GPIOs: driven to their OFF level before anything else happens.
         sol: "List[Optional[LogicalOut]]" = [None] * len(doors)
         for i, door in enumerate(doors):
-            s = door["solenoid"]
-            if "expander" not in s:
+            s = door.get("solenoid")
+            if s is not None and "expander" not in s:
                 sol[i] = make_out(s, {})
 
         # 2. I2C and expanders. An expander's constructor puts it back in its power-on state (all
@@ -55,17 +57,35 @@ class Board:
             if self.i2c is None:
                 raise ValueError("board.json: expanders need an i2c bus")
             self.expanders[x["name"]] = MCP23017(self.i2c, x["address"])  # raises ExpanderError
+        # RS485 lock-control boards: their locks are pulsed by the boards themselves, on a frame;
+        # the DE pin starts low (receive), so nothing reaches a board before the doors are set up.
+        self.lockbus: "Optional[LockBus]" = None
+        lb = spec.get("lockboards")
+        if lb is not None:
+            self.lockbus = _lockbus(lb, doors)
         for i, door in enumerate(doors):
             if sol[i] is None:
-                sol[i] = make_out(door["solenoid"], self.expanders)
+                lock = door.get("lock")
+                if lock is not None:
+                    sol[i] = self.lockbus.solenoid(i)  # type: ignore[union-attr]
+                else:
+                    sol[i] = make_out(door["solenoid"], self.expanders)
         self.solenoids: "List[LogicalOut]" = [s for s in sol if s is not None]
 
-        # 3. Door inputs.
+        # 3. Door inputs (a lock board's hook and infrared bits, read from its last status reply).
         self.labels: "List[str]" = [str(d["label"]) for d in doors]
-        self.closed: "List[LogicalIn]" = [make_in(d["closed"], self.expanders) for d in doors]
-        self.parcels: "List[Optional[LogicalIn]]" = [
-            make_in(d["parcel"], self.expanders) if d.get("parcel") else None for d in doors
+        bus = self.lockbus
+        self.closed: "List[LogicalIn]" = [
+            bus.closed(i) if bus is not None and d.get("lock") else make_in(d["closed"], self.expanders)
+            for i, d in enumerate(doors)
         ]
+        self.parcels: "List[Optional[LogicalIn]]" = [
+            (bus.parcel(i) if d["lock"].get("infrared") else None)
+            if bus is not None and d.get("lock")
+            else (make_in(d["parcel"], self.expanders) if d.get("parcel") else None)
+            for i, d in enumerate(doors)
+        ]
+        self._on_bus = bytes(1 if bus is not None and d.get("lock") else 0 for d in doors)
         # Size class (1 S, 2 M, 3 L; default M) and height (low: reachable from a wheelchair; default
         # false) of each door, parsed once here. sizes is bytes (n bytes), low a list of bools.
         self.sizes, self.low = _door_classes(doors)
@@ -109,12 +129,20 @@ class Board:
         return cls(spec)
 
     def refresh(self) -> bool:
-        """Read every expander's inputs once (call once per poll). False if any expander failed."""
+        """Read every expander's inputs once and move the lock bus on (call once per poll). False if
+        any expander failed."""
         ok = True
         for x in self._xs:
             if not x.refresh():
                 ok = False
+        if self.lockbus is not None:
+            self.lockbus.poll(ticks_ms())
         return ok
+
+    def door_online(self, door: int) -> bool:
+        """False while the lock board of this door is silent: the door's state is unknown."""
+        bus = self.lockbus
+        return bus is None or not self._on_bus[door] or bus.online(door)
 
     def all_off(self) -> None:
         """Safe state: every solenoid off, buzzer silent, LED off."""
@@ -124,6 +152,23 @@ class Board:
             self.buzzer.stop()
         if self.led is not None:
             self.led.value(0)
+
+
+def _lockbus(lb: "Dict[str, Any]", doors: "List[Dict[str, Any]]") -> "LockBus":
+    from hal.lockboard import LockBus, _BitPin, _LockPin
+
+    de = make_out({"pin": lb["de"]}, {})  # low: the transceiver listens
+    baud = lb.get("baud", 19200)
+    uart = machine.UART(lb["uart"], baudrate=baud, tx=lb["tx"], rx=lb["rx"], timeout=0, timeout_char=0)
+    addresses = [b["address"] for b in lb["boards"]]
+    locks = []
+    for d in doors:
+        lock = d.get("lock")
+        # "lock" is 1-16 as printed on the board (CH1..CH16); the frame's low nibble counts from 0
+        locks.append((addresses.index(lock["board"]), lock["lock"] - 1) if lock else (0, 0))
+    bus = LockBus(uart, de, baud, addresses, locks, poll_ms=lb.get("poll_ms", 100))
+    bus.start()
+    return bus
 
 
 def _door_classes(doors: "List[Dict[str, Any]]") -> "Tuple[bytes, List[bool]]":

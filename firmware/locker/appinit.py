@@ -26,6 +26,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     from locker.throttle import Throttle
 
     lk.board = board
+    lk.lockbus = getattr(board, "lockbus", None)  # RS485 lock boards (hal.lockboard), if the board has them
     lk.cfg = cfg
     lk.clock = clock
     lk.labels = board.labels

@@ -23,6 +23,7 @@ _KCOL = const(4)
 _SOL = const(5)
 _LED = const(6)
 _BUZ = const(7)
+_DE = const(8)  # the RS485 transceiver's direction pin (DE/RE: 1 = we send)
 
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
@@ -57,6 +58,24 @@ _lock = None
 _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
 
+# RS485 lock boards (board.json "lockboards"), Kerong KR-CU16 frames (locker.lockframe)
+_lb = None  # board address -> board index
+_lbw = None  # (uart id, tx, rx, baud) as wired
+_lbdoor = None  # bytearray(16 * boards): door index + 1 behind each lock (0: none)
+_lbir = None  # per door: 1 if the board's infrared sensor watches it
+_lbsil = _lbcor = None  # per board: silent (no answer, no action); replies still to corrupt
+_lboff = None  # per door: ticks_ms when its board ends the pulse, or -1
+_lb_ms = 250  # every board's unlock time (set on a real board with its tool; the controller can change it)
+_u = None  # the open UART: [wired right, microseconds a byte]
+_de = 0
+_txq = bytearray()  # bytes written, on the wire until _tx_end (ticks_us)
+_tx_end = 0
+_rxq = bytearray()  # a board's reply, arriving from _rx_t0 (ticks_us) one byte time at a time
+_rx_t0 = 0
+_rx_got = 0
+_req = bytearray(5)
+_reqn = 0
+
 # display: PCF8574 port P0=RS P1=RW P2=E P3=backlight P4..P7=D4..D7 -> HD44780
 _lcd_addr = -1
 _lcd_rows = 2
@@ -72,6 +91,7 @@ def up():
     """Load board.json and connect to the controller, once (at the first hardware access)."""
     global name, _nd, _open, _parcel, _jam, _sol, _spring, _held, _keys, _krow, _kcol
     global bus, _lcd_addr, _lcd_rows, _lcd_cols, _rtc, _lock, _sock, _poller
+    global _lb, _lbw, _lbdoor, _lbir, _lbsil, _lbcor, _lboff
     if name is not None:
         return
     if dead:
@@ -126,6 +146,21 @@ def up():
         assign(dr.get("closed"), _CLOSED, i)
         assign(dr.get("parcel"), _PARCEL, i)
         _spring[i] = dr.get("spring") is not False
+    lb = b.get("lockboards")
+    if lb:
+        _lb = {x["address"]: j for j, x in enumerate(lb["boards"])}
+        _lbw = (lb["uart"], lb["tx"], lb["rx"], lb.get("baud", 19200))
+        _lbdoor = bytearray(16 * len(_lb))
+        _lbir = bytearray(n)
+        _lbsil = bytearray(len(_lb))
+        _lbcor = bytearray(len(_lb))
+        _lboff = [-1] * n
+        for i, dr in enumerate(doors):
+            lk = dr.get("lock")
+            if lk and lk["board"] in _lb:
+                _lbdoor[16 * _lb[lk["board"]] + lk["lock"] - 1] = i + 1
+                _lbir[i] = 1 if lk.get("infrared") else 0
+        assign(lb["de"], _DE, 0)
     assign(b.get("status_led"), _LED, 0)
     assign(b.get("buzzer"), _BUZ, 0)
     # the physical state that outlived the last boot (open doors, parcels, jams), from the controller
@@ -185,6 +220,8 @@ def pump():
         watchdog_reset()
     if _lcd[7] and ticks_diff(ms, _lcd_ms) >= 2:
         _flush()
+    if _lboff is not None:
+        _lb_step()
     if _poller is None:
         return
     for _ in _poller.ipoll(0):
@@ -204,7 +241,7 @@ def pump():
 
 
 def _command(c):
-    global _rtc, cable
+    global _rtc, cable, _lb_ms
     cmd = c.get("cmd")
     i = c.get("door", 0)
     on = 1 if (c.get("on") or c.get("open") or c.get("present") or c.get("down")) else 0
@@ -237,6 +274,16 @@ def _command(c):
             _fail.remove(a)
         if on:
             _fail.append(a)
+    elif cmd == "lockboard":  # faults: a board that stops answering, replies with a corrupted byte
+        j = _lb[c["address"]] if _lb and c.get("address") in _lb else -1
+        if j < 0:
+            raise ValueError("no lock board at address %r" % c.get("address"))
+        if "silent" in c:
+            _lbsil[j] = 1 if c["silent"] else 0
+        if "corrupt" in c:
+            _lbcor[j] = c["corrupt"]
+        if "unlock_ms" in c:
+            _lb_ms = c["unlock_ms"]
     elif cmd == "state":
         if _lcd[7]:
             _flush()
@@ -323,7 +370,7 @@ def gpio_set(n, mode, pull, value):
 
 def drive(k, lvl):
     """An output changed: lvl 0/1, or None when nothing drives it (the device stays off)."""
-    global _led
+    global _led, _de, _rxq
     if _wd is not None and (_wd[2] or ticks_diff(ticks_ms(), _wd[0]) > 0):
         watchdog_reset()
     r = _role.get(k, 0)
@@ -341,6 +388,13 @@ def drive(k, lvl):
             _ev('"ev":"led","on":%d' % on)
     elif kind == _BUZ:
         pwm(-1, 0, 65535 if on else 0)
+    elif kind == _DE:
+        if on != _de:
+            _de = on
+            # our transceiver drives the bus: a reply on its way now is lost (theirs collides with
+            # ours, or our receiver is off while it starts)
+            if _rxq and (on or time.ticks_diff(time.ticks_us(), _rx_t0) > 0):
+                _rxq = bytearray()
 
 
 def pwm(k, freq, duty):
@@ -590,3 +644,127 @@ def rtc(epoch=None):
     if epoch is None:
         return int(time.time() + _rtc)
     _rtc = epoch - time.time()
+
+
+# --- RS485: the UART and the lock boards on it -------------------------------------------------
+
+
+def uart_open(id, baud, tx, rx):
+    global _u
+    w = _lbw
+    # a UART on other pins or at another speed reaches no board: every frame is lost
+    _u = [w is not None and w == (id, tx, rx, baud), (10000000 + baud - 1) // baud]
+
+
+def uart_write(buf):
+    global _tx_end
+    _lb_step()
+    now = time.ticks_us()
+    if not _de:
+        _ev('"ev":"rs485","lost":"de_low","n":%d' % len(buf))  # the transceiver was not sending
+        return len(buf)
+    start = _tx_end if time.ticks_diff(_tx_end, now) > 0 and _txq else now
+    _tx_end = time.ticks_add(start, len(buf) * _u[1])
+    _txq.extend(buf)
+    return len(buf)
+
+
+def uart_flush():
+    d = time.ticks_diff(_tx_end, time.ticks_us())
+    if d > 0 and _txq:
+        time.sleep_us(d)
+    _lb_step()
+
+
+def uart_txdone():
+    return not _txq or time.ticks_diff(time.ticks_us(), _tx_end) >= 0
+
+
+def uart_any():
+    _lb_step()
+    if not _rxq:
+        return 0
+    k = time.ticks_diff(time.ticks_us(), _rx_t0) // _u[1]
+    if k <= 0:
+        return 0
+    return (k if k < len(_rxq) else len(_rxq)) - _rx_got
+
+
+def uart_read(buf, n):
+    global _rx_got, _rxq
+    k = uart_any()
+    m = min(k, n, len(buf))
+    for j in range(m):
+        buf[j] = _rxq[_rx_got + j]
+    _rx_got += m
+    if _rxq and _rx_got >= len(_rxq):
+        _rxq = bytearray()
+        _rx_got = 0
+    return m
+
+
+def _lb_step():
+    """Deliver bytes whose time on the wire is over; end the boards' pulses that are due."""
+    global _txq
+    if _txq and time.ticks_diff(time.ticks_us(), _tx_end) >= 0:
+        q, _txq = _txq, bytearray()
+        for v in q:
+            _lb_byte(v)
+    ms = ticks_ms()
+    for i in range(_nd):
+        if _lboff[i] != -1 and ticks_diff(ms, _lboff[i]) >= 0:
+            _lboff[i] = -1
+            _sol[i] = 0
+            _ev('"ev":"solenoid","door":%d,"on":0' % i)
+
+
+def _lb_byte(v):
+    global _reqn
+    if _reqn == 0 and v != 2:
+        return
+    _req[_reqn] = v
+    _reqn += 1
+    if _reqn < 5:
+        return
+    _reqn = 0
+    r = _req
+    if not _u[0] or r[3] != 3 or (r[0] + r[1] + r[2] + r[3]) & 0xFF != r[4]:
+        return  # garbage to every board: none answers
+    j = _lb.get(r[1] >> 4, -1)
+    if j < 0 or _lbsil[j]:
+        return
+    lock = r[1] & 15
+    if r[2] == 0x31:
+        i = _lbdoor[16 * j + lock] - 1
+        t = time.time_ns() // 1000 + time.ticks_diff(_tx_end, time.ticks_us())
+        _ev('"ev":"lockframe","board":%d,"lock":%d,"door":%d' % (r[1] >> 4, lock + 1, i), t)
+        if i >= 0:
+            if not _sol[i]:
+                _sol[i] = 1
+                _ev('"ev":"solenoid","door":%d,"on":1' % i)
+            _lboff[i] = time.ticks_add(ticks_ms(), _lb_ms)
+            _spring_check(i)
+    elif r[2] != 0x30:
+        return
+    _reply(j, r[1] >> 4)
+
+
+def _reply(j, addr):
+    global _rxq, _rx_t0, _rx_got
+    hooks = ir = 0
+    for lock in range(16):
+        i = _lbdoor[16 * j + lock] - 1
+        if i >= 0:
+            if not _open[i]:
+                hooks |= 1 << lock
+            if _lbir[i] and _parcel[i]:
+                ir |= 1 << lock
+    f = bytearray((2, addr << 4, 0x35, hooks & 0xFF, hooks >> 8, ir & 0xFF, ir >> 8, 3, 0))
+    f[8] = sum(f) & 0xFF
+    if _lbcor[j]:
+        _lbcor[j] -= 1
+        f[3] ^= 0x01  # one hook bit flipped on the wire: the checksum no longer matches
+        _ev('"ev":"rs485","corrupted":%d' % addr)
+    _rxq = f
+    _rx_got = 0
+    _rx_t0 = time.ticks_add(_tx_end, 1000)  # the board answers about a millisecond later

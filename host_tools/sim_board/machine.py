@@ -106,6 +106,34 @@ class PWM:
         _sb.pwms.pop(self._k, None)
 
 
+class UART:
+    """A UART wired to the simulated RS485 lock boards (_simboard), byte by byte, on the wire's time."""
+
+    def __init__(self, id, baudrate=9600, tx=None, rx=None, **kw):
+        _sb.up()
+        _sb.uart_open(id, baudrate, _no(tx), _no(rx))
+
+    def any(self):
+        return _sb.uart_any()
+
+    def readinto(self, buf, n=None):
+        return _sb.uart_read(buf, len(buf) if n is None else n)
+
+    def read(self, n=None):
+        buf = bytearray(n or 64)
+        got = _sb.uart_read(buf, len(buf))
+        return bytes(buf[:got]) if got else None
+
+    def write(self, buf):
+        return _sb.uart_write(buf)
+
+    def flush(self):
+        _sb.uart_flush()
+
+    def txdone(self):
+        return _sb.uart_txdone()
+
+
 class WDT:
     def __init__(self, id=0, timeout=5000):
         _sb.wdt(timeout)
