@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
-    from hal.lockboard import LockBus, _BitPin, _LockPin
+    from hal.lockboard import LockBus, _Infrared, _Lock
     from hal.mcp23017 import MCP23017, ExpanderPin
     from hal.pins import LogicalIn as _In
     from hal.pins import LogicalOut as _Out
 
-    LogicalIn = _In | ExpanderPin | _BitPin  # an expander pin applies its polarity itself
-    LogicalOut = _Out | ExpanderPin | _LockPin
+    LogicalIn = _In | ExpanderPin | _Lock | _Infrared  # an expander pin applies its polarity itself
+    LogicalOut = _Out | ExpanderPin | _Lock
 
 # The expander, display and buzzer drivers are imported only by boards that have those parts:
 # on a board every module's bytecode costs heap.
@@ -67,20 +67,21 @@ class Board:
             if sol[i] is None:
                 lock = door.get("lock")
                 if lock is not None:
-                    sol[i] = self.lockbus.solenoid(i)  # type: ignore[union-attr]
+                    sol[i] = self.lockbus.lock(i)  # type: ignore[union-attr]
                 else:
                     sol[i] = make_out(door["solenoid"], self.expanders)
         self.solenoids: "List[LogicalOut]" = [s for s in sol if s is not None]
 
-        # 3. Door inputs (a lock board's hook and infrared bits, read from its last status reply).
+        # 3. Door inputs. A lock board's lock is its door's sensor too (its hook bit); the infrared
+        #    bit is the parcel sensor.
         self.labels: "List[str]" = [str(d["label"]) for d in doors]
         bus = self.lockbus
         self.closed: "List[LogicalIn]" = [
-            bus.closed(i) if bus is not None and d.get("lock") else make_in(d["closed"], self.expanders)
+            sol[i] if bus is not None and d.get("lock") else make_in(d["closed"], self.expanders)  # type: ignore[misc]
             for i, d in enumerate(doors)
         ]
         self.parcels: "List[Optional[LogicalIn]]" = [
-            (bus.parcel(i) if d["lock"].get("infrared") else None)
+            (bus.infrared(i) if d["lock"].get("infrared") else None)
             if bus is not None and d.get("lock")
             else (make_in(d["parcel"], self.expanders) if d.get("parcel") else None)
             for i, d in enumerate(doors)
@@ -155,7 +156,7 @@ class Board:
 
 
 def _lockbus(lb: "Dict[str, Any]", doors: "List[Dict[str, Any]]") -> "LockBus":
-    from hal.lockboard import LockBus, _BitPin, _LockPin
+    from hal.lockboard import LockBus
 
     de = make_out({"pin": lb["de"]}, {})  # low: the transceiver listens
     baud = lb.get("baud", 19200)

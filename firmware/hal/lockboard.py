@@ -1,9 +1,16 @@
-# RS485 lock-control boards (Kerong KR-CU16 and compatibles; frames: locker.lockframe) on one UART
-# behind a half-duplex transceiver whose DE/RE pin is high while we send.
+# RS485 lock-control boards: the Kerong KR-CU16 family and its compatibles, on one UART behind a
+# half-duplex transceiver whose DE/RE pin is high while we send. Frames, as public descriptions give
+# them (docs/hardware.md, "RS485 lock-control boards", says which, and what to check on a real board):
+#   request  02 ADDR CMD 03 SUM                    5 bytes (CMD 0x30 status, 0x31 unlock)
+#   reply    02 ADDR 35 H1 H2 IR1 IR2 03 SUM       9 bytes (to a status or an unlock request)
+# ADDR: the board's address (0-15, its DIP switches) in the high nibble, the lock (0-15) in the low
+# one; SUM: the low byte of the sum of every byte before it. H1/H2: one hook bit per lock (1 = the
+# hook is caught: the door is shut), locks 1-8 then 9-16, bit 0 first; IR1/IR2 likewise, the
+# infrared item sensors (1 = something inside).
 #
-# The boards present per-door logical pins, so locker.doors drives them like GPIOs: a lock's
-# "solenoid" sends an unlock frame when it is energized (the board times the pulse itself); its
-# "closed" and "parcel" pins read the hook and infrared bits of that board's latest status reply.
+# The boards present per-door logical pins, so locker.doors drives them like GPIOs: a lock's pin,
+# written 1, sends an unlock frame (the board times the pulse itself); read, it gives the hook bit
+# (the door sensor) of that board's latest status reply, and the infrared pin the parcel sensor.
 # poll() is a small state machine: one exchange at a time, non-blocking reads into a preallocated
 # buffer, nothing allocated per poll. A timeout or a bad reply is retried; a board that fails
 # _DOWN_AFTER exchanges in a row is down (an event), and its pins keep their last known levels
@@ -11,7 +18,6 @@
 # No machine import: the UART and the DE pin come in (hal.board makes them from board.json).
 from micropython import const
 
-from locker import lockframe as F
 from locker.ring import Ring
 from locker.ticks import ticks_diff, ticks_ms
 
@@ -20,6 +26,81 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Sequence, Tuple  # TYPE_CHECKING only
 
     from hal import PinLike, UARTLike
+
+CMD_STATUS = const(0x30)
+CMD_UNLOCK = const(0x31)
+REPLY_STATUS = const(0x35)
+REQUEST_LEN = const(5)
+REPLY_LEN = const(9)
+
+# Parser.feed() results
+NEED_MORE = const(0)
+FRAME = const(1)  # a whole, checked reply: addr, hooks, infrared hold it
+BAD = const(-1)  # a reply that failed a check (checksum, end byte, command): dropped
+
+_STX = const(0x02)
+_ETX = const(0x03)
+
+
+def build(buf: bytearray, board: int, lock: int, cmd: int) -> bytearray:
+    """Fill buf (a bytearray of REQUEST_LEN) with one request; returns buf (no allocation)."""
+    buf[0] = _STX
+    buf[1] = ((board & 0x0F) << 4) | (lock & 0x0F)
+    buf[2] = cmd & 0xFF
+    buf[3] = _ETX
+    buf[4] = (_STX + buf[1] + buf[2] + _ETX) & 0xFF
+    return buf
+
+
+class Parser:
+    """Byte-by-byte reply parser: no allocation per byte. Bytes before an STX are skipped; a frame
+    that fails a check is dropped whole (BAD) and the search for the next STX starts again."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray(REPLY_LEN)
+        self._n = 0
+        self._sum = 0
+        self.addr = 0  # of the last good frame: the board (high nibble of its ADDR byte)
+        self.hooks = 0  # 16 bits, bit n = lock n + 1
+        self.infrared = 0
+        self.bad = 0  # frames dropped since construction
+
+    def reset(self) -> None:
+        self._n = 0
+
+    def feed(self, b: int) -> int:
+        n = self._n
+        if n == 0:
+            if b != _STX:
+                return NEED_MORE  # noise between frames, or our own echo
+            self._sum = 0
+        buf = self._buf
+        buf[n] = b
+        n += 1
+        if n < REPLY_LEN:
+            self._sum = (self._sum + b) & 0xFF
+            self._n = n
+            if n == 3 and b != REPLY_STATUS:
+                return self._drop()
+            return NEED_MORE
+        self._n = 0
+        if buf[7] != _ETX or b != self._sum:
+            return self._drop()
+        self.addr = buf[1] >> 4
+        self.hooks = buf[3] | (buf[4] << 8)
+        self.infrared = buf[5] | (buf[6] << 8)
+        return FRAME
+
+    def _drop(self) -> int:
+        self._n = 0
+        self.bad += 1
+        return BAD
+
+
+def wire_us(nbytes: int, baud: int) -> int:
+    """Microseconds that nbytes take on the wire at 8N1 (10 bits a byte)."""
+    return (nbytes * 10 * 1000000 + baud - 1) // baud
+
 
 _DOWN_AFTER = const(3)  # failed exchanges in a row before a board is reported down
 _UNLOCK_FRAMES = const(2)  # unlock frames for one pulse at most (the first, one retry)
@@ -61,10 +142,10 @@ class LockBus:
         self._next = 0  # round-robin position
         self._poll_ms = poll_ms
         # the reply's deadline after the request's last byte: both frames' time on the wire + margin
-        self._reply_ms = (F.wire_us(F.REQUEST_LEN + F.REPLY_LEN, baud) + 999) // 1000 + _TURNAROUND_MS
-        self._tx = bytearray(F.REQUEST_LEN)
+        self._reply_ms = (wire_us(REQUEST_LEN + REPLY_LEN, baud) + 999) // 1000 + _TURNAROUND_MS
+        self._tx = bytearray(REQUEST_LEN)
         self._rx = bytearray(16)
-        self._parser = F.Parser()
+        self._parser = Parser()
         self._state = _IDLE
         self._cur = 0  # board of the exchange in progress
         self._cur_unlock = False
@@ -79,14 +160,13 @@ class LockBus:
 
     # --- the doors' pins -------------------------------------------------------------------
 
-    def solenoid(self, door: int) -> "_LockPin":
-        return _LockPin(self, door)
+    def lock(self, door: int) -> "_Lock":
+        """The door's solenoid and door sensor in one pin (see _Lock)."""
+        _Lock.bus = _Infrared.bus = self
+        return _Lock(door)
 
-    def closed(self, door: int) -> "_BitPin":
-        return _BitPin(self, door, False)
-
-    def parcel(self, door: int) -> "_BitPin":
-        return _BitPin(self, door, True)
+    def infrared(self, door: int) -> "_Infrared":
+        return _Infrared(door)
 
     def online(self, door: int) -> bool:
         """False while the door's board is not answering: its state is unknown."""
@@ -120,7 +200,7 @@ class LockBus:
                 t0 = self._clock()
                 self._send(b, False, t0)
                 while self._state == _WAIT and ticks_diff(self._clock(), t0) < timeout_ms:
-                    self.poll(self._clock())
+                    self._receive(self._clock())
                 if self._state == _WAIT:
                     self._fail(self._clock())
                 if self._up[b]:
@@ -158,7 +238,7 @@ class LockBus:
             uart.readinto(self._rx, len(self._rx))
         self._parser.reset()
         lock = self._dlock[self._on] if unlock else 0
-        F.build(self._tx, self.addresses[b], lock, F.CMD_UNLOCK if unlock else F.CMD_STATUS)
+        build(self._tx, self.addresses[b], lock, CMD_UNLOCK if unlock else CMD_STATUS)
         self._de.value(1)
         uart.write(self._tx)
         uart.flush()  # returns once the last bit is out: the frame's own time on the wire
@@ -178,10 +258,10 @@ class LockBus:
             got = uart.readinto(rx, n if n < len(rx) else len(rx)) or 0
             for i in range(got):
                 r = p.feed(rx[i])
-                if r == F.FRAME and p.addr == self.addresses[self._cur]:
+                if r == FRAME and p.addr == self.addresses[self._cur]:
                     self._answered(p.hooks, p.infrared)
                     return
-                if r != F.NEED_MORE:  # a bad frame, or another board's: this exchange failed
+                if r != NEED_MORE:  # a bad frame, or another board's: this exchange failed
                     self._fail(now_ms)
                     return
             if not got:
@@ -213,29 +293,35 @@ class LockBus:
         self._polled[b] = now_ms
 
 
-class _LockPin:
-    """A lock as locker.doors' solenoid: 1 = the unlock is on (frames go out), 0 = off."""
+# The pins are small (a board has two per door: 64 on a 32-door cabinet): one int each, the bus
+# in the class (a board has one lock bus).
 
-    def __init__(self, bus: LockBus, door: int) -> None:
-        self._bus = bus
+
+class _Lock:
+    """A lock as locker.doors sees it: written, its solenoid (1 = unlock: frames go out; 0 = no
+    more); read, its door sensor (the hook bit: 1 = closed). locker.doors never reads a solenoid."""
+
+    bus: LockBus
+
+    def __init__(self, door: int) -> None:
         self._d = door
 
     def value(self, v: "Any" = None) -> "int | None":
         if v is None:
-            return 1 if self._bus._on == self._d else 0
-        self._bus.energize(self._d, bool(v))
+            return self.bus.bit(self._d, False)
+        self.bus.energize(self._d, bool(v))
         return None
 
 
-class _BitPin:
-    """The hook (door closed) or infrared (parcel present) bit of a lock, from the last status."""
+class _Infrared:
+    """A lock's infrared item sensor (1 = something inside), from the last status."""
 
-    def __init__(self, bus: LockBus, door: int, infrared: bool) -> None:
-        self._bus = bus
+    bus: LockBus
+
+    def __init__(self, door: int) -> None:
         self._d = door
-        self._ir = infrared
 
     def value(self, v: "Any" = None) -> "int | None":
         if v is None:
-            return self._bus.bit(self._d, self._ir)
+            return self.bus.bit(self._d, True)
         return None
