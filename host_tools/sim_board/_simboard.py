@@ -58,27 +58,7 @@ _lock = None
 _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
 
-# RS485 lock boards (board.json "lockboards"), Kerong KR-CU16 frames (locker.lockframe)
-_lb = None  # board address -> board index
-_lbw = None  # (uart id, tx, rx, baud) as wired
-_lbdoor = None  # bytearray(16 * boards): door index + 1 behind each lock (0: none)
-_lbir = None  # per door: 1 if the board's infrared sensor watches it
-_lbsil = _lbcor = None  # per board: silent (no answer, no action); replies still to corrupt
-_lboff = None  # per door: ticks_ms when its board ends the pulse, or -1
-_lb_ms = 250  # every board's unlock time (set on a real board with its tool; the controller can change it)
-_u = None  # the open UART: [wired right, microseconds a byte]
-_de = 0
-_txq = bytearray(32)  # _txn bytes written, on the wire until _tx_end (ticks_us)
-_txn = 0
-_tx_end = 0
-_rxq = bytearray(9)  # a board's reply (_rxn bytes), arriving from _rx_t0 (ticks_us) a byte time at a time
-_rxn = 0
-_rx_t0 = 0
-_rx_got = 0
-_lbon = None  # per door: its board's pulse is on and reported
-# events to report after the frame: [bytes lost (DE low), board << 8 | lock of an unlock (-1 none),
-# its door, a pulse ended, board of a corrupted reply (-1 none), ticks_us of the unlock's last byte]
-_lbev = [0, -1, -1, 0, -1, 0]
+lockbus = None  # _simlock (RS485 lock boards), loaded for a board with a lockboards section
 _req = bytearray(5)
 _reqn = 0
 
@@ -97,7 +77,7 @@ def up():
     """Load board.json and connect to the controller, once (at the first hardware access)."""
     global name, _nd, _open, _parcel, _jam, _sol, _spring, _held, _keys, _krow, _kcol
     global bus, _lcd_addr, _lcd_rows, _lcd_cols, _rtc, _lock, _sock, _poller
-    global _lb, _lbw, _lbdoor, _lbir, _lbsil, _lbcor, _lboff, _lbon
+    global lockbus
     if name is not None:
         return
     if dead:
@@ -154,19 +134,10 @@ def up():
         _spring[i] = dr.get("spring") is not False
     lb = b.get("lockboards")
     if lb:
-        _lb = {x["address"]: j for j, x in enumerate(lb["boards"])}
-        _lbw = (lb["uart"], lb["tx"], lb["rx"], lb.get("baud", 19200))
-        _lbdoor = bytearray(16 * len(_lb))
-        _lbir = bytearray(n)
-        _lbsil = bytearray(len(_lb))
-        _lbcor = bytearray(len(_lb))
-        _lboff = [-1] * n
-        _lbon = bytearray(n)
-        for i, dr in enumerate(doors):
-            lk = dr.get("lock")
-            if lk and lk["board"] in _lb:
-                _lbdoor[16 * _lb[lk["board"]] + lk["lock"] - 1] = i + 1
-                _lbir[i] = 1 if lk.get("infrared") else 0
+        import _simlock
+
+        lockbus = _simlock
+        _simlock.setup(lb, doors)
         assign(lb["de"], _DE, 0)
     assign(b.get("status_led"), _LED, 0)
     assign(b.get("buzzer"), _BUZ, 0)
@@ -227,9 +198,9 @@ def pump():
         watchdog_reset()
     if _lcd[7] and ticks_diff(ms, _lcd_ms) >= 2:
         _flush()
-    if _lboff is not None:
-        _lb_step()
-        _lb_report()
+    if lockbus is not None:
+        lockbus.step()
+        lockbus.report()
     if _poller is None:
         return
     for _ in _poller.ipoll(0):
@@ -249,7 +220,7 @@ def pump():
 
 
 def _command(c):
-    global _rtc, cable, _lb_ms
+    global _rtc, cable
     cmd = c.get("cmd")
     i = c.get("door", 0)
     on = 1 if (c.get("on") or c.get("open") or c.get("present") or c.get("down")) else 0
@@ -283,15 +254,9 @@ def _command(c):
         if on:
             _fail.append(a)
     elif cmd == "lockboard":  # faults: a board that stops answering, replies with a corrupted byte
-        j = _lb[c["address"]] if _lb and c.get("address") in _lb else -1
-        if j < 0:
-            raise ValueError("no lock board at address %r" % c.get("address"))
-        if "silent" in c:
-            _lbsil[j] = 1 if c["silent"] else 0
-        if "corrupt" in c:
-            _lbcor[j] = c["corrupt"]
-        if "unlock_ms" in c:
-            _lb_ms = c["unlock_ms"]
+        if lockbus is None:
+            raise ValueError("this board has no lock boards")
+        lockbus.fault(c)
     elif cmd == "state":
         if _lcd[7]:
             _flush()
@@ -378,7 +343,7 @@ def gpio_set(n, mode, pull, value):
 
 def drive(k, lvl):
     """An output changed: lvl 0/1, or None when nothing drives it (the device stays off)."""
-    global _led, _de, _rxn, _txn
+    global _led
     if _wd is not None and (_wd[2] or ticks_diff(ticks_ms(), _wd[0]) > 0):
         watchdog_reset()
     r = _role.get(k, 0)
@@ -397,16 +362,7 @@ def drive(k, lvl):
     elif kind == _BUZ:
         pwm(-1, 0, 65535 if on else 0)
     elif kind == _DE:
-        if on != _de:
-            _de = on
-            # our transceiver drives the bus: a reply on its way now is lost (theirs collides with
-            # ours, or our receiver is off while it starts)
-            now = time.ticks_us()
-            if _rxn and (on or time.ticks_diff(now, _rx_t0) > 0):
-                _rxn = 0
-            if not on and _txn and time.ticks_diff(_tx_end, now) > 0:
-                _txn = 0  # DE dropped before the frame's last bit: the boards get a torn frame
-                _lbev[0] = 1
+        lockbus.de(on)
 
 
 def pwm(k, freq, duty):
@@ -656,168 +612,3 @@ def rtc(epoch=None):
     if epoch is None:
         return int(time.time() + _rtc)
     _rtc = epoch - time.time()
-
-
-# --- RS485: the UART and the lock boards on it -------------------------------------------------
-# Nothing here allocates between a write and its flush's return (a real UART driver is C): a garbage
-# collection there would hold DE high into the reply. Events are reported after the frame (_lb_report).
-
-
-def uart_open(id, baud, tx, rx):
-    global _u
-    w = _lbw
-    # a UART on other pins or at another speed reaches no board: every frame is lost
-    _u = [w is not None and w == (id, tx, rx, baud), (10000000 + baud - 1) // baud]
-
-
-def uart_write(buf):
-    global _tx_end, _txn
-    _lb_step()
-    n = len(buf)
-    if not _de:
-        _lbev[0] = n  # the transceiver was not sending: the frame never reached the bus
-        return n
-    now = time.ticks_us()
-    start = _tx_end if _txn and time.ticks_diff(_tx_end, now) > 0 else now
-    _tx_end = time.ticks_add(start, n * _u[1])
-    for v in buf:
-        if _txn < len(_txq):
-            _txq[_txn] = v
-            _txn += 1
-    return n
-
-
-def uart_flush():
-    d = time.ticks_diff(_tx_end, time.ticks_us())
-    if d > 0 and _txn:
-        time.sleep_us(d)
-    _lb_step()
-
-
-def uart_txdone():
-    return not _txn or time.ticks_diff(time.ticks_us(), _tx_end) >= 0
-
-
-def uart_any():
-    _lb_step()
-    _lb_report()
-    if not _rxn:
-        return 0
-    k = time.ticks_diff(time.ticks_us(), _rx_t0) // _u[1]
-    if k <= 0:
-        return 0
-    return (k if k < _rxn else _rxn) - _rx_got
-
-
-def uart_read(buf, n):
-    global _rx_got, _rxn
-    k = uart_any()
-    m = min(k, n, len(buf))
-    for j in range(m):
-        buf[j] = _rxq[_rx_got + j]
-    _rx_got += m
-    if _rxn and _rx_got >= _rxn:
-        _rxn = _rx_got = 0
-    return m
-
-
-def _lb_step():
-    """Deliver bytes whose time on the wire is over; end the boards' pulses that are due."""
-    global _txn
-    if _txn and time.ticks_diff(time.ticks_us(), _tx_end) >= 0:
-        n, _txn = _txn, 0
-        for j in range(n):
-            _lb_byte(_txq[j])
-    ms = ticks_ms()
-    for i in range(_nd):
-        if _lboff[i] != -1 and ticks_diff(ms, _lboff[i]) >= 0:
-            _lboff[i] = -1
-            _sol[i] = 0
-            _lbev[3] = 1
-
-
-def _lb_report():
-    """The events of the frames that went by (outside the frame's window: these allocate)."""
-    e = _lbev
-    if e[0]:
-        _ev('"ev":"rs485","lost":"de_low","n":%d' % e[0])
-        e[0] = 0
-    if e[1] >= 0:
-        b, lock, i = e[1] >> 8, e[1] & 15, e[2]
-        e[1] = -1
-        t = time.time_ns() // 1000 - time.ticks_diff(time.ticks_us(), e[5])
-        _ev('"ev":"lockframe","board":%d,"lock":%d,"door":%d' % (b, lock + 1, i), t)
-        if i >= 0 and _sol[i]:
-            _ev('"ev":"solenoid","door":%d,"on":1' % i, t)
-            _spring_check(i)
-    if e[3]:
-        e[3] = 0
-        for i in range(_nd):
-            if not _sol[i] and _lbon[i]:
-                _lbon[i] = 0
-                _ev('"ev":"solenoid","door":%d,"on":0' % i)
-    if e[4] >= 0:
-        _ev('"ev":"rs485","corrupted":%d' % e[4])
-        e[4] = -1
-
-
-def _lb_byte(v):
-    global _reqn
-    if _reqn == 0 and v != 2:
-        return
-    _req[_reqn] = v
-    _reqn += 1
-    if _reqn < 5:
-        return
-    _reqn = 0
-    r = _req
-    if not _u[0] or r[3] != 3 or (r[0] + r[1] + r[2] + r[3]) & 0xFF != r[4]:
-        return  # garbage to every board: none answers
-    j = _lb.get(r[1] >> 4, -1)
-    if j < 0 or _lbsil[j]:
-        return
-    lock = r[1] & 15
-    if r[2] == 0x31:
-        i = _lbdoor[16 * j + lock] - 1
-        _lbev[1] = r[1] >> 4 << 8 | lock
-        _lbev[2] = i
-        _lbev[5] = _tx_end
-        if i >= 0:
-            _sol[i] = 1  # the door pops (_spring_check) when the event is reported, a moment later
-            _lbon[i] = 1
-            _lboff[i] = time.ticks_add(ticks_ms(), _lb_ms)
-    elif r[2] != 0x30:
-        return
-    _reply(j, r[1] >> 4)
-
-
-def _reply(j, addr):
-    global _rxn, _rx_t0, _rx_got
-    hooks = ir = 0
-    for lock in range(16):
-        i = _lbdoor[16 * j + lock] - 1
-        if i >= 0:
-            if not _open[i]:
-                hooks |= 1 << lock
-            if _lbir[i] and _parcel[i]:
-                ir |= 1 << lock
-    f = _rxq
-    f[0] = 2
-    f[1] = addr << 4
-    f[2] = 0x35
-    f[3] = hooks & 0xFF
-    f[4] = hooks >> 8
-    f[5] = ir & 0xFF
-    f[6] = ir >> 8
-    f[7] = 3
-    f[8] = (2 + f[1] + 0x35 + f[3] + f[4] + f[5] + f[6] + 3) & 0xFF
-    if _lbcor[j]:
-        _lbcor[j] -= 1
-        f[3] ^= 0x01  # one hook bit flipped on the wire: the checksum no longer matches
-        _lbev[4] = addr
-    _rxn = 9
-    _rx_got = 0
-    # The board answers about a millisecond after the frame reached it. Timed from now, not from
-    # _tx_end: this process may have slept past the frame's end (a loaded host), which a real
-    # UART's flush() would not have.
-    _rx_t0 = time.ticks_add(time.ticks_us(), 1000)

@@ -107,31 +107,34 @@ class PWM:
 
 
 class UART:
-    """A UART wired to the simulated RS485 lock boards (_simboard), byte by byte, on the wire's time."""
+    """A UART wired to the simulated RS485 lock boards (_simlock), byte by byte, on the wire's time."""
 
     def __init__(self, id, baudrate=9600, tx=None, rx=None, **kw):
         _sb.up()
-        _sb.uart_open(id, baudrate, _no(tx), _no(rx))
+        import _simlock  # here, not at import: boards without a UART never load it
+
+        self._l = _simlock
+        _simlock.uart_open(id, baudrate, _no(tx), _no(rx))
 
     def any(self):
-        return _sb.uart_any()
+        return self._l.uart_any()
 
     def readinto(self, buf, n=None):
-        return _sb.uart_read(buf, len(buf) if n is None else n)
+        return self._l.uart_read(buf, len(buf) if n is None else n)
 
     def read(self, n=None):
         buf = bytearray(n or 64)
-        got = _sb.uart_read(buf, len(buf))
+        got = self._l.uart_read(buf, len(buf))
         return bytes(buf[:got]) if got else None
 
     def write(self, buf):
-        return _sb.uart_write(buf)
+        return self._l.uart_write(buf)
 
     def flush(self):
-        _sb.uart_flush()
+        self._l.uart_flush()
 
     def txdone(self):
-        return _sb.uart_txdone()
+        return self._l.uart_txdone()
 
 
 class WDT:
