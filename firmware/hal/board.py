@@ -6,7 +6,6 @@ import machine
 from micropython import const
 
 from hal.pins import make_in, make_out
-from locker.ticks import ticks_ms
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
@@ -57,36 +56,29 @@ class Board:
             if self.i2c is None:
                 raise ValueError("board.json: expanders need an i2c bus")
             self.expanders[x["name"]] = MCP23017(self.i2c, x["address"])  # raises ExpanderError
-        # RS485 lock-control boards: their locks are pulsed by the boards themselves, on a frame;
-        # the DE pin starts low (receive), so nothing reaches a board before the doors are set up.
+        # RS485 lock-control boards pulse their locks themselves, on a frame (hal.lockboard).
         self.lockbus: "Optional[LockBus]" = None
-        lb = spec.get("lockboards")
-        if lb is not None:
-            self.lockbus = _lockbus(lb, doors)
+        if "lockboards" in spec:
+            from hal.lockboard import from_spec
+
+            self.lockbus = from_spec(spec["lockboards"], doors, sol)  # their doors' locks into sol
         for i, door in enumerate(doors):
             if sol[i] is None:
-                lock = door.get("lock")
-                if lock is not None:
-                    sol[i] = self.lockbus.lock(i)  # type: ignore[union-attr]
-                else:
-                    sol[i] = make_out(door["solenoid"], self.expanders)
+                sol[i] = make_out(door["solenoid"], self.expanders)
         self.solenoids: "List[LogicalOut]" = [s for s in sol if s is not None]
 
-        # 3. Door inputs. A lock board's lock is its door's sensor too (its hook bit); the infrared
-        #    bit is the parcel sensor.
+        # 3. Door inputs. A lock on a lock board is its door's sensor too (the hook bit), and its
+        #    infrared sensor the parcel sensor.
         self.labels: "List[str]" = [str(d["label"]) for d in doors]
-        bus = self.lockbus
         self.closed: "List[LogicalIn]" = [
-            sol[i] if bus is not None and d.get("lock") else make_in(d["closed"], self.expanders)  # type: ignore[misc]
+            sol[i] if "lock" in d else make_in(d["closed"], self.expanders)  # type: ignore[misc]
             for i, d in enumerate(doors)
         ]
         self.parcels: "List[Optional[LogicalIn]]" = [
-            (bus.infrared(i) if d["lock"].get("infrared") else None)
-            if bus is not None and d.get("lock")
-            else (make_in(d["parcel"], self.expanders) if d.get("parcel") else None)
-            for i, d in enumerate(doors)
+            make_in(d["parcel"], self.expanders) if d.get("parcel") else None for d in doors
         ]
-        self._on_bus = bytes(1 if bus is not None and d.get("lock") else 0 for d in doors)
+        if self.lockbus is not None:
+            self.lockbus.infrared_pins(doors, self.parcels)
         # Size class (1 S, 2 M, 3 L; default M) and height (low: reachable from a wheelchair; default
         # false) of each door, parsed once here. sizes is bytes (n bytes), low a list of bools.
         self.sizes, self.low = _door_classes(doors)
@@ -137,13 +129,12 @@ class Board:
             if not x.refresh():
                 ok = False
         if self.lockbus is not None:
-            self.lockbus.poll(ticks_ms())
+            self.lockbus.tick()
         return ok
 
     def door_online(self, door: int) -> bool:
         """False while the lock board of this door is silent: the door's state is unknown."""
-        bus = self.lockbus
-        return bus is None or not self._on_bus[door] or bus.online(door)
+        return self.lockbus is None or self.lockbus.online(door)
 
     def all_off(self) -> None:
         """Safe state: every solenoid off, buzzer silent, LED off."""
@@ -153,23 +144,6 @@ class Board:
             self.buzzer.stop()
         if self.led is not None:
             self.led.value(0)
-
-
-def _lockbus(lb: "Dict[str, Any]", doors: "List[Dict[str, Any]]") -> "LockBus":
-    from hal.lockboard import LockBus
-
-    de = make_out({"pin": lb["de"]}, {})  # low: the transceiver listens
-    baud = lb.get("baud", 19200)
-    uart = machine.UART(lb["uart"], baudrate=baud, tx=lb["tx"], rx=lb["rx"], timeout=0, timeout_char=0)
-    addresses = [b["address"] for b in lb["boards"]]
-    locks = []
-    for d in doors:
-        lock = d.get("lock")
-        # "lock" is 1-16 as printed on the board (CH1..CH16); the frame's low nibble counts from 0
-        locks.append((addresses.index(lock["board"]), lock["lock"] - 1) if lock else (0, 0))
-    bus = LockBus(uart, de, baud, addresses, locks, poll_ms=lb.get("poll_ms", 100))
-    bus.start()
-    return bus
 
 
 def _door_classes(doors: "List[Dict[str, Any]]") -> "Tuple[bytes, List[bool]]":

@@ -23,7 +23,7 @@ from locker.ticks import ticks_diff, ticks_ms
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Sequence, Tuple  # TYPE_CHECKING only
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # TYPE_CHECKING only
 
     from hal import PinLike, UARTLike
 
@@ -109,6 +109,31 @@ _ALL_CLOSED = const(0xFFFF)  # hooks assumed before a board has ever answered
 
 _IDLE = const(0)
 _WAIT = const(1)
+_NOT_ON_BUS = const(255)
+
+
+def from_spec(lb: "Dict[str, Any]", doors: "List[Dict[str, Any]]", sol: "List[Any]") -> "LockBus":
+    """The bus of board.json's lockboards section, read once (blocking, at boot); each door on a
+    lock board gets its lock in sol. The DE pin starts low: nothing reaches a board before this."""
+    import machine
+
+    from hal.pins import make_out
+
+    de = make_out({"pin": lb["de"]}, {})  # low: the transceiver listens
+    baud = lb.get("baud", 19200)
+    uart = machine.UART(lb["uart"], baudrate=baud, tx=lb["tx"], rx=lb["rx"], timeout=0, timeout_char=0)
+    addresses = [b["address"] for b in lb["boards"]]
+    locks = []
+    for d in doors:
+        lock = d.get("lock")
+        # "lock" is 1-16 as printed on the board (CH1..CH16); the frame's low nibble counts from 0
+        locks.append((addresses.index(lock["board"]), lock["lock"] - 1) if lock else (_NOT_ON_BUS, 0))
+    bus = LockBus(uart, de, baud, addresses, locks, poll_ms=lb.get("poll_ms", 100))
+    for i, d in enumerate(doors):
+        if "lock" in d:
+            sol[i] = bus.lock(i)
+    bus.start()
+    return bus
 
 
 class LockBus:
@@ -129,7 +154,7 @@ class LockBus:
         self._clock: "Callable[[], int]" = clock or ticks_ms
         nb = len(addresses)
         self.addresses = bytes(addresses)
-        self._dboard = bytearray(len(door_locks))
+        self._dboard = bytearray(len(door_locks))  # _NOT_ON_BUS: a door with pins of its own
         self._dlock = bytearray(len(door_locks))
         for i, (b, lock) in enumerate(door_locks):
             self._dboard[i] = b
@@ -166,11 +191,23 @@ class LockBus:
         return _Lock(door)
 
     def infrared(self, door: int) -> "_Infrared":
+        _Lock.bus = _Infrared.bus = self
         return _Infrared(door)
 
     def online(self, door: int) -> bool:
         """False while the door's board is not answering: its state is unknown."""
-        return self._up[self._dboard[door]] == 1
+        b = self._dboard[door]
+        return b == _NOT_ON_BUS or self._up[b] == 1
+
+    def tick(self) -> None:
+        self.poll(self._clock())
+
+    def infrared_pins(self, doors: "List[Dict[str, Any]]", parcels: "List[Any]") -> None:
+        """The infrared sensors of the doors' locks (where fitted) as their parcel sensors."""
+        for i, d in enumerate(doors):
+            lock = d.get("lock")
+            if lock is not None and lock.get("infrared"):
+                parcels[i] = _Infrared(i)
 
     def energize(self, door: int, on: bool) -> None:
         if on:
