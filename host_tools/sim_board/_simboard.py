@@ -59,8 +59,6 @@ _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
 
 lockbus = None  # _simlock (RS485 lock boards), loaded for a board with a lockboards section
-_req = bytearray(5)
-_reqn = 0
 
 # display: PCF8574 port P0=RS P1=RW P2=E P3=backlight P4..P7=D4..D7 -> HD44780
 _lcd_addr = -1
@@ -253,9 +251,7 @@ def _command(c):
             _fail.remove(a)
         if on:
             _fail.append(a)
-    elif cmd == "lockboard":  # faults: a board that stops answering, replies with a corrupted byte
-        if lockbus is None:
-            raise ValueError("this board has no lock boards")
+    elif cmd == "lockboard":  # RS485 lock-board faults (_simlock; a board without them: an error event)
         lockbus.fault(c)
     elif cmd == "state":
         if _lcd[7]:

@@ -80,11 +80,34 @@ def de(on):
         _lbev[0] = 1
 
 
-def uart_open(id, baud, tx, rx):
-    global _u
-    w = _lbw
-    # a UART on other pins or at another speed reaches no board: every frame is lost
-    _u = [w is not None and w == (id, tx, rx, baud), (10000000 + baud - 1) // baud]
+class UART:
+    """machine.UART (the methods the ESP32 port has), byte by byte on the wire's time."""
+
+    def __init__(self, id, baud, tx, rx):
+        global _u
+        w = _lbw
+        # a UART on other pins or at another speed reaches no board: every frame is lost
+        _u = [w is not None and w == (id, tx, rx, baud), (10000000 + baud - 1) // baud]
+
+    def any(self):
+        return uart_any()
+
+    def readinto(self, buf, n=None):
+        return uart_read(buf, len(buf) if n is None else n)
+
+    def read(self, n=None):
+        buf = bytearray(n or 64)
+        got = uart_read(buf, len(buf))
+        return bytes(buf[:got]) if got else None
+
+    def write(self, buf):
+        return uart_write(buf)
+
+    def flush(self):
+        uart_flush()
+
+    def txdone(self):
+        return not _txn or time.ticks_diff(time.ticks_us(), _tx_end) >= 0
 
 
 def uart_write(buf):
@@ -109,10 +132,6 @@ def uart_flush():
     if d > 0 and _txn:
         time.sleep_us(d)
     step()
-
-
-def uart_txdone():
-    return not _txn or time.ticks_diff(time.ticks_us(), _tx_end) >= 0
 
 
 def uart_any():

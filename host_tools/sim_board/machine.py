@@ -106,35 +106,12 @@ class PWM:
         _sb.pwms.pop(self._k, None)
 
 
-class UART:
-    """A UART wired to the simulated RS485 lock boards (_simlock), byte by byte, on the wire's time."""
+def UART(id, baudrate=9600, tx=None, rx=None, **kw):
+    """A UART wired to the simulated RS485 lock boards (_simlock: loaded by the first UART only)."""
+    _sb.up()
+    import _simlock
 
-    def __init__(self, id, baudrate=9600, tx=None, rx=None, **kw):
-        _sb.up()
-        import _simlock  # here, not at import: boards without a UART never load it
-
-        self._l = _simlock
-        _simlock.uart_open(id, baudrate, _no(tx), _no(rx))
-
-    def any(self):
-        return self._l.uart_any()
-
-    def readinto(self, buf, n=None):
-        return self._l.uart_read(buf, len(buf) if n is None else n)
-
-    def read(self, n=None):
-        buf = bytearray(n or 64)
-        got = self._l.uart_read(buf, len(buf))
-        return bytes(buf[:got]) if got else None
-
-    def write(self, buf):
-        return self._l.uart_write(buf)
-
-    def flush(self):
-        self._l.uart_flush()
-
-    def txdone(self):
-        return self._l.uart_txdone()
+    return _simlock.UART(id, baudrate, _no(tx), _no(rx))
 
 
 class WDT:
