@@ -132,10 +132,6 @@ class Board:
             self.lockbus.tick()
         return ok
 
-    def door_online(self, door: int) -> bool:
-        """False while the lock board of this door is silent: the door's state is unknown."""
-        return self.lockbus is None or self.lockbus.online(door)
-
     def all_off(self) -> None:
         """Safe state: every solenoid off, buzzer silent, LED off."""
         for s in self.solenoids:

@@ -179,7 +179,10 @@ class LockBus:
         self._ul_frames = 0  # unlock frames sent for it
         self._ul_done = False  # its board answered the unlock
         self._started = False
-        self.events = Ring(8)  # (1 up / 0 down) << 8 | address
+        # A board going down or up: an event. The app sets report (its record()); until then (and
+        # in tests) they wait here as (1 up / 0 down) << 8 | address.
+        self.report: "Optional[Callable[[str, Optional[int], Dict[str, Any], int], None]]" = None
+        self.events = Ring(8)
         self.exchanges = 0
         self.failures = 0
 
@@ -296,7 +299,7 @@ class LockBus:
             for i in range(got):
                 r = p.feed(rx[i])
                 if r == FRAME and p.addr == self.addresses[self._cur]:
-                    self._answered(p.hooks, p.infrared)
+                    self._answered(p.hooks, p.infrared, now_ms)
                     return
                 if r != NEED_MORE:  # a bad frame, or another board's: this exchange failed
                     self._fail(now_ms)
@@ -305,7 +308,7 @@ class LockBus:
                 return
             n = uart.any()
 
-    def _answered(self, hooks: int, infrared: int) -> None:
+    def _answered(self, hooks: int, infrared: int, now_ms: int) -> None:
         b = self._cur
         self._state = _IDLE
         self._hooks[b] = hooks
@@ -316,7 +319,7 @@ class LockBus:
         if not self._up[b]:
             self._up[b] = 1
             if self._started:  # at boot only the boards that stay silent are news
-                self.events.put(0x100 | self.addresses[b])
+                self._event(b, True, now_ms)
 
     def _fail(self, now_ms: int) -> None:
         b = self._cur
@@ -326,8 +329,15 @@ class LockBus:
             self._fails[b] += 1
         if self._fails[b] == _DOWN_AFTER and self._up[b]:
             self._up[b] = 0
-            self.events.put(self.addresses[b])
+            self._event(b, False, now_ms)
         self._polled[b] = now_ms
+
+    def _event(self, b: int, up: bool, now_ms: int) -> None:
+        report = self.report
+        if report is not None:
+            report("lockboard", None, {"a": self.addresses[b], "r": "up" if up else "down"}, now_ms)
+        else:
+            self.events.put((0x100 if up else 0) | self.addresses[b])
 
 
 # The pins are small (a board has two per door: 64 on a 32-door cabinet): one int each, the bus

@@ -28,8 +28,6 @@ class Locker:
     def poll(self, now_ms):
         board = self.board
         board.refresh()
-        if self.lockbus is not None:
-            self._drain_lockbus(now_ms)
         keypad = self.keypad
         keypad.scan(now_ms)
         ev = keypad.events.get()
@@ -54,14 +52,6 @@ class Locker:
         while ev >= 0:
             self.on_door_event(ev >> 8, ev & 0xFF, now_ms)
             ev = doors.events.get()
-
-    def _drain_lockbus(self, now_ms):
-        # a lock board that stopped (or started again) answering: the host hears of it
-        events = self.lockbus.events
-        ev = events.get()
-        while ev >= 0:
-            self.record("lockboard", None, {"a": ev & 0xFF, "r": "up" if ev >> 8 else "down"}, now_ms)
-            ev = events.get()
 
     # --- keys and codes -----------------------------------------------------------------------
 
@@ -111,7 +101,7 @@ class Locker:
         k = kind & C.KIND_MASK if kind is not None else 0
         if status == C.OK and door is not None and (k == C.KIND_PICKUP or k == C.KIND_DELIVERY):
             self.throttle.success()
-            offline = self.lockbus is not None and not self.board.door_online(door)
+            offline = self.lockbus is not None and not self.lockbus.online(door)
             if self.doors.out_of_service(door) or offline:
                 # A door whose lock board is silent is in an unknown state: not opened; the code
                 # stays valid for when the board answers again.
@@ -150,7 +140,7 @@ class Locker:
         g = self.grace
         if g is None or g[0] != code_id or g[1] != door or ticks_diff(g[2], now_ms) <= 0:
             return False
-        if self.doors.out_of_service(door) or (self.lockbus is not None and not self.board.door_online(door)):
+        if self.doors.out_of_service(door) or (self.lockbus is not None and not self.lockbus.online(door)):
             return False
         if not self.doors.request_unlock(door, now_ms):
             return False

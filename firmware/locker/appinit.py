@@ -79,6 +79,13 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         lk.problems.append("%s: %s" % (_SERVICE, exc))
     for problem in lk.problems:
         lk.record("problem", None, {"m": problem[:80]}, now_ms)
+    bus = lk.lockbus
+    if bus is not None:  # the boards silent at boot, then every change as it happens (hal.lockboard)
+        ev = bus.events.get()
+        while ev >= 0:
+            lk.record("lockboard", None, {"a": ev & 0xFF, "r": "up" if ev >> 8 else "down"}, now_ms)
+            ev = bus.events.get()
+        bus.report = lk.record
 
 
 def settle(lk, now_ms):
