@@ -38,7 +38,11 @@ from lockertools.sim import (  # noqa: E402
 
 T = TypeVar("T")
 
-BOARDS = {"16-door": BOARDS_DIR / "esp32-16door-mcp.json", "4-door": BOARDS_DIR / "esp32-4door.json"}
+BOARDS = {
+    "16-door": BOARDS_DIR / "esp32-16door-mcp.json",
+    "4-door": BOARDS_DIR / "esp32-4door.json",
+    "32-door-rs485": BOARDS_DIR / "esp32-32door-rs485.json",
+}
 KEY = bytes(range(32))
 IDLE_TEXT = "Type your code"  # messages.py, language en
 HOLD_MS = 45  # a brisk finger: comfortably above key_debounce_ms (20) + scan_ms (5)

@@ -3,6 +3,7 @@
 #   hal.board     Board(spec) / Board.load(): pins by role from board.json
 #   hal.pins      LogicalIn / LogicalOut (polarity applied), make_in / make_out from a pin spec
 #   hal.mcp23017  MCP23017 I2C expander (cached inputs, latched outputs)
+#   hal.lockboard RS485 lock-control boards (Kerong KR-CU16 and compatibles): per-door logical pins
 #   hal.lcd       HD44780 behind a PCF8574 I2C backpack
 #   hal.buzzer    non-blocking tone patterns on a PWM
 #   hal.system    watchdog, reset cause, RTC wall clock, ids, memory
@@ -29,6 +30,16 @@ if TYPE_CHECKING:
 
         @overload
         def value(self, __v: Any) -> None: ...
+
+    class UARTLike(Protocol):
+        # machine.UART's shape, as far as hal.lockboard uses it
+        def any(self) -> int: ...
+
+        def readinto(self, __buf: bytearray, __n: int) -> int | None: ...
+
+        def write(self, __buf: bytearray) -> int | None: ...
+
+        def flush(self) -> None: ...
 
     class PWMLike(Protocol):
         def freq(self, __hz: int) -> None: ...

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
+    from hal.lockboard import LockBus, _Infrared, _Lock
     from hal.mcp23017 import MCP23017, ExpanderPin
     from hal.pins import LogicalIn as _In
     from hal.pins import LogicalOut as _Out
 
-    LogicalIn = _In | ExpanderPin  # an expander pin applies its polarity itself
-    LogicalOut = _Out | ExpanderPin
+    LogicalIn = _In | ExpanderPin | _Lock | _Infrared  # an expander pin applies its polarity itself
+    LogicalOut = _Out | ExpanderPin | _Lock
 
 # The expander, display and buzzer drivers are imported only by boards that have those parts:
 # on a board every module's bytecode costs heap.
@@ -30,8 +31,8 @@ class Board:
         # 1. Solenoids on ESP32 GPIOs: driven to their OFF level before anything else happens.
         sol: "List[Optional[LogicalOut]]" = [None] * len(doors)
         for i, door in enumerate(doors):
-            s = door["solenoid"]
-            if "expander" not in s:
+            s = door.get("solenoid")
+            if s is not None and "expander" not in s:
                 sol[i] = make_out(s, {})
 
         # 2. I2C and expanders. An expander's constructor puts it back in its power-on state (all
@@ -55,17 +56,29 @@ class Board:
             if self.i2c is None:
                 raise ValueError("board.json: expanders need an i2c bus")
             self.expanders[x["name"]] = MCP23017(self.i2c, x["address"])  # raises ExpanderError
+        # RS485 lock-control boards pulse their locks themselves, on a frame (hal.lockboard).
+        self.lockbus: "Optional[LockBus]" = None
+        if "lockboards" in spec:
+            from hal.lockboard import from_spec
+
+            self.lockbus = from_spec(spec["lockboards"], doors, sol)  # their doors' locks into sol
         for i, door in enumerate(doors):
             if sol[i] is None:
                 sol[i] = make_out(door["solenoid"], self.expanders)
         self.solenoids: "List[LogicalOut]" = [s for s in sol if s is not None]
 
-        # 3. Door inputs.
+        # 3. Door inputs. A lock on a lock board is its door's sensor too (the hook bit), and its
+        #    infrared sensor the parcel sensor.
         self.labels: "List[str]" = [str(d["label"]) for d in doors]
-        self.closed: "List[LogicalIn]" = [make_in(d["closed"], self.expanders) for d in doors]
+        self.closed: "List[LogicalIn]" = [
+            sol[i] if "lock" in d else make_in(d["closed"], self.expanders)  # type: ignore[misc]
+            for i, d in enumerate(doors)
+        ]
         self.parcels: "List[Optional[LogicalIn]]" = [
             make_in(d["parcel"], self.expanders) if d.get("parcel") else None for d in doors
         ]
+        if self.lockbus is not None:
+            self.lockbus.infrared_pins(doors, self.parcels)
         # Size class (1 S, 2 M, 3 L; default M) and height (low: reachable from a wheelchair; default
         # false) of each door, parsed once here. sizes is bytes (n bytes), low a list of bools.
         self.sizes, self.low = _door_classes(doors)
@@ -109,11 +122,14 @@ class Board:
         return cls(spec)
 
     def refresh(self) -> bool:
-        """Read every expander's inputs once (call once per poll). False if any expander failed."""
+        """Read every expander's inputs once and move the lock bus on (call once per poll). False if
+        any expander failed."""
         ok = True
         for x in self._xs:
             if not x.refresh():
                 ok = False
+        if self.lockbus is not None:
+            self.lockbus.tick()
         return ok
 
     def all_off(self) -> None:

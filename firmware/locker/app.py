@@ -101,10 +101,14 @@ class Locker:
         k = kind & C.KIND_MASK if kind is not None else 0
         if status == C.OK and door is not None and (k == C.KIND_PICKUP or k == C.KIND_DELIVERY):
             self.throttle.success()
-            if self.doors.out_of_service(door):
+            offline = self.lockbus is not None and not self.lockbus.online(door)
+            if self.doors.out_of_service(door) or offline:
+                # A door whose lock board is silent is in an unknown state: not opened; the code
+                # stays valid for when the board answers again.
                 self.beep("WRONG", now_ms)
                 self.show("door_oos", None, self.cfg.message_ms, now_ms)
-                self.record("denied", door, {"r": "out_of_service", "id": code_id}, now_ms)
+                reason = "lockboard" if offline else "out_of_service"
+                self.record("denied", door, {"r": reason, "id": code_id}, now_ms)
             else:
                 self.open_for_pickup(door, code_id, now_ms)
         elif status == C.OK:  # a staff PIN, a return code, a delivery not loaded yet
@@ -136,7 +140,9 @@ class Locker:
         g = self.grace
         if g is None or g[0] != code_id or g[1] != door or ticks_diff(g[2], now_ms) <= 0:
             return False
-        if self.doors.out_of_service(door) or not self.doors.request_unlock(door, now_ms):
+        if self.doors.out_of_service(door) or (self.lockbus is not None and not self.lockbus.online(door)):
+            return False
+        if not self.doors.request_unlock(door, now_ms):
             return False
         self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
         self.doors.poll(now_ms)

@@ -27,6 +27,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     from locker.throttle import Throttle
 
     lk.board = board
+    lk.lockbus = getattr(board, "lockbus", None)  # RS485 lock boards (hal.lockboard), if the board has them
     lk.cfg = cfg
     lk.clock = clock
     lk.labels = board.labels
@@ -97,6 +98,13 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         lk.problems.append("%s: %s" % (_HELD, exc))
     for problem in lk.problems:
         lk.record("problem", None, {"m": problem[:80]}, now_ms)
+    bus = lk.lockbus
+    if bus is not None:  # the boards silent at boot, then every change as it happens (hal.lockboard)
+        ev = bus.events.get()
+        while ev >= 0:
+            lk.record("lockboard", None, {"a": ev & 0xFF, "r": "up" if ev >> 8 else "down"}, now_ms)
+            ev = bus.events.get()
+        bus.report = lk.record
 
 
 def settle(lk, now_ms):

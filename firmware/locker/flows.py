@@ -142,6 +142,7 @@ def pick_door(lk, kind):
             or d in lk.jobs
             or d in lk.pending
             or doors.out_of_service(d)
+            or (lk.lockbus is not None and not lk.lockbus.online(d))
             or doors.state(d) != D.LOCKED
             or not doors.is_closed(d)
             or doors.has_parcel(d)

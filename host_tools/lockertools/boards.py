@@ -302,7 +302,14 @@ def _collect_uses(doc: dict[str, Any]) -> list[_Use]:
         uses.append(_pin_spec_use(doc["buzzer"], "buzzer", "buzzer", True))
     if "status_led" in doc:
         uses.append(_pin_spec_use(doc["status_led"], "status_led", "status LED", True))
+    lb = doc.get("lockboards")
+    if lb is not None:
+        uses.append(_Use("lockboards.tx", "", "RS485 transmit (DI)", True, None, False, False, None, lb["tx"]))
+        uses.append(_Use("lockboards.rx", "", "RS485 receive (RO)", False, None, False, False, None, lb["rx"]))
+        uses.append(_Use("lockboards.de", "", "RS485 direction (DE/RE)", True, None, False, False, None, lb["de"]))
     for i, door in enumerate(doc["doors"]):
+        if "lock" in door:
+            continue  # on a lock board: no pins of its own (_check_lock_doors)
         uses.append(_pin_spec_use(door["solenoid"], f"doors[{i}].solenoid", "solenoid", True))
         uses.append(_pin_spec_use(door["closed"], f"doors[{i}].closed", "door sensor", False))
         if "parcel" in door:
@@ -541,12 +548,68 @@ def _check_doors(doc: dict[str, Any], report: Report) -> None:
             seen[label] = i
 
 
+def _check_lock_doors(doc: dict[str, Any], report: Report) -> bool:
+    """Each door has either its own pins (solenoid, closed) or a lock on a declared lock board, and
+    no two doors share a lock. False when a door's pins are missing (the pin checks are skipped)."""
+    lb = doc.get("lockboards")
+    addresses: dict[int, int] = {}
+    for j, b in enumerate(lb["boards"] if lb is not None else []):
+        if b["address"] in addresses:
+            report.error(
+                f"lockboards.boards[{j}].address",
+                f"address {b['address']} is already used by lockboards.boards[{addresses[b['address']]}]",
+            )
+        else:
+            addresses[b["address"]] = j
+    ok = True
+    taken: dict[tuple[int, int], int] = {}
+    used_boards: set[int] = set()
+    for i, door in enumerate(doc["doors"]):
+        lock = door.get("lock")
+        if lock is None:
+            for name in ("solenoid", "closed"):
+                if name not in door:
+                    ok = False
+                    hint = ' (or "lock", on a lock board)' if lb is not None else ""
+                    report.error(f"doors[{i}].{name}", f"required field is missing{hint}")
+            continue
+        pins = [name for name in ("solenoid", "closed", "parcel") if name in door]
+        if pins:
+            report.error(
+                f"doors[{i}].{pins[0]}",
+                f"door {door['label']!r} is on a lock board (lock): the board drives its lock and reads its "
+                f"sensors, so it has no {', '.join(pins)} pins (infrared: true for the parcel sensor)",
+            )
+        if lb is None:
+            report.error(f"doors[{i}].lock", "there is no lockboards section declaring the lock boards")
+            continue
+        if lock["board"] not in addresses:
+            known = ", ".join(str(a) for a in sorted(addresses))
+            report.error(f"doors[{i}].lock.board", f"no lock board at address {lock['board']} (declared: {known})")
+            continue
+        used_boards.add(lock["board"])
+        key = (lock["board"], lock["lock"])
+        if key in taken:
+            report.error(
+                f"doors[{i}].lock",
+                f"board {key[0]} lock {key[1]} is already door {doc['doors'][taken[key]]['label']!r}'s",
+            )
+        else:
+            taken[key] = i
+    for a, j in addresses.items():
+        if a not in used_boards:
+            report.warn(f"lockboards.boards[{j}]", f"lock board {a} is declared but no door uses it")
+    return ok
+
+
 def _semantic_issues(doc: dict[str, Any], report: Report) -> None:
     if not _check_chip(doc, report):
         return
     names = _check_buses(doc, report)
     _check_keypad(doc, report)
     _check_doors(doc, report)
+    if not _check_lock_doors(doc, report):
+        return
     used: dict[tuple[str, int], str] = {}
     used_expanders: set[str] = set()
     for use in _collect_uses(doc):

@@ -48,6 +48,7 @@ ACTIONS = {
     "close_door",
     "parcel",
     "jam",
+    "lockboard",
     "wait_ms",
     "power_cut",
     "boot",
@@ -239,6 +240,12 @@ def _step(path: Path, n: int, raw: Any) -> Step:
         raise ScenarioError(f"{path}: step {n}: `expect_event` takes a mapping with `ev` (the event kind)")
     if kind == "expect_outbox" and not (isinstance(arg, dict) and "kind" in arg):
         raise ScenarioError(f"{path}: step {n}: `expect_outbox` takes a mapping with `kind`")
+    if kind == "lockboard":
+        allowed = {"address", "silent", "corrupt", "unlock_ms"}
+        if not (isinstance(arg, dict) and isinstance(arg.get("address"), int)) or set(arg) - allowed:
+            raise ScenarioError(
+                f"{path}: step {n}: `lockboard` takes a mapping with `address` and any of silent, corrupt, unlock_ms"
+            )
     if kind in ("wait_ms",) and not isinstance(arg, int):
         raise ScenarioError(f"{path}: step {n}: `wait_ms` takes a number of milliseconds")
     if kind == "expect_no_outbox" and not (isinstance(arg, dict) and "kind" in arg):
@@ -425,6 +432,13 @@ class Runner:
             elif kind == "jam":
                 on = bool(arg.get("on", True)) if isinstance(arg, dict) else True
                 b.jam(self._door(arg), on)
+            elif kind == "lockboard":
+                b.lockboard(
+                    int(arg["address"]),
+                    silent=None if "silent" not in arg else bool(arg["silent"]),
+                    corrupt=arg.get("corrupt"),
+                    unlock_ms=arg.get("unlock_ms"),
+                )
             elif kind == "power_cut":
                 b.power_cut()
             elif kind == "boot":

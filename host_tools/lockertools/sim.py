@@ -636,6 +636,21 @@ class VirtualBoard:
         """Make an I2C device stop answering (OSError ENODEV), or answer again."""
         self.command({"cmd": "i2c_fail", "address": address, "on": int(on)})
 
+    def lockboard(
+        self, address: int, *, silent: bool | None = None, corrupt: int | None = None, unlock_ms: int | None = None
+    ) -> None:
+        """Faults of an RS485 lock board (for this boot): `silent` (it neither answers nor acts, as
+        unpowered or cut off), `corrupt` (its next N replies carry a flipped bit), `unlock_ms` (the
+        pulse it gives a lock, as set on the board; 250 by default)."""
+        cmd: dict[str, Any] = {"cmd": "lockboard", "address": address}
+        if silent is not None:
+            cmd["silent"] = int(silent)
+        if corrupt is not None:
+            cmd["corrupt"] = int(corrupt)
+        if unlock_ms is not None:
+            cmd["unlock_ms"] = int(unlock_ms)
+        self.command(cmd)
+
     def state(self, timeout: float = 5.0) -> Event:
         """Everything the board knows now: doors, parcels, solenoids, display, led, buzzer, RTC."""
         return self.command({"cmd": "state"}, timeout)

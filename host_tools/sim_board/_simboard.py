@@ -23,6 +23,7 @@ _KCOL = const(4)
 _SOL = const(5)
 _LED = const(6)
 _BUZ = const(7)
+_DE = const(8)  # the RS485 transceiver's direction pin (DE/RE: 1 = we send)
 
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
@@ -58,6 +59,8 @@ _wd = None  # [deadline_ms, timeout_ms, fired]
 _rtc = 946684800.0  # RTC epoch minus host time.time(); power-on: 2000-01-01
 repl = None  # the error that stopped the program at the REPL before it touched the hardware (_repl)
 
+lockbus = None  # _simlock (RS485 lock boards), loaded for a board with a lockboards section
+
 # display: PCF8574 port P0=RS P1=RW P2=E P3=backlight P4..P7=D4..D7 -> HD44780
 _lcd_addr = -1
 _lcd_rows = 2
@@ -73,6 +76,7 @@ def up():
     """Load board.json and connect to the controller, once (at the first hardware access)."""
     global name, _nd, _open, _parcel, _jam, _sol, _spring, _held, _keys, _krow, _kcol
     global bus, _lcd_addr, _lcd_rows, _lcd_cols, _rtc, _lock, _sock, _poller
+    global lockbus
     if name is not None:
         return
     if dead:
@@ -127,6 +131,13 @@ def up():
         assign(dr.get("closed"), _CLOSED, i)
         assign(dr.get("parcel"), _PARCEL, i)
         _spring[i] = dr.get("spring") is not False
+    lb = b.get("lockboards")
+    if lb:
+        import _simlock
+
+        lockbus = _simlock
+        _simlock.setup(lb, doors)
+        assign(lb["de"], _DE, 0)
     assign(b.get("status_led"), _LED, 0)
     assign(b.get("buzzer"), _BUZ, 0)
     # the physical state that outlived the last boot (open doors, parcels, jams), from the controller
@@ -187,6 +198,9 @@ def pump():
         watchdog_reset()
     if _lcd[7] and ticks_diff(ms, _lcd_ms) >= 2:
         _flush()
+    if lockbus is not None:
+        lockbus.step()
+        lockbus.report()
     if _poller is None:
         return
     for _ in _poller.ipoll(0):
@@ -241,6 +255,8 @@ def _command(c):
             _fail.remove(a)
         if on:
             _fail.append(a)
+    elif cmd == "lockboard":  # RS485 lock-board faults (_simlock; a board without them: an error event)
+        lockbus.fault(c)
     elif cmd == "state":
         if _lcd[7]:
             _flush()
@@ -345,6 +361,8 @@ def drive(k, lvl):
             _ev('"ev":"led","on":%d' % on)
     elif kind == _BUZ:
         pwm(-1, 0, 65535 if on else 0)
+    elif kind == _DE:
+        lockbus.de(on)
 
 
 def pwm(k, freq, duty):

@@ -106,6 +106,14 @@ class PWM:
         _sb.pwms.pop(self._k, None)
 
 
+def UART(id, baudrate=9600, tx=None, rx=None, **kw):
+    """A UART wired to the simulated RS485 lock boards (_simlock: loaded by the first UART only)."""
+    _sb.up()
+    import _simlock
+
+    return _simlock.UART(id, baudrate, _no(tx), _no(rx))
+
+
 class WDT:
     def __init__(self, id=0, timeout=5000):
         _sb.wdt(timeout)

@@ -270,6 +270,7 @@ _FLOWS = (
     "parcel_left_inside",
     "grace_reopen",
     "corrupt_codes_partly",
+    "rs485_board_silent_mid_pickup",
 )
 # What the flows above are there to reach. Not here: app_ok and app_rollback (an update on trial),
 # throttled (100 failures in a row), pickup_undone (the power-cut campaign), refused and remote_open
@@ -277,7 +278,7 @@ _FLOWS = (
 _KINDS = {
     "boot", "unlock", "opened", "closed", "pickup", "closed_full", "jammed", "denied",
     "left_open", "forced", "sensor_suspect", "problem", "staff_in", "staff_out", "loaded", "load_empty",
-    "load_abandoned", "returned", "return_empty", "taken_back", "reopened", "door_service",
+    "load_abandoned", "returned", "return_empty", "taken_back", "reopened", "door_service", "lockboard",
 }  # fmt: skip
 
 

@@ -340,7 +340,7 @@ def test_warning_rule_names_the_field(tmp_path: Path, base: Path, mutate: Mutato
 SCHEMA_ERRORS: list[tuple[str, Path, Mutator, str, str]] = [
     ("missing-doors", FOUR, _delete("doors"), "doors", "required"),
     ("missing-closed", FOUR, _delete("doors.1.closed"), "doors[1].closed", "required"),
-    ("unknown-field", FOUR, _set("doors.0.lock", {"pin": 4}), "doors[0].lock", "unknown field"),
+    ("unknown-field", FOUR, _set("doors.0.latch", {"pin": 4}), "doors[0].latch", "unknown field"),
     ("pin-not-int", FOUR, _set("doors.0.solenoid.pin", "16"), "doors[0].solenoid.pin", "not of type"),
     ("bad-pull", FOUR, _set("doors.0.parcel.pull", "sideways"), "doors[0].parcel.pull", "sideways"),
     ("bad-chip", FOUR, _set("chip", "esp32c3"), "chip", "'esp32', 'esp32s3'"),
