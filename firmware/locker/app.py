@@ -100,15 +100,16 @@ class Locker:
         self.entry.wipe()
         k = kind & C.KIND_MASK if kind is not None else 0
         if status == C.OK and door is not None and (k == C.KIND_PICKUP or k == C.KIND_DELIVERY):
-            self.throttle.success()
             if self.doors.out_of_service(door):
                 self.beep("WRONG", now_ms)
                 self.show("door_oos", None, self.cfg.message_ms, now_ms)
                 self.record("denied", door, {"r": "out_of_service", "id": code_id}, now_ms)
             else:
+                # Only a code used up by opening its door resets the count: a return code (or a
+                # delivery not loaded, a staff PIN) can be typed again and again, so it must not.
+                self.throttle.success()
                 self.open_for_pickup(door, code_id, now_ms)
         elif status == C.OK:  # a staff PIN, a return code, a delivery not loaded yet
-            self.throttle.success()
             self.flows().code(self, code_id, kind, now_ms)
         elif status == C.USED and self._reopen(door, code_id, now_ms):
             pass
