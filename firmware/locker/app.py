@@ -133,13 +133,17 @@ class Locker:
                 self.record("throttled", None, {"n": failures}, now_ms)
 
     def _reopen(self, door, code_id, now_ms):
-        """The same code again within the grace period after its pickup: the same door opens."""
+        """The same code again within the grace period after its pickup: the same door opens. Any
+        other unlock of that door since (staff, the host, another code) ended the period."""
         g = self.grace
         if g is None or g[0] != code_id or g[1] != door or ticks_diff(g[2], now_ms) <= 0:
             return False
+        if g[3] != self.doors.unlocks[door]:
+            self.grace = None
+            return False
         if self.doors.out_of_service(door) or not self.doors.request_unlock(door, now_ms):
             return False
-        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
+        self._start_grace(code_id, door, now_ms)
         self.doors.poll(now_ms)
         self.beep("ACCEPTED", now_ms)
         self.show("reopen", self.labels[door], self.cfg.message_ms, now_ms)
@@ -204,12 +208,16 @@ class Locker:
         if self.doors.has_parcel(door):
             # Shut with the parcel still inside: the pickup is not done.
             self.doors.acknowledge(door)
-            self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
+            self._start_grace(code_id, door, now_ms)
             self.show("still_full", self.labels[door], self.cfg.message_ms, now_ms)
             self.record("closed_full", door, {"id": code_id}, now_ms)
             return
         self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
-        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))  # not after a reboot's settling
+        self._start_grace(code_id, door, now_ms)  # not after a reboot's settling
+
+    def _start_grace(self, code_id, door, now_ms):
+        # The door's unlock count now: the period ends at the next unlock of that door by anyone.
+        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms), self.doors.unlocks[door])
 
     def complete_pickup(self, door, code_id, now_ms, confirmed=True):
         # The event is on flash before the journal says "done": a cut in between repeats the event

@@ -57,7 +57,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     # or return an item (locker.flows); a staff session (locker.staff) while one is open
     lk.jobs = {}
     lk.staff = None
-    lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
+    lk.grace = None  # (code id, door, ticks until, door unlock count): the last pickup's door may open again
     lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
     # pickups interrupted by a reboot, settled once the door sensors have settled
     lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)

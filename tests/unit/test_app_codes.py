@@ -1,6 +1,7 @@
 # What a typed code does to the guessing throttle and to a door's grace period, beyond a plain pickup:
 # return codes, doors unlocked by someone else, and used codes the host has removed.
-from staffrig import RETURN, Rig
+from cmdrig import Rt, wire
+from staffrig import PICKUP, RETURN, Rig, _pcode, _prec
 
 
 def _wrong(rig, times):
@@ -40,5 +41,65 @@ def test_a_return_code_with_no_free_door_does_not_reset_the_throttle():
         rig.type("12121212#")
         assert rig.locker.throttle.failures == 5
         assert rig.locker.throttle.wait_ms(rig.ticks.now) > 0
+    finally:
+        rig.close()
+
+
+def _pickup(rig):
+    """The resident of door 1 takes their parcel and shuts the door: the grace period starts."""
+    rig.type(PICKUP + "#")
+    rig.door(0, open_=True)
+    rig.door(0, parcel=False)
+    rig.door(0, open_=False)
+    assert rig.last("pickup")["id"] == 11
+
+
+def test_a_remote_open_ends_the_grace_period_of_its_door():
+    from locker import commands
+
+    rig = Rig("codes-grace-remote")
+    try:
+        _pickup(rig)
+        c = commands.Commands(Rt(rig.locker))
+        r = c.handle(wire("door.open", {"door": "1", "by": "Ann", "r": "restock"}, 1, "a"), rig.ticks.now)
+        assert r["ok"]
+        rig.door(0, open_=True)
+        rig.door(0, parcel=True)  # a new item goes in
+        rig.door(0, open_=False)
+        rig.run(7000)
+        rig.type(PICKUP + "#")  # well within the 2 minutes: the old code must not open it again
+        assert rig.board.display.lines[0] == "Code al gebruikt"
+        assert rig.events("reopened") == []
+        assert rig.last("denied")["r"] == "used"
+    finally:
+        rig.close()
+
+
+def test_another_code_for_the_same_door_ends_its_grace_period():
+    rig = Rig("codes-grace-other", extra=[_prec(0, 5)])  # a second pickup code for door 1
+    try:
+        _pickup(rig)
+        rig.run(7000)
+        rig.type(_pcode(5) + "#")  # its latch is pulsed, but the door never opens: jammed
+        rig.run(10000)
+        assert rig.last("jammed")["id"] == 5
+        rig.type(PICKUP + "#")
+        assert rig.board.display.lines[0] == "Code al gebruikt"
+        assert rig.events("reopened") == []
+    finally:
+        rig.close()
+
+
+def test_an_unlock_of_another_door_leaves_the_grace_period():
+    from locker import commands
+
+    rig = Rig("codes-grace-kept")
+    try:
+        _pickup(rig)
+        c = commands.Commands(Rt(rig.locker))
+        assert c.handle(wire("door.open", {"door": "2", "by": "Ann"}, 1, "a"), rig.ticks.now)["ok"]
+        rig.run(7000)
+        rig.type(PICKUP + "#")
+        assert rig.last("reopened")["d"] == "1"
     finally:
         rig.close()
