@@ -9,6 +9,9 @@ from locker import messages
 from locker.ticks import ticks_add, ticks_diff
 
 _STICKY = const(-1)  # a screen that stays until something else replaces it
+# Codes refused during a throttle wait reach the host at most once a minute, counted: staff can be
+# alerted to someone at the keypad, and a finger on # cannot wear the flash.
+_REFUSALS_EVERY_MS = const(60000)
 
 
 class Locker:
@@ -41,6 +44,10 @@ class Locker:
         self._drain_doors(now_ms)
         if self._resume and ticks_diff(now_ms, self._resume_at) >= 0:
             self._settle_interrupted(now_ms)
+        if self.throttle.failures:
+            self.throttle.settle(now_ms)  # the count decays with quiet time
+        if self._refusals and not 0 <= ticks_diff(now_ms, self._refusals_at) < _REFUSALS_EVERY_MS:
+            self._report_refusals(now_ms)
         if board.buzzer is not None:
             board.buzzer.update(now_ms)
         self._refresh_screen(now_ms)
@@ -94,6 +101,9 @@ class Locker:
             else:
                 self.show("wait", secs, self.cfg.message_ms, now_ms)
             self.record("denied", None, {"r": "throttled"}, now_ms, to_host=False)
+            self._refusals += 1
+            if self._refusals_at is None or not 0 <= ticks_diff(now_ms, self._refusals_at) < _REFUSALS_EVERY_MS:
+                self._report_refusals(now_ms)
             return
         status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
         # The digits leave memory as soon as they are checked: nothing can replay them later.
@@ -122,7 +132,8 @@ class Locker:
             self.show("used", None, self.cfg.message_ms, now_ms)
             self.record("denied", door, {"r": "used", "id": code_id}, now_ms)
         else:
-            self.throttle.failure(now_ms)
+            # The wall clock only when known: after a reboot the wait goes on from that time.
+            self.throttle.failure(now_ms, self.clock.now(now_ms) if self.clock.known else None)
             self.beep("WRONG", now_ms)
             self.show("wrong", None, self.cfg.message_ms, now_ms)
             failures = self.throttle.failures
@@ -131,6 +142,12 @@ class Locker:
                 # NIST's "stronger response": no lockout (a stranger must not lock residents
                 # out), but the host is told someone is working through the code space.
                 self.record("throttled", None, {"n": failures}, now_ms)
+
+    def _report_refusals(self, now_ms):
+        """`wait_refused`: the codes refused during throttle waits since the last one (c)."""
+        self.record("wait_refused", None, {"c": self._refusals, "n": self.throttle.failures}, now_ms)
+        self._refusals = 0
+        self._refusals_at = now_ms
 
     def _reopen(self, door, code_id, now_ms):
         """The same code again within the grace period after its pickup: the same door opens. Any

@@ -30,9 +30,15 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.clock = clock
     lk.labels = board.labels
     lk.throttle = Throttle(
-        free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
+        free_failures=cfg.throttle_free,
+        base_delay_ms=cfg.throttle_base_ms,
+        max_delay_ms=cfg.throttle_max_ms,
+        decay_ms=cfg.throttle_decay_ms,
     )
-    lk.problems.extend(lk.throttle.load())  # a damaged count is reported, and restarts at free
+    # A damaged count is reported, and restarts at free; a wait goes on from the stored failure's time.
+    lk.problems.extend(lk.throttle.load(now_ms, clock.now(now_ms)))
+    lk._refusals = 0  # codes refused during waits, not reported yet (Locker._report_refusals)
+    lk._refusals_at = None  # ticks of the last wait_refused event
     if clock.problem:
         lk.problems.append(clock.problem)
     lk.outbox = Outbox(capacity=cfg.outbox_capacity)

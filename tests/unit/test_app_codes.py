@@ -1,19 +1,12 @@
 # What a typed code does to the guessing throttle and to a door's grace period, beyond a plain pickup:
 # return codes, doors unlocked by someone else, and used codes the host has removed.
-from cmdrig import Rt, wire
-from staffrig import PICKUP, RETURN, Rig, _pcode, _prec
-
-
-def _wrong(rig, times):
-    for i in range(times):
-        rig.type("%08d#" % (90000000 + i))
-    rig.run(rig.locker.throttle.wait_ms(rig.ticks.now) + 10)
+from staffrig import PICKUP, RETURN, Rig, _pcode, _prec, wrong_codes
 
 
 def test_a_return_code_does_not_reset_the_throttle():
     rig = Rig("codes-return-throttle")
     try:
-        _wrong(rig, 4)
+        wrong_codes(rig, 4)
         assert rig.locker.throttle.failures == 4
         rig.type(RETURN + "#")  # opens door 3 (M), which is then shut empty: the code works again
         assert rig.energized_doors() == [2]
@@ -33,7 +26,7 @@ def test_a_return_code_does_not_reset_the_throttle():
 def test_a_return_code_with_no_free_door_does_not_reset_the_throttle():
     rig = Rig("codes-return-nodoor", parcels=(0, 2, 3))  # both M/L doors hold something
     try:
-        _wrong(rig, 4)
+        wrong_codes(rig, 4)
         rig.type(RETURN + "#")
         assert rig.last("denied")["r"] == "no_door"
         assert rig.locker.throttle.failures == 4
@@ -54,15 +47,21 @@ def _pickup(rig):
     assert rig.last("pickup")["id"] == 11
 
 
-def test_a_remote_open_ends_the_grace_period_of_its_door():
-    from locker import commands
+def _remote_open(rig, label):
+    """What a signed door.open runs (locker.commands hands it to locker.doorops)."""
+    from locker import doorops
 
+    try:
+        return doorops.command(rig.locker, "door.open", {"door": label, "by": "Ann"}, rig.ticks.now)
+    finally:
+        doorops.drop(rig.locker)
+
+
+def test_a_remote_open_ends_the_grace_period_of_its_door():
     rig = Rig("codes-grace-remote")
     try:
         _pickup(rig)
-        c = commands.Commands(Rt(rig.locker))
-        r = c.handle(wire("door.open", {"door": "1", "by": "Ann", "r": "restock"}, 1, "a"), rig.ticks.now)
-        assert r["ok"]
+        assert _remote_open(rig, "1")["ok"]
         rig.door(0, open_=True)
         rig.door(0, parcel=True)  # a new item goes in
         rig.door(0, open_=False)
@@ -91,13 +90,10 @@ def test_another_code_for_the_same_door_ends_its_grace_period():
 
 
 def test_an_unlock_of_another_door_leaves_the_grace_period():
-    from locker import commands
-
     rig = Rig("codes-grace-kept")
     try:
         _pickup(rig)
-        c = commands.Commands(Rt(rig.locker))
-        assert c.handle(wire("door.open", {"door": "2", "by": "Ann"}, 1, "a"), rig.ticks.now)["ok"]
+        assert _remote_open(rig, "2")["ok"]
         rig.run(7000)
         rig.type(PICKUP + "#")
         assert rig.last("reopened")["d"] == "1"
