@@ -45,6 +45,13 @@
 # RAM journal: ONE preallocated bytearray of entries as on flash without their checksum (6 bytes),
 # sorted by code_id, binary-searched. Sized to the store's capacity; grows only past it (codes
 # consumed and no longer in the store).
+#
+# usedtags.bin (next to used.bin; store.save, written whole): the records of the last GONE_KEPT used
+# codes the host removed from the table (a used code is removed at once while online), oldest first,
+# as RAM records with the door byte the door it was used at. lookup() answers USED for them, so the
+# same code still reopens its door within the grace period and later shows "already used" instead
+# of counting as a wrong code. Written before codes.bin on replace()/apply() (a cut leaves a record
+# both in the table and here: the table wins), after it on adopt().
 import struct
 
 from micropython import const
@@ -74,6 +81,7 @@ STATE_LOADING = const(5)
 # takes 16 KB of heap instead of 25 KB.
 TAG_SIZE = const(16)
 RECORD_SIZE = const(26)
+GONE_KEPT = const(16)  # used codes removed by the host that still answer USED (usedtags.bin)
 
 # File-format constants shared with locker/codefile.py. `_X = const()` names are compiled in and
 # cannot be imported, so the two modules each carry them; tests/host/test_firmware_builds.py
@@ -129,11 +137,17 @@ def _drop_codefile():
 
 
 class CodeStore:
-    def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600):
+    def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600, gone_path=None):
         self._key = key if isinstance(key, hmac256.HmacKey) else hmac256.HmacKey(key)
         self._prefixes = [(lb.encode() if isinstance(lb, str) else bytes(lb)) + b":" for lb in door_labels]
         self.path = path
         self.used_path = used_path
+        if gone_path is None:  # beside used.bin
+            cut = used_path.rfind("/") + 1
+            gone_path = used_path[:cut] + "usedtags.bin"
+        self.gone_path = gone_path
+        self._gone = bytearray(GONE_KEPT * RECORD_SIZE)  # records of used codes the host removed
+        self._gn = 0
         self.capacity = capacity
         self.revision = 0
         self._buf = bytearray(capacity * RECORD_SIZE)
@@ -221,6 +235,11 @@ class CodeStore:
             t = memoryview(key.digest(self._prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
+                if self._gn and status == UNKNOWN:
+                    g = self._find_gone(t, d if d < nd else NO_DOOR)
+                    if g is not None:
+                        status = USED
+                        found = g
                 continue
             off = i * RECORD_SIZE
             door, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
@@ -242,6 +261,20 @@ class CodeStore:
         if found is None:
             return (UNKNOWN, None, None, None)
         return (status, found[0], found[1], found[2])
+
+    def _find_gone(self, t, prefix_door):
+        """(door, code_id, kind) of a removed used code with this tag, typed at this door's prefix
+        (NO_DOOR: "*:"), or None. A scan: GONE_KEPT records at most."""
+        g = self._gone
+        mv = memoryview(g)
+        t0 = t[0]
+        for off in range(0, self._gn * RECORD_SIZE, RECORD_SIZE):
+            if g[off] != t0 or not hmac256.equal(mv[off : off + TAG_SIZE], t):
+                continue
+            door, kind, _, cid = struct.unpack_from(_FIELDS, g, off + TAG_SIZE)
+            if (door if not kind & KIND_MASK else NO_DOOR) == prefix_door:
+                return (door, cid, kind)
+        return None
 
     def find_id(self, cid):
         """(door, kind, expiry) of the record with this code_id, or None (a scan: rare calls)."""

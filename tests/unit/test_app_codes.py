@@ -99,3 +99,29 @@ def test_an_unlock_of_another_door_leaves_the_grace_period():
         assert rig.last("reopened")["d"] == "1"
     finally:
         rig.close()
+
+
+def test_a_used_code_the_host_removed_still_reopens_then_says_used():
+    rig = Rig("codes-used-removed")
+    try:
+        _pickup(rig)
+        # Online, the host removes the used code right after the pickup event (codes.apply).
+        rig.locker.codes.apply(2, [], [11])
+        assert rig.locker.codes.find_id(11) is None
+        rig.run(3000)
+        rig.type(PICKUP + "#")  # forgot something: within the grace period the door opens again
+        assert rig.last("reopened") == {"k": "reopened", "t": rig.last("reopened")["t"], "d": "1", "id": 11}
+        rig.door(0, open_=True)
+        rig.door(0, open_=False)
+        rig.ticks.advance(rig.cfg.grace_ms)
+        rig.type(PICKUP + "#")  # later: "already used", no failure counted
+        assert rig.board.display.lines[0] == "Code al gebruikt"
+        assert rig.last("denied")["r"] == "used" and rig.last("denied")["id"] == 11
+        assert rig.locker.throttle.failures == 0
+        rig.boot()  # and after a reboot
+        rig.type(PICKUP + "#")
+        assert rig.board.display.lines[0] == "Code al gebruikt"
+        assert rig.locker.throttle.failures == 0
+        assert [e["r"] for e in rig.events("denied")] == ["used", "used"]
+    finally:
+        rig.close()
