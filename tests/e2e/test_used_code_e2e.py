@@ -48,7 +48,7 @@ def test_a_used_code_the_host_removed_reopens_its_door_then_says_used(chain: Cal
     c.pickup(second.code, "1")
     b.type_code(first.code)
     c.wait_fw("denied", 1, 10, r="used", id=first.code_id)
-    assert b.display()[0].strip() == "Code al gebruikt"
+    b.wait_for(lambda: b.display()[0].strip() == "Code al gebruikt", 5, "the display to say so")
     assert c.fw_count("denied", r="wrong") == 0
     assert c.fw_count("reopened") == 1
     c.wait(
