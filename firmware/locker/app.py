@@ -115,9 +115,6 @@ class Locker:
                 self.show("door_oos", None, self.cfg.message_ms, now_ms)
                 self.record("denied", door, {"r": "out_of_service", "id": code_id}, now_ms)
             else:
-                # Only a code used up by opening its door resets the count: a return code (or a
-                # delivery not loaded, a staff PIN) can be typed again and again, so it must not.
-                self.throttle.success()
                 self.open_for_pickup(door, code_id, now_ms)
         elif status == C.OK:  # a staff PIN, a return code, a delivery not loaded yet
             self.flows().code(self, code_id, kind, now_ms)
@@ -171,6 +168,7 @@ class Locker:
         # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.
         self.codes.consume(code_id, door)
         self.pending[door] = code_id
+        self.unseen.add(door)
         if self.doors.energized() >= 0 and self.doors.energized() != door:
             self.show("busy", None, self.cfg.message_ms, now_ms)
         else:
@@ -189,6 +187,12 @@ class Locker:
         if door in self.jobs and self.flows().door_event(self, kind, door, now_ms):
             return
         if kind == D.EV_OPENED:
+            if door in self.unseen:
+                # Only a code used up by its door opening resets the count, and only the first time:
+                # a code that works again (a return, a jammed latch, a reopen within the grace
+                # period) could otherwise reset it between guesses at will.
+                self.unseen.discard(door)
+                self.throttle.success()
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
                 self.show("take", label, _STICKY, now_ms)
@@ -199,6 +203,7 @@ class Locker:
             # The door was never seen open: the resident got nothing, so the code works again
             # ("Probeer opnieuw"), and the host hears of the jammed latch.
             code_id = self.pending.pop(door, None)
+            self.unseen.discard(door)
             if code_id is not None:
                 self.codes.release(code_id)
             self.beep("WRONG", now_ms)

@@ -136,10 +136,11 @@ class Throttle:
         clock when it is known (not an estimate), so a reboot can go on with the wait."""
         self.settle(now_ms)
         n = self.failures + 1 if self.failures < _MAX_COUNT else _MAX_COUNT
-        self._save(n, epoch or 0)
+        # In RAM first: a failed write still counts the code until the next boot.
         self.failures = self._n = n
         self._start = now_ms
         self._delay = self.delay_ms()
+        self._save(n, epoch or 0)
 
     def success(self):
         """A code that opened a door: back to no delay. Writes only when there was a count."""

@@ -38,6 +38,28 @@ def test_a_return_code_with_no_free_door_does_not_reset_the_throttle():
         rig.close()
 
 
+def test_a_pickup_code_resets_the_throttle_only_when_its_door_first_opens():
+    rig = Rig("codes-pickup-throttle")
+    try:
+        wrong_codes(rig, 4)
+        rig.type(PICKUP + "#")  # the door is held shut: jammed, and the code works again
+        rig.run(10000)
+        assert rig.last("jammed")["id"] == 11
+        assert rig.locker.throttle.failures == 4
+        rig.type(PICKUP + "#")
+        rig.door(0, open_=True)  # now it opens: the code is used up, the count goes
+        assert rig.locker.throttle.failures == 0
+        rig.door(0, open_=False)  # shut with the parcel still inside: the code reopens it
+        assert rig.last("closed_full")["id"] == 11
+        wrong_codes(rig, 4)
+        rig.type(PICKUP + "#")
+        rig.door(0, open_=True)
+        assert rig.last("reopened")["id"] == 11
+        assert rig.locker.throttle.failures == 4  # a reopen resets nothing
+    finally:
+        rig.close()
+
+
 def _pickup(rig):
     """The resident of door 1 takes their parcel and shuts the door: the grace period starts."""
     rig.type(PICKUP + "#")
