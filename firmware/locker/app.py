@@ -25,6 +25,7 @@ class Locker:
             appinit.init(self, board, cfg, key, clock, now_ms, codes)
         finally:
             _drop("appinit")
+            _drop("throttlefile")  # Throttle.load's, at boot
 
     # --- the hot loop -------------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class Locker:
         # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.
         self.codes.consume(code_id, door)
         self.pending[door] = code_id
-        self.unseen.add(door)
+        self.unseen |= 1 << door
         if self.doors.energized() >= 0 and self.doors.energized() != door:
             self.show("busy", None, self.cfg.message_ms, now_ms)
         else:
@@ -187,11 +188,11 @@ class Locker:
         if door in self.jobs and self.flows().door_event(self, kind, door, now_ms):
             return
         if kind == D.EV_OPENED:
-            if door in self.unseen:
+            if self.unseen >> door & 1:
                 # Only a code used up by its door opening resets the count, and only the first time:
                 # a code that works again (a return, a jammed latch, a reopen within the grace
                 # period) could otherwise reset it between guesses at will.
-                self.unseen.discard(door)
+                self.unseen &= ~(1 << door)
                 self.throttle.success()
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
@@ -203,7 +204,7 @@ class Locker:
             # The door was never seen open: the resident got nothing, so the code works again
             # ("Probeer opnieuw"), and the host hears of the jammed latch.
             code_id = self.pending.pop(door, None)
-            self.unseen.discard(door)
+            self.unseen &= ~(1 << door)
             if code_id is not None:
                 self.codes.release(code_id)
             self.beep("WRONG", now_ms)

@@ -59,7 +59,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     )
     # door index -> code id, for doors opened for a pickup that is not complete yet
     lk.pending = {}
-    lk.unseen = set()  # doors of those not seen open yet: the first opening resets the throttle
+    lk.unseen = 0  # a bit per door of those not seen open yet: the first opening resets the throttle
     # door index -> [job, code id, staff id, low wanted/got]: doors opened to load, take back
     # or return an item (locker.flows); a staff session (locker.staff) while one is open
     lk.jobs = {}

@@ -41,19 +41,22 @@ def load(cs, problems):
 
 
 def _load_gone(cs, problems):
-    cs._gn = 0
+    cs._gone = b""
     try:
-        raw = store.load(cs.gone_path)
+        raw = store.load(_gone_path(cs))
     except store.Corrupt as exc:  # those used codes count as unknown again: nothing opens
         problems.append(str(exc))
         return
-    if raw is None:
-        return
-    if len(raw) % RECORD_SIZE or len(raw) > len(cs._gone):
-        problems.append("%s: bad length" % cs.gone_path)
-        return
-    cs._gone[: len(raw)] = raw
-    cs._gn = len(raw) // RECORD_SIZE
+    if raw is not None and (len(raw) % RECORD_SIZE or len(raw) > GONE_KEPT * RECORD_SIZE):
+        problems.append("%s: bad length" % _gone_path(cs))
+    elif raw is not None:
+        cs._gone = raw
+
+
+def _gone_path(cs):
+    """usedtags.bin, beside used.bin."""
+    cut = cs.used_path.rfind("/") + 1
+    return cs.used_path[:cut] + "usedtags.bin"
 
 
 def _retire(cs, off):
@@ -77,25 +80,25 @@ def _used_door(cs, buf, off):
 def _keep_gone(cs, src, off, door):
     """src[off:off + RECORD_SIZE] into usedtags, with the door it was used at; the same code id
     takes its old slot, and when full the oldest goes."""
-    g = cs._gone
-    n = cs._gn
+    g = bytearray(cs._gone)  # rare (a host update): a new buffer, exactly as long as its records
     cid = struct.unpack_from("<I", src, off + _ID_OFF)[0]
-    at = n * RECORD_SIZE
-    for k in range(0, n * RECORD_SIZE, RECORD_SIZE):
+    at = len(g)
+    for k in range(0, len(g), RECORD_SIZE):
         if struct.unpack_from("<I", g, k + _ID_OFF)[0] == cid:
             at = k
             break
     if at == len(g):
-        g[: at - RECORD_SIZE] = g[RECORD_SIZE:at]
-        at -= RECORD_SIZE
-    else:
-        cs._gn = max(n, at // RECORD_SIZE + 1)
+        if at == GONE_KEPT * RECORD_SIZE:
+            g = g[RECORD_SIZE:]
+            at -= RECORD_SIZE
+        g.extend(bytes(RECORD_SIZE))
     g[at : at + RECORD_SIZE] = src[off : off + RECORD_SIZE]
     g[at + TAG_SIZE] = door  # a door-free code's door byte becomes the door it was used at
+    cs._gone = g
 
 
 def _save_gone(cs):
-    store.save(cs.gone_path, bytes(cs._gone[: cs._gn * RECORD_SIZE]))
+    store.save(_gone_path(cs), cs._gone)
 
 
 def _load_codes(cs, problems):
@@ -252,7 +255,7 @@ def adopt(cs, revision, count, problems):
         try:
             _save_gone(cs)
         except OSError as exc:  # kept in RAM until the next reboot
-            problems.append("%s: %s" % (cs.gone_path, exc))
+            problems.append("%s: %s" % (_gone_path(cs), exc))
     if not problems and (cs._n != count or cs.revision != revision):
         problems.append("%s: %d records at rev %d, not %d at %d" % (cs.path, cs._n, cs.revision, count, revision))
     if problems:
@@ -318,9 +321,10 @@ def _packed(cs, recs):
 
 def replace(cs, revision, records):
     """Full snapshot: the store holds exactly these records afterwards (one atomic write)."""
-    recs, ids, _ = _normalize(cs, records)
+    recs, _, _ = _normalize(cs, records)
     if len(recs) > cs.capacity:
         raise ValueError("capacity")
+    ids = {r[4] for r in recs}  # the ids kept (a record displaced by another's tag is not)
     retired = False
     for i in range(cs._n):
         off = i * RECORD_SIZE

@@ -137,17 +137,12 @@ def _drop_codefile():
 
 
 class CodeStore:
-    def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600, gone_path=None):
+    def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600):
         self._key = key if isinstance(key, hmac256.HmacKey) else hmac256.HmacKey(key)
         self._prefixes = [(lb.encode() if isinstance(lb, str) else bytes(lb)) + b":" for lb in door_labels]
         self.path = path
         self.used_path = used_path
-        if gone_path is None:  # beside used.bin
-            cut = used_path.rfind("/") + 1
-            gone_path = used_path[:cut] + "usedtags.bin"
-        self.gone_path = gone_path
-        self._gone = bytearray(GONE_KEPT * RECORD_SIZE)  # records of used codes the host removed
-        self._gn = 0
+        self._gone = b""  # records of used codes the host removed (at most GONE_KEPT): usedtags.bin
         self.capacity = capacity
         self.revision = 0
         self._buf = bytearray(capacity * RECORD_SIZE)
@@ -235,7 +230,7 @@ class CodeStore:
             t = memoryview(key.digest(self._prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
-                if self._gn and status == UNKNOWN:
+                if self._gone and status == UNKNOWN:
                     g = self._find_gone(t, d if d < nd else NO_DOOR)
                     if g is not None:
                         status = USED
@@ -268,7 +263,7 @@ class CodeStore:
         g = self._gone
         mv = memoryview(g)
         t0 = t[0]
-        for off in range(0, self._gn * RECORD_SIZE, RECORD_SIZE):
+        for off in range(0, len(g), RECORD_SIZE):
             if g[off] != t0 or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
             door, kind, _, cid = struct.unpack_from(_FIELDS, g, off + TAG_SIZE)

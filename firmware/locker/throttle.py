@@ -17,7 +17,7 @@ import struct
 from micropython import const
 
 from locker import store
-from locker.ticks import ticks_add, ticks_diff
+from locker.ticks import ticks_diff
 
 _MAX_SHIFT = const(30)
 _MAX_COUNT = const(0xFFFF)
@@ -52,103 +52,63 @@ class Throttle:
         self.decay_ms = max(decay_ms, max_delay_ms)
         self.level = cap_level(free_failures, base_delay_ms, max_delay_ms)
         self.failures = 0  # the count now, decay applied
-        self._n = 0  # the count right after the last failure
-        self._start = None  # ticks of the last failure; None: no count left to wait or decay
-        self._delay = 0  # the wait it started
-        self._stored = 0  # the count on flash
+        self._n = 0  # the count right after the last failure, as on flash
+        self._start = None  # ticks of the last failure; None: nothing left to wait or decay
 
     def load(self, now_ms=0, now_epoch=None):
-        """Read the stored count and the time of its failure. now_epoch: the wall clock now, known or
-        estimated (None: never known). Returns a list of problems; a damaged file counts as
-        free_failures (the next failure is delayed, nobody is locked out)."""
-        self.failures = self._n = self._stored = 0
-        self._start = None
-        try:
-            raw = store.load(self.path)
-        except store.Corrupt as exc:
-            self._resume(self.free_failures, 0, now_ms, now_epoch)
-            return [str(exc)]
-        if raw is None:
-            return []
-        if len(raw) == 2:
-            self._resume(struct.unpack("<H", raw)[0], 0, now_ms, now_epoch)
-        elif len(raw) == 6:
-            n, epoch = struct.unpack(_FILE, raw)
-            self._resume(n, epoch, now_ms, now_epoch)
-        else:
-            self._resume(self.free_failures, 0, now_ms, now_epoch)
-            return ["%s: bad length" % self.path]
-        return []
+        """Read the stored count and the time of its failure (locker.throttlefile, boot only). now_epoch:
+        the wall clock now, known or estimated (None: never known). Returns a list of problems; a
+        damaged file counts as free_failures (the next failure is delayed, nobody is locked out)."""
+        from locker import throttlefile
 
-    def _resume(self, n, epoch, now_ms, now_epoch):
-        self._stored = n
-        if not n:
-            return
-        self.failures = self._n = n
-        self._delay = self.delay_ms()
-        elapsed = 0
-        if epoch and now_epoch is not None:
-            # Whole seconds on both sides: up to 1 s less, never more, than really went by.
-            elapsed = max(0, now_epoch - epoch - 1) * 1000
-            # Past this the count has decayed to 0 (and ticks_add keeps to its range).
-            elapsed = min(elapsed, self._delay + self.level * self.decay_ms)
-        self._start = ticks_add(now_ms, -elapsed)
-        self.settle(now_ms)
+        return throttlefile.load(self, now_ms, now_epoch)
 
-    def delay_ms(self):
-        """The full wait for the current count."""
-        return delay_after(self.failures, self.free_failures, self.base_delay_ms, self.max_delay_ms)
+    def _wait(self):
+        # The wait the last failure started.
+        return delay_after(self._n, self.free_failures, self.base_delay_ms, self.max_delay_ms)
 
     def settle(self, now_ms):
         """Apply the decay due by now (cheap: the app calls it on every loop while there is a count)."""
-        start = self._start
-        if start is None:
+        if self._start is None:
             return
-        elapsed = ticks_diff(now_ms, start)
-        quiet = elapsed - self._delay
-        if quiet < self.decay_ms and elapsed >= 0:
+        elapsed = ticks_diff(now_ms, self._start)
+        quiet = elapsed - self._wait()
+        if elapsed >= 0 and quiet < self.decay_ms:
             return
         # elapsed < 0: the ticks wrapped (days later), so the count is long gone.
         n = min(self._n, self.level) - quiet // self.decay_ms if elapsed >= 0 else 0
         if n > 0:
             self.failures = n
             return
-        self.failures = self._n = 0
+        self.failures = 0
         self._start = None
-        if self._stored:
-            try:  # so that a reboot with no clock does not restart a wait for a count that is gone
-                self._save(0, 0)
-            except OSError:
-                pass  # the stored count stays: a reboot may wait longer than needed, never shorter
+        try:  # so that a reboot with no clock does not wait for a count that is gone
+            store.save(self.path, struct.pack(_FILE, 0, 0))
+            self._n = 0
+        except OSError:
+            pass  # success() tries again; a reboot meanwhile may wait longer, never shorter
 
     def wait_ms(self, now_ms):
         """Milliseconds left before the next try is allowed; 0 = may try now."""
-        start = self._start
-        if start is None:
+        if self._start is None:
             return 0
-        elapsed = ticks_diff(now_ms, start)
-        if elapsed < 0 or elapsed >= self._delay:
-            return 0
-        return self._delay - elapsed
+        elapsed = ticks_diff(now_ms, self._start)
+        wait = self._wait()
+        # elapsed < 0: the ticks wrapped (days later), so the wait is long over.
+        return wait - elapsed if 0 <= elapsed < wait else 0
 
     def failure(self, now_ms, epoch=None):
         """A wrong code: count it (on flash before returning) and start the wait. epoch: the wall
         clock when it is known (not an estimate), so a reboot can go on with the wait."""
         self.settle(now_ms)
-        n = self.failures + 1 if self.failures < _MAX_COUNT else _MAX_COUNT
         # In RAM first: a failed write still counts the code until the next boot.
-        self.failures = self._n = n
+        self.failures = self._n = min(self.failures + 1, _MAX_COUNT)
         self._start = now_ms
-        self._delay = self.delay_ms()
-        self._save(n, epoch or 0)
+        store.save(self.path, struct.pack(_FILE, self._n, epoch or 0))
 
     def success(self):
         """A code that opened a door: back to no delay. Writes only when there was a count."""
-        if self._stored:
-            self._save(0, 0)
+        if self._n:
+            store.save(self.path, struct.pack(_FILE, 0, 0))
         self.failures = self._n = 0
         self._start = None
-
-    def _save(self, n, epoch):
-        store.save(self.path, struct.pack(_FILE, n, epoch))
-        self._stored = n

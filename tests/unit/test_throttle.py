@@ -171,3 +171,13 @@ def test_failure_is_on_flash_before_it_returns():
     t.failure(0)
     assert store.bytes_written() > 0
     assert store.load(d + "/throttle.bin") is not None
+
+
+def test_a_file_of_the_wrong_length_counts_as_free_failures():
+    d = fakes.scratch_dir("throttle")
+    store.save(d + "/throttle.bin", b"\x01\x02\x03")
+    t = _new(d)
+    assert t.load(0, T0) == [d + "/throttle.bin: bad length"]
+    assert t.failures == 3 and t.wait_ms(0) == 0
+    t.failure(0, T0)
+    assert t.wait_ms(0) == 5000
