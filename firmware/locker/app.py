@@ -9,6 +9,9 @@ from locker import messages
 from locker.ticks import ticks_add, ticks_diff
 
 _STICKY = const(-1)  # a screen that stays until something else replaces it
+# Codes refused during a throttle wait reach the host at most once a minute, counted: staff can be
+# alerted to someone at the keypad, and a finger on # cannot wear the flash.
+_REFUSALS_EVERY_MS = const(60000)
 
 
 class Locker:
@@ -22,6 +25,7 @@ class Locker:
             appinit.init(self, board, cfg, key, clock, now_ms, codes)
         finally:
             _drop("appinit")
+            _drop("throttlefile")  # Throttle.load's, at boot
 
     # --- the hot loop -------------------------------------------------------------------------
 
@@ -41,6 +45,10 @@ class Locker:
         self._drain_doors(now_ms)
         if self._resume is not None and ticks_diff(now_ms, self._resume_at) >= 0:
             self._settle_interrupted(now_ms)
+        if self.throttle.failures:
+            self.throttle.settle(now_ms)  # the count decays with quiet time
+        if self._refusals and not 0 <= ticks_diff(now_ms, self._refusals_at) < _REFUSALS_EVERY_MS:
+            self._report_refusals(now_ms)
         if board.buzzer is not None:
             board.buzzer.update(now_ms)
         self._refresh_screen(now_ms)
@@ -94,13 +102,15 @@ class Locker:
             else:
                 self.show("wait", secs, self.cfg.message_ms, now_ms)
             self.record("denied", None, {"r": "throttled"}, now_ms, to_host=False)
+            self._refusals += 1
+            if self._refusals_at is None or not 0 <= ticks_diff(now_ms, self._refusals_at) < _REFUSALS_EVERY_MS:
+                self._report_refusals(now_ms)
             return
         status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
         # The digits leave memory as soon as they are checked: nothing can replay them later.
         self.entry.wipe()
         k = kind & C.KIND_MASK if kind is not None else 0
         if status == C.OK and door is not None and (k == C.KIND_PICKUP or k == C.KIND_DELIVERY):
-            self.throttle.success()
             offline = self.lockbus is not None and not self.lockbus.online(door)
             if self.doors.out_of_service(door) or offline:
                 # A door whose lock board is silent is in an unknown state: not opened; the code
@@ -112,7 +122,6 @@ class Locker:
             else:
                 self.open_for_pickup(door, code_id, now_ms)
         elif status == C.OK:  # a staff PIN, a return code, a delivery not loaded yet
-            self.throttle.success()
             self.flows().code(self, code_id, kind, now_ms)
         elif status == C.USED and self._reopen(door, code_id, now_ms):
             pass
@@ -125,7 +134,8 @@ class Locker:
             self.show("used", None, self.cfg.message_ms, now_ms)
             self.record("denied", door, {"r": "used", "id": code_id}, now_ms)
         else:
-            self.throttle.failure(now_ms)
+            # The wall clock only when known: after a reboot the wait goes on from that time.
+            self.throttle.failure(now_ms, self.clock.now(now_ms) if self.clock.known else None)
             self.beep("WRONG", now_ms)
             self.show("wrong", None, self.cfg.message_ms, now_ms)
             failures = self.throttle.failures
@@ -135,16 +145,26 @@ class Locker:
                 # out), but the host is told someone is working through the code space.
                 self.record("throttled", None, {"n": failures}, now_ms)
 
+    def _report_refusals(self, now_ms):
+        """`wait_refused`: the codes refused during throttle waits since the last one (c)."""
+        self.record("wait_refused", None, {"c": self._refusals, "n": self.throttle.failures}, now_ms)
+        self._refusals = 0
+        self._refusals_at = now_ms
+
     def _reopen(self, door, code_id, now_ms):
-        """The same code again within the grace period after its pickup: the same door opens."""
+        """The same code again within the grace period after its pickup: the same door opens. Any
+        other unlock of that door since (staff, the host, another code) ended the period."""
         g = self.grace
         if g is None or g[0] != code_id or g[1] != door or ticks_diff(g[2], now_ms) <= 0:
+            return False
+        if g[3] != self.doors.unlocks[door]:
+            self.grace = None
             return False
         if self.doors.out_of_service(door) or (self.lockbus is not None and not self.lockbus.online(door)):
             return False
         if not self.doors.request_unlock(door, now_ms):
             return False
-        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
+        self._start_grace(code_id, door, now_ms)
         self.doors.poll(now_ms)
         self.beep("ACCEPTED", now_ms)
         self.show("reopen", self.labels[door], self.cfg.message_ms, now_ms)
@@ -155,6 +175,7 @@ class Locker:
         # Consumed on flash BEFORE the latch moves: a power cut can never bring the code back.
         self.codes.consume(code_id, door)
         self.pending[door] = code_id
+        self.unseen |= 1 << door
         if self.doors.energized() >= 0 and self.doors.energized() != door:
             self.show("busy", None, self.cfg.message_ms, now_ms)
         else:
@@ -173,6 +194,12 @@ class Locker:
         if door in self.jobs and self.flows().door_event(self, kind, door, now_ms):
             return
         if kind == D.EV_OPENED:
+            if self.unseen >> door & 1:
+                # Only a code used up by its door opening resets the count, and only the first time:
+                # a code that works again (a return, a jammed latch, a reopen within the grace
+                # period) could otherwise reset it between guesses at will.
+                self.unseen &= ~(1 << door)
+                self.throttle.success()
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
                 self.show("take", label, _STICKY, now_ms)
@@ -183,6 +210,7 @@ class Locker:
             # The door was never seen open: the resident got nothing, so the code works again
             # ("Probeer opnieuw"), and the host hears of the jammed latch.
             code_id = self.pending.pop(door, None)
+            self.unseen &= ~(1 << door)
             if code_id is not None:
                 self.codes.release(code_id)
             self.beep("WRONG", now_ms)
@@ -209,12 +237,16 @@ class Locker:
         if self.doors.has_parcel(door):
             # Shut with the parcel still inside: the pickup is not done.
             self.doors.acknowledge(door)
-            self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))
+            self._start_grace(code_id, door, now_ms)
             self.show("still_full", self.labels[door], self.cfg.message_ms, now_ms)
             self.record("closed_full", door, {"id": code_id}, now_ms)
             return
         self.complete_pickup(door, code_id, now_ms, confirmed=self.doors.has_parcel(door) is not None)
-        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms))  # not after a reboot's settling
+        self._start_grace(code_id, door, now_ms)  # not after a reboot's settling
+
+    def _start_grace(self, code_id, door, now_ms):
+        # The door's unlock count now: the period ends at the next unlock of that door by anyone.
+        self.grace = (code_id, door, ticks_add(now_ms, self.cfg.grace_ms), self.doors.unlocks[door])
 
     def complete_pickup(self, door, code_id, now_ms, confirmed=True):
         # The event is on flash before the journal says "done": a cut in between repeats the event

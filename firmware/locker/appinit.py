@@ -32,9 +32,15 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.clock = clock
     lk.labels = board.labels
     lk.throttle = Throttle(
-        free_failures=cfg.throttle_free, base_delay_ms=cfg.throttle_base_ms, max_delay_ms=cfg.throttle_max_ms
+        free_failures=cfg.throttle_free,
+        base_delay_ms=cfg.throttle_base_ms,
+        max_delay_ms=cfg.throttle_max_ms,
+        decay_ms=cfg.throttle_decay_ms,
     )
-    lk.problems.extend(lk.throttle.load())  # a damaged count is reported, and restarts at free
+    # A damaged count is reported, and restarts at free; a wait goes on from the stored failure's time.
+    lk.problems.extend(lk.throttle.load(now_ms, clock.now(now_ms)))
+    lk._refusals = 0  # codes refused during waits, not reported yet (Locker._report_refusals)
+    lk._refusals_at = None  # ticks of the last wait_refused event
     if clock.problem:
         lk.problems.append(clock.problem)
     lk.outbox = Outbox(capacity=cfg.outbox_capacity)
@@ -56,11 +62,12 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     )
     # door index -> code id, for doors opened for a pickup that is not complete yet
     lk.pending = {}
+    lk.unseen = 0  # a bit per door of those not seen open yet: the first opening resets the throttle
     # door index -> [job, code id, staff id, low wanted/got]: doors opened to load, take back
     # or return an item (locker.flows); a staff session (locker.staff) while one is open
     lk.jobs = {}
     lk.staff = None
-    lk.grace = None  # (code id, door, ticks until): the last pickup's door may open again
+    lk.grace = None  # (code id, door, ticks until, door unlock count): the last pickup's door may open again
     lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
     # pickups interrupted by a reboot, settled once the door sensors have settled, with the doors
     # found open at boot (_open_at_boot) that no journal entry explains; None: nothing to settle

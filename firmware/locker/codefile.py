@@ -7,7 +7,15 @@ import struct
 from micropython import const
 
 from locker import store
-from locker.codes import RECORD_SIZE, STATE_LOADING, TAG_SIZE, _cmp_tag
+from locker.codes import (
+    GONE_KEPT,
+    RECORD_SIZE,
+    STATE_COMPLETED,
+    STATE_CONSUMED,
+    STATE_LOADING,
+    TAG_SIZE,
+    _cmp_tag,
+)
 
 _MAX_KIND = const(3)  # kinds 1..3 are door-free: door byte 0xFF
 _SLOT = const(30)  # record + checksum, on flash
@@ -29,6 +37,68 @@ _ID_OFF = const(22)  # code_id within a record
 def load(cs, problems):
     _load_codes(cs, problems)
     _load_journal(cs, problems)
+    _load_gone(cs, problems)
+
+
+def _load_gone(cs, problems):
+    cs._gone = b""
+    try:
+        raw = store.load(_gone_path(cs))
+    except store.Corrupt as exc:  # those used codes count as unknown again: nothing opens
+        problems.append(str(exc))
+        return
+    if raw is not None and (len(raw) % RECORD_SIZE or len(raw) > GONE_KEPT * RECORD_SIZE):
+        problems.append("%s: bad length" % _gone_path(cs))
+    elif raw is not None:
+        cs._gone = raw
+
+
+def _gone_path(cs):
+    """usedtags.bin, beside used.bin."""
+    cut = cs.used_path.rfind("/") + 1
+    return cs.used_path[:cut] + "usedtags.bin"
+
+
+def _retire(cs, off):
+    """The record at cs._buf[off] leaves the table: kept in usedtags (RAM) if its code was used.
+    True when kept."""
+    door = _used_door(cs, cs._buf, off)
+    if door is None:
+        return False
+    _keep_gone(cs, cs._mv, off, door)
+    return True
+
+
+def _used_door(cs, buf, off):
+    """The door a record's code was used at (consumed or picked up), or None: not used."""
+    st, door = cs.state_of(struct.unpack_from("<I", buf, off + _ID_OFF)[0])
+    if st != STATE_CONSUMED and st != STATE_COMPLETED:
+        return None
+    return door
+
+
+def _keep_gone(cs, src, off, door):
+    """src[off:off + RECORD_SIZE] into usedtags, with the door it was used at; the same code id
+    takes its old slot, and when full the oldest goes."""
+    g = bytearray(cs._gone)  # rare (a host update): a new buffer, exactly as long as its records
+    cid = struct.unpack_from("<I", src, off + _ID_OFF)[0]
+    at = len(g)
+    for k in range(0, len(g), RECORD_SIZE):
+        if struct.unpack_from("<I", g, k + _ID_OFF)[0] == cid:
+            at = k
+            break
+    if at == len(g):
+        if at == GONE_KEPT * RECORD_SIZE:
+            g = g[RECORD_SIZE:]
+            at -= RECORD_SIZE
+        g.extend(bytes(RECORD_SIZE))
+    g[at : at + RECORD_SIZE] = src[off : off + RECORD_SIZE]
+    g[at + TAG_SIZE] = door  # a door-free code's door byte becomes the door it was used at
+    cs._gone = g
+
+
+def _save_gone(cs):
+    store.save(_gone_path(cs), cs._gone)
 
 
 def _load_codes(cs, problems):
@@ -161,10 +231,31 @@ def _valid(door, kind, ndoors):
 
 def adopt(cs, revision, count, problems):
     """codes.bin replaced whole by a staged snapshot: into RAM; the journal settled as by replace()."""
+    # The old table is still in RAM: its used codes (GONE_KEPT at most) may be gone from the new one.
+    used = bytearray(GONE_KEPT * RECORD_SIZE)
+    mv = memoryview(used)
+    nu = 0
+    for i in range(cs._n):
+        off = i * RECORD_SIZE
+        door = _used_door(cs, cs._buf, off)
+        if door is not None and nu < GONE_KEPT:
+            used[nu * RECORD_SIZE : (nu + 1) * RECORD_SIZE] = cs._mv[off : off + RECORD_SIZE]
+            used[nu * RECORD_SIZE + TAG_SIZE] = door
+            nu += 1
     cs._n = 0
     cs.revision = 0
     cs._prune_ok = True
     _load_codes(cs, problems)
+    kept = False
+    for k in range(0, nu * RECORD_SIZE, RECORD_SIZE):
+        if cs.find_id(struct.unpack_from("<I", used, k + _ID_OFF)[0]) is None:
+            _keep_gone(cs, mv, k, used[k + TAG_SIZE])
+            kept = True
+    if kept:
+        try:
+            _save_gone(cs)
+        except OSError as exc:  # kept in RAM until the next reboot
+            problems.append("%s: %s" % (_gone_path(cs), exc))
     if not problems and (cs._n != count or cs.revision != revision):
         problems.append("%s: %d records at rev %d, not %d at %d" % (cs.path, cs._n, cs.revision, count, revision))
     if problems:
@@ -233,6 +324,14 @@ def replace(cs, revision, records):
     recs, _, _ = _normalize(cs, records)
     if len(recs) > cs.capacity:
         raise ValueError("capacity")
+    ids = {r[4] for r in recs}  # the ids kept (a record displaced by another's tag is not)
+    retired = False
+    for i in range(cs._n):
+        off = i * RECORD_SIZE
+        if struct.unpack_from("<I", cs._buf, off + _ID_OFF)[0] not in ids:
+            retired = _retire(cs, off) or retired
+    if retired:
+        _save_gone(cs)
     store.write_atomic(cs.path, _stream(cs, revision, len(recs), _packed(cs, recs)))
     off = 0
     for rec in _packed(cs, recs):
@@ -264,6 +363,13 @@ def apply(cs, revision, add_records, remove_ids):
     total = kept + len(adds)
     if total > cs.capacity:
         raise ValueError("capacity")
+    retired = False
+    for i in range(n):
+        off = i * RECORD_SIZE
+        if not keep[i] and struct.unpack_from("<I", buf, off + _ID_OFF)[0] not in add_ids:
+            retired = _retire(cs, off) or retired
+    if retired:
+        _save_gone(cs)
     store.write_atomic(cs.path, _stream(cs, revision, total, _merged(cs, keep, adds)))
     # Committed: update RAM in place. Compact the kept records, then merge the adds from the back.
     w = 0

@@ -46,6 +46,13 @@
 # RAM journal: ONE preallocated bytearray of entries as on flash without their checksum (6 bytes),
 # sorted by code_id, binary-searched. Sized to the store's capacity; grows only past it (codes
 # consumed and no longer in the store).
+#
+# usedtags.bin (next to used.bin; store.save, written whole): the records of the last GONE_KEPT used
+# codes the host removed from the table (a used code is removed at once while online), oldest first,
+# as RAM records with the door byte the door it was used at. lookup() answers USED for them, so the
+# same code still reopens its door within the grace period and later shows "already used" instead
+# of counting as a wrong code. Written before codes.bin on replace()/apply() (a cut leaves a record
+# both in the table and here: the table wins), after it on adopt().
 import struct
 
 from micropython import const
@@ -75,6 +82,7 @@ STATE_LOADING = const(5)
 # takes 16 KB of heap instead of 25 KB.
 TAG_SIZE = const(16)
 RECORD_SIZE = const(26)
+GONE_KEPT = const(16)  # used codes removed by the host that still answer USED (usedtags.bin)
 
 # File-format constants shared with locker/codefile.py. `_X = const()` names are compiled in and
 # cannot be imported, so the two modules each carry them; tests/host/test_firmware_builds.py
@@ -135,6 +143,7 @@ class CodeStore:
         self._prefixes = [(lb.encode() if isinstance(lb, str) else bytes(lb)) + b":" for lb in door_labels]
         self.path = path
         self.used_path = used_path
+        self._gone = b""  # records of used codes the host removed (at most GONE_KEPT): usedtags.bin
         self.capacity = capacity
         self.revision = 0
         self._buf = bytearray(capacity * RECORD_SIZE)
@@ -223,6 +232,11 @@ class CodeStore:
             t = memoryview(key.digest(self._prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
+                if self._gone and status == UNKNOWN:
+                    g = self._find_gone(t, d if d < nd else NO_DOOR)
+                    if g is not None:
+                        status = USED
+                        found = g
                 continue
             off = i * RECORD_SIZE
             door, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
@@ -248,6 +262,20 @@ class CodeStore:
         if found is None:
             return (UNKNOWN, None, None, None)
         return (status, found[0], found[1], found[2])
+
+    def _find_gone(self, t, prefix_door):
+        """(door, code_id, kind) of a removed used code with this tag, typed at this door's prefix
+        (NO_DOOR: "*:"), or None. A scan: GONE_KEPT records at most."""
+        g = self._gone
+        mv = memoryview(g)
+        t0 = t[0]
+        for off in range(0, len(g), RECORD_SIZE):
+            if g[off] != t0 or not hmac256.equal(mv[off : off + TAG_SIZE], t):
+                continue
+            door, kind, _, cid = struct.unpack_from(_FIELDS, g, off + TAG_SIZE)
+            if (door if not kind & KIND_MASK else NO_DOOR) == prefix_door:
+                return (door, cid, kind)
+        return None
 
     def find_id(self, cid):
         """(door, kind, expiry) of the record with this code_id, or None (a scan: rare calls)."""

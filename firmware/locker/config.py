@@ -19,6 +19,7 @@ _NUMBERS = {
     "throttle_free": (3, 1, 10),
     "throttle_base_ms": (5000, 1000, 60000),
     "throttle_max_ms": (300000, 10000, 3600000),
+    "throttle_decay_ms": (300000, 10000, 3600000),  # quiet time per step down (never below throttle_max_ms)
     "safe_mode_boots": (10, 2, 100),
     "boot_ok_ms": (60000, 1000, 600000),
     "safe_mode_reboot_ms": (300000, 10000, 3600000),

@@ -129,6 +129,9 @@ class DoorBank:
         self._alarm_ms = _clamp(open_alarm_ms, 0, _MAX_SPAN_MS)
         stable = _clamp(sensor_debounce_ms, 0, _MAX_SPAN_MS)
         self.events = Ring(queue_size)
+        # Unlocks requested per door (mod 256): whoever asks (a code, staff, the host), the app can
+        # tell that a door was unlocked since a moment it remembers (the end of a grace period).
+        self.unlocks = bytearray(n)
 
         # Sensor debounce (locker.debounce.Debouncer's rule) kept in flat tables, not one object per
         # sensor: entry d is door d's closed sensor, n + d its parcel sensor (unused without one).
@@ -174,6 +177,7 @@ class DoorBank:
         if self._state[door] == UNLOCKING or self._phase[door] != _P_IDLE:
             return False
         self._state[door] = UNLOCKING
+        self.unlocks[door] = (self.unlocks[door] + 1) & 0xFF
         self._tries[door] = 0
         self._suspect[door] = 0
         self._queue(door)

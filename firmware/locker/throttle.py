@@ -1,10 +1,17 @@
-# Consecutive wrong codes, with growing delays, kept across reboots.
+# Consecutive wrong codes, with growing delays that decay with quiet time, kept across reboots.
 #
-# After the n-th consecutive failure the keypad waits delay_after(n): nothing for the first
-# free_failures, then base_delay_ms doubling per failure, capped at max_delay_ms. No hard lockout
-# (a stranger must not be able to lock residents out). The count is on flash before failure()
-# returns; after a reboot the full delay for the stored count restarts at the first wait_ms()
-# call, so cutting the power never shortens a wait.
+# After the n-th failure the keypad waits delay_after(n): nothing for the first free_failures, then
+# base_delay_ms doubling per failure, capped at max_delay_ms. No hard lockout (a stranger must not
+# be able to lock residents out). Decay: every decay_ms of quiet after a wait has run out (no wrong
+# code) lowers the count by one, the first step from at most the level where the wait reached its
+# cap; so a resident arriving a while after an attack is not delayed, and an attacker gains nothing
+# by pausing as long as decay_ms >= max_delay_ms (locker/guessing.py computes the bound).
+#
+# throttle.bin (store.save): count u16 | epoch u32 of that failure (0: the clock was not known, or
+# only estimated). On flash before failure() returns. After a reboot the wait and the decay go on
+# from that time when the clock can tell (the estimate after a power cut is never later than the
+# true time, so a cut never shortens a wait); without it, the full wait for the stored count starts
+# again at boot. A 2-byte file (the count only) is read as a count with no time.
 import struct
 
 from micropython import const
@@ -14,6 +21,7 @@ from locker.ticks import ticks_diff
 
 _MAX_SHIFT = const(30)
 _MAX_COUNT = const(0xFFFF)
+_FILE = "<HI"
 
 
 def delay_after(n, free_failures, base_delay_ms, max_delay_ms):
@@ -26,81 +34,81 @@ def delay_after(n, free_failures, base_delay_ms, max_delay_ms):
     return min(base_delay_ms << shift, max_delay_ms)
 
 
-def max_guesses_per_day(free_failures, base_delay_ms, max_delay_ms, seconds_per_guess=4):
-    """Most codes one keypad accepts in 24 h from a patient attacker who never succeeds and never
-    lets the counter reset: each guess takes seconds_per_guess to type, then the delay applies."""
-    day_ms = 86400 * 1000
-    typing_ms = int(seconds_per_guess * 1000)
-    t = 0
-    n = 0
-    while True:
-        t += typing_ms
-        if t > day_ms:
-            return n
+def cap_level(free_failures, base_delay_ms, max_delay_ms):
+    """The first count whose wait is max_delay_ms: a higher count waits no longer, and decays from here."""
+    n = free_failures + 1
+    while delay_after(n, free_failures, base_delay_ms, max_delay_ms) < max_delay_ms:
         n += 1
-        t += delay_after(n, free_failures, base_delay_ms, max_delay_ms)
+    return n
 
 
 class Throttle:
-    def __init__(self, path="throttle.bin", free_failures=3, base_delay_ms=5000, max_delay_ms=300000):
+    def __init__(self, path="throttle.bin", free_failures=3, base_delay_ms=5000, max_delay_ms=300000, decay_ms=300000):
         self.path = path
         self.free_failures = free_failures
         self.base_delay_ms = base_delay_ms
         self.max_delay_ms = max_delay_ms
+        # Never quicker than the longest wait: a pause would then buy an attacker extra guesses.
+        self.decay_ms = max(decay_ms, max_delay_ms)
+        self.level = cap_level(free_failures, base_delay_ms, max_delay_ms)
+        self.failures = 0  # the count now, decay applied
+        self._n = 0  # the count right after the last failure, as on flash
+        self._start = None  # ticks of the last failure; None: nothing left to wait or decay
+
+    def load(self, now_ms=0, now_epoch=None):
+        """Read the stored count and the time of its failure (locker.throttlefile, boot only). now_epoch:
+        the wall clock now, known or estimated (None: never known). Returns a list of problems; a
+        damaged file counts as free_failures (the next failure is delayed, nobody is locked out)."""
+        from locker import throttlefile
+
+        return throttlefile.load(self, now_ms, now_epoch)
+
+    def _wait(self):
+        # The wait the last failure started.
+        return delay_after(self._n, self.free_failures, self.base_delay_ms, self.max_delay_ms)
+
+    def settle(self, now_ms):
+        """Apply the decay due by now (cheap: the app calls it on every loop while there is a count)."""
+        if self._start is None:
+            return
+        elapsed = ticks_diff(now_ms, self._start)
+        quiet = elapsed - self._wait()
+        if elapsed >= 0 and quiet < self.decay_ms:
+            return
+        # elapsed < 0: the ticks wrapped (days later), so the count is long gone.
+        n = min(self._n, self.level) - quiet // self.decay_ms if elapsed >= 0 else 0
+        if n > 0:
+            self.failures = n
+            return
         self.failures = 0
-        self._start = None  # ticks when the current wait began; None = begins at the next wait_ms()
-        self._over = False  # the current wait has run out
-
-    def load(self):
-        """Read the stored count. Returns a list of problems; a damaged file counts as free_failures
-        (the next failure is delayed, nobody is locked out)."""
         self._start = None
-        self._over = False
-        try:
-            raw = store.load(self.path)
-        except store.Corrupt as exc:
-            self.failures = self.free_failures
-            return [str(exc)]
-        if raw is None:
-            self.failures = 0
-            return []
-        if len(raw) != 2:
-            self.failures = self.free_failures
-            return ["%s: bad length" % self.path]
-        self.failures = struct.unpack("<H", raw)[0]
-        return []
-
-    def delay_ms(self):
-        """The full wait for the current count."""
-        return delay_after(self.failures, self.free_failures, self.base_delay_ms, self.max_delay_ms)
+        try:  # so that a reboot with no clock does not wait for a count that is gone
+            store.save(self.path, struct.pack(_FILE, 0, 0))
+            self._n = 0
+        except OSError:
+            pass  # success() tries again; a reboot meanwhile may wait longer, never shorter
 
     def wait_ms(self, now_ms):
         """Milliseconds left before the next try is allowed; 0 = may try now."""
-        delay = self.delay_ms()
-        if not delay or self._over:
-            return 0
         if self._start is None:
-            self._start = now_ms
-            return delay
-        elapsed = ticks_diff(now_ms, self._start)
-        if elapsed < 0 or elapsed >= delay:
-            # elapsed < 0: the ticks wrapped (days later), so the wait is long over.
-            self._over = True
             return 0
-        return delay - elapsed
+        elapsed = ticks_diff(now_ms, self._start)
+        wait = self._wait()
+        # elapsed < 0: the ticks wrapped (days later), so the wait is long over.
+        return wait - elapsed if 0 <= elapsed < wait else 0
 
-    def failure(self, now_ms):
-        """A wrong code: count it (on flash before returning) and start the wait."""
-        if self.failures < _MAX_COUNT:
-            self.failures += 1
-        store.save(self.path, struct.pack("<H", self.failures))
+    def failure(self, now_ms, epoch=None):
+        """A wrong code: count it (on flash before returning) and start the wait. epoch: the wall
+        clock when it is known (not an estimate), so a reboot can go on with the wait."""
+        self.settle(now_ms)
+        # In RAM first: a failed write still counts the code until the next boot.
+        self.failures = self._n = min(self.failures + 1, _MAX_COUNT)
         self._start = now_ms
-        self._over = False
+        store.save(self.path, struct.pack(_FILE, self._n, epoch or 0))
 
     def success(self):
         """A code that opened a door: back to no delay. Writes only when there was a count."""
-        if self.failures:
-            store.save(self.path, struct.pack("<H", 0))
-            self.failures = 0
+        if self._n:
+            store.save(self.path, struct.pack(_FILE, 0, 0))
+        self.failures = self._n = 0
         self._start = None
-        self._over = False

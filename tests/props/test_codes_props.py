@@ -90,6 +90,7 @@ class Model:
         self.revision = 0
         self.codes = {}  # code_id -> record
         self.used = {}  # code_id -> [door, state]
+        self.gone = []  # records of used codes the host removed, oldest first (usedtags.bin)
 
     def _displace(self, rec):
         for cid in [c for c, r in self.codes.items() if c == rec[4] or r[0] == rec[0]]:
@@ -102,6 +103,7 @@ class Model:
             new._displace(r)
         if len(new.codes) > CAPACITY:
             raise ValueError
+        self._retire([r for c, r in sorted(self.codes.items(), key=lambda i: i[1][0]) if c not in new.codes])
         self.codes, self.revision = new.codes, revision
         self._prune()
 
@@ -114,8 +116,25 @@ class Model:
         if len(self.codes) > CAPACITY:
             self.codes = saved
             raise ValueError
+        add_ids = {r[4] for r in adds}
+        self._retire(
+            [r for c, r in sorted(saved.items(), key=lambda i: i[1][0]) if c not in self.codes and c not in add_ids]
+        )
         self.revision = revision
         self._prune()
+
+    def _retire(self, removed):
+        """Removed records (in tag order) whose code was used go to `gone`, with the door used at."""
+        for r in removed:
+            j = self.used.get(r[4])
+            if j is None or j[1] not in (codes.STATE_CONSUMED, codes.STATE_COMPLETED):
+                continue
+            kept = (r[0], j[0], r[2], r[3], r[4])
+            same = [k for k, g in enumerate(self.gone) if g[4] == r[4]]
+            if same:
+                self.gone[same[0]] = kept
+            else:
+                self.gone = (self.gone + [kept])[-codes.GONE_KEPT :]
 
     def _prune(self):
         # The host changed the store: the journal is compacted without the recorded pickups whose
@@ -166,7 +185,16 @@ class Model:
         by_tag = {r[0]: r for r in self.codes.values()}
         best = None
         for door in range(FREE + 1):
-            r = by_tag.get(codes.tag(HKEY, DOORS[door] if door < FREE else "*", code))
+            t = codes.tag(HKEY, DOORS[door] if door < FREE else "*", code)
+            r = by_tag.get(t)
+            if r is None and best is None:
+                # a used code the host removed: still USED (checked where the table has no such tag)
+                for g in self.gone:
+                    if g[0] == t and (g[1] if not g[2] & 15 else codes.NO_DOOR) == (
+                        door if door < FREE else codes.NO_DOOR
+                    ):
+                        best = (codes.USED, g[1], g[4], g[2])
+                        break
             if r is None or r[1] != (door if door < FREE else codes.NO_DOOR):
                 continue
             j = self.used.get(r[4])
@@ -188,6 +216,7 @@ class Model:
     def copy(self):
         m = Model()
         m.revision, m.codes, m.used = self.revision, dict(self.codes), {c: list(v) for c, v in self.used.items()}
+        m.gone = list(self.gone)
         return m
 
 
@@ -207,6 +236,16 @@ def _run(target, op):
         target.loaded(op[1], op[2])
     else:
         target.complete(op[1])
+
+
+def _gone(s):
+    """usedtags as the store holds it: (tag, door, kind, expiry, code_id) records, oldest first."""
+    out = []
+    for k in range(len(s._gone) // codes.RECORD_SIZE):
+        off = k * codes.RECORD_SIZE
+        door, kind, expiry, cid = struct.unpack_from("<BBII", s._gone, off + codes.TAG_SIZE)
+        out.append((bytes(s._gone[off : off + codes.TAG_SIZE]), door, kind, expiry, cid))
+    return out
 
 
 def _check_lookups(s, model):
@@ -232,6 +271,7 @@ def test_power_cut_anywhere_leaves_before_or_after(seq, littlefs):
             assert problems == []
             before = _state(s)
             assert before == model.state()
+            assert _gone(s) == model.gone
             _check_lookups(s, model)
             # The uncut run, on a copy of the flash: the "after" state and the number of steps.
             shutil.copytree(d, d + ".after")
@@ -290,8 +330,12 @@ def test_power_cut_anywhere_leaves_before_or_after(seq, littlefs):
                 assert not (got[:2] == before[:2] != after[:2] and got[2] == after[2] != before[2])
                 done = got[:2] == after[:2] and (before[:2] != after[:2] or got[2] == after[2])
                 event("cut in %s: %s" % (op[0], "after" if done else "before"))
+                # usedtags.bin is written first and whole: the before or the after
+                assert _gone(s2) in (model.gone, after_model.gone), (k, len(steps))
+                gone = _gone(s2)
                 model = after_model if done else model
                 model.used = {c: [dd, st_] for c, dd, st_ in got[2]}  # the journal as on flash
+                model.gone = gone
                 _check_lookups(s2, model)
                 assert not [n for n in os.listdir(d) if n.endswith(".tmp")]
             else:
@@ -455,10 +499,13 @@ def test_journal_format_one_entry_appended_per_step():
         s2, problems = _boot(d)
         assert problems == [] and s2.used() == s.used()
         store.reset_counter()
-        s2.apply(2, [], [4])  # the host's update compacts it: 4's pickup is gone with its code
-        assert _raw(d) == _header(0) and store.bytes_written() == 16 + 5 * SLOT + 12
+        s2.apply(2, [], [4])  # the host's update compacts it: 4's pickup is gone with its code,
+        # whose record is kept in usedtags.bin (an 11-byte frame and the record)
+        tags = 11 + codes.RECORD_SIZE
+        assert _raw(d) == _header(0) and store.bytes_written() == tags + 16 + 5 * SLOT + 12
+        assert [g[4] for g in _gone(s2)] == [4]
         s2.apply(3, [], [])  # nothing appended, nothing to drop: not rewritten
-        assert store.bytes_written() == 2 * (16 + 5 * SLOT) + 12
+        assert store.bytes_written() == tags + 2 * (16 + 5 * SLOT) + 12
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

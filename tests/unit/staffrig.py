@@ -75,3 +75,13 @@ def _prec(door, i, kind=0, expiry=0):
 
 def _pfree(i, kind, expiry=0, cid=None):
     return (C.tag(HmacKey(KEY), "*", _pcode(i)), C.NO_DOOR, kind, expiry, i if cid is None else cid)
+
+
+def wrong_codes(rig, times, wait_out=True):
+    """Wrong codes, each once the wait before it ran out; and the last one's wait too (wait_out)."""
+    for i in range(times):
+        rig.run(rig.locker.throttle.wait_ms(rig.ticks.now) + 10, step=100)
+        rig.type("%08d#" % (90000000 + i))
+        assert rig.last("denied")["n"] == rig.locker.throttle.failures
+    if wait_out:
+        rig.run(rig.locker.throttle.wait_ms(rig.ticks.now) + 10, step=100)
