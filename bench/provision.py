@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path:
 from report import Figure, cores, kb, main_run  # noqa: E402
 
 from lockertools.broker import BrokerSetup  # noqa: E402
+from lockertools.cli.provision import Outcome, Row, run_bulk  # noqa: E402
 from lockertools.provision import esp  # noqa: E402
-from lockertools.provision.cli import Outcome, Row, run_bulk  # noqa: E402
 from lockertools.provision.link import BoardLink, InstallResult, install  # noqa: E402
 from lockertools.provision.stage import BrokerAddress, Secrets, Staged, stage  # noqa: E402
 from lockertools.provision.steps import Options  # noqa: E402

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from lockertools import BOARDS_DIR, REPO_ROOT, SIM_BOARD_DIR
-from lockertools.scenario import Runner, ScenarioError, load, parse_time, run_files
+from lockertools.cli.sim import sim_cli
 from lockertools.sim import (
     SIM_SHIM_HEAP,
     VirtualBoard,
@@ -27,7 +27,7 @@ from lockertools.sim import (
     compiled_sim_board,
     default_micropython,
 )
-from lockertools.sim_cli import sim_cli
+from lockertools.sim.scenario import Runner, ScenarioError, load, parse_time, run_files
 
 MICROPYTHON = default_micropython()
 pytestmark = pytest.mark.skipif(not MICROPYTHON.exists(), reason="micropython (unix port) is not installed")

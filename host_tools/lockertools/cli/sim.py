@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from lockertools import REPO_ROOT
-from lockertools.sim import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
-from lockertools.sim_net import board_option, net_cmd
+from lockertools.sim.board import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
+from lockertools.sim.net import board_option, net_cmd
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
 HELP = """\
@@ -57,7 +57,7 @@ sim_cli.add_command(net_cmd)
 def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workdir: Path, heap: str) -> None:
     """The locker wall in a browser: broker, host service and simulated locker(s) on loopback, and a
     web page with the doors, the keypad, the display and a staff panel. Ctrl-C stops everything."""
-    from lockertools.websim.server import run_web
+    from lockertools.sim.web.server import run_web
 
     run_web(board_path, n_lockers, port, not no_browser, workdir, heap, say=say)
 
@@ -69,7 +69,7 @@ def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workd
 @click.option("-v", "--verbose", is_flag=True, help="Trace key echoes, buzzer and acks too.")
 def scenario_cmd(files: tuple[Path, ...], board: Path | None, heap: str | None, verbose: bool) -> None:
     """Play scenario FILEs against the firmware; exit status 1 if any expectation fails."""
-    from lockertools.scenario import run_files
+    from lockertools.sim.scenario import run_files
 
     results = run_files(list(files), sys.stdout, board=board, heap=heap, verbose=verbose)
     sys.exit(0 if results and all(r.passed for r in results) else 1)
@@ -86,7 +86,7 @@ def run_cmd(board_path: Path, flash: Path | None, heap: str, n_codes: int) -> No
     When stdin is not a terminal, plays the demo scenario (tests/scenarios/examples/pickup.yaml) instead.
     """
     if not sys.stdin.isatty():
-        from lockertools.scenario import run_files
+        from lockertools.sim.scenario import run_files
 
         results = run_files([DEMO_SCENARIO], sys.stdout, board=board_path, heap=heap)
         sys.exit(0 if results and results[0].passed else 1)
@@ -209,7 +209,7 @@ def _command(vb: VirtualBoard, line: str, extra_help: str = "") -> None:
     elif cmd == "reset":
         vb.boot("hard")
     elif cmd == "time":
-        from lockertools.scenario import parse_time
+        from lockertools.sim.scenario import parse_time
 
         vb.set_time(parse_time(args[0], int(time.time())))
     elif cmd == "state":

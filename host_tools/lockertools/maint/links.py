@@ -130,7 +130,7 @@ class SimConsole(Console):
             self.board.watch(lambda n=n: self._stop or len(self.board.log_lines()) != len(n) or None, 0.5)
 
     def send_line(self, line: str) -> None:
-        from lockertools.sim import SimError
+        from lockertools.sim.board import SimError
 
         try:
             self.board.send_console(line)

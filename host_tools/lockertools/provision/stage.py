@@ -27,7 +27,7 @@ from typing import Any
 
 from lockertools import flash
 from lockertools.build import BuildError, mpy_cross_path
-from lockertools.maint import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
+from lockertools.maint.bundle import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
 
 MARKER = "provisioned.json"
 ENTRY = "main.py"

@@ -38,7 +38,7 @@ import click
 
 from lockertools import BOARDS_DIR
 from lockertools.broker import BrokerError, BrokerSetup, find_mosquitto, free_port
-from lockertools.sim import NET_HEAP, Event, SimError, VirtualBoard
+from lockertools.sim.board import NET_HEAP, Event, SimError, VirtualBoard
 
 LOOPBACK = "127.0.0.1"
 HOST_USER = "host"
@@ -333,7 +333,7 @@ def find_broker() -> str | None:
     except BrokerError as exc:
         import importlib.util
 
-        if importlib.util.find_spec("lockertools.embedded_broker") is None:
+        if importlib.util.find_spec("lockertools.sim.embedded_broker") is None:
             raise click.ClickException(str(exc)) from None
         return None
 
@@ -380,9 +380,9 @@ def start_broker_and_service(
 
 
 def _start_embedded_broker(stack: contextlib.ExitStack, setup: BrokerSetup, log: Path) -> int:
-    """The embedded broker (lockertools.embedded_broker, amqtt, in a thread of this process) for
+    """The embedded broker (lockertools.sim.embedded_broker, amqtt, in a thread of this process) for
     machines without mosquitto; stopped by `stack`. Returns the pid serving it (this one)."""
-    from lockertools.embedded_broker import start_embedded_broker
+    from lockertools.sim.embedded_broker import start_embedded_broker
 
     try:
         broker = start_embedded_broker(setup, log_path=log)
@@ -457,7 +457,7 @@ def net_cmd(board_path: Path, workdir: Path, n_lockers: int, heap: str, script: 
     """Broker, host service and simulated locker(s), all on loopback; the first locker in this terminal.
 
     Issue codes from another terminal with the commands it prints. q or Ctrl-C stops everything."""
-    from lockertools.sim_cli import event_printer, say, terminal
+    from lockertools.cli.sim import event_printer, say, terminal
 
     if script is None and not sys.stdin.isatty():
         script = sys.stdin

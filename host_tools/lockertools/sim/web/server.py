@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import click
 from aiohttp import WSMsgType, web
 
-from lockertools.sim import Event, SimError, VirtualBoard, format_event
+from lockertools.sim.board import Event, SimError, VirtualBoard, format_event
 
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -657,7 +657,7 @@ def run_web(
     does: their PR_SET_PDEATHSIG is tied to the thread that started them, so they must not come from
     a worker thread that may end first. The web server runs on an asyncio loop in a thread of its own.
     """
-    from lockertools import sim_net
+    from lockertools.sim import net as sim_net
 
     mosquitto = sim_net.find_broker()
     setup, lockers = sim_net.prepare_workdir(workdir, board, n_lockers)
