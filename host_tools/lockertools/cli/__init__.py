@@ -12,8 +12,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    from lockertools.boards import board_cli
-    from lockertools.broker import broker_cli
+    from lockertools.cli.board import board_cli
+    from lockertools.cli.broker import broker_cli
     from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.cli.sim import sim_cli
 

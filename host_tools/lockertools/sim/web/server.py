@@ -672,7 +672,7 @@ def run_web(
         return asyncio.run_coroutine_threadsafe(coro, loop).result(STOP_S)
 
     try:
-        with sim_net._exit_on_signals(), contextlib.ExitStack() as stack:  # noqa: SLF001 - shared with sim net
+        with sim_net.exit_on_signals(), contextlib.ExitStack() as stack:
             stack.callback(_stop_loop, loop, thread)  # the very last
             sim, runner = on_loop(_start_web(workdir / "fleet.db", sock, token))
             stopped = False
