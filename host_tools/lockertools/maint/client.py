@@ -53,8 +53,8 @@ class Maint:
         from lockertools import use_firmware_modules
 
         use_firmware_modules()
-        from locker import protocol
-        from locker.hmac256 import HmacKey
+        from locker import protocol  # type: ignore[import-not-found]
+        from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 
         self._protocol = protocol
         self._hkey = HmacKey(key)
