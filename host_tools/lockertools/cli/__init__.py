@@ -35,9 +35,9 @@ def _register() -> None:
     from lockertools.cli.provision import provision_cli
 
     main.add_command(provision_cli, "provision")
-    from lockertools.cli.service import ISSUE5_COMMANDS
+    from lockertools.cli.service import STAFF_COMMANDS
 
-    for name, command in ISSUE5_COMMANDS.items():  # delivery, returns, staff, door
+    for name, command in STAFF_COMMANDS.items():  # notifications, delivery, returns, staff, door
         main.add_command(command, name)
 
 
