@@ -1,4 +1,4 @@
-"""The simulated board (host_tools/sim_board) and its controller (lockertools.sim, .scenario, .sim_cli).
+"""The simulated board (host_tools/sim_board) and its controller (lockertools.sim, .sim.scenario, .cli.sim).
 
 The board side is driven by small MicroPython programs written to tmp that use machine.Pin/I2C the
 way the firmware's drivers do; the firmware itself appears only in the example-scenario test.

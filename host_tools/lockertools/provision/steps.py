@@ -159,7 +159,7 @@ class Options:
     arch: str | None = ESP32_ARCH
     config: Mapping[str, Any] = field(default_factory=dict)
     # The application: None, firmware/ compiled now; a firmware source tree; a release folder (app/app.json
-    # in it, as lockertools.maint.install_app writes one); or an AppBundle (stage.app_bundle).
+    # in it, as lockertools.maint.bundle.install_app writes one); or an AppBundle (stage.app_bundle).
     app: AppBundle | Path | None = None
     app_version: str | None = None  # the manifest's version (default: _VERSION + a content hash)
     workdir: Path = DEFAULT_WORKDIR

@@ -150,7 +150,7 @@ class VirtualBoard:
         self.console_fd = console_fd
         # The loader (boot.py), main.py and the application (app/) come from the flash folder, as a
         # board installed by provisioning runs them (docs/maintenance.md); nothing on MICROPYPATH
-        # but the simulated hardware. See lockertools.maint.install_app.
+        # but the simulated hardware. See lockertools.maint.bundle.install_app.
         self.app_on_flash = app_on_flash
         if net is not None:
             self.write_net(net)
