@@ -1,4 +1,8 @@
-"""lockerctl: the one command technicians and staff use on the host side."""
+"""lockerctl: the one command technicians and staff use on the host side.
+
+Every click command lives in this package (board, broker, sim, service and the staff commands, maint,
+provision); it imports the libraries of lockertools, which never import it (tests/host/test_layout.py).
+"""
 
 from __future__ import annotations
 
