@@ -6,7 +6,7 @@
    (the raw-REPL protocol included). Then the same install again (a re-run: verify only), and the
    install on a board provisioned before the update layout (the application flat at the root: it is
    removed and the layout installed). The layout is the one application updates need: boot.py and
-   main.py at the root, the application under app/ with app/app.json (lockertools.maint.build_app).
+   main.py at the root, the application under app/ with app/app.json (lockertools.maint.bundle.build_app).
 2. littlefs: the image of the vfs partition holding the same files (littlefs-python, 4096-byte
    blocks, 512 blocks): blocks in use, and the bytes esptool sends for it (the partition, compressed).
 3. bulk: 20 virtual boards from a batch, each registered (host database, broker user), installed,
@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path:
 from report import Figure, cores, kb, main_run  # noqa: E402
 
 from lockertools.broker import BrokerSetup  # noqa: E402
+from lockertools.cli.provision import Outcome, Row, run_bulk  # noqa: E402
 from lockertools.provision import esp  # noqa: E402
-from lockertools.provision.cli import Outcome, Row, run_bulk  # noqa: E402
 from lockertools.provision.link import BoardLink, InstallResult, install  # noqa: E402
 from lockertools.provision.stage import BrokerAddress, Secrets, Staged, stage  # noqa: E402
 from lockertools.provision.steps import Options  # noqa: E402

@@ -4,7 +4,7 @@
 `validate(path)` returns a `Report`; every `Issue` names the file and the JSON field, e.g.
 ``boards/x.json: doors[2].solenoid.pin: GPIO 7 is wired to the SPI flash (GPIO 6-11); using it bricks
 the board``.
-`board_cli` is the ``lockerctl board`` command group (``board check FILE...``).
+The ``lockerctl board`` commands are lockertools.cli.board.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 SCHEMA_PATH = Path(__file__).with_name("board_schema.json")
@@ -655,33 +654,3 @@ def validate(path: str | Path) -> Report:
 
 def validate_all(paths: Sequence[str | Path]) -> list[Report]:
     return [validate(p) for p in paths]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-@click.group(name="board")
-def board_cli() -> None:
-    """Board definitions (boards/*.json)."""
-
-
-@board_cli.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_context
-def check_cmd(ctx: click.Context, files: tuple[Path, ...]) -> None:
-    """Validate board files: exit 1 on any error; warnings are printed but pass."""
-    failed = False
-    for report in validate_all(files):
-        for issue in report.errors:
-            click.echo(f"error: {issue}", err=True)
-        for issue in report.warnings:
-            click.echo(f"warning: {issue}", err=True)
-        warnings = _count(len(report.warnings), "warning")
-        if report.errors:
-            failed = True
-            click.echo(f"{report.file}: FAILED ({_count(len(report.errors), 'error')}, {warnings})")
-        else:
-            click.echo(f"{report.file}: ok ({warnings})")
-    if failed:
-        ctx.exit(1)

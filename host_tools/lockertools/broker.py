@@ -16,7 +16,7 @@
 - ``broker.json``: the settings and which users are host users, so a later run can add users.
 
 Keys, the password file and the ACL are written 0600. Running it again keeps users and the CA.
-`broker_cli` is the ``lockerctl broker`` command group (init, add-locker, add-host, run).
+The ``lockerctl broker`` commands (init, add-locker, add-host, run) are lockertools.cli.broker.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -148,7 +147,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
+def write_file(path: Path, data: bytes, mode: int) -> None:
     """Writes `path` whole (tmp + rename), created with `mode` so a secret is never readable by others."""
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -379,9 +378,9 @@ class BrokerSetup:
         if self.tls:
             self._ensure_certificates()
         passwd = "".join(f"{user}:{encoded}\n" for user, encoded in self._users.items())
-        _write_file(self.passwd_path, passwd.encode(), 0o600)
-        _write_file(self.acl_path, self.acl_text().encode(), 0o600)
-        _write_file(self.conf_path, self.conf_text().encode(), 0o600)
+        write_file(self.passwd_path, passwd.encode(), 0o600)
+        write_file(self.acl_path, self.acl_text().encode(), 0o600)
+        write_file(self.conf_path, self.conf_text().encode(), 0o600)
         settings = {
             "version": SETTINGS_VERSION,
             "host": self.host,
@@ -390,7 +389,7 @@ class BrokerSetup:
             "names": [n for n in self.names if n != self.host],
             "hosts": self._hosts,
         }
-        _write_file(self.settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o600)
+        write_file(self.settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o600)
         return self.conf_path
 
     def acl_text(self) -> str:
@@ -508,8 +507,8 @@ class BrokerSetup:
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
                 .sign(ca_key, hashes.SHA256())
             )
-            _write_file(self.ca_key_path, _key_pem(ca_key), 0o600)
-            _write_file(self.ca_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_file(self.ca_key_path, _key_pem(ca_key), 0o600)
+            write_file(self.ca_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         if self._server_cert_ok(ca_cert, now):
             return
         key = ec.generate_private_key(ec.SECP256R1())
@@ -547,8 +546,8 @@ class BrokerSetup:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        _write_file(self.server_key_path, _key_pem(key), 0o600)
-        _write_file(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_file(self.server_key_path, _key_pem(key), 0o600)
+        write_file(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def _server_cert_ok(self, ca_cert: x509.Certificate, now: dt.datetime) -> bool:
         """The server certificate exists, comes from this CA, names exactly `names` and is not near expiry."""
@@ -570,125 +569,3 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _secret_out(password: str, password_file: Path | None, what: str) -> None:
-    if password_file is None:
-        click.echo(f"{what} password (shown once, store it now): {password}")
-        return
-    try:
-        _write_file(password_file, (password + "\n").encode(), 0o600)
-    except OSError as exc:
-        raise click.ClickException(f"{password_file}: {exc.strerror}") from None
-    click.echo(f"{what} password written to {password_file} (mode 0600)")
-
-
-def _wrap(exc: BrokerError) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
-@click.group("broker", context_settings={"help_option_names": ["-h", "--help"]})
-def broker_cli() -> None:
-    """The fleet's mosquitto broker: configuration, users, TLS."""
-
-
-@broker_cli.command("init")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the listeners bind to.")
-@click.option("--tls-port", type=click.IntRange(0, 65535), default=None, help="TLS port [8883].")
-@click.option("--name", "names", multiple=True, help="Host name or address lockers use (server certificate).")
-@click.option(
-    "--plain",
-    is_flag=True,
-    help="INSECURE: plain MQTT instead of TLS (passwords readable on the wire): loopback or a lab only.",
-)
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Plain MQTT port, with --plain [1883].")
-@click.option("--tls", is_flag=True, help="With --plain: keep a TLS listener too.")
-def init_cmd(
-    directory: Path,
-    host: str,
-    tls_port: int | None,
-    names: tuple[str, ...],
-    plain: bool,
-    port: int | None,
-    tls: bool,
-) -> None:
-    """Create (or update) the broker set-up in DIRECTORY: MQTT over TLS, with a CA created here (plain
-    MQTT only with --plain). Users and the CA are kept."""
-    if port is not None and not plain:
-        raise click.UsageError("--port is the plain MQTT port: plain MQTT needs --plain (TLS: --tls-port)")
-    if plain:
-        port = DEFAULT_PORT if port is None else port
-    if (tls or not plain) and tls_port is None:  # --tls-port alone keeps TLS beside --plain too
-        tls_port = DEFAULT_TLS_PORT
-    try:
-        setup = BrokerSetup(directory, host=host, port=port, tls_port=tls_port, names=names)
-        conf = setup.write()
-    except BrokerError as exc:
-        raise _wrap(exc) from None
-    click.echo(f"wrote {conf}")
-    if setup.tls_port is not None:
-        click.echo(f"  MQTT over TLS on {setup.host}:{setup.tls_port}, certificate for {', '.join(setup.names)}")
-        click.echo(f"  CA for lockers and the host: {setup.ca_path}")
-    if setup.port is not None:
-        click.echo(
-            f"  PLAIN MQTT on {setup.host}:{setup.port}: passwords travel in clear, anyone on the network"
-            " can read them and log in as a locker; loopback or a lab only"
-        )
-    click.echo(f"  {len(setup.lockers)} locker(s), host users: {', '.join(setup.host_users) or 'none'}")
-
-
-def _reloaded(setup: BrokerSetup) -> None:
-    pid = setup.reload_running()
-    if pid is not None:
-        click.echo(f"the running broker (pid {pid}) reloaded its users")
-    else:
-        click.echo("no `lockerctl broker run` broker here: reload yours (systemctl reload mosquitto) to let it in")
-
-
-@broker_cli.command("add-locker")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("lid")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the password here.")
-@click.option("--rotate", is_flag=True, help="The locker exists: give it a new password.")
-def add_locker_cmd(directory: Path, lid: str, password_file: Path | None, rotate: bool) -> None:
-    """Add locker LID (its MQTT user name) and show its password once."""
-    try:
-        setup = BrokerSetup.open(directory)
-        password = setup.add_locker(lid, rotate=rotate)
-    except BrokerError as exc:
-        raise _wrap(exc) from None
-    _secret_out(password, password_file, f"locker {lid}")
-    _reloaded(setup)
-
-
-@broker_cli.command("add-host")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--user", default="host", show_default=True, help="User name of the host service.")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the password here.")
-@click.option("--rotate", is_flag=True, help="The user exists: give it a new password.")
-def add_host_cmd(directory: Path, user: str, password_file: Path | None, rotate: bool) -> None:
-    """Add the host service's user and show its password once."""
-    try:
-        setup = BrokerSetup.open(directory)
-        password = setup.add_host(user, rotate=rotate)
-    except BrokerError as exc:
-        raise _wrap(exc) from None
-    _secret_out(password, password_file, f"host user {user}")
-    _reloaded(setup)
-
-
-@broker_cli.command("run")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def run_cmd(directory: Path) -> None:
-    """Run mosquitto in the foreground with DIRECTORY's configuration (Ctrl-C stops it)."""
-    try:
-        setup = BrokerSetup.open(directory)
-        exe = find_mosquitto()
-        conf = setup.write()
-    except BrokerError as exc:
-        raise _wrap(exc) from None
-    click.echo(f"{exe} -c {conf}", err=True)
-    # mosquitto keeps this process's pid: adding a locker or a host user reloads it (reload_running)
-    setup.pid_path.write_text(f"{os.getpid()}\n")
-    os.execv(exe, [exe, "-c", str(conf)])

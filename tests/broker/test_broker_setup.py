@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from lockertools import broker as broker_mod
-from lockertools.broker import BrokerError, BrokerSetup, broker_cli, check_lid, hash_password, verify_password
+from lockertools.broker import BrokerError, BrokerSetup, check_lid, hash_password, verify_password
+from lockertools.cli import broker as broker_cli_mod
 from lockertools.cli import main
+from lockertools.cli.broker import broker_cli
 
 
 def test_hash_format_matches_mosquitto_passwd(tmp_path: Path) -> None:
@@ -246,16 +248,15 @@ def test_cli_run_execs_mosquitto_or_names_the_package(tmp_path: Path, monkeypatc
     d = tmp_path / "b"
     runner = CliRunner()
     assert runner.invoke(broker_cli, ["init", str(d), "--tls-port", "0"]).exit_code == 0
-    real_find_mosquitto = broker_mod.find_mosquitto
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(os, "execv", lambda exe, argv: calls.append((exe, argv)))
-    monkeypatch.setattr(broker_mod, "find_mosquitto", lambda: "/opt/mosquitto")
+    monkeypatch.setattr(broker_cli_mod, "find_mosquitto", lambda: "/opt/mosquitto")
     result = runner.invoke(broker_cli, ["run", str(d)])
     assert result.exit_code == 0, result.output
     assert calls == [("/opt/mosquitto", ["/opt/mosquitto", "-c", str(d.resolve() / "mosquitto.conf")])]
     assert (d / "broker.pid").read_text() == f"{os.getpid()}\n"  # exec keeps the pid: mosquitto's
 
-    monkeypatch.setattr(broker_mod, "find_mosquitto", real_find_mosquitto)
+    monkeypatch.setattr(broker_cli_mod, "find_mosquitto", broker_mod.find_mosquitto)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(broker_mod, "MOSQUITTO_PATHS", ())
     result = runner.invoke(broker_cli, ["run", str(d)])

@@ -1,4 +1,4 @@
-"""The embedded broker (lockertools.embedded_broker, amqtt) that stands in for mosquitto in the simulator.
+"""The embedded broker (lockertools.sim.embedded_broker, amqtt) that stands in for mosquitto in the simulator.
 
 First the broker on its own with paho clients (users from the BrokerSetup's $7$ password file, the
 fleet's ACL, last will, persistent sessions, retained messages, stop and start), then the whole chain
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from lockertools.broker import BrokerError, BrokerSetup, find_mosquitto, free_port
-from lockertools.embedded_broker import EmbeddedBroker, may, start_embedded_broker, topic_matches
 from lockertools.sim import default_micropython
+from lockertools.sim.embedded_broker import EmbeddedBroker, may, start_embedded_broker, topic_matches
 from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import Broker
 from tests.support.mosquitto import MqttClient, wait_until
@@ -332,7 +332,7 @@ def test_stop_does_not_wait_for_a_client_that_stopped_reading(
 def test_stop_closes_everything_hard_when_amqtts_shutdown_hangs(
     amqtt_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lockertools import embedded_broker
+    from lockertools.sim import embedded_broker
 
     b = amqtt_broker
     server = b.server
@@ -369,7 +369,7 @@ def test_command_line_serves_a_directory_until_sigterm(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host_tools"), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "broker.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockertools.embedded_broker", str(setup.directory), "--log", str(log)],
+        [sys.executable, "-m", "lockertools.sim.embedded_broker", str(setup.directory), "--log", str(log)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

@@ -29,8 +29,8 @@ import pytest
 from lockertools import flash
 from lockertools.commands import CommandSigner
 from lockertools.contract import ContractError, check, check_wire
-from lockertools.scenario import Runner, load
 from lockertools.sim import NET_HEAP, VirtualBoard, default_micropython
+from lockertools.sim.scenario import Runner, load
 from tests.support.mosquitto import MqttClient
 from tests.support.settings import FAST_TIMINGS
 

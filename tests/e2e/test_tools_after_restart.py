@@ -1,6 +1,6 @@
 """A technician's tool right after the host service restarted (the whole chain: real firmware, the host
 service, mosquitto). The service's command numbers run up to 10 minutes ahead of the clock after a
-restart (db.CommandSeqs); a tool with the service's database shares them (maint.SeqBlocks), one with
+restart (db.CommandSeqs); a tool with the service's database shares them (maint.client.SeqBlocks), one with
 only the locker's key numbers by the clock and is refused as a replay."""
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lockertools.boards import SIZES, Door, Report, board_cli, doors, field_path, validate
+from lockertools.boards import SIZES, Door, Report, doors, field_path, validate
+from lockertools.cli.board import board_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARDS = sorted((ROOT / "boards").glob("*.json"))

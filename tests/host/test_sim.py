@@ -1,4 +1,4 @@
-"""The simulated board (host_tools/sim_board) and its controller (lockertools.sim, .scenario, .sim_cli).
+"""The simulated board (host_tools/sim_board) and its controller (lockertools.sim, .sim.scenario, .cli.sim).
 
 The board side is driven by small MicroPython programs written to tmp that use machine.Pin/I2C the
 way the firmware's drivers do; the firmware itself appears only in the example-scenario test.
@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from lockertools import BOARDS_DIR, REPO_ROOT, SIM_BOARD_DIR
-from lockertools.scenario import Runner, ScenarioError, load, parse_time, run_files
+from lockertools.cli.sim import sim_cli
 from lockertools.sim import (
     SIM_SHIM_HEAP,
     VirtualBoard,
@@ -27,7 +27,7 @@ from lockertools.sim import (
     compiled_sim_board,
     default_micropython,
 )
-from lockertools.sim_cli import sim_cli
+from lockertools.sim.scenario import Runner, ScenarioError, load, parse_time, run_files
 
 MICROPYTHON = default_micropython()
 pytestmark = pytest.mark.skipif(not MICROPYTHON.exists(), reason="micropython (unix port) is not installed")

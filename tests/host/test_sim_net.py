@@ -166,7 +166,7 @@ def test_sim_net_without_mosquitto_says_what_to_install(tmp_path: Path, monkeypa
     from click.testing import CliRunner
 
     from lockertools import broker
-    from lockertools.sim_cli import sim_cli
+    from lockertools.cli.sim import sim_cli
 
     monkeypatch.setattr(broker, "MOSQUITTO_PATHS", ())
     monkeypatch.setenv("PATH", str(tmp_path))  # no mosquitto on it

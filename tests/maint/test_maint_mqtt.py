@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
 from lockertools.cli import main
 from lockertools.flash import prepare
-from lockertools.maint import build_app, install_app
+from lockertools.maint.bundle import build_app, install_app
 from lockertools.sim import NET_HEAP, VirtualBoard
 from tests.support.fixtures import Broker
 from tests.support.settings import FAST_TIMINGS

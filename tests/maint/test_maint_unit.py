@@ -33,7 +33,7 @@ def test_case(name: str) -> None:
 
 
 def test_host_signature_is_what_the_locker_computes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lockertools.maint import manifest_sig
+    from lockertools.maint.bundle import manifest_sig
 
     monkeypatch.chdir(tmp_path)
     man = fw_cases._manifest()
@@ -49,7 +49,8 @@ def test_bundle_layout_and_messages_follow_the_contract(tmp_path: Path) -> None:
     import json
 
     from lockertools.contract import check
-    from lockertools.maint import FILES_PER_MSG, build_app, install_app, manifest_sig
+    from lockertools.maint.bundle import build_app, install_app, manifest_sig
+    from lockertools.maint.update import FILES_PER_MSG
 
     b = build_app(version="2.0.0")
     assert set(b.files) >= {"boot.py", "main.py", "app/app.json", "app/locker/runtime.mpy", "app/hal/board.mpy"}

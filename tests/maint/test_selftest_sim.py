@@ -10,7 +10,9 @@ import pytest
 
 from lockertools import BOARDS_DIR
 from lockertools.flash import prepare
-from lockertools.maint import Console, Maint, SimConsole, parse_key, selftest
+from lockertools.maint.client import Maint
+from lockertools.maint.links import Console, SimConsole, parse_key
+from lockertools.maint.selftest import selftest
 from lockertools.sim import CONSOLE_SYNC_HEAP, VirtualBoard
 from tests.support.settings import FAST_TIMINGS
 
@@ -177,7 +179,7 @@ class PtyBridge:
 
 
 def test_selftest_through_a_serial_port(rig: tuple[VirtualBoard, SimConsole, Maint]) -> None:
-    from lockertools.maint import SerialConsole
+    from lockertools.maint.links import SerialConsole
 
     board, _, m = rig
     bridge = PtyBridge(board)

@@ -12,7 +12,11 @@ import pytest
 
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
 from lockertools.flash import prepare
-from lockertools.maint import AppBundle, Maint, MaintError, SimConsole, build_app, install_app, push_update
+from lockertools.maint import MaintError
+from lockertools.maint.bundle import AppBundle, build_app, install_app
+from lockertools.maint.client import Maint
+from lockertools.maint.links import SimConsole
+from lockertools.maint.update import push_update
 from lockertools.sim import CONSOLE_SYNC_HEAP, VirtualBoard
 from tests.support.settings import FAST_TIMINGS
 
@@ -61,7 +65,7 @@ def rig(tmp_path: Path, v1: AppBundle) -> Iterator[Rig]:
 
 
 def _event(rig: Rig, kind: str, timeout: float = 20.0) -> dict[str, object]:
-    from lockertools.maint import parse_event
+    from lockertools.maint.links import parse_event
 
     found = rig.console.wait(lambda ln: (e := parse_event(ln)) is not None and e.get("k") == kind and e, 0, timeout)
     assert found, f"no {kind} event\n{rig.board.log_tail(40)}"
@@ -129,7 +133,7 @@ def test_a_power_cut_in_the_middle_of_the_swap_is_finished_by_the_loader(rig: Ri
     assert not (rig.flash / "app").exists()
     rig.board.boot(keep_rtc=NOW)
     rig.board.wait_log("swapped in, on trial")
-    from lockertools.maint import wait_outcome
+    from lockertools.maint.update import wait_outcome
 
     assert wait_outcome(rig.m, "2.0.0", timeout=60).outcome == "healthy"
     assert rig.app_version() == "2.0.0"

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from lockertools.boards import validate
 from lockertools.cli import main
-from lockertools.maint import build_app
+from lockertools.maint.bundle import build_app
 from lockertools.provision import ProvisionError, esp
 from lockertools.provision.stage import ESP32_ARCH, MARKER, BrokerAddress, Secrets, Staged, mpy_cross_version, stage
 from tests.provision.images import fake_micropython
@@ -156,7 +156,7 @@ def test_app_from_a_release_folder_or_a_source_tree(tmp_path: Path) -> None:
 
     from lockertools import FIRMWARE_DIR
     from lockertools.build import compile_tree
-    from lockertools.maint import install_app
+    from lockertools.maint.bundle import install_app
     from lockertools.provision.stage import app_bundle
 
     src = tmp_path / "src"  # a snapshot: firmware/ may change while the test runs

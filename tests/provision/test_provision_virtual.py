@@ -30,9 +30,12 @@ from click.testing import CliRunner
 
 from lockertools import FIRMWARE_DIR
 from lockertools.cli import main
-from lockertools.maint import UPDATE_STATE, Maint, MaintError, SerialConsole, build_app, install_app, parse_reply
+from lockertools.cli.provision import Row, run_bulk, summary_table
+from lockertools.maint import MaintError
+from lockertools.maint.bundle import UPDATE_STATE, build_app, install_app
+from lockertools.maint.client import Maint
+from lockertools.maint.links import SerialConsole, parse_reply
 from lockertools.provision import ProvisionError
-from lockertools.provision.cli import Row, run_bulk, summary_table
 from lockertools.provision.link import BoardLink
 from lockertools.provision.stage import MARKER
 from lockertools.provision.steps import Options, Provisioner, SilentReporter
@@ -399,7 +402,7 @@ def test_selftest_after_provisioning_passes_then_finds_a_jammed_door(
         assert st is not None and not st.passed
         assert {d.door: d.opened for d in st.doors} == {"1": "ok", "2": "JAMMED", "3": "ok", "4": "ok"}
         assert prov.result.install is not None and prov.result.install.already
-        from lockertools.maint_cli import print_selftest  # the table `provision --selftest` prints
+        from lockertools.cli.maint import print_selftest  # the table `provision --selftest` prints
 
         capsys.readouterr()
         print_selftest(LID, st)

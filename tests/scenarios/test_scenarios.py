@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lockertools.scenario import Runner, load
 from lockertools.sim import default_micropython
+from lockertools.sim.scenario import Runner, load
 
 HERE = Path(__file__).resolve().parent
 FILES = sorted(HERE.glob("*.yaml")) + sorted((HERE / "examples").glob("*.yaml"))

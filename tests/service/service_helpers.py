@@ -146,7 +146,7 @@ class Rig:
 
 class DeliverySim(SimLocker):
     """A SimLocker that also holds door-free rows (door "*", any kind byte) and answers `door.open`
-    and `door.service` as docs/protocol.md says: what the host sees of issue 5's firmware."""
+    and `door.service` as docs/protocol.md says: what the host sees of the firmware's staff flows."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

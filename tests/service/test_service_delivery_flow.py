@@ -1,4 +1,4 @@
-"""Issue 5 through the running service, a real mosquitto and protocol-level lockers (DeliverySim):
+"""The staff flows through the running service, a real mosquitto and protocol-level lockers (DeliverySim):
 deliveries from preparing to pickup, size-only loads, returns, take-back, reminders, the notification
 hook (contents, failures retried, the plain code deleted once notified, never logged) and the
 request queue for door.open / door.service."""

@@ -1,5 +1,5 @@
 """Command seqs shared between the host service and a technician's tool (db.CommandSeqs,
-db.reserve_seq_block, maint.SeqBlocks), against the locker's rule: a command is admitted only with a
+db.reserve_seq_block, maint.client.SeqBlocks), against the locker's rule: a command is admitted only with a
 seq above the last one admitted (firmware/locker/protocol.py, CommandGate). Hypothesis drives any mix
 of service commands, tool commands, service restarts and clock steps (forward and back), delivered in
 the order they were signed."""
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockertools import maint
+from lockertools.maint.client import SeqBlocks
 from lockertools.service import db, fleet_db
 
 KEY = bytes(range(32))
@@ -43,7 +43,7 @@ def _play(path: Path, actions: list[Action], tool_seqs: str) -> list[tuple[str, 
     """Every command as (who, seq, admitted by the locker's rule)."""
     conn = db.connect(path)
     service = db.CommandSeqs()
-    tool: maint.SeqBlocks | None = None
+    tool: SeqBlocks | None = None
     clock_tool = 0  # the tool's old way: ms since the epoch, strictly increasing
     last = 0
     out = []
@@ -58,7 +58,7 @@ def _play(path: Path, actions: list[Action], tool_seqs: str) -> list[tuple[str, 
             if kind == "service":
                 seq = service.take(conn, LID)
             elif tool_seqs == "shared":
-                tool = tool or maint.SeqBlocks(path, LID)
+                tool = tool or SeqBlocks(path, LID)
                 seq = tool()
             else:
                 clock_tool = seq = max(clock_tool + 1, CLOCK.ms)
@@ -108,7 +108,7 @@ def test_the_service_goes_past_a_tools_block_and_the_tool_past_the_service(tmp_p
     path = _fresh(tmp_path, "fleet.db")
     conn = db.connect(path)
     service = db.CommandSeqs()
-    tool = maint.SeqBlocks(path, LID)
+    tool = SeqBlocks(path, LID)
     s1 = service.take(conn, LID)
     t1, t2 = tool(), tool()
     assert s1 < t1 < t2 and tool.blocks == 1

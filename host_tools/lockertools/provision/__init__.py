@@ -8,7 +8,8 @@
   hashed on the board, and the install marker written last.
 - `virtual`: a virtual board (MicroPython's unix port behind a pty) that mpremote drives like a board.
 - `steps`: the steps in order, each safe to re-run, each failing with what to do.
-- `cli`: `lockerctl provision` and `lockerctl provision bulk`.
+
+The commands, `lockerctl provision` and `lockerctl provision bulk`, are lockertools.cli.provision.
 
 Secrets (the locker key, the broker and Wi-Fi passwords) are never printed or logged: they live in
 `stage.Secrets`, whose repr hides them, and in files of mode 0600 that are deleted after the run.

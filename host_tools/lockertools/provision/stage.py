@@ -3,7 +3,7 @@
 The folder holds exactly the board's files at their on-board paths, in the layout application updates
 need (docs/maintenance.md): the loader `boot.py` and `main.py` as source at the root (MicroPython
 looks them up by name), the application compiled with mpy-cross under `app/` with its manifest
-`app/app.json` (`lockertools.maint.build_app` / `install_app`: provisioning and `lockerctl update
+`app/app.json` (`lockertools.maint.bundle.build_app` / `install_app`: provisioning and `lockerctl update
 push` install the same bytes), board.json, config.json, and the secrets (locker.key, net.json with
 the broker password and Wi-Fi). The folder and every file in it are private (0700/0600);
 `Staged.close()` deletes it.
@@ -27,7 +27,7 @@ from typing import Any
 
 from lockertools import flash
 from lockertools.build import BuildError, mpy_cross_path
-from lockertools.maint import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
+from lockertools.maint.bundle import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
 
 MARKER = "provisioned.json"
 ENTRY = "main.py"
@@ -148,7 +148,7 @@ def app_bundle(arch: str | None, app: AppBundle | Path | None = None, version: s
 
     `app`: None, firmware/ compiled now for `arch` (None: bytecode only, what the unix port runs);
     a firmware source tree (main.py, locker/*.py), compiled now; a release folder as
-    `lockertools.maint.install_app` writes one (app/app.json in it), installed byte for byte;
+    `lockertools.maint.bundle.install_app` writes one (app/app.json in it), installed byte for byte;
     or an AppBundle. `version`: the manifest's (default: the tree's _VERSION + a content hash)."""
     if isinstance(app, AppBundle):
         return app
@@ -164,7 +164,7 @@ def app_bundle(arch: str | None, app: AppBundle | Path | None = None, version: s
         if any((app / "locker").glob("*.mpy")) and not any((app / "locker").glob("*.py")):
             raise ValueError(
                 f"{app} is an application compiled in the old flat layout: pass the firmware source "
-                "tree, or a release folder with app/app.json (as lockertools.maint.install_app writes it)"
+                "tree, or a release folder with app/app.json (as lockertools.maint.bundle.install_app writes it)"
             )
         return build_app(arch=arch, version=version, firmware_dir=app)
     raise ValueError(f"{app} is neither a firmware source tree (main.py, locker/) nor a release (app/app.json)")

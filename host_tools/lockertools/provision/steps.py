@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from lockertools import REPO_ROOT
-from lockertools.maint import AppBundle, Console, SelftestResult, Technician
+from lockertools.maint.bundle import AppBundle
+from lockertools.maint.links import Console
+from lockertools.maint.selftest import SelftestResult, Technician
 from lockertools.provision import ProvisionError, efuse, esp
 from lockertools.provision.link import BoardLink, InstallResult, install
 from lockertools.provision.stage import (
@@ -132,7 +134,7 @@ class SerialBoard:
             link.reset()
 
     def console(self) -> Console:
-        from lockertools.maint import SerialConsole
+        from lockertools.maint.links import SerialConsole
 
         return SerialConsole(self._port, self.baud)
 
@@ -157,7 +159,7 @@ class Options:
     arch: str | None = ESP32_ARCH
     config: Mapping[str, Any] = field(default_factory=dict)
     # The application: None, firmware/ compiled now; a firmware source tree; a release folder (app/app.json
-    # in it, as lockertools.maint.install_app writes one); or an AppBundle (stage.app_bundle).
+    # in it, as lockertools.maint.bundle.install_app writes one); or an AppBundle (stage.app_bundle).
     app: AppBundle | Path | None = None
     app_version: str | None = None  # the manifest's version (default: _VERSION + a content hash)
     workdir: Path = DEFAULT_WORKDIR
@@ -681,7 +683,9 @@ class Provisioner:
 
     def run_selftest(self, tech: Technician, key: bytes) -> None:
         """The door and keypad self-test (`lockerctl selftest`'s), the technician at the locker."""
-        from lockertools.maint import Maint, MaintError, SeqBlocks, selftest
+        from lockertools.maint import MaintError
+        from lockertools.maint.client import Maint, SeqBlocks
+        from lockertools.maint.selftest import selftest
 
         o = self.opts
         self._begin("selftest", "doors and keypad: the technician at the locker")

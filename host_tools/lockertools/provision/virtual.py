@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lockertools.maint import SimConsole
+from lockertools.maint.links import SimConsole
 from lockertools.provision import ProvisionError
-from lockertools.sim import NET_HEAP, VirtualBoard, compiled_sim_board, default_micropython
+from lockertools.sim.board import NET_HEAP, VirtualBoard, compiled_sim_board, default_micropython
 
 START_TIMEOUT_S = 10.0
 

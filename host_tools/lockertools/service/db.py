@@ -97,7 +97,7 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
-    # 2: deliveries, returns and staff PINs (issue 5). `codes` is rebuilt: its kind is now the kind
+    # 2: deliveries, returns and staff PINs. `codes` is rebuilt: its kind is now the kind
     # byte of the protocol (bits 0-3 kind, 4-5 size wanted, 6 low door wanted), a door-free code
     # (staff, return, a delivery not loaded yet) has door '*', and more states.
     [

@@ -239,7 +239,7 @@ def expire_codes(conn: sqlite3.Connection, now: float) -> int:
     return cur.rowcount
 
 
-# --- deliveries, returns, staff (issue 5) -----------------------------------------------------------
+# --- deliveries, returns, staff ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

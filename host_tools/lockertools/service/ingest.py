@@ -33,7 +33,7 @@ _DOOR_EFFECTS: dict[str, tuple[str | None, bool | None]] = {
     "jammed": ("jammed", None),
     "forced": ("forced", None),
     "left_open": ("open", None),
-    # issue 5: staff loading, returns, take-back, remote opening
+    # staff loading, returns, take-back, remote opening
     "loaded": ("closed", True),
     "load_empty": ("closed", False),
     "returned": ("closed", True),
@@ -184,7 +184,7 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
     return True
 
 
-# --- the effects of issue 5's events on codes (each runs once: its event row was new) ----------------
+# --- the effects of the staff flows' events on codes (each runs once: its event row was new) ---------
 
 
 def _code(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> sqlite3.Row | None:

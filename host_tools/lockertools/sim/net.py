@@ -1,4 +1,4 @@
-"""`lockerctl sim net`: the networked demo in one command.
+"""What `lockerctl sim net` (lockertools.cli.sim) runs: the networked demo in one command.
 
 In a work directory (kept between runs, so a second run picks up where the first stopped) it sets up
 what docs/operation.md has staff set up by hand: a mosquitto directory (`BrokerSetup`, loopback, a
@@ -20,7 +20,6 @@ import ctypes
 import json
 import os
 import secrets
-import shlex
 import signal
 import socket
 import sqlite3
@@ -32,22 +31,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import click
 
-from lockertools import BOARDS_DIR
 from lockertools.broker import BrokerError, BrokerSetup, find_mosquitto, free_port
-from lockertools.sim import NET_HEAP, Event, SimError, VirtualBoard
+from lockertools.sim.board import Event, VirtualBoard
 
 LOOPBACK = "127.0.0.1"
 HOST_USER = "host"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 STATUS_POLL_S = 0.2  # the database is another process's: there is nothing to wait on but a poll
-WAIT_DEFAULT_S = 60.0
-NET_HELP = """
-  net          each locker's network status      wait synced [s] / wait online [s]  (default 60 s)"""
 
 
 @dataclass(frozen=True)
@@ -245,7 +239,7 @@ def lockerctl_argv() -> list[str]:
     return [sys.executable, "-c", "from lockertools.cli import main; main()"]
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """A path as short as it can be for commands typed in another terminal in the same directory."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -333,7 +327,7 @@ def find_broker() -> str | None:
     except BrokerError as exc:
         import importlib.util
 
-        if importlib.util.find_spec("lockertools.embedded_broker") is None:
+        if importlib.util.find_spec("lockertools.sim.embedded_broker") is None:
             raise click.ClickException(str(exc)) from None
         return None
 
@@ -356,12 +350,12 @@ def start_broker_and_service(
     conf = setup.write()
     if mosquitto is None:
         broker_pid = _start_embedded_broker(stack, setup, broker_log)
-        report(f"broker: embedded amqtt (mosquitto is not installed) on {LOOPBACK}:{port}, log {_shown(broker_log)}")
+        report(f"broker: embedded amqtt (mosquitto is not installed) on {LOOPBACK}:{port}, log {shown(broker_log)}")
     else:
         broker = _spawn([mosquitto, "-c", str(conf)], broker_log)
         stack.callback(_stop, broker)
         _wait_started(broker, lambda: _accepts(LOOPBACK, port), "mosquitto", broker_log, start)
-        report(f"broker: mosquitto on {LOOPBACK}:{port} (pid {broker.pid}, log {_shown(broker_log)})")
+        report(f"broker: mosquitto on {LOOPBACK}:{port} (pid {broker.pid}, log {shown(broker_log)})")
         broker_pid = broker.pid
 
     service_log = workdir / "service.log"
@@ -375,14 +369,14 @@ def start_broker_and_service(
         return "connected to " in _log_tail(service_log, start, 1000)
 
     _wait_started(service, connected, "the host service", service_log, start)
-    report(f"host service: pid {service.pid}, log {_shown(service_log)}")
+    report(f"host service: pid {service.pid}, log {shown(service_log)}")
     return Running(broker_pid, service.pid, port, db_path)
 
 
 def _start_embedded_broker(stack: contextlib.ExitStack, setup: BrokerSetup, log: Path) -> int:
-    """The embedded broker (lockertools.embedded_broker, amqtt, in a thread of this process) for
+    """The embedded broker (lockertools.sim.embedded_broker, amqtt, in a thread of this process) for
     machines without mosquitto; stopped by `stack`. Returns the pid serving it (this one)."""
-    from lockertools.embedded_broker import start_embedded_broker
+    from lockertools.sim.embedded_broker import start_embedded_broker
 
     try:
         broker = start_embedded_broker(setup, log_path=log)
@@ -408,7 +402,7 @@ def make_boards(
     return boards
 
 
-# --- the command -----------------------------------------------------------------------------------
+# --- leaving through every clean-up ------------------------------------------------------------------
 
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
@@ -416,7 +410,7 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _exit_on_signals() -> Iterator[None]:
+def exit_on_signals() -> Iterator[None]:
     """SIGTERM and SIGHUP (terminal closed) leave like Ctrl-C does: through every clean-up."""
     old = {sig: signal.signal(sig, _raise_exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -424,90 +418,3 @@ def _exit_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-
-
-board_option = click.option(
-    "--board",
-    "board_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=BOARDS_DIR / "esp32-4door.json",
-    show_default=True,
-)
-"""The `--board` option of the `sim` commands (net, web, run)."""
-
-
-@click.command("net")
-@board_option
-@click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("build/sim-net"),
-    show_default=True,
-    help="Broker, fleet database and flash folders; kept between runs.",
-)
-@click.option("--lockers", "n_lockers", type=click.IntRange(1, 16), default=1, show_default=True)
-@click.option("--heap", default=NET_HEAP, show_default=True, help="Each locker's MicroPython heap.")
-@click.option(
-    "--script",
-    type=click.File("r"),
-    help="Read the terminal's commands from FILE ('-': stdin; the default when stdin is not a terminal); "
-    "exit status 1 if one failed.",
-)
-def net_cmd(board_path: Path, workdir: Path, n_lockers: int, heap: str, script: IO[str] | None) -> None:
-    """Broker, host service and simulated locker(s), all on loopback; the first locker in this terminal.
-
-    Issue codes from another terminal with the commands it prints. q or Ctrl-C stops everything."""
-    from lockertools.sim_cli import event_printer, say, terminal
-
-    if script is None and not sys.stdin.isatty():
-        script = sys.stdin
-    try:
-        mosquitto = find_mosquitto()  # first: the one thing the venv cannot provide
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
-    setup, lockers = prepare_workdir(workdir, board_path, n_lockers)
-    db_path = workdir / "fleet.db"
-    failed = 0
-    with _exit_on_signals(), contextlib.ExitStack() as stack:
-        # Callbacks run last-registered first: boards, then the service, then the broker.
-        start_broker_and_service(stack, workdir, setup, mosquitto, report=say)
-        boards = make_boards(stack, lockers, heap, lambda n, lk: event_printer(lk.labels) if n == 0 else None)
-        first = lockers[0]
-        ctl = " ".join(shlex.quote(a) for a in [_shown(Path(lockerctl_argv()[0])), *lockerctl_argv()[1:]])
-        db = shlex.quote(_shown(db_path))
-        say(
-            f"\nLockers {', '.join(lk.lid for lk in lockers)} ({len(first.labels)} doors each, a parcel behind "
-            f"every door). In another terminal, in {Path.cwd()}:\n"
-            f"  issue a code:   {ctl} codes issue --db {db} --locker {first.lid} --door {first.labels[0]}\n"
-            f"  follow events:  {ctl} events -f --db {db}\n"
-            f"  list lockers:   {ctl} lockers --db {db}\n"
-        )
-        monitor = StatusMonitor(db_path, lockers, lambda st: say(st.line(first.lid))).start()
-        stack.callback(monitor.stop)
-        try:
-            for vb in boards:
-                vb.boot(keep_rtc=int(time.time()))
-        except SimError as exc:  # the firmware died at boot: its log says why
-            raise click.ClickException(str(exc)) from None
-
-        def net_command(line: str) -> bool:
-            words = line.split()
-            if words == ["net"]:
-                say("\n".join(monitor.status[lk.lid].line(lk.lid) for lk in lockers if lk.lid in monitor.status))
-                return True
-            if words[0] == "wait" and len(words) in (2, 3) and words[1] in ("synced", "online"):
-                timeout = float(words[2]) if len(words) == 3 else WAIT_DEFAULT_S
-                want: Callable[[NetStatus], bool] = (
-                    (lambda s: s.synced) if words[1] == "synced" else (lambda s: s.online)
-                )
-                if monitor.wait(first.lid, want, timeout) is None:
-                    raise SimError(f"{first.lid} not {words[1]} after {timeout:g} s")
-                say(f"  {first.lid} {words[1]}")
-                return True
-            return False
-
-        say("Type `help` for commands.")
-        failed = terminal(boards[0], script, extra=net_command, extra_help=NET_HELP)
-    say("stopped: lockers, host service, broker")
-    if script is not None and failed:
-        sys.exit(1)

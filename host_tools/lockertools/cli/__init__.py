@@ -1,4 +1,8 @@
-"""lockerctl: the one command technicians and staff use on the host side."""
+"""lockerctl: the one command technicians and staff use on the host side.
+
+Every click command lives in this package (board, broker, sim, service and the staff commands, maint,
+provision); it imports the libraries of lockertools, which never import it (tests/host/test_layout.py).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from lockertools.boards import board_cli
-    from lockertools.broker import broker_cli
-    from lockertools.service_cli import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
-    from lockertools.sim_cli import sim_cli
+    from lockertools.cli.board import board_cli
+    from lockertools.cli.broker import broker_cli
+    from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
+    from lockertools.cli.sim import sim_cli
 
     main.add_command(board_cli, "board")
     main.add_command(sim_cli, "sim")
@@ -25,19 +29,19 @@ def _register() -> None:
     main.add_command(lockers_cmd, "lockers")
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
-    from lockertools.maint_cli import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
+    from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")
     main.add_command(repl_cmd, "repl")
     main.add_command(console_cmd, "console")
     main.add_command(selftest_cmd, "selftest")
     main.add_command(update_cli, "update")
-    from lockertools.provision.cli import provision_cli
+    from lockertools.cli.provision import provision_cli
 
     main.add_command(provision_cli, "provision")
-    from lockertools.service_cli import ISSUE5_COMMANDS
+    from lockertools.cli.service import STAFF_COMMANDS
 
-    for name, command in ISSUE5_COMMANDS.items():  # delivery, returns, staff, door
+    for name, command in STAFF_COMMANDS.items():  # notifications, delivery, returns, staff, door
         main.add_command(command, name)
 
 

@@ -306,7 +306,7 @@ def provision_cli(
     assert board is not None and port is not None and locker_id is not None
     opts, extra_secrets = _options(board, locker_id, kw)
     if with_selftest:
-        from lockertools.maint_cli import _Person
+        from lockertools.cli.maint import _Person
 
         opts = replace(opts, selftest=_Person())
     if burn_efuses:
@@ -320,7 +320,7 @@ def provision_cli(
     except ProvisionError as exc:
         reporter.fail(exc.step, redact(exc.message, prov.result.secret_texts + extra_secrets))
         if prov.result.selftest is not None:
-            from lockertools.maint_cli import print_selftest
+            from lockertools.cli.maint import print_selftest
 
             print_selftest(locker_id, prov.result.selftest)
         ctx.exit(1)
@@ -365,7 +365,7 @@ def _summary_one(reporter: ConsoleReporter, result: Result, opts: Options) -> No
             click.echo(shell_line(argv))
         return
     if result.selftest is not None:
-        from lockertools.maint_cli import print_selftest
+        from lockertools.cli.maint import print_selftest
 
         print_selftest(result.locker_id, result.selftest)
     total = sum(result.times.values())

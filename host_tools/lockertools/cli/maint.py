@@ -17,21 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
-from lockertools.maint import (
-    CHUNK,
-    Console,
-    Link,
-    Maint,
-    MaintError,
-    MqttLink,
-    SeqBlocks,
-    SerialConsole,
-    build_app,
-    diag_rows,
-    open_repl,
-    push_update,
-    selftest,
-)
+from lockertools.maint import MaintError
+from lockertools.maint.bundle import build_app
+from lockertools.maint.client import Maint, SeqBlocks, diag_rows, open_repl
+from lockertools.maint.links import Console, Link, MqttLink, SerialConsole
+from lockertools.maint.selftest import selftest
+from lockertools.maint.update import CHUNK, push_update
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -231,8 +222,8 @@ def console_cmd(port: str | None, baud: int, sim_dir: Path | None, app_on_flash:
     board = None
     con: Console
     if sim_dir is not None:
-        from lockertools.maint import SimConsole
-        from lockertools.sim import NET_HEAP, VirtualBoard
+        from lockertools.maint.links import SimConsole
+        from lockertools.sim.board import NET_HEAP, VirtualBoard
 
         board = VirtualBoard(sim_dir, heap=NET_HEAP, auto_reboot=True, app_on_flash=app_on_flash)
         board.boot()
@@ -404,7 +395,7 @@ def push_cmd(
         click.echo(f"committed {result.version}: the locker reboots into it, on trial ({k} boots, {ok_s} s healthy)")
         if no_wait:
             return
-        from lockertools.maint import wait_outcome
+        from lockertools.maint.update import wait_outcome
 
         outcome = wait_outcome(Maint(link, locker_id, key, seqs), bundle.version, timeout)
     except MaintError as exc:

@@ -1,8 +1,9 @@
 """`lockerctl sim`: the real firmware on a simulated board, by hand (`run`), by script (`scenario`), or
-online with a broker and the host service (`net`, in sim_net.py)."""
+online with a broker and the host service (`net`: lockertools.sim.net starts them)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shlex
 import sys
@@ -11,13 +12,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from lockertools import REPO_ROOT
-from lockertools.sim import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
-from lockertools.sim_net import board_option, net_cmd
+from lockertools import BOARDS_DIR, REPO_ROOT
+from lockertools.broker import BrokerError, find_mosquitto
+from lockertools.sim.board import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
+from lockertools.sim.net import (
+    NetStatus,
+    StatusMonitor,
+    exit_on_signals,
+    lockerctl_argv,
+    make_boards,
+    prepare_workdir,
+    shown,
+    start_broker_and_service,
+)
 
 DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
 HELP = """\
@@ -32,13 +43,23 @@ HELP = """\
   state        everything the board knows        log [n] the firmware's last n log lines
   console TEXT a line on the firmware's console  quit"""
 
+WAIT_DEFAULT_S = 60.0
+NET_HELP = """
+  net          each locker's network status      wait synced [s] / wait online [s]  (default 60 s)"""
+
+board_option = click.option(
+    "--board",
+    "board_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=BOARDS_DIR / "esp32-4door.json",
+    show_default=True,
+)
+"""The `--board` option of the `sim` commands (net, web, run)."""
+
 
 @click.group("sim", context_settings={"help_option_names": ["-h", "--help"]})
 def sim_cli() -> None:
     """Run the real firmware on a simulated board (MicroPython unix port)."""
-
-
-sim_cli.add_command(net_cmd)
 
 
 @sim_cli.command("web")
@@ -57,7 +78,7 @@ sim_cli.add_command(net_cmd)
 def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workdir: Path, heap: str) -> None:
     """The locker wall in a browser: broker, host service and simulated locker(s) on loopback, and a
     web page with the doors, the keypad, the display and a staff panel. Ctrl-C stops everything."""
-    from lockertools.websim.server import run_web
+    from lockertools.sim.web.server import run_web
 
     run_web(board_path, n_lockers, port, not no_browser, workdir, heap, say=say)
 
@@ -69,7 +90,7 @@ def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workd
 @click.option("-v", "--verbose", is_flag=True, help="Trace key echoes, buzzer and acks too.")
 def scenario_cmd(files: tuple[Path, ...], board: Path | None, heap: str | None, verbose: bool) -> None:
     """Play scenario FILEs against the firmware; exit status 1 if any expectation fails."""
-    from lockertools.scenario import run_files
+    from lockertools.sim.scenario import run_files
 
     results = run_files(list(files), sys.stdout, board=board, heap=heap, verbose=verbose)
     sys.exit(0 if results and all(r.passed for r in results) else 1)
@@ -86,7 +107,7 @@ def run_cmd(board_path: Path, flash: Path | None, heap: str, n_codes: int) -> No
     When stdin is not a terminal, plays the demo scenario (tests/scenarios/examples/pickup.yaml) instead.
     """
     if not sys.stdin.isatty():
-        from lockertools.scenario import run_files
+        from lockertools.sim.scenario import run_files
 
         results = run_files([DEMO_SCENARIO], sys.stdout, board=board_path, heap=heap)
         sys.exit(0 if results and results[0].passed else 1)
@@ -209,7 +230,7 @@ def _command(vb: VirtualBoard, line: str, extra_help: str = "") -> None:
     elif cmd == "reset":
         vb.boot("hard")
     elif cmd == "time":
-        from lockertools.scenario import parse_time
+        from lockertools.sim.scenario import parse_time
 
         vb.set_time(parse_time(args[0], int(time.time())))
     elif cmd == "state":
@@ -228,3 +249,81 @@ def _command(vb: VirtualBoard, line: str, extra_help: str = "") -> None:
         vb.send_console(line.split(None, 1)[1] if len(words) > 1 else "")
     else:
         click.echo(f"  ? {line!r}: type `help`")
+
+
+@click.command("net")
+@board_option
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/sim-net"),
+    show_default=True,
+    help="Broker, fleet database and flash folders; kept between runs.",
+)
+@click.option("--lockers", "n_lockers", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--heap", default=NET_HEAP, show_default=True, help="Each locker's MicroPython heap.")
+@click.option(
+    "--script",
+    type=click.File("r"),
+    help="Read the terminal's commands from FILE ('-': stdin; the default when stdin is not a terminal); "
+    "exit status 1 if one failed.",
+)
+def net_cmd(board_path: Path, workdir: Path, n_lockers: int, heap: str, script: IO[str] | None) -> None:
+    """Broker, host service and simulated locker(s), all on loopback; the first locker in this terminal.
+
+    Issue codes from another terminal with the commands it prints. q or Ctrl-C stops everything."""
+    if script is None and not sys.stdin.isatty():
+        script = sys.stdin
+    try:
+        mosquitto = find_mosquitto()  # first: the one thing the venv cannot provide
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    setup, lockers = prepare_workdir(workdir, board_path, n_lockers)
+    db_path = workdir / "fleet.db"
+    failed = 0
+    with exit_on_signals(), contextlib.ExitStack() as stack:
+        # Callbacks run last-registered first: boards, then the service, then the broker.
+        start_broker_and_service(stack, workdir, setup, mosquitto, report=say)
+        boards = make_boards(stack, lockers, heap, lambda n, lk: event_printer(lk.labels) if n == 0 else None)
+        first = lockers[0]
+        ctl = " ".join(shlex.quote(a) for a in [shown(Path(lockerctl_argv()[0])), *lockerctl_argv()[1:]])
+        db = shlex.quote(shown(db_path))
+        say(
+            f"\nLockers {', '.join(lk.lid for lk in lockers)} ({len(first.labels)} doors each, a parcel behind "
+            f"every door). In another terminal, in {Path.cwd()}:\n"
+            f"  issue a code:   {ctl} codes issue --db {db} --locker {first.lid} --door {first.labels[0]}\n"
+            f"  follow events:  {ctl} events -f --db {db}\n"
+            f"  list lockers:   {ctl} lockers --db {db}\n"
+        )
+        monitor = StatusMonitor(db_path, lockers, lambda st: say(st.line(first.lid))).start()
+        stack.callback(monitor.stop)
+        try:
+            for vb in boards:
+                vb.boot(keep_rtc=int(time.time()))
+        except SimError as exc:  # the firmware died at boot: its log says why
+            raise click.ClickException(str(exc)) from None
+
+        def net_command(line: str) -> bool:
+            words = line.split()
+            if words == ["net"]:
+                say("\n".join(monitor.status[lk.lid].line(lk.lid) for lk in lockers if lk.lid in monitor.status))
+                return True
+            if words[0] == "wait" and len(words) in (2, 3) and words[1] in ("synced", "online"):
+                timeout = float(words[2]) if len(words) == 3 else WAIT_DEFAULT_S
+                want: Callable[[NetStatus], bool] = (
+                    (lambda s: s.synced) if words[1] == "synced" else (lambda s: s.online)
+                )
+                if monitor.wait(first.lid, want, timeout) is None:
+                    raise SimError(f"{first.lid} not {words[1]} after {timeout:g} s")
+                say(f"  {first.lid} {words[1]}")
+                return True
+            return False
+
+        say("Type `help` for commands.")
+        failed = terminal(boards[0], script, extra=net_command, extra_help=NET_HELP)
+    say("stopped: lockers, host service, broker")
+    if script is not None and failed:
+        sys.exit(1)
+
+
+sim_cli.add_command(net_cmd)

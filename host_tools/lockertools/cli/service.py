@@ -403,7 +403,7 @@ def _require_locker(conn: sqlite3.Connection, locker_id: str) -> None:
         fleet_db.locker_labels(conn, locker_id)
 
 
-# --- deliveries, returns, staff, doors (issue 5) ---------------------------------------------------
+# --- deliveries, returns, staff, doors ---------------------------------------------------------------
 
 _SIZE = click.option(
     "--size", type=click.Choice(["S", "M", "L", "any"]), default="any", show_default=True, help="Door size wanted."
@@ -748,7 +748,7 @@ def notifications_cmd(db_path: Path, failed: bool, last: int) -> None:
     )
 
 
-ISSUE5_COMMANDS: dict[str, click.Command] = {
+STAFF_COMMANDS: dict[str, click.Command] = {
     "notifications": notifications_cmd,
     "delivery": delivery_cli,
     "returns": returns_cli,

@@ -46,7 +46,7 @@ Two amqtt behaviours are corrected here (`_FleetBroker`):
   status. We send a client only the retained messages of its own subscriptions that the ACL lets it
   read.
 
-Command line (foreground, until SIGTERM/SIGINT): ``python -m lockertools.embedded_broker DIRECTORY``
+Command line (foreground, until SIGTERM/SIGINT): ``python -m lockertools.sim.embedded_broker DIRECTORY``
 with a directory `lockerctl broker init` (or `BrokerSetup.write()`) made, plain listener.
 """
 
@@ -83,8 +83,8 @@ __all__ = ["EmbeddedBroker", "start_embedded_broker", "main"]
 
 START_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 5.0
-LOGGER_NAMES = ("amqtt", "lockertools.embedded_broker")
-log = logging.getLogger("lockertools.embedded_broker")
+LOGGER_NAMES = ("amqtt", "lockertools.sim.embedded_broker")
+log = logging.getLogger("lockertools.sim.embedded_broker")
 
 
 # --- users and ACL, from the BrokerSetup's files --------------------------------------------------
@@ -307,7 +307,7 @@ class EmbeddedBroker:
     `start()` returns once the port accepts connections (BrokerError if it cannot start); `stop()`
     closes every connection and the listener and forgets all sessions and retained messages; both
     may be called again. With `log_path`, the broker's log (connections, refusals) goes to that file
-    only (the "amqtt" and "lockertools.embedded_broker" loggers stop propagating while it runs);
+    only (the "amqtt" and "lockertools.sim.embedded_broker" loggers stop propagating while it runs);
     without, it goes wherever the process's logging sends it.
     """
 
@@ -505,7 +505,7 @@ def start_embedded_broker(setup: BrokerSetup, log_path: Path | None = None) -> E
         broker = start_embedded_broker(setup, workdir / "broker.log")   # BrokerError -> ClickException
         stack.callback(broker.stop)
 
-    To run it as a process of its own instead: ``python -m lockertools.embedded_broker DIRECTORY
+    To run it as a process of its own instead: ``python -m lockertools.sim.embedded_broker DIRECTORY
     [--log FILE]`` (prints "embedded broker (amqtt) running on HOST:PORT" on stderr once it listens;
     SIGTERM stops it).
     """
@@ -513,8 +513,8 @@ def start_embedded_broker(setup: BrokerSetup, log_path: Path | None = None) -> E
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lockertools.embedded_broker DIRECTORY``: serve a set-up until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m lockertools.embedded_broker", description=main.__doc__)
+    """``python -m lockertools.sim.embedded_broker DIRECTORY``: serve a set-up until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m lockertools.sim.embedded_broker", description=main.__doc__)
     parser.add_argument("directory", type=Path, help="a broker directory (lockerctl broker init)")
     parser.add_argument("--log", type=Path, default=None, help="log file (default: standard error)")
     args = parser.parse_args(argv)

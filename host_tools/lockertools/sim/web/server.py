@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import click
 from aiohttp import WSMsgType, web
 
-from lockertools.sim import Event, SimError, VirtualBoard, format_event
+from lockertools.sim.board import Event, SimError, VirtualBoard, format_event
 
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -657,7 +657,7 @@ def run_web(
     does: their PR_SET_PDEATHSIG is tied to the thread that started them, so they must not come from
     a worker thread that may end first. The web server runs on an asyncio loop in a thread of its own.
     """
-    from lockertools import sim_net
+    from lockertools.sim import net as sim_net
 
     mosquitto = sim_net.find_broker()
     setup, lockers = sim_net.prepare_workdir(workdir, board, n_lockers)
@@ -672,7 +672,7 @@ def run_web(
         return asyncio.run_coroutine_threadsafe(coro, loop).result(STOP_S)
 
     try:
-        with sim_net._exit_on_signals(), contextlib.ExitStack() as stack:  # noqa: SLF001 - shared with sim net
+        with sim_net.exit_on_signals(), contextlib.ExitStack() as stack:
             stack.callback(_stop_loop, loop, thread)  # the very last
             sim, runner = on_loop(_start_web(workdir / "fleet.db", sock, token))
             stopped = False

@@ -67,8 +67,9 @@ SIM_SHIM_HEAP = 28 * 1024
 DEFAULT_HEAP = "128K"
 # Signed code changes of up to 64 codes on the console parse a large JSON message; on the 64-bit
 # port that has run out of memory at 128K (power-cut campaign), so the tests that send them use this.
-# It was 160K until the staff flows (issue 5) added about 4 KB to what a booted locker holds: the
-# campaign's 64-row apply right after a boot then answered `no_memory` at 160K (seed 691471032).
+# It was 160K until the staff flows (deliveries, returns, staff PINs) added about 4 KB to what a booted
+# locker holds: the campaign's 64-row apply right after a boot then answered `no_memory` at 160K
+# (seed 691471032).
 CONSOLE_SYNC_HEAP = "168K"
 # A networked locker (net.json) also holds the MQTT client, the uplink and the command handler
 # (about 36 KB resident on this 64-bit port) and, while a command is handled, its message (up to
@@ -149,7 +150,7 @@ class VirtualBoard:
         self.console_fd = console_fd
         # The loader (boot.py), main.py and the application (app/) come from the flash folder, as a
         # board installed by provisioning runs them (docs/maintenance.md); nothing on MICROPYPATH
-        # but the simulated hardware. See lockertools.maint.install_app.
+        # but the simulated hardware. See lockertools.maint.bundle.install_app.
         self.app_on_flash = app_on_flash
         if net is not None:
             self.write_net(net)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
-from lockertools.sim import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
+from lockertools.sim.board import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 
 ACTIONS = {
     "press",
