@@ -9,8 +9,8 @@ import pytest
 from tests.support.postgres import PostgresError, PostgresServer
 
 
-def test_a_throwaway_cluster_listens_on_loopback_only_and_stops(tmp_path: Path) -> None:
-    server = PostgresServer(tmp_path / "pg")
+def test_a_throwaway_cluster_listens_on_loopback_only_and_stops() -> None:
+    server = PostgresServer()
     with server:
         assert server.psql("SHOW listen_addresses").strip() == "127.0.0.1"
         url = server.create_database("t_one")
@@ -23,7 +23,7 @@ def test_a_throwaway_cluster_listens_on_loopback_only_and_stops(tmp_path: Path) 
         with pytest.raises(PostgresError, match="letters, digits"):
             server.create_database("x; DROP DATABASE postgres")
         pid = server.proc.pid if server.proc else 0
-    assert not server.running and not Path(f"/proc/{pid}").exists()
+    assert not server.running and not Path(f"/proc/{pid}").exists() and not server.base_dir.exists()
 
 
 def test_the_session_server_gives_each_test_its_own_database(

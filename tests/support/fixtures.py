@@ -155,9 +155,9 @@ def fault_proxy_factory() -> Iterator[Callable[[int], FaultProxy]]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster per test process (loopback only), stopped at the end."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server = PostgresServer()
     server.start()
     try:
         yield server

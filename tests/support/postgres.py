@@ -1,8 +1,11 @@
 """A real PostgreSQL server for tests: a throwaway cluster in a temporary directory, on loopback only.
 
-`PostgresServer(base_dir)` runs Debian's `initdb` and `postgres` (postgresql-NN, found under
+`PostgresServer()` runs Debian's `initdb` and `postgres` (postgresql-NN, found under
 /usr/lib/postgresql) as an unprivileged user when the tests run as root (PostgreSQL refuses to run as
-root): the `postgres` account Debian's package creates, else `nobody`. It listens on 127.0.0.1 on a
+root): the `postgres` account Debian's package creates, else `nobody`. Its files live in a directory
+of its own under the system's temporary directory, removed by `stop()`: not under pytest's
+`/tmp/pytest-of-<user>`, which every pytest run starting meanwhile sets back to mode 0700, cutting
+the server's user off from its own files. It listens on 127.0.0.1 on a
 free port and on a Unix socket in its own directory, trusts local connections (a throwaway cluster),
 and has fsync off (tests do not survive power cuts of the host). `start()` returns once the server
 accepts connections; `stop()` is a fast shutdown, `kill()` SIGKILL. `create_database(name)` makes
@@ -16,6 +19,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -57,8 +61,9 @@ def _run_as() -> tuple[int, int] | None:
 
 
 class PostgresServer:
-    def __init__(self, base_dir: Path, *, start_timeout: float = START_TIMEOUT) -> None:
-        self.base_dir = Path(base_dir)
+    def __init__(self, *, start_timeout: float = START_TIMEOUT) -> None:
+        self._ids = _run_as()
+        self.base_dir = Path(tempfile.mkdtemp(prefix="locker-pg-"))
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "run"
         self.log_path = self.base_dir / "postgres.log"
@@ -68,7 +73,6 @@ class PostgresServer:
         self.port = free_port()
         self.user = "lockers"
         self.proc: subprocess.Popen[bytes] | None = None
-        self._ids = _run_as()
 
     # --- life -------------------------------------------------------------------------------------
 
@@ -87,14 +91,6 @@ class PostgresServer:
         for d in (self.base_dir, self.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
             self._own(d)
-        if self._ids is not None:
-            # the server user must be able to reach its directories through the parents (tmp dirs are 0700)
-            for parent in [self.base_dir, *self.base_dir.parents]:
-                if parent == Path("/"):
-                    break
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    os.chmod(parent, mode | 0o001)
         if (self.data_dir / "PG_VERSION").exists():
             return
         argv = [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", self.user, "-A", "trust", "-E", "UTF8"]
@@ -141,10 +137,12 @@ class PostgresServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT): sessions are ended, the server checkpoints and exits."""
+        """Fast shutdown (SIGINT): sessions are ended, the server exits; its files are removed."""
         self._signal(signal.SIGINT)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def kill(self) -> None:
+        """SIGKILL, as a crash: the files stay (start() again recovers them); stop() removes them."""
         self._signal(signal.SIGKILL)
 
     def _signal(self, sig: int) -> None:
