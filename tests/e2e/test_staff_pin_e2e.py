@@ -57,7 +57,8 @@ def test_a_staff_pin_works_at_its_locker_until_it_expires_even_offline(chain: Ca
     # Still offline; a power cut unsets the RTC and the saved clock is lost: the locker has never
     # known the time, cannot tell whether the PIN expired, and refuses it.
     c.board.power_cut()
-    (c.flash_dir / "clock.bin").unlink()
+    for saved in ("clock.bin", "vouched.bin"):  # the saved clock and the latest host time it had seen
+        (c.flash_dir / saved).unlink(missing_ok=True)
     c.board.boot(keep_rtc=None)
     _refused(c, pin)
 
