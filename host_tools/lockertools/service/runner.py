@@ -169,6 +169,7 @@ class Service:
         self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_port: int | None = None  # the port actually bound (config.metrics_port 0: any)
+        self.watchdog_skipped = 0  # WATCHDOG=1 held back because a loop had stalled
         self.sender = Sender(
             self._sign_ack,
             window=config.max_inflight,
@@ -278,6 +279,7 @@ class Service:
             if not stalled:
                 systemd.send("WATCHDOG=1")
             else:
+                self.watchdog_skipped += 1
                 log.error("not feeding the watchdog: %s", ", ".join(stalled))
             await asyncio.sleep(interval / 2)
 
