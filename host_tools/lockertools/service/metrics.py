@@ -12,18 +12,51 @@ incidents are to take the name over.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-if TYPE_CHECKING:
-    from lockertools.service.runner import Service
+
+class _Counters(Protocol):
+    connects: int
+    messages: int
+    events: int
+    duplicates: int
+    rejected: Counter[str]
+    errors: int
+    commands_sent: int
+    resends: int
+    notifications: int
+    notify_failures: int
+
+
+class _LockerState(Protocol):
+    flapping: bool
+
+
+class Service(Protocol):
+    """What is read of runner.Service (a protocol: runner imports this module)."""
+
+    @property
+    def counters(self) -> _Counters: ...
+    @property
+    def connected(self) -> asyncio.Event: ...
+    @property
+    def conn(self) -> sqlite3.Connection: ...
+    def healthy(self) -> bool: ...
+    def health(self) -> dict[str, Any]: ...
+    def inbox_size(self) -> int: ...
+    def sync_states(self) -> Sequence[_LockerState]: ...
+
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9466
