@@ -95,12 +95,14 @@ def test_host_unit_notifies_and_keeps_a_watchdog() -> None:
     for key, value in {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
-        "DynamicUser": "yes",
+        "User": "lockertools",
         "StateDirectory": "lockertools",
         "PrivateTmp": "yes",
     }.items():
         assert s[key] == [value], key
     assert s["User"] == _settings(UNITS / "lockertools-backup.service")["User"]  # one owner of the database
+    sysusers = (UNITS / "lockertools.sysusers.conf").read_text()
+    assert re.search(r"^u lockertools - .* /var/lib/lockertools$", sysusers, re.M)  # the user the units name
 
 
 def test_host_unit_command_line_is_one_lockerctl_accepts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -178,8 +178,8 @@ def _check_sqlite(path: Path) -> int:
         conn.close()
     if ok != "ok":
         raise BackupError(f"the backup fails SQLite's integrity check: {ok}")
-    if version > len(db.MIGRATIONS):
-        known = len(db.MIGRATIONS)
+    if version > db.SCHEMA_VERSION:
+        known = db.SCHEMA_VERSION
         raise BackupError(f"the backup has schema version {version}; this lockerctl knows {known}: upgrade it")
     return version
 
