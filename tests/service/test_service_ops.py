@@ -218,6 +218,11 @@ def test_metrics_and_health_follow_what_the_service_does(rig: Rig) -> None:
     assert (_metric(port, "lockerhost_commands_oldest_wait_seconds", what="request") or 0) >= 0
     status, body = _get(port, "/healthz")
     assert status == 200 and json.loads(body)["broker"] == "connected"
+    # Every metric the shipped alert rules use is one the service exports.
+    exported = {name for name, _ in _samples(port)}
+    rules = (Path(__file__).resolve().parents[2] / "packaging" / "prometheus" / "lockertools-alerts.yml").read_text()
+    used = set(re.findall(r"\b(lockerhost_\w+)", rules))
+    assert used and used <= exported, used - exported
 
 
 def test_log_lines_are_json_with_the_locker_and_never_a_code_or_a_password(rig: Rig, tmp_path: Path) -> None:
