@@ -32,6 +32,7 @@ class _Counters(Protocol):
     events: int
     duplicates: int
     rejected: Counter[str]
+    locker_refusals: Counter[str]
     errors: int
     commands_sent: int
     resends: int
@@ -81,6 +82,14 @@ class ServiceCollector(Collector):
         for reason, n in sorted(c.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
+        # What lockers reported refusing (signed commands that failed their checks: their `refused`
+        # events), counted as they come in rather than read from the whole event table per scrape.
+        refusals = CounterMetricFamily(
+            "lockerhost_locker_refusals", "Commands lockers refused (refused events), by reason", labels=["reason"]
+        )
+        for reason, n in sorted(c.locker_refusals.items()):
+            refusals.add_metric([reason], n)
+        yield refusals
         yield _counter("lockerhost_apply_errors", "Messages that raised while applied", c.errors)
         yield _counter("lockerhost_sync_commands", "Sync commands sent (first attempts)", c.commands_sent)
         yield _counter("lockerhost_sync_resends", "Sync commands sent again", c.resends)
@@ -94,16 +103,6 @@ class ServiceCollector(Collector):
         lockers = conn.execute("SELECT count(*), coalesce(sum(online), 0) FROM lockers").fetchone()
         yield _gauge("lockerhost_lockers", "Lockers registered", lockers[0])
         yield _gauge("lockerhost_lockers_online", "Lockers whose last status said online", lockers[1])
-        # What lockers reported refusing (signed commands that failed their checks), by reason.
-        refusals = CounterMetricFamily(
-            "lockerhost_locker_refusals", "Commands lockers refused (refused events), by reason", labels=["reason"]
-        )
-        for reason, n in conn.execute(
-            "SELECT coalesce(json_extract(json, '$.r'), 'unknown'), sum(coalesce(json_extract(json, '$.n'), 1))"
-            " FROM events WHERE kind = 'refused' GROUP BY 1 ORDER BY 1"
-        ):
-            refusals.add_metric([str(reason)], float(n))
-        yield refusals
         waiting = GaugeMetricFamily("lockerhost_commands_waiting", "Commands sent, awaiting a reply", labels=["what"])
         oldest = GaugeMetricFamily(
             "lockerhost_commands_oldest_wait_seconds", "Age of the oldest command awaiting a reply", labels=["what"]

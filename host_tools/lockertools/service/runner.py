@@ -124,6 +124,7 @@ class Counters(SenderStats):
     flapping: int = 0  # lockers flagged as flapping
     busy_s: float = 0.0  # time spent applying batches (database and signatures)
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
+    locker_refusals: Counter[str] = field(default_factory=Counter)  # commands lockers refused, by reason
 
     @property
     def bad_signatures(self) -> int:
@@ -416,6 +417,10 @@ class Service:
         if incoming.kind == "events":
             if ingest.apply_event(self.conn, lid, msg, now):
                 self.counters.events += 1
+                ev = msg["ev"]
+                if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
+                    n = ev.get("n")
+                    self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
                 touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
             else:
                 self.counters.duplicates += 1
