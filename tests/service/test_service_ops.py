@@ -277,3 +277,23 @@ def test_log_lines_are_json_with_the_locker_and_never_a_code_or_a_password(rig: 
     leaked = {what: value for what, value in secrets_.items() if value in err}
     assert leaked == {}, f"in the service's log: {sorted(leaked)}"
     assert re.search(r"\b\d{8}\b", "".join(r["msg"] for r in records)) is None  # no 8-digit code at all
+
+
+def test_a_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lockertools.cli import main
+
+    path = tmp_path / "fleet.db"
+    db.connect(path, create=True).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["service", "run", "--db", str(path), "--plain", "--broker", "127.0.0.1:1"]
+        result = CliRunner().invoke(main, [*args, "--metrics", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1, result.output
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # a message, no traceback
+    result = CliRunner().invoke(main, [*args, "--metrics", "9466"])
+    assert result.exit_code == 2 and "HOST:PORT" in result.output

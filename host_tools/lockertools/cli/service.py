@@ -134,7 +134,7 @@ def run_cmd(
 
     The notification hook given here is recorded in the database, so `lockerctl codes issue` (run by
     staff in another process) hands new codes to it."""
-    from lockertools.service.runner import ServiceConfig, run_service
+    from lockertools.service.runner import ServiceConfig, ServiceError, run_service
 
     host, _, port = broker_addr.rpartition(":")
     if not host or not port.isdigit():
@@ -164,20 +164,22 @@ def run_cmd(
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
     click.echo(f"serving {lockers} locker(s) from {db_path} via {host}:{port} as {user!r}; Ctrl-C stops", err=True)
-    run_service(
-        ServiceConfig(
-            db_path=db_path,
-            host=host,
-            port=int(port),
-            username=user,
-            password=password,
-            tls_ca=tls_ca,
-            client_id=client_id,
-            metrics_host=metrics_host or "127.0.0.1",
-            metrics_port=metrics_port,
-            watchdog=not no_watchdog,
-        )
+    config = ServiceConfig(
+        db_path=db_path,
+        host=host,
+        port=int(port),
+        username=user,
+        password=password,
+        tls_ca=tls_ca,
+        client_id=client_id,
+        metrics_host=metrics_host or "127.0.0.1",
+        metrics_port=metrics_port,
+        watchdog=not no_watchdog,
     )
+    try:
+        run_service(config)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- lockers ---------------------------------------------------------------------------------------

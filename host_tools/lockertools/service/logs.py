@@ -34,14 +34,15 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: int, fmt: str = "json") -> None:
-    """The service's logging on stderr (journald under systemd), replacing any handler there was."""
+    """The service's logging on stderr (journald under systemd). Like logging.basicConfig, it leaves
+    a logging set up already (a test harness, a program embedding the service) as it is."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import sqlite3
@@ -52,6 +53,10 @@ MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its ne
 # echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
 # ahead too, which refuses every other command as expired.
 CLOCK_SLACK_S = 5
+
+
+class ServiceError(Exception):
+    """The service cannot start as configured (the message says why)."""
 
 
 @dataclass
@@ -198,7 +203,12 @@ class Service:
             if self.config.metrics_port is not None:
                 from lockertools.service import metrics
 
-                web = await metrics.serve(self, self.config.metrics_host, self.config.metrics_port)
+                try:
+                    web = await metrics.serve(self, self.config.metrics_host, self.config.metrics_port)
+                except OSError as exc:
+                    where = f"{self.config.metrics_host}:{self.config.metrics_port}"
+                    why = os.strerror(exc.errno) if exc.errno else str(exc)
+                    raise ServiceError(f"cannot serve metrics on {where}: {why}") from None
                 self.metrics_port = web.addresses[0][1]
                 log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
             try:
