@@ -16,6 +16,13 @@
 - ``broker.json``: the settings and which users are host users, so a later run can add users.
 
 Keys, the password file and the ACL are written 0600. Running it again keeps users and the CA.
+
+For Debian's own mosquitto service, `include(path, group)` writes a file for /etc/mosquitto/conf.d/
+instead (`include_text()`): the fleet's settings and listeners without what Debian's
+/etc/mosquitto/mosquitto.conf already sets (pid_file, persistence and its location, log_dest, user:
+mosquitto refuses some of them twice), and makes what the broker reads (passwd, acl, ca.crt,
+server.crt, server.key, and the directory) readable by `group` (mosquitto 2 reads them after
+dropping to its user); ca.key stays 0600. Later runs keep the group.
 The ``lockerctl broker`` commands (init, add-locker, add-host, run) are lockertools.cli.broker.
 """
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import grp
 import hashlib
 import ipaddress
 import json
@@ -216,10 +224,14 @@ class BrokerSetup:
             self.names.append(name)
         self._users: dict[str, str] = {}  # user -> hash, in file order
         self._hosts: list[str] = []
+        self.group: str | None = None  # set by include(): the broker's group reads its files
+        self.include_path: Path | None = None
         old: dict[str, Any] = {}
         if self.settings_path.exists():
             old = self._load_settings()
             self._users = self._read_passwd()
+            self.group = str(old["group"]) if old.get("group") else None
+            self.include_path = Path(old["include"]) if old.get("include") else None
         if port == 0 and old.get("port") and old.get("host") == host:
             port = int(old["port"])
         if tls_port == 0 and old.get("tls_port") and old.get("host") == host:
@@ -389,8 +401,53 @@ class BrokerSetup:
             "names": [n for n in self.names if n != self.host],
             "hosts": self._hosts,
         }
+        if self.group is not None:
+            settings |= {"group": self.group, "include": str(self.include_path)}
         write_file(self.settings_path, (json.dumps(settings, indent=2) + "\n").encode(), 0o600)
+        if self.group is not None:
+            self._share_with_group(self.group)
+            if self.include_path is not None:
+                self._write_include(self.include_path, self.group)
         return self.conf_path
+
+    # -- Debian's mosquitto service (include_dir /etc/mosquitto/conf.d)
+
+    def include(self, path: Path, group: str = "mosquitto") -> Path:
+        """Write every file, and `path` (a conf.d file) for a mosquitto whose main configuration
+        includes it; the broker's `group` gets read access to what it reads. Returns `path`."""
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise BrokerError(f"no group {group!r} (is Debian's mosquitto package installed?)") from None
+        path = Path(path).resolve()
+        _check_conf_path(path)
+        self.group, self.include_path = group, path
+        self.write()
+        return path
+
+    def include_text(self) -> str:
+        lines = [
+            "# Written by lockerctl broker include (docs/deployment.md); changes here are overwritten.",
+            f"# The parcel-locker fleet in {self.directory}, for a mosquitto whose own configuration",
+            "# sets pid_file, persistence, persistence_location and log_dest (Debian's does).",
+            *self._broker_lines(),
+            *self._listener_lines(),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _write_include(self, path: Path, group: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path, self.include_text().encode(), 0o640)
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+
+    def _share_with_group(self, group: str) -> None:
+        gid = grp.getgrnam(group).gr_gid
+        os.chown(self.directory, -1, gid)
+        os.chmod(self.directory, 0o750)
+        for path in (self.passwd_path, self.acl_path, self.ca_path, self.server_cert_path, self.server_key_path):
+            if path.exists():
+                os.chown(path, -1, gid)
+                os.chmod(path, 0o640)
 
     def acl_text(self) -> str:
         lines = ['# Written by lockerctl broker (docs/protocol.md, "Broker"); changes here are overwritten.', ""]
@@ -404,13 +461,24 @@ class BrokerSetup:
     def conf_text(self) -> str:
         lines = [
             '# Written by lockerctl broker (docs/protocol.md, "Broker"); changes here are overwritten.',
+            "persistence true",
+            f"persistence_location {self.persistence_dir}/",
+            f"persistence_file {self.persistence_file.name}",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+            # As root, mosquitto would switch to the `mosquitto` user, who cannot read this directory.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            *self._broker_lines(),
+            *self._listener_lines(),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _broker_lines(self) -> list[str]:
+        """The settings a fleet needs of any mosquitto, standalone or included."""
+        return [
             "per_listener_settings false",
             "allow_anonymous false",
             f"password_file {self.passwd_path}",
             f"acl_file {self.acl_path}",
-            "persistence true",
-            f"persistence_location {self.persistence_dir}/",
-            f"persistence_file {self.persistence_file.name}",
             "autosave_on_changes false",
             f"autosave_interval {AUTOSAVE_S}",
             f"max_packet_size {MAX_PACKET_BYTES}",
@@ -419,16 +487,16 @@ class BrokerSetup:
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
             f"memory_limit {MEMORY_LIMIT_BYTES}",
             "set_tcp_nodelay true",
-            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
             "log_type warning",
             "log_type notice",  # connections; "information" would add a line per database save and more
-            # As root, mosquitto would switch to the `mosquitto` user, who cannot read this directory.
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-            # Listener settings below. Each sets use_username_as_clientid (a listener setting: set before
-            # any listener it would open mosquitto's default one on 1883): the client id is the user name,
-            # so there is one session per locker and no locker can take over another's.
         ]
+
+    def _listener_lines(self) -> list[str]:
+        # Each listener sets use_username_as_clientid (a listener setting: set before any listener it
+        # would open mosquitto's default one on 1883): the client id is the user name, so there is one
+        # session per locker and no locker can take over another's.
+        lines: list[str] = []
         if self.port is not None:
             lines += ["", f"listener {self.port} {self.host}", "protocol mqtt", "use_username_as_clientid true"]
         if self.tls_port is not None:
@@ -443,7 +511,7 @@ class BrokerSetup:
                 "tls_version tlsv1.2",
                 "require_certificate false",
             ]
-        return "\n".join(lines) + "\n"
+        return lines
 
     # -- internals
 

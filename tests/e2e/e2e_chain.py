@@ -224,6 +224,7 @@ class Chain:
                     reconnect_max_s=0.5,
                     resend_s=resend_s,
                     tls_ca=broker.ca,
+                    metrics_port=0,  # health and metrics on a free loopback port (ServiceThread.service.metrics_port)
                 )
             )
             self._closers.append(self.service.close)

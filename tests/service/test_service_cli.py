@@ -120,6 +120,7 @@ def test_service_run_serves_codes_issued_from_the_cli(broker: Broker, tmp_path: 
     env = {**os.environ, "LOCKER_DB": str(rig.db_path)}
     lockerctl = [sys.executable, "-c", "from lockertools.cli import main; main()"]
     args = ["service", "run", "--broker", f"{broker.host}:{broker.port}", "--plain", "--user", broker.host_user]
+    args += ["--metrics", "127.0.0.1:0"]  # tests run side by side: any free port
     service = subprocess.Popen(
         [*lockerctl, *args, "--password-file", str(password_file)], env=env, stderr=subprocess.PIPE, text=True
     )

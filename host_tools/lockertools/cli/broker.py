@@ -116,6 +116,30 @@ def add_host_cmd(directory: Path, user: str, password_file: Path | None, rotate:
     _reloaded(setup)
 
 
+@broker_cli.command("include")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/mosquitto/conf.d/lockers.conf"),
+    show_default=True,
+    help="The file Debian's mosquitto includes (its mosquitto.conf: include_dir /etc/mosquitto/conf.d).",
+)
+@click.option("--group", default="mosquitto", show_default=True, help="The broker's group: it reads the files.")
+def include_cmd(directory: Path, out: Path, group: str) -> None:
+    """Serve DIRECTORY's fleet from the system's mosquitto service: write its conf.d file, and let the
+    broker's group read the password file, the ACL and the server's certificate (not the CA's key)."""
+    try:
+        setup = BrokerSetup.open(directory)
+        path = setup.include(out, group)
+    except BrokerError as exc:
+        raise _wrap(exc) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+    click.echo(f"wrote {path}: restart the broker (systemctl restart mosquitto) to open its listeners")
+    click.echo("  later `lockerctl broker add-locker` runs keep it; `systemctl reload mosquitto` lets new users in")
+
+
 @broker_cli.command("run")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def run_cmd(directory: Path) -> None:

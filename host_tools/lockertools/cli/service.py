@@ -104,6 +104,16 @@ def service_cli() -> None:
 @click.option("--client-id", default="host", show_default=True, help="Fixed MQTT client id (persistent session).")
 @click.option("--notify-command", help="Hook for new codes: a command reading the JSON on stdin.")
 @click.option("--notify-url", help="Hook for new codes: a URL to POST the JSON to.")
+@click.option(
+    "--metrics",
+    "metrics_addr",
+    envvar="LOCKER_METRICS",
+    default="127.0.0.1:9466",
+    show_default=True,
+    help="HOST:PORT of the health endpoint (/healthz) and Prometheus metrics (/metrics); 'off': none.",
+)
+@click.option("--no-watchdog", is_flag=True, help="Do not feed systemd's watchdog (WatchdogSec=) even if asked to.")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Log every sync step.")
 def run_cmd(
     db_path: Path,
@@ -115,13 +125,16 @@ def run_cmd(
     client_id: str,
     notify_command: str | None,
     notify_url: str | None,
+    metrics_addr: str,
+    no_watchdog: bool,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Serve the fleet: ingest events, acknowledge them, keep every locker's codes in sync.
 
     The notification hook given here is recorded in the database, so `lockerctl codes issue` (run by
     staff in another process) hands new codes to it."""
-    from lockertools.service.runner import ServiceConfig, run_service
+    from lockertools.service.runner import ServiceConfig, ServiceError, run_service
 
     host, _, port = broker_addr.rpartition(":")
     if not host or not port.isdigit():
@@ -130,6 +143,12 @@ def run_cmd(
         raise click.UsageError("give the broker's CA (--tls-ca, its set-up's ca.crt), or --plain for plain MQTT")
     if tls_ca is not None and plain:
         raise click.UsageError("--plain and --tls-ca: choose one")
+    metrics_host, metrics_port = None, None
+    if metrics_addr != "off":
+        metrics_host, _, metrics_port_text = metrics_addr.rpartition(":")
+        if not metrics_host or not metrics_port_text.isdigit() or int(metrics_port_text) > 65535:
+            raise click.BadParameter("use HOST:PORT, or 'off'", param_hint="--metrics")
+        metrics_port = int(metrics_port_text)
     try:
         make_notifier(notify_command, notify_url)
     except ValueError as exc:
@@ -141,19 +160,26 @@ def run_cmd(
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
     password = password_file.read_text().strip() if password_file else None
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    from lockertools.service import logs
+
+    logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
     click.echo(f"serving {lockers} locker(s) from {db_path} via {host}:{port} as {user!r}; Ctrl-C stops", err=True)
-    run_service(
-        ServiceConfig(
-            db_path=db_path,
-            host=host,
-            port=int(port),
-            username=user,
-            password=password,
-            tls_ca=tls_ca,
-            client_id=client_id,
-        )
+    config = ServiceConfig(
+        db_path=db_path,
+        host=host,
+        port=int(port),
+        username=user,
+        password=password,
+        tls_ca=tls_ca,
+        client_id=client_id,
+        metrics_host=metrics_host or "127.0.0.1",
+        metrics_port=metrics_port,
+        watchdog=not no_watchdog,
     )
+    try:
+        run_service(config)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- lockers ---------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ Tasks (one asyncio loop, so database work never interleaves):
   ends the flag of a locker whose connection stopped flapping (the processor raises it: its status
   went online/offline `flap_changes` times within `flap_window_s`);
 - the notifier: hands due notifications to the hook (in a thread), records failures and retries
-  them with a growing delay; a `loaded` notification's held plain code is deleted once it went.
+  them with a growing delay; a `loaded` notification's held plain code is deleted once it went;
+- the watchdog (under systemd, sdnotify.py): WATCHDOG=1 while every loop above is healthy (each
+  checks in as it goes round; the processor only while messages wait), READY=1 once first connected
+  and subscribed; and the health endpoint and metrics (metrics.py), when configured.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import sqlite3
@@ -37,7 +41,7 @@ from typing import Any
 
 import aiomqtt
 
-from lockertools.service import db, fleet_db, ingest
+from lockertools.service import db, fleet_db, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
@@ -49,6 +53,10 @@ MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its ne
 # echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
 # ahead too, which refuses every other command as expired.
 CLOCK_SLACK_S = 5
+
+
+class ServiceError(Exception):
+    """The service cannot start as configured (the message says why)."""
 
 
 @dataclass
@@ -92,6 +100,12 @@ class ServiceConfig:
     # passes without a change. A locker that reconnects now and then changes twice per reconnect.
     flap_changes: int = 10
     flap_window_s: float = 600.0
+    # The health endpoint and Prometheus metrics (metrics.py); None: not served.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    # systemd's watchdog (WatchdogSec=): kept fed while every loop checked in within `loop_stall_s`.
+    watchdog: bool = True
+    loop_stall_s: float = 60.0
 
 
 @dataclass
@@ -115,6 +129,7 @@ class Counters(SenderStats):
     flapping: int = 0  # lockers flagged as flapping
     busy_s: float = 0.0  # time spent applying batches (database and signatures)
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
+    locker_refusals: Counter[str] = field(default_factory=Counter)  # commands lockers refused, by reason
 
     @property
     def bad_signatures(self) -> int:
@@ -156,6 +171,11 @@ class Service:
         self._conn: sqlite3.Connection | None = None
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
+        self.systemd = sdnotify.Notifier()
+        self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics_port: int | None = None  # the port actually bound (config.metrics_port 0: any)
+        self.watchdog_skipped = 0  # WATCHDOG=1 held back because a loop had stalled
         self.sender = Sender(
             self._sign_ack,
             window=config.max_inflight,
@@ -179,11 +199,32 @@ class Service:
             if not command and not url:
                 command, url = db.get_setting(self._conn, "notify_command"), db.get_setting(self._conn, "notify_url")
             self.notifier = make_notifier(command, url, self.config.notify_timeout_s)
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._connection_loop())
-                tasks.create_task(self._processor())
-                tasks.create_task(self._poller())
-                tasks.create_task(self._notifications())
+            web = None
+            if self.config.metrics_port is not None:
+                from lockertools.service import metrics
+
+                try:
+                    web = await metrics.serve(self, self.config.metrics_host, self.config.metrics_port)
+                except OSError as exc:
+                    where = f"{self.config.metrics_host}:{self.config.metrics_port}"
+                    why = os.strerror(exc.errno) if exc.errno else str(exc)
+                    raise ServiceError(f"cannot serve metrics on {where}: {why}") from None
+                self.metrics_port = web.addresses[0][1]
+                log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
+            try:
+                now = time.monotonic()
+                self._beats = dict.fromkeys(("poller", "notifier", "processor"), now)
+                async with asyncio.TaskGroup() as tasks:
+                    self._tasks = [
+                        tasks.create_task(self._connection_loop()),
+                        tasks.create_task(self._processor()),
+                        tasks.create_task(self._poller()),
+                        tasks.create_task(self._notifications()),
+                    ]
+                    tasks.create_task(self._watchdog())
+            finally:
+                if web is not None:
+                    await web.cleanup()
         finally:
             self._conn.close()
             self._conn = None
@@ -195,6 +236,63 @@ class Service:
 
     def sync_state(self, locker_id: str) -> LockerSync:
         return self._sync.setdefault(locker_id, LockerSync())
+
+    def sync_states(self) -> list[LockerSync]:
+        return list(self._sync.values())
+
+    def inbox_size(self) -> int:
+        return self._inbox.qsize()
+
+    # --- health -------------------------------------------------------------------------------------
+
+    def _beat(self, loop: str) -> None:
+        self._beats[loop] = time.monotonic()
+
+    def stalled_loops(self) -> list[str]:
+        """The loops that have not gone round within `loop_stall_s` (the processor counts only while
+        messages wait for it), and any task that ended."""
+        if not self._tasks:
+            return ["not started"]
+        due = time.monotonic() - self.config.loop_stall_s
+        stalled = [name for name, at in self._beats.items() if at < due]
+        if "processor" in stalled and self._inbox.empty():
+            stalled.remove("processor")
+        if any(task.done() for task in self._tasks):
+            stalled.append("task ended")
+        return stalled
+
+    def healthy(self) -> bool:
+        return not self.stalled_loops()
+
+    def health(self) -> dict[str, Any]:
+        stalled = self.stalled_loops()
+        return {
+            "loops": "ok" if not stalled else "stalled: " + ", ".join(stalled),
+            "broker": "connected" if self.connected.is_set() else "disconnected",
+            "lockers_online": sum(1 for s in self._sync.values() if s.online),
+            "inbox": self._inbox.qsize(),
+            "events": self.counters.events,
+        }
+
+    async def _watchdog(self) -> None:
+        """READY=1 once connected and subscribed; then WATCHDOG=1 at half systemd's timeout, only while
+        every loop is healthy (a hung loop lets systemd restart the service)."""
+        systemd = self.systemd
+        if not systemd.enabled:
+            return
+        await self.connected.wait()
+        systemd.send("READY=1", "STATUS=connected and subscribed")
+        interval = systemd.watchdog_s
+        if interval is None or not self.config.watchdog:
+            return
+        while True:
+            stalled = self.stalled_loops()
+            if not stalled:
+                systemd.send("WATCHDOG=1")
+            else:
+                self.watchdog_skipped += 1
+                log.error("not feeding the watchdog: %s", ", ".join(stalled))
+            await asyncio.sleep(interval / 2)
 
     # --- MQTT ---------------------------------------------------------------------------------------
 
@@ -259,6 +357,7 @@ class Service:
 
     async def _processor(self) -> None:
         while True:
+            self._beat("processor")
             batch = [await self._inbox.get()]
             deadline = time.monotonic() + self.config.batch_s
             # Gather while messages keep coming (a burst from many lockers: one commit for all of them);
@@ -277,6 +376,7 @@ class Service:
                 self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
             self.counters.busy_s += time.perf_counter() - began
+            self._beat("processor")
 
     def _process(self, batch: list[aiomqtt.Message]) -> None:
         conn = self.conn
@@ -295,7 +395,7 @@ class Service:
                     incoming = ingest.open_message(self._keys, str(message.topic), bytes(payload))
                 except ingest.Rejected as exc:
                     self.counters.rejected[exc.reason] += 1
-                    log.warning("rejected message on %s: %s", message.topic, exc)
+                    log.warning("rejected message on %s: %s", message.topic, exc, extra=_locker_of(message))
                     continue
                 conn.execute("SAVEPOINT message")
                 try:
@@ -304,7 +404,7 @@ class Service:
                     conn.execute("ROLLBACK TO message")
                     self._seqs.forget()
                     self.counters.errors += 1
-                    log.exception("could not apply a message on %s", message.topic)
+                    log.exception("could not apply a message on %s", message.topic, extra=_locker_of(message))
                 conn.execute("RELEASE message")
             for locker_id in touched:
                 out.extend(self._advance(locker_id, now))
@@ -327,6 +427,10 @@ class Service:
         if incoming.kind == "events":
             if ingest.apply_event(self.conn, lid, msg, now):
                 self.counters.events += 1
+                ev = msg["ev"]
+                if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
+                    n = ev.get("n")
+                    self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
                 touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
             else:
                 self.counters.duplicates += 1
@@ -371,14 +475,14 @@ class Service:
             log.warning(
                 "locker %s is flapping: %d online/offline changes in %.0f s. Another client may be logging in"
                 " with its password (each login takes the session over), or its link keeps failing",
-                lid, len(changes), now - changes[0],
+                lid, len(changes), now - changes[0], extra={"locker": lid},
             )  # fmt: skip
 
     def _settle_flaps(self, now: float) -> None:
         """End the flags of lockers that had a window without a change."""
         for lid in fleet_db.flaps_end(self.conn, now - self.config.flap_window_s, now):
             self.sync_state(lid).flapping = False
-            log.warning("locker %s: its connection is steady again", lid)
+            log.warning("locker %s: its connection is steady again", lid, extra={"locker": lid})
 
     # --- sync ---------------------------------------------------------------------------------------
 
@@ -407,7 +511,7 @@ class Service:
         self._close_command(lid, tx, "failed", error)
         self.counters.sync_errors += 1
         state.failures += 1
-        log.warning("locker %s refused %s: %s", lid, pending.planned.op, error)
+        log.warning("locker %s refused %s: %s", lid, pending.planned.op, error, extra={"locker": lid})
         if error == "revision_mismatch" and ingest._is_int(msg.get("rev")):
             self.conn.execute("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
         elif error != "snapshot_order":
@@ -432,6 +536,7 @@ class Service:
             "sync %s: locker at %d%s, host at %d: %d x %s",
             *(lid, inputs.locker_rev, " (snapshot asked)" if inputs.snap else "", inputs.host_rev),
             *(len(commands), first.op),
+            extra={"locker": lid},
         )
         rest = commands[1:] if first.op == "codes.snapshot" else []  # deltas: planned afresh per reply
         return [self._send(lid, first, rest, now)]
@@ -459,7 +564,7 @@ class Service:
             (lid, tx, seq, now, now),
         )
         self.counters.commands_sent += 1
-        log.info("locker %s: clock off, sending the time", lid)
+        log.info("locker %s: clock off, sending the time", lid, extra={"locker": lid})
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
@@ -492,6 +597,7 @@ class Service:
         next_housekeeping = time.time() + self.config.housekeeping_s
         while True:
             await asyncio.sleep(self.config.poll_s)
+            self._beat("poller")
             now = time.time()
             if now >= next_housekeeping:
                 next_housekeeping = now + self.config.housekeeping_s
@@ -581,7 +687,10 @@ class Service:
             for r in rows:
                 if r["created_at"] < now - self.config.request_ttl_s:
                     self.conn.execute("UPDATE requests SET state = 'expired', done_at = ? WHERE id = ?", (now, r["id"]))
-                    log.warning("request %d (%s to %s) expired unanswered", r["id"], r["op"], r["locker_id"])
+                    log.warning(
+                        "request %d (%s to %s) expired unanswered", r["id"], r["op"], r["locker_id"],
+                        extra={"locker": r["locker_id"]},
+                    )  # fmt: skip
                     continue
                 if not self.sync_state(r["locker_id"]).online:
                     continue
@@ -591,7 +700,10 @@ class Service:
                     (seq, now, r["id"]),
                 )
                 self.counters.requests_sent += 1
-                log.info("request %d: %s to %s (attempt %d)", r["id"], r["op"], r["locker_id"], r["attempts"] + 1)
+                log.info(
+                    "request %d: %s to %s (attempt %d)", r["id"], r["op"], r["locker_id"], r["attempts"] + 1,
+                    extra={"locker": r["locker_id"]},
+                )  # fmt: skip
                 out.append((f"lockers/{r['locker_id']}/cmd", wire))
         return out
 
@@ -615,6 +727,7 @@ class Service:
         deleted once the hook took it."""
         while True:
             await asyncio.sleep(self.config.poll_s)
+            self._beat("notifier")
             if self.notifier is None:
                 continue
             try:
@@ -624,6 +737,7 @@ class Service:
                     (time.time(),),
                 ).fetchall()
                 for row in due:
+                    self._beat("notifier")
                     await self._notify_one(row)
             except sqlite3.Error:
                 log.exception("database error while notifying")
@@ -690,7 +804,16 @@ class Service:
                 conn.execute(
                     "UPDATE codes SET notify_state = 'failed', notify_error = ? WHERE id = ?", (error, row["code_id"])
                 )
-        log.warning("notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay)
+        log.warning(
+            "notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay,
+            extra={"locker": row["locker_id"]},
+        )  # fmt: skip
+
+
+def _locker_of(message: aiomqtt.Message) -> dict[str, str]:
+    """The log line's locker: the id in the topic (lockers/<id>/<kind>), for messages not opened yet."""
+    parts = str(message.topic).split("/")
+    return {"locker": parts[1]} if len(parts) == 3 and parts[0] == "lockers" else {}
 
 
 def clock_off(locker_t: Any, now: float) -> bool:
@@ -706,9 +829,15 @@ def run_service(config: ServiceConfig) -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
+        service = Service(config)
+
+        def stop() -> None:
+            service.systemd.send("STOPPING=1")
+            task.cancel()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop)
         with contextlib.suppress(asyncio.CancelledError):
-            await Service(config).run()
+            await service.run()
 
     asyncio.run(serve())

@@ -159,7 +159,9 @@ class Sender:
             except (sqlite3.Error, KeyError):
                 # No seq for it (the database is busy, or the locker was removed): the locker sends
                 # these events again, and they are acknowledged then.
-                log.exception("could not make an ack for %s; %d seqs left unacknowledged", lid, len(seqs))
+                log.exception(
+                    "could not make an ack for %s; %d seqs left unacknowledged", lid, len(seqs), extra={"locker": lid}
+                )
                 continue
             if rest:
                 self._pending[lid] = set(rest)  # in the next ack, after this one's PUBACK

@@ -362,6 +362,8 @@ def start_broker_and_service(
     start = service_log.stat().st_size if service_log.exists() else 0
     argv = [*lockerctl_argv(), "service", "run", "--db", str(db_path), "--broker", f"{LOOPBACK}:{port}", "--plain"]
     argv += ["--user", HOST_USER, "--password-file", str(workdir / "host.pw"), "-v", *(service_args or [])]
+    argv += ["--metrics", f"{LOOPBACK}:0"]  # any free port (several simulators may run): the log names it
+    argv += ["--log-format", "text"]  # the simulator's log is read by people
     service = _spawn(argv, service_log)
     stack.callback(_stop, service)
 
