@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ def tag_hex(key: bytes, door: str, code: str) -> str:
     return tag.hex()
 
 
-def add_locker(conn: sqlite3.Connection, locker_id: str, key: bytes, labels: list[str]) -> None:
+def add_locker(conn: db.Connection, locker_id: str, key: bytes, labels: list[str]) -> None:
     if len(key) != 32:
         raise FleetError("a locker key is 32 bytes")
     if len(set(labels)) != len(labels) or not labels:
@@ -100,9 +99,10 @@ def add_locker(conn: sqlite3.Connection, locker_id: str, key: bytes, labels: lis
             (locker_id, key.hex(), json.dumps(labels), now),
         )
         conn.executemany("INSERT INTO doors(locker_id, label) VALUES (?, ?)", [(locker_id, label) for label in labels])
+        conn.changed()  # a new key for the service
 
 
-def locker_labels(conn: sqlite3.Connection, locker_id: str) -> list[str]:
+def locker_labels(conn: db.Connection, locker_id: str) -> list[str]:
     row = conn.execute("SELECT doors_json FROM lockers WHERE id = ?", (locker_id,)).fetchone()
     if row is None:
         known = ", ".join(r[0] for r in conn.execute("SELECT id FROM lockers ORDER BY id")) or "none"
@@ -111,17 +111,18 @@ def locker_labels(conn: sqlite3.Connection, locker_id: str) -> list[str]:
     return labels
 
 
-def log_change(conn: sqlite3.Connection, locker_id: str, op: Literal["add", "del"], code_id: int) -> int:
+def log_change(conn: db.Connection, locker_id: str, op: Literal["add", "del"], code_id: int) -> int:
     """Append one change and raise H; inside a transaction. Returns the new revision."""
     row = conn.execute("SELECT host_rev FROM lockers WHERE id = ?", (locker_id,)).fetchone()
     rev = int(row[0]) + 1
     conn.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES (?, ?, ?, ?)", (locker_id, rev, op, code_id))
     conn.execute("UPDATE lockers SET host_rev = ? WHERE id = ?", (rev, locker_id))
+    conn.changed()
     return rev
 
 
 def issue_code(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     locker_id: str,
     door: str,
     kind: int = 0,
@@ -144,17 +145,17 @@ def issue_code(
     return IssuedCode(code, code_id, locker_id, door, kind, expires, recipient)
 
 
-def _active_tags(conn: sqlite3.Connection, locker_id: str) -> set[str]:
+def _active_tags(conn: db.Connection, locker_id: str) -> set[str]:
     return {
         r[0] for r in conn.execute("SELECT tag_hex FROM codes WHERE locker_id = ? AND state = 'issued'", (locker_id,))
     }
 
 
-def _locker_key(conn: sqlite3.Connection, locker_id: str) -> bytes:
+def _locker_key(conn: db.Connection, locker_id: str) -> bytes:
     return bytes.fromhex(conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()[0])
 
 
-def draw_code(conn: sqlite3.Connection, locker_ids: list[str], digits: int = CODE_DIGITS) -> str:
+def draw_code(conn: db.Connection, locker_ids: list[str], digits: int = CODE_DIGITS) -> str:
     """Random digits that no active code of these lockers answers to, at any door or door-free (a
     typed code that two records match would be ambiguous). Inside a transaction."""
     keys = {lid: (_locker_key(conn, lid), [*locker_labels(conn, lid), ANY_DOOR]) for lid in locker_ids}
@@ -166,7 +167,7 @@ def draw_code(conn: sqlite3.Connection, locker_ids: list[str], digits: int = COD
 
 
 def new_code(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     locker_id: str,
     door: str,
     kind: int,
@@ -198,7 +199,7 @@ def new_code(
     return code, code_id
 
 
-def revoke_code(conn: sqlite3.Connection, code_id: int) -> str:
+def revoke_code(conn: db.Connection, code_id: int) -> str:
     """Revoke an issued (or expired) code; returns its locker."""
     with db.transaction(conn):
         row = conn.execute("SELECT locker_id, state FROM codes WHERE id = ?", (code_id,)).fetchone()
@@ -212,7 +213,7 @@ def revoke_code(conn: sqlite3.Connection, code_id: int) -> str:
         return str(row["locker_id"])
 
 
-def record_notification(conn: sqlite3.Connection, code_id: int, error: str | None) -> None:
+def record_notification(conn: db.Connection, code_id: int, error: str | None) -> None:
     with db.transaction(conn):
         conn.execute(
             "UPDATE codes SET notify_state = ?, notify_error = ? WHERE id = ?",
@@ -220,7 +221,7 @@ def record_notification(conn: sqlite3.Connection, code_id: int, error: str | Non
         )
 
 
-def expire_codes(conn: sqlite3.Connection, now: float) -> int:
+def expire_codes(conn: db.Connection, now: float) -> int:
     """Mark issued codes past their expiry as expired. The locker refuses them by itself, and the
     next snapshot leaves them out; a staff PIN is also deleted from the locker (one change each), so
     an expired PIN is gone from its flash, and from the guessing odds, even if its clock is wrong.
@@ -254,7 +255,7 @@ class IssuedDelivery:
         return f"IssuedDelivery(number={self.number}, locker_id={self.locker_id!r})"
 
 
-def new_delivery_number(conn: sqlite3.Connection) -> int:
+def new_delivery_number(conn: db.Connection) -> int:
     """A random 6-digit delivery number, unused by any code the host holds (it is the code's id)."""
     for _ in range(10000):
         number = 100000 + secrets.randbelow(900000)
@@ -270,7 +271,7 @@ def _window(days: float) -> int:
 
 
 def prepare_delivery(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     locker_id: str,
     size: str | None = None,
     low: bool = False,
@@ -302,7 +303,7 @@ def prepare_delivery(
     return IssuedDelivery(number, code, number, expires, locker_id)
 
 
-def load_allowance_s(conn: sqlite3.Connection) -> int:
+def load_allowance_s(conn: db.Connection) -> int:
     """How long staff have to load a prepared delivery, in seconds: the fleet setting
     `delivery_load_days`, else LOAD_DAYS."""
     value = db.get_setting(conn, LOAD_DAYS_SETTING)
@@ -313,7 +314,7 @@ def load_allowance_s(conn: sqlite3.Connection) -> int:
     return int(days * 86400) if 0 <= days <= 366 else int(LOAD_DAYS * 86400)
 
 
-def set_load_days(conn: sqlite3.Connection, days: float | None) -> None:
+def set_load_days(conn: db.Connection, days: float | None) -> None:
     """Set the loading allowance for deliveries prepared from now on (None: back to LOAD_DAYS).
     Deliveries waiting to be loaded keep their row's expiry; their pickup window after the load is
     worked out with the allowance in force then (pickup_window_s), so change it rarely."""
@@ -323,7 +324,7 @@ def set_load_days(conn: sqlite3.Connection, days: float | None) -> None:
         db.set_setting(conn, LOAD_DAYS_SETTING, None if days is None else repr(float(days)))
 
 
-def pickup_window_s(conn: sqlite3.Connection, row: sqlite3.Row) -> int:
+def pickup_window_s(conn: db.Connection, row: db.Row) -> int:
     """A delivery's pickup window in seconds, from its row: before a load its expiry is
     int(created_at) + allowance + window (prepare_delivery); after one, start + window, where start
     is int(loaded_at), or int(created_at) when the locker's clock said earlier (start_pickup_window).
@@ -337,7 +338,7 @@ def pickup_window_s(conn: sqlite3.Connection, row: sqlite3.Row) -> int:
     return window if 0 < window <= MAX_WINDOW_S else int(PICKUP_DAYS * 86400)
 
 
-def start_pickup_window(conn: sqlite3.Connection, locker_id: str, row: sqlite3.Row, when: float, seq: int) -> None:
+def start_pickup_window(conn: db.Connection, locker_id: str, row: db.Row, when: float, seq: int) -> None:
     """A delivery was loaded (event `seq` at `when`; `row` as it was before the event's other
     effects; inside the caller's transaction): its code expires at `when` + its pickup window, `when`
     no earlier than the delivery was prepared (a locker clock behind the host's must not cut the
@@ -359,7 +360,7 @@ def start_pickup_window(conn: sqlite3.Connection, locker_id: str, row: sqlite3.R
     log_change(conn, locker_id, "add" if row["state"] == "issued" else "del", int(row["id"]))
 
 
-def cancel_delivery(conn: sqlite3.Connection, number: int) -> str:
+def cancel_delivery(conn: db.Connection, number: int) -> str:
     """Cancel a delivery not loaded yet; returns its locker."""
     row = conn.execute("SELECT kind, door, state FROM codes WHERE id = ?", (number,)).fetchone()
     if row is None or row["kind"] & KIND_MASK != KIND_DELIVERY:
@@ -371,7 +372,7 @@ def cancel_delivery(conn: sqlite3.Connection, number: int) -> str:
     return revoke_code(conn, number)
 
 
-def delivery_table(conn: sqlite3.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+def delivery_table(conn: db.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
     """Deliveries (and size-only loads), newest last, with a state for people."""
     sql = (
         "SELECT c.*, d.full AS door_full, h.code_id IS NOT NULL AS held FROM codes c"
@@ -405,7 +406,7 @@ def delivery_status(row: dict[str, Any]) -> str:
 
 
 def issue_return_code(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     locker_id: str,
     size: str | None = None,
     low: bool = False,
@@ -489,7 +490,7 @@ def pin_expiry(
     return workday_end(now), False
 
 
-def find_staff(conn: sqlite3.Connection, who: int | str) -> dict[str, Any]:
+def find_staff(conn: db.Connection, who: int | str) -> dict[str, Any]:
     """A member of staff (not removed) by id, or by name when the name is unique."""
     if isinstance(who, int) or who.strip().isdigit():
         rows = conn.execute("SELECT * FROM staff WHERE id = ? AND removed_at IS NULL", (int(who),)).fetchall()
@@ -507,7 +508,7 @@ def find_staff(conn: sqlite3.Connection, who: int | str) -> dict[str, Any]:
 
 
 def add_staff(
-    conn: sqlite3.Connection, name: str, lockers: Sequence[str] = (), *, now: float | None = None
+    conn: db.Connection, name: str, lockers: Sequence[str] = (), *, now: float | None = None
 ) -> tuple[int, list[StaffPin]]:
     """A member of staff (a person on the host: a name and an id), with a PIN for each locker in
     `lockers` valid until the end of the working day (issue_staff_pin). Returns (staff id, PINs)."""
@@ -523,7 +524,7 @@ def add_staff(
 
 
 def issue_staff_pin(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     staff: int | str,
     locker_id: str,
     expires: int | None = None,
@@ -567,7 +568,7 @@ def issue_staff_pin(
     return StaffPin(pin, code_id, int(member["id"]), str(member["name"]), locker_id, expires)
 
 
-def remove_staff(conn: sqlite3.Connection, staff_id: int) -> int:
+def remove_staff(conn: db.Connection, staff_id: int) -> int:
     """Remove a member and revoke their PINs; returns how many lockers drop one."""
     with db.transaction(conn):
         row = conn.execute("SELECT removed_at FROM staff WHERE id = ?", (staff_id,)).fetchone()
@@ -584,9 +585,7 @@ def remove_staff(conn: sqlite3.Connection, staff_id: int) -> int:
     return len({lid for _, lid in ids})
 
 
-def staff_table(
-    conn: sqlite3.Connection, include_removed: bool = False, now: float | None = None
-) -> list[dict[str, Any]]:
+def staff_table(conn: db.Connection, include_removed: bool = False, now: float | None = None) -> list[dict[str, Any]]:
     """Members of staff, each with `pins`: their live PINs ({code_id, locker_id, expires}), by locker,
     and `pins_withdrawn_at`: when the upgrade to per-locker expiring PINs withdrew an old one."""
     now = time.time() if now is None else now
@@ -608,7 +607,7 @@ def staff_table(
     return out
 
 
-def staff_name(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> str | None:
+def staff_name(conn: db.Connection, locker_id: str, code_id: Any) -> str | None:
     """The name behind the `staff` id a locker reported (the id of that member's staff code)."""
     if not isinstance(code_id, int) or isinstance(code_id, bool) or not 0 < code_id < 1 << 32:
         return None
@@ -619,7 +618,7 @@ def staff_name(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> str | 
     return None if row is None else str(row[0])
 
 
-def take_back_table(conn: sqlite3.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+def take_back_table(conn: db.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
     """Items whose pickup window ended and that are still in their door: staff take them back."""
     sql = (
         "SELECT c.id, c.locker_id, c.door, c.kind, c.expires, c.item, c.recipient FROM codes c"
@@ -640,7 +639,7 @@ NOTIFY_KINDS = ("code", "loaded", "reminder", "returned", "taken_back")
 
 
 def enqueue_notification(
-    conn: sqlite3.Connection,
+    conn: db.Connection,
     locker_id: str,
     code_id: int | None,
     kind: str,
@@ -661,7 +660,7 @@ def enqueue_notification(
         conn.execute("UPDATE codes SET notify_state = 'pending' WHERE id = ?", (code_id,))
 
 
-def queue_reminders(conn: sqlite3.Connection, now: float) -> int:
+def queue_reminders(conn: db.Connection, now: float) -> int:
     """Once per code, a day before its pickup window ends: remind the resident (inside a
     transaction). Only for codes active for at least a day (a door-bound pickup or a loaded
     delivery); returns how many were queued."""
@@ -682,7 +681,7 @@ def queue_reminders(conn: sqlite3.Connection, now: float) -> int:
 REQUEST_OPS = ("door.open", "door.service")
 
 
-def queue_request(conn: sqlite3.Connection, locker_id: str, op: str, args: dict[str, Any], by: str) -> tuple[int, str]:
+def queue_request(conn: db.Connection, locker_id: str, op: str, args: dict[str, Any], by: str) -> tuple[int, str]:
     """Queue a signed command for the service to send (door.open, door.service), logged with who
     asked. Returns (request id, tx)."""
     labels = locker_labels(conn, locker_id)
@@ -696,14 +695,17 @@ def queue_request(conn: sqlite3.Connection, locker_id: str, op: str, args: dict[
         raise FleetError("a reason is at most 64 characters")
     tx = secrets.token_hex(6)
     with db.transaction(conn):
-        cur = conn.execute(
-            "INSERT INTO requests(locker_id, op, args_json, by, tx, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        row = conn.execute(
+            'INSERT INTO requests(locker_id, op, args_json, "by", tx, created_at)'
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (locker_id, op, json.dumps(args | {"by": by}), by, tx, time.time()),
-        )
-    return int(cur.lastrowid or 0), tx
+        ).fetchone()
+        conn.changed()  # the service sends it at once
+    assert row is not None
+    return int(row[0]), tx
 
 
-def request_table(conn: sqlite3.Connection, locker_id: str | None = None, last: int = 50) -> list[dict[str, Any]]:
+def request_table(conn: db.Connection, locker_id: str | None = None, last: int = 50) -> list[dict[str, Any]]:
     sql = "SELECT * FROM requests"
     params: list[Any] = []
     if locker_id:
@@ -713,16 +715,18 @@ def request_table(conn: sqlite3.Connection, locker_id: str | None = None, last: 
     return [dict(r) for r in reversed(rows)]
 
 
-def prune_log(conn: sqlite3.Connection, locker_id: str, keep: int) -> None:
+def prune_log(conn: db.Connection, locker_id: str, keep: int) -> None:
     """Keep the last `keep` changes of a locker; a locker further behind gets a snapshot."""
     with db.transaction(conn):
         host_rev = int(conn.execute("SELECT host_rev FROM lockers WHERE id = ?", (locker_id,)).fetchone()[0])
         floor = max(0, host_rev - keep)
         conn.execute("DELETE FROM changes WHERE locker_id = ? AND rev <= ?", (locker_id, floor))
-        conn.execute("UPDATE lockers SET log_floor = max(log_floor, ?) WHERE id = ?", (floor, locker_id))
+        conn.execute(
+            f"UPDATE lockers SET log_floor = {db.greatest(conn)}(log_floor, ?) WHERE id = ?", (floor, locker_id)
+        )
 
 
-def sync_input(conn: sqlite3.Connection, locker_id: str, now: float | None = None) -> SyncInput | None:
+def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) -> SyncInput | None:
     """What the planner needs for one locker, or None when the locker never reported a revision."""
     row = conn.execute(
         "SELECT host_rev, log_floor, locker_rev, snap FROM lockers WHERE id = ?", (locker_id,)
@@ -768,9 +772,7 @@ def sync_input(conn: sqlite3.Connection, locker_id: str, now: float | None = Non
     )
 
 
-def code_table(
-    conn: sqlite3.Connection, locker_id: str | None = None, state: str | None = None
-) -> list[dict[str, Any]]:
+def code_table(conn: db.Connection, locker_id: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT id, locker_id, door, kind, state, expires, recipient, notify_state, created_at, used_at FROM codes"
     where, params = [], []
     if locker_id:
@@ -787,7 +789,7 @@ def code_table(
 # --- connections that flap (the service raises them; `lockerctl lockers` shows them) ----------------
 
 
-def flap_begin(conn: sqlite3.Connection, locker_id: str, started_at: float, now: float, changes: int) -> None:
+def flap_begin(conn: db.Connection, locker_id: str, started_at: float, now: float, changes: int) -> None:
     """Record that `locker_id`'s connection went online/offline `changes` times since `started_at`."""
     conn.execute(
         "INSERT INTO connection_flaps(locker_id, started_at, last_at, changes) VALUES (?, ?, ?, ?)",
@@ -795,7 +797,7 @@ def flap_begin(conn: sqlite3.Connection, locker_id: str, started_at: float, now:
     )
 
 
-def flap_seen(conn: sqlite3.Connection, locker_id: str, now: float) -> None:
+def flap_seen(conn: db.Connection, locker_id: str, now: float) -> None:
     """One more change of a locker already flapping."""
     conn.execute(
         "UPDATE connection_flaps SET last_at = ?, changes = changes + 1 WHERE locker_id = ? AND ended_at IS NULL",
@@ -803,7 +805,7 @@ def flap_seen(conn: sqlite3.Connection, locker_id: str, now: float) -> None:
     )
 
 
-def flaps_end(conn: sqlite3.Connection, quiet_since: float, now: float) -> list[str]:
+def flaps_end(conn: db.Connection, quiet_since: float, now: float) -> list[str]:
     """End the flaps with no change since `quiet_since`; returns their lockers."""
     rows = conn.execute(
         "UPDATE connection_flaps SET ended_at = ? WHERE ended_at IS NULL AND last_at < ? RETURNING locker_id",
@@ -812,7 +814,7 @@ def flaps_end(conn: sqlite3.Connection, quiet_since: float, now: float) -> list[
     return sorted({str(r[0]) for r in rows})
 
 
-def flapping(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+def flapping(conn: db.Connection) -> dict[str, db.Row]:
     """The lockers flapping now, with their open record (started_at, last_at, changes)."""
     rows = conn.execute("SELECT * FROM connection_flaps WHERE ended_at IS NULL ORDER BY id").fetchall()
     return {str(r["locker_id"]): r for r in rows}
