@@ -345,7 +345,9 @@ def _dump(conn: sqlite3.Connection) -> dict[str, Any]:
             )
         ),
         "held": sorted(r[0] for r in conn.execute("SELECT c.door FROM held_codes h JOIN codes c ON c.id = h.code_id")),
-        "doors": [tuple(r) for r in conn.execute("SELECT label, state, doors.full, in_service FROM doors ORDER BY label")],
+        "doors": [
+            tuple(r) for r in conn.execute("SELECT label, state, doors.full, in_service FROM doors ORDER BY label")
+        ],
         "notes": sorted(
             tuple(r) for r in conn.execute("SELECT kind, door, detail_json, code_id IS NULL FROM notifications")
         ),

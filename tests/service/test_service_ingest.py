@@ -40,7 +40,8 @@ def _dump(conn: Any) -> dict[str, Any]:
         "events": [tuple(r) for r in conn.execute("SELECT locker_id, seq, kind, door, json FROM events ORDER BY seq")],
         "codes": [tuple(r) for r in conn.execute("SELECT id, state, used_at FROM codes ORDER BY id")],
         "doors": [
-            tuple(r) for r in conn.execute("SELECT label, state, doors.full, state_seq, full_seq FROM doors ORDER BY label")
+            tuple(r)
+            for r in conn.execute("SELECT label, state, doors.full, state_seq, full_seq FROM doors ORDER BY label")
         ],
         "host_rev": conn.execute("SELECT host_rev FROM lockers").fetchone()[0],
         "changes": sorted(tuple(r) for r in conn.execute("SELECT op, code_id FROM changes")),
