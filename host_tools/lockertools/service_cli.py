@@ -37,7 +37,7 @@ def _open(db_path: str, create: bool = False) -> db.Connection:
         return db.connect(db_path, create=create)
     except db.DatabaseMissing as exc:
         raise click.ClickException(str(exc)) from None
-    except (db.Error, ValueError) as exc:
+    except db.Error + (ValueError,) as exc:
         raise click.ClickException(f"{db.describe(db_path) if '://' in db_path else db_path}: {exc}") from None
 
 
@@ -141,7 +141,9 @@ def run_cmd(
     conn.close()
     password = password_file.read_text().strip() if password_file else None
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
-    click.echo(f"serving {lockers} locker(s) from {db_path} via {host}:{port} as {user!r}; Ctrl-C stops", err=True)
+    click.echo(
+        f"serving {lockers} locker(s) from {db.describe(db_path)} via {host}:{port} as {user!r}; Ctrl-C stops", err=True
+    )
     run_service(
         ServiceConfig(
             db_path=db_path,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -42,8 +44,10 @@ from sqlalchemy.pool import NullPool
 from lockertools.service import schema
 from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
 
-Error = sa.exc.SQLAlchemyError  # what a database failure raises, on either database
-IntegrityError = sa.exc.IntegrityError
+# What a database failure raises, on either database: SQL text goes to the driver itself (sqlite3,
+# psycopg), SQLAlchemy statements through SQLAlchemy.
+Error: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, sqlite3.Error, psycopg.Error)
+IntegrityError: tuple[type[Exception], ...] = (sa.exc.IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)
 
 # PostgreSQL: the channel a commit that changed a locker's codes (or the lockers) notifies.
 CHANGES_CHANNEL = "lockers_changed"
@@ -135,14 +139,25 @@ class Row:
 class Result:
     """What `Connection.execute` returns: rows (fetchone, fetchall, iteration) and rowcount."""
 
-    def __init__(self, result: sa.CursorResult[Any]) -> None:
-        self._result = result
-        self.rowcount: int = result.rowcount
+    def __init__(self, rowcount: int, keys: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
+        self.rowcount = rowcount
         self._rows: list[Row] | None = None
-        if result.returns_rows:
-            index = {name: i for i, name in enumerate(result.keys())}
-            self._rows = [Row(tuple(r), index) for r in result.fetchall()]
+        if keys is not None:
+            index = {name: i for i, name in enumerate(keys)}
+            self._rows = [Row(tuple(r), index) for r in rows]
         self._next = 0
+
+    @classmethod
+    def of(cls, result: sa.CursorResult[Any]) -> Result:
+        if not result.returns_rows:
+            return cls(result.rowcount, None, ())
+        return cls(result.rowcount, list(result.keys()), result.fetchall())
+
+    @classmethod
+    def of_cursor(cls, cursor: Any) -> Result:
+        if cursor.description is None:
+            return cls(cursor.rowcount, None, ())
+        return cls(cursor.rowcount, [d[0] for d in cursor.description], cursor.fetchall())
 
     def fetchone(self) -> Any:  # a Row or None (Any, as sqlite3's: callers know their query)
         if not self._rows or self._next >= len(self._rows):
@@ -180,6 +195,9 @@ class Connection:
         self.sqlite = self.dialect == "sqlite"
         self.url = engine.url
         self._conn = engine.connect()
+        # SQL text goes straight to the driver's connection (SQLAlchemy's per-statement machinery
+        # costs more than SQLite's own work on a small statement); autocommit, as SQLAlchemy set it.
+        self._driver: Any = self._conn.connection.dbapi_connection
         self._driver_sql: dict[str, str] = {}  # SQL text with ? -> the driver's placeholders
         self.in_transaction = False
         self._changed = False  # a change to notify at commit (changed())
@@ -205,14 +223,26 @@ class Connection:
 
     def execute(self, statement: str | sa.Executable, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
         if isinstance(statement, str):
-            args = self._plain(params or ()) if not isinstance(params, dict) else params
-            return Result(self._conn.exec_driver_sql(self._to_driver(statement), args))
-        return Result(self._conn.execute(statement, params))
+            cursor = self._driver.cursor()
+            try:
+                if params:
+                    args = params if isinstance(params, dict) else self._plain(params)
+                    cursor.execute(self._to_driver(statement), args)
+                else:
+                    cursor.execute(statement)  # no parameters: the text as it is (no placeholders)
+                return Result.of_cursor(cursor)
+            finally:
+                cursor.close()
+        return Result.of(self._conn.execute(statement, params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [self._plain(r) for r in rows]
         if batch:
-            self._conn.exec_driver_sql(self._to_driver(sql), batch)
+            cursor = self._driver.cursor()
+            try:
+                cursor.executemany(self._to_driver(sql), batch)
+            finally:
+                cursor.close()
 
     def changed(self) -> None:
         """This transaction changed a locker's codes or the lockers: wake the service's sync at commit

@@ -157,7 +157,7 @@ class Sender:
             chunk, rest = seqs[:MAX_ACK_SEQS], seqs[MAX_ACK_SEQS:]
             try:
                 wire = self._sign_ack(lid, chunk)
-            except (db.Error, KeyError):
+            except db.Error + (KeyError,):
                 # No seq for it (the database is busy, or the locker was removed): the locker sends
                 # these events again, and they are acknowledged then.
                 log.exception("could not make an ack for %s; %d seqs left unacknowledged", lid, len(seqs))
