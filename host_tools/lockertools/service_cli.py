@@ -38,7 +38,7 @@ def _open(db_path: str, create: bool = False) -> db.Connection:
     except db.DatabaseMissing as exc:
         raise click.ClickException(str(exc)) from None
     except db.Error + (ValueError,) as exc:
-        raise click.ClickException(f"{db.describe(db_path) if '://' in db_path else db_path}: {exc}") from None
+        raise click.ClickException(f"{db.describe(db_path)}: {exc}") from None
 
 
 @contextlib.contextmanager

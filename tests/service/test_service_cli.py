@@ -93,6 +93,14 @@ def test_clear_errors(fleet: Path, tmp_path: Path) -> None:
     assert code == 1 and "unknown locker" in output
 
 
+def test_db_takes_a_url_as_well_as_a_path(fleet: Path, database: str) -> None:
+    url = db.database_url(fleet).render_as_string(hide_password=False)  # sqlite:///PATH, or the test's PostgreSQL
+    code, output = _run("lockers", "--db", url)
+    assert code == 0 and "hall-1" in output, output
+    code, output = _run("lockers", "--db", "mysql://nobody@localhost/fleet")
+    assert code == 1 and "unsupported database 'mysql'" in output, output
+
+
 def test_revoke_lockers_and_events(fleet: Path) -> None:
     code, output = _run("codes", "issue", "--locker", "hall-1", "--door", "1", "--expires", "never")
     code_id = re.search(r"\(id (\d+)", output)

@@ -74,7 +74,13 @@ def database_url(target: str | Path) -> sa.URL:
 
 def describe(target: str | Path) -> str:
     """A database's name for messages, without a password."""
-    return database_url(target).render_as_string(hide_password=True)
+    text = str(target)
+    if "://" not in text:
+        return text
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "a database URL that does not parse"
 
 
 def engine_for(target: str | Path, create: bool = False) -> sa.Engine:
