@@ -25,6 +25,7 @@ process.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -255,7 +256,7 @@ class Connection:
         (in this process at once; on PostgreSQL, other processes through NOTIFY)."""
         self._changed = True
         if not self.sqlite:
-            self._conn.exec_driver_sql(f"NOTIFY {CHANGES_CHANNEL}")
+            self.execute(f"NOTIFY {CHANGES_CHANNEL}")  # delivered at commit, and only if it commits
 
     def backend_pid(self) -> int | None:
         """PostgreSQL: this connection's server process (what a NOTIFY it sends carries)."""
@@ -315,6 +316,7 @@ def _alembic_config() -> Any:
     return cfg
 
 
+@functools.cache
 def schema_head() -> str:
     """The newest Alembic revision this program knows."""
     from alembic.script import ScriptDirectory
