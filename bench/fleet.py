@@ -3,7 +3,8 @@ the delay from publish to the event's row being committed (docs/benchmarks.md, "
 
 Processes, all on this machine: mosquitto (a `lockertools.broker.BrokerSetup`: the lockers and the host
 as users, ACLs on, plain MQTT on loopback, started by tests/support/mosquitto.py), the host service
-(`runner.Service` in its own process, a fresh SQLite database with every locker registered) and the
+(`runner.Service` in its own process, a fresh database with every locker registered: SQLite, then
+PostgreSQL, a throwaway server on loopback as the tests run it, tests/support/postgres.py) and the
 `lockertools.fleet.SimLocker`s (the firmware's protocol module) split over LOADGEN_PROCS processes, so
 the service's cost is what is measured, not the load generator's. Two phases:
 
@@ -18,7 +19,10 @@ batch began and committed; the events' `received_at` says which batch they were 
 when every outbox is empty (the host's acks), then the database is checked: every event sent is
 recorded, once. Figures are printed, never asserted.
 
-Usage: python bench/fleet.py [--quick] [--lockers N] [--steady-s S] [--pickup-every S] [--burst N]
+The whole run happens once per database (--db, default both), and the figures stand side by side.
+
+Usage: python bench/fleet.py [--quick] [--db sqlite|postgresql|both] [--lockers N] [--steady-s S]
+       [--pickup-every S] [--burst N]
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import os
 import random
 import secrets
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -56,6 +59,7 @@ from lockertools.fleet import SimLocker  # noqa: E402
 from lockertools.service import db, fleet_db  # noqa: E402
 from lockertools.service.runner import Service, ServiceConfig  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 
 LABELS = ["A1", "A2", "A3", "A4"]
 P99_GOAL_MS = 250.0
@@ -81,6 +85,7 @@ class Settings:
     procs: int = 2  # load-generator processes
     workdir: Path | None = None  # kept afterwards (broker log, database); None: a temporary directory
     broker_autosave: int | None = None  # diagnosis: the broker saves every N changes (the set-up: every 30 s)
+    databases: tuple[str, ...] = ("sqlite", "postgresql")  # one whole run on each
 
     @classmethod
     def quick(cls) -> Settings:
@@ -378,8 +383,8 @@ class Phase:
 class Rig:
     settings: Settings
     say: Say
-    db_path: Path
-    conn: sqlite3.Connection
+    db_path: str | Path
+    conn: db.Connection
     broker: Mosquitto
     service: Child
     loadgens: list[Child]
@@ -444,7 +449,7 @@ class _AutosaveSetup(BrokerSetup):
         return text.replace(timed, f"autosave_on_changes true\nautosave_interval {self.autosave}\n")
 
 
-def _fleet(tmp: Path, settings: Settings) -> tuple[BrokerSetup, str, list[LockerSpec]]:
+def _fleet(tmp: Path, settings: Settings, target: str | Path) -> tuple[BrokerSetup, str, list[LockerSpec]]:
     if settings.broker_autosave is None:
         setup = BrokerSetup(tmp / "broker", host="127.0.0.1", port=0, tls_port=None)
     else:
@@ -453,8 +458,7 @@ def _fleet(tmp: Path, settings: Settings) -> tuple[BrokerSetup, str, list[Locker
     host_password = setup.add_host(HOST_USER)
     lids = [f"bench-{n:03d}" for n in range(settings.lockers)]
     pickups = math.ceil(settings.steady_s / settings.pickup_every_s)
-    db_path = tmp / "fleet.db"
-    conn = db.connect(db_path, create=True)
+    conn = db.connect(target, create=True)
     specs = []
     try:
         for n, lid in enumerate(lids):
@@ -471,22 +475,29 @@ def _fleet(tmp: Path, settings: Settings) -> tuple[BrokerSetup, str, list[Locker
 
 
 @contextlib.contextmanager
-def rig(settings: Settings, say: Say) -> Iterator[Rig]:
-    """Broker, service and lockers up, every locker online and holding its codes; all stopped on exit."""
+def rig(settings: Settings, say: Say, database: str) -> Iterator[Rig]:
+    """Broker, service (on `database`: sqlite or postgresql) and lockers up, every locker online and
+    holding its codes; all stopped on exit."""
     with contextlib.ExitStack() as stack:
         if settings.workdir is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-bench-")))
         else:
-            tmp = settings.workdir.resolve()
+            tmp = settings.workdir.resolve() / database
             tmp.mkdir(parents=True)
-        setup, host_password, specs = _fleet(tmp, settings)
+        target: str | Path = tmp / "fleet.db"
+        if database == "postgresql":
+            server = PostgresServer(tmp / "postgres")
+            server.start()
+            stack.callback(server.stop)
+            target = server.create_database("fleet")
+        setup, host_password, specs = _fleet(tmp, settings, target)
         broker = Mosquitto(setup)
         broker.start()
         stack.callback(broker.kill)
         assert broker.proc is not None
-        say(f"fleet: mosquitto on {broker.host}:{broker.port}, {settings.lockers} lockers registered")
+        say(f"fleet: mosquitto on {broker.host}:{broker.port}, {settings.lockers} lockers registered in {database}")
         config = ServiceConfig(
-            db_path=tmp / "fleet.db",
+            db_path=target,
             host=broker.host,
             port=broker.port,
             username=HOST_USER,
@@ -518,8 +529,8 @@ def rig(settings: Settings, say: Say) -> Iterator[Rig]:
         yield Rig(settings, say, config.db_path, conn, broker, service, loadgens, pids)
 
 
-def measure(settings: Settings, say: Say) -> tuple[Phase, Phase, dict[str, int]]:
-    with rig(settings, say) as r:
+def measure(settings: Settings, say: Say, database: str) -> tuple[Phase, Phase, dict[str, int]]:
+    with rig(settings, say, database) as r:
         r.last = r.service.ask("stats")
         t0 = time.time() + 1.0
         every = settings.pickup_every_s
@@ -623,9 +634,21 @@ def figures(settings: Settings, steady: Phase, burst: Phase) -> tuple[list[Figur
 
 
 def run(settings: Settings, say: Say) -> tuple[list[Figure], list[str]]:
-    """Measure and return the table rows and notes (bench/run.py adds them to its table)."""
-    steady, burst, _ = measure(settings, say)
-    return figures(settings, steady, burst)
+    """Measure on each database and return the table rows and notes, each database's figure beside the
+    other's (bench/run.py adds them to its table)."""
+    per_db = []
+    for database in settings.databases:
+        steady, burst, _ = measure(settings, say, database)
+        per_db.append((database, *figures(settings, steady, burst)))
+    rows: list[Figure] = []
+    notes: list[str] = []
+    for i in range(len(per_db[0][1])):  # the same figure on each database, one after the other
+        for database, db_rows, _ in per_db:
+            name, *rest = db_rows[i]
+            rows.append((name.replace("fleet:", f"fleet [{database}]:", 1), *rest))  # type: ignore[arg-type]
+    for database, _, db_notes in per_db:
+        notes += [n.replace("fleet", f"fleet [{database}]", 1) for n in db_notes]
+    return rows, notes
 
 
 def main() -> int:
@@ -643,6 +666,7 @@ def main() -> int:
         help=f"diagnosis: the broker saves every N changes (set-up: every {AUTOSAVE_S} s; it used to be every change)",
     )
     ap.add_argument("--workdir", type=Path, help="a new directory to work in, kept afterwards (broker log, database)")
+    ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both", help="the service's database")
     args = ap.parse_args()
     settings = Settings.quick() if args.quick else Settings()
     given = {
@@ -653,6 +677,7 @@ def main() -> int:
         "procs": args.procs,
         "workdir": args.workdir,
         "broker_autosave": args.broker_autosave,
+        "databases": ("sqlite", "postgresql") if args.db == "both" else (args.db,),
     }
     settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
     if settings.pickup_every_s < PICKUP[-1][0] + 0.3:

@@ -22,3 +22,9 @@ def chain(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
 def tls_chain(tls_broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Chain]]:
     """As `chain`, on a TLS-only broker: the locker, the service and the tap all verify its certificate."""
     yield from chains(tls_broker, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _on_both_databases(database: str) -> str:
+    """Every end-to-end test runs with the service on SQLite and on PostgreSQL (tests/support/fixtures.py)."""
+    return database

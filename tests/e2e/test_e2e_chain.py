@@ -55,7 +55,7 @@ def test_issue_sync_pickup_and_the_host_records_it(chain: Callable[..., Chain]) 
     assert len(pickups) == 1 and pickups[0]["id"] == code.code_id and pickups[0]["d"] == "2", pickups
     row = c.query("SELECT state, used_at FROM codes WHERE id = ?", code.code_id)[0]
     assert row["state"] == "used" and row["used_at"] is not None
-    door = c.query("SELECT state, full FROM doors WHERE locker_id = ? AND label = '2'", LID)[0]
+    door = c.query("SELECT state, doors.full FROM doors WHERE locker_id = ? AND label = '2'", LID)[0]
     assert door["full"] == 0, dict(door)
     c.wait_all_events()  # every event recorded once, and the host's acks drained the outbox
     c.check_codes_consistent()

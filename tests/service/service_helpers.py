@@ -72,6 +72,11 @@ class Rig:
         self._service_task: asyncio.Task[None] | None = None
         self._locker_tasks: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def db_url(self) -> str:
+        """The database as another process names it (a URL: SQLite's file, or the test's PostgreSQL database)."""
+        return db.database_url(self.db_path).render_as_string(hide_password=False)
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 

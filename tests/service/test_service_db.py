@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
 
 from lockertools.service import db, fleet_db
+from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
 
 KEY = bytes(range(32))
 
 
+@pytest.mark.sqlite_only
 def test_migrates_from_empty_and_reopens_idempotently(tmp_path: Path) -> None:
     path = tmp_path / "fleet.db"
     conn = db.connect(path, create=True)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+    assert db.schema_revision(conn) == db.schema_head()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -24,38 +27,77 @@ def test_migrates_from_empty_and_reopens_idempotently(tmp_path: Path) -> None:
     fleet_db.add_locker(conn, "hall-1", KEY, ["A1", "A2"])
     conn.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # it holds the keys
-    again = db.connect(path)
-    assert again.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+    again = db.connect(f"sqlite:///{path}")  # a URL names the same file
+    assert db.schema_revision(again) == db.schema_head()
     assert again.execute("SELECT count(*) FROM lockers").fetchone()[0] == 1
-    assert db.migrate(again) == db.SCHEMA_VERSION
+    assert db.migrate(again) == db.schema_head()
 
 
-def test_a_later_migration_step_is_applied_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _legacy_database(path: Path, version: int) -> sqlite3.Connection:
+    """A SQLite database as the service before Alembic wrote it, at `PRAGMA user_version` `version`."""
+    old = sqlite3.connect(path, isolation_level=None)
+    for number in range(version):
+        for statement in LEGACY_STEPS[number]:
+            old.execute(statement)
+        old.execute(f"PRAGMA user_version = {number + 1}")
+    return old
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("version", range(1, LEGACY_VERSION + 1))
+def test_a_database_from_before_alembic_is_upgraded_and_keeps_every_row(tmp_path: Path, version: int) -> None:
     path = tmp_path / "fleet.db"
-    db.connect(path, create=True).close()
-    steps = [*db.MIGRATIONS, ["CREATE TABLE extra (x INTEGER)"]]
-    monkeypatch.setattr(db, "MIGRATIONS", steps)
-    monkeypatch.setattr(db, "SCHEMA_VERSION", len(steps))
+    old = _legacy_database(path, version)
+    old.execute("INSERT INTO lockers(id, key_hex, doors_json, host_rev, created_at) VALUES ('hall-1', ?, ?, 1, 1.0)",
+                (KEY.hex(), '["A1"]'))  # fmt: skip
+    old.execute("INSERT INTO doors(locker_id, label, state) VALUES ('hall-1', 'A1', 'closed')")
+    old.execute(
+        "INSERT INTO codes(id, locker_id, door, kind, tag_hex, created_at) VALUES (7, 'hall-1', 'A1', 0, 'ab', 1.0)"
+    )
+    old.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES ('hall-1', 1, 'add', 7)")
+    old.execute("INSERT INTO events(locker_id, seq, kind, json, received_at) VALUES ('hall-1', 5, 'pickup', '{}', 2.0)")
+    old.execute("INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
+                " VALUES ('hall-1', 'tx1', 9, 'codes.add', 'ok', 1.0, 2.0)")  # fmt: skip
+    old.execute("INSERT INTO settings(name, value) VALUES ('notify_url', 'http://example.org')")
+    if version >= 2:
+        old.execute("INSERT INTO staff(id, name, created_at) VALUES (3, 'ann', 1.0)")
+        old.execute("INSERT INTO held_codes(code_id, code) VALUES (7, '12345678')")
+        old.execute(
+            "INSERT INTO notifications(locker_id, code_id, kind, next_at, created_at)"
+            " VALUES ('hall-1', 7, 'loaded', 1, 1)"
+        )
+        old.execute("INSERT INTO requests(locker_id, op, args_json, \"by\", tx, created_at)"
+                    " VALUES ('hall-1', 'door.open', '{}', 'bob', 'r1', 1.0)")  # fmt: skip
+    if version >= 3:
+        old.execute("INSERT INTO connection_flaps(locker_id, started_at, last_at, changes) VALUES ('hall-1', 1, 2, 10)")
+    tables = [r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    before = {t: sorted(old.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    old.close()
+
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(steps)
+    assert db.schema_revision(conn) == db.schema_head()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION
+    for table, rows in before.items():
+        after = [tuple(r) for r in conn.execute(f"SELECT * FROM {table}")]
+        # the columns later steps added come after the old ones: the old ones keep their values
+        assert sorted((r[: len(rows[0])] for r in after), key=repr) == rows if rows else not after, table
+        assert len(after) == len(rows), table
+    fleet_db.issue_code(conn, "hall-1", "A1")  # and the upgraded database works
     conn.close()
-    db.connect(path).close()  # would fail on "table extra already exists" if re-run
+    assert db.migrate(db.connect(path)) == db.schema_head()  # once
 
 
-def test_a_failed_step_leaves_the_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sqlite_only
+def test_a_database_newer_than_the_program_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "fleet.db"
-    db.connect(path, create=True).close()
-    steps = [*db.MIGRATIONS, ["CREATE TABLE half (x INTEGER)", "THIS IS NOT SQL"]]
-    monkeypatch.setattr(db, "MIGRATIONS", steps)
-    monkeypatch.setattr(db, "SCHEMA_VERSION", len(steps))
-    with pytest.raises(Exception, match="syntax"):
+    old = _legacy_database(path, LEGACY_VERSION)
+    old.execute(f"PRAGMA user_version = {LEGACY_VERSION + 1}")
+    old.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
         db.connect(path)
-    monkeypatch.undo()
-    conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half'").fetchone()[0] == 0
 
 
+@pytest.mark.sqlite_only
 def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(db.DatabaseMissing, match="no database"):
         db.connect(tmp_path / "nope.db")

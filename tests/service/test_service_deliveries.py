@@ -18,6 +18,7 @@ from service_helpers import delivery_batches
 from lockertools import use_firmware_modules
 from lockertools.contract import check
 from lockertools.service import db, fleet_db, ingest
+from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
 from lockertools.service.sync import plan
 
 KEY = bytes(range(32))
@@ -57,10 +58,11 @@ def _notes(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
 # --- the migration ---------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_version_1_database_migrates_keeping_its_codes_and_log(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path, isolation_level=None)
-    for statement in db.MIGRATIONS[0]:
+    for statement in LEGACY_STEPS[0]:
         old.execute(statement)
     old.execute("PRAGMA user_version = 1")
     old.execute(
@@ -74,7 +76,8 @@ def test_a_version_1_database_migrates_keeping_its_codes_and_log(tmp_path: Path)
     old.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES ('hall-1', 1, 'add', 77)")
     old.close()
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION == 4
+    assert db.schema_revision(conn) == db.schema_head()
     assert tuple(conn.execute("SELECT id, door, kind, state, recipient, created_at FROM codes").fetchone()) == (
         77, "A1", 0, "used", "ann", 5,
     )  # fmt: skip
@@ -85,7 +88,7 @@ def test_a_version_1_database_migrates_keeping_its_codes_and_log(tmp_path: Path)
         conn.execute(
             "INSERT INTO codes(id, locker_id, door, kind, tag_hex, created_at) VALUES (78, 'hall-1', '*', 115, 'x', 0)"
         )
-    with pytest.raises(sqlite3.IntegrityError), db.transaction(conn):
+    with pytest.raises(db.IntegrityError), db.transaction(conn):
         conn.execute(
             "INSERT INTO codes(id, locker_id, door, kind, tag_hex, created_at) VALUES (79, 'x', '*', 3, 'x', 0)"
         )
@@ -179,7 +182,7 @@ def test_loaded_binds_the_delivery_to_its_door_and_queues_the_residents_notifica
         "SELECT door, state, loaded_at, loaded_by, notify_state FROM codes WHERE id = ?", (issued.number,)
     )
     assert tuple(row.fetchone()) == ("A3", "issued", 50, staff_id, "pending")
-    assert tuple(conn.execute("SELECT full, state FROM doors WHERE label = 'A3'").fetchone()) == (1, "closed")
+    assert tuple(conn.execute("SELECT doors.full, state FROM doors WHERE label = 'A3'").fetchone()) == (1, "closed")
     note = conn.execute("SELECT kind, code_id, door, detail_json FROM notifications").fetchall()
     assert [tuple(n)[:3] for n in note] == [("loaded", issued.number, "A3")]
     assert json.loads(note[0]["detail_json"]) == {"staff": "Bea", "low": None, "item": "parcel"}
@@ -342,7 +345,9 @@ def _dump(conn: sqlite3.Connection) -> dict[str, Any]:
             )
         ),
         "held": sorted(r[0] for r in conn.execute("SELECT c.door FROM held_codes h JOIN codes c ON c.id = h.code_id")),
-        "doors": [tuple(r) for r in conn.execute("SELECT label, state, full, in_service FROM doors ORDER BY label")],
+        "doors": [
+            tuple(r) for r in conn.execute("SELECT label, state, doors.full, in_service FROM doors ORDER BY label")
+        ],
         "notes": sorted(
             tuple(r) for r in conn.execute("SELECT kind, door, detail_json, code_id IS NULL FROM notifications")
         ),

@@ -180,7 +180,7 @@ def test_a_return_is_notified_to_staff(make_rig: Callable[..., Rig], hook: Hook)
     assert note["item"] == "borrowed material"
     rig.wait(lambda: issued.code_id not in sim.store, "the used return code removed")
     assert _one(rig, "SELECT count(*) FROM events WHERE kind = 'return_empty'") == 1
-    assert tuple(rig.query("SELECT full FROM doors WHERE label = 'A1'")[0]) == (1,)
+    assert tuple(rig.query("SELECT doors.full FROM doors WHERE label = 'A1'")[0]) == (1,)
 
 
 def test_expired_items_are_flagged_taken_back_and_staff_told(make_rig: Callable[..., Rig], hook: Hook) -> None:

@@ -54,6 +54,6 @@ def test_two_hundred_lockers_are_served(broker: Broker, tmp_path: Path) -> None:
             f" {service.counters.batches} transactions ({service.counters.busy_s:.2f} s busy),"
             f" {service.counters.acks_sent} acks"
         )
-        assert db.SCHEMA_VERSION >= 1
+        assert db.schema_head()
     finally:
         rig.close()

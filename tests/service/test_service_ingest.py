@@ -40,7 +40,8 @@ def _dump(conn: Any) -> dict[str, Any]:
         "events": [tuple(r) for r in conn.execute("SELECT locker_id, seq, kind, door, json FROM events ORDER BY seq")],
         "codes": [tuple(r) for r in conn.execute("SELECT id, state, used_at FROM codes ORDER BY id")],
         "doors": [
-            tuple(r) for r in conn.execute("SELECT label, state, full, state_seq, full_seq FROM doors ORDER BY label")
+            tuple(r)
+            for r in conn.execute("SELECT label, state, doors.full, state_seq, full_seq FROM doors ORDER BY label")
         ],
         "host_rev": conn.execute("SELECT host_rev FROM lockers").fetchone()[0],
         "changes": sorted(tuple(r) for r in conn.execute("SELECT op, code_id FROM changes")),
@@ -99,7 +100,7 @@ def test_pickup_marks_the_code_used_empties_the_door_and_removes_it_from_the_loc
         ingest.apply_event(conn, "hall-1", _message(1, {"k": "closed_full", "d": "A2", "id": 12, "t": 5}), RECEIVED)
         ingest.apply_event(conn, "hall-1", _message(2, {"k": "pickup", "d": "A2", "id": 12, "t": 9}), RECEIVED)
     assert tuple(conn.execute("SELECT state, used_at FROM codes WHERE id = 12").fetchone()) == ("used", 9)
-    assert tuple(conn.execute("SELECT full, state FROM doors WHERE label = 'A2'").fetchone()) == (0, "closed")
+    assert tuple(conn.execute("SELECT doors.full, state FROM doors WHERE label = 'A2'").fetchone()) == (0, "closed")
     assert tuple(conn.execute("SELECT op, code_id FROM changes ORDER BY rev DESC").fetchone()) == ("del", 12)
 
 

@@ -100,7 +100,7 @@ def test_duplicate_pickup_is_recorded_once_and_acknowledged_twice(rig: Rig) -> N
     rig.wait(lambda: service.counters.duplicates == 2 and service.counters.acked_seqs == acked + 1, "re-ack")
     assert len(rig.query("SELECT * FROM events WHERE kind = 'pickup'")) == 1
     assert rig.query("SELECT state FROM codes WHERE id = ?", issued.code_id)[0][0] == "used"
-    assert rig.query("SELECT full FROM doors WHERE label = 'A2'")[0][0] == 0
+    assert rig.query("SELECT doors.full FROM doors WHERE label = 'A2'")[0][0] == 0
     # The used code leaves the locker's store.
     rig.wait(lambda: issued.code_id not in sim.store and sim.rev == _host_rev(rig) == 2, "used code removed")
 

@@ -19,6 +19,7 @@ from service_helpers import DeliverySim, Rig
 
 from lockertools.cli import main
 from lockertools.service import db, fleet_db
+from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
 from lockertools.service.sync import plan
 from tests.support.fixtures import Broker
 
@@ -64,8 +65,7 @@ def _old_add_staff(
 
 def _v3_database(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, db.connect writes the schema of version 3 (the one before staff PINs expired)."""
-    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:3])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(db, "migrate", lambda conn: db.legacy_upgrade(conn, LEGACY_STEPS[:3], stamp=False))
 
 
 # --- the database ----------------------------------------------------------------------------------
@@ -153,6 +153,7 @@ def test_an_expired_pin_is_deleted_from_its_locker_other_codes_are_not(tmp_path:
     assert states == {pin.code_id: "expired", pickup.code_id: "expired"}
 
 
+@pytest.mark.sqlite_only
 def test_the_migration_withdraws_the_pins_of_the_old_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "fleet.db"
     _v3_database(path, monkeypatch)
@@ -171,7 +172,8 @@ def test_the_migration_withdraws_the_pins_of_the_old_rules(tmp_path: Path, monke
     monkeypatch.undo()
 
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION == 4
+    assert db.schema_revision(conn) == db.schema_head()
     states = dict(conn.execute("SELECT id, state FROM codes").fetchall())
     gone = {*ann_ids, *bob_ids, *dee_ids}
     assert states == {
@@ -259,6 +261,7 @@ def test_the_service_gives_a_pin_to_its_locker_only_and_removes_it_once_expired(
     assert fleet_db.staff_table(rig.conn)[0]["pins"] == []
 
 
+@pytest.mark.sqlite_only
 def test_old_fleet_wide_pins_leave_every_locker_after_the_upgrade(
     make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,13 @@
 - `fault_proxy_factory`: `fault_proxy_factory(port)` puts a `FaultProxy` in front of a port.
 - `postgres_server`: a throwaway PostgreSQL cluster per test process (tests/support/postgres.py);
   `postgres_url`: a fresh empty database on it for one test, as a SQLAlchemy URL.
+- `database`: runs a test on SQLite and on PostgreSQL (tests/service and tests/e2e use it for every
+  test). On "postgresql", every plain path a test gives the host's database layer (db.connect, the
+  CLI's --db, the service's db_path) stands for a database of its own on the test server, made
+  empty the first time that path is named: the tests keep naming their databases by path, and each
+  path is one PostgreSQL database. A test marked `sqlite_only` checks what only a SQLite file has
+  (pragmas, file mode, a file written before SQLAlchemy) and runs on SQLite alone. A process the
+  test starts gets the URL (`db.database_url(path)`).
 
 The broker's log is attached to the report of a failing test. Every broker, proxy and client
 started here is stopped at teardown, whatever happened.
@@ -15,13 +22,18 @@ started here is stopped at teardown, whatever happened.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from lockertools.broker import BrokerSetup
+from lockertools.service import db
 from tests.support.faultproxy import FaultProxy
 from tests.support.mosquitto import Mosquitto, MqttClient, wait_until
 from tests.support.postgres import PostgresServer
@@ -170,3 +182,39 @@ def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest
     """A fresh, empty database on the session's server, named after the test; its SQLAlchemy URL."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
     return postgres_server.create_database(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: checks what only a SQLite file has; not run on PostgreSQL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The database kind this run of the test uses: "sqlite", or "postgresql" (see below)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("a SQLite file's property")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    urls: dict[str, sa.URL] = {}
+    plain = db.database_url
+
+    def on_postgres(target: str | Path) -> sa.URL:
+        text = str(target)
+        if "://" in text:
+            return plain(text)
+        key = str(Path(text).resolve())
+        if key not in urls:
+            digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+            urls[key] = db.database_url(server.create_database(f"p_{len(urls)}_{digest}"))
+        return urls[key]
+
+    monkeypatch.setattr(db, "database_url", on_postgres)
+    yield "postgresql"
+    # Connections a test left to the garbage collector would pile up on the server: end them, and
+    # drop the test's databases (disk).
+    for url in urls.values():
+        name = url.database
+        server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

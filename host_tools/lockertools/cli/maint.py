@@ -97,11 +97,14 @@ def locker_key(locker_id: str, key_file: Path | None, flash_dir: Path | None, db
 def shared_seqs(db_path: Path | None, locker_id: str) -> SeqBlocks | None:
     """Command seqs shared with the host service when its database is at hand and knows the locker
     (maint.SeqBlocks); None: the tool numbers by the clock."""
-    if db_path is None or not db_path.exists():
+    if db_path is None:
         return None
     from lockertools.service import db
 
-    conn = db.connect(db_path)
+    try:
+        conn = db.connect(db_path)  # a path or a URL (db.database_url)
+    except db.DatabaseMissing:
+        return None
     try:
         known = conn.execute("SELECT 1 FROM lockers WHERE id = ?", (locker_id,)).fetchone() is not None
     finally:

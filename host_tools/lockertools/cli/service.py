@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,20 +25,20 @@ _DB = click.option(
     "db_path",
     envvar="LOCKER_DB",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The fleet database (default: $LOCKER_DB).",
+    help="The fleet database: a path (SQLite) or a URL, sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    " (default: $LOCKER_DB).",
 )
 _NOTIFY_COMMAND = "notify_command"
 _NOTIFY_URL = "notify_url"
 
 
-def _open(db_path: Path, create: bool = False) -> sqlite3.Connection:
+def _open(db_path: str, create: bool = False) -> db.Connection:
     try:
         return db.connect(db_path, create=create)
     except db.DatabaseMissing as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{db_path}: {exc}") from None
+    except db.Error + (ValueError,) as exc:
+        raise click.ClickException(f"{db.describe(db_path)}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -116,7 +115,7 @@ def service_cli() -> None:
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Log every sync step.")
 def run_cmd(
-    db_path: Path,
+    db_path: str,
     broker_addr: str,
     user: str,
     password_file: Path | None,
@@ -163,7 +162,9 @@ def run_cmd(
     from lockertools.service import logs
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
-    click.echo(f"serving {lockers} locker(s) from {db_path} via {host}:{port} as {user!r}; Ctrl-C stops", err=True)
+    click.echo(
+        f"serving {lockers} locker(s) from {db.describe(db_path)} via {host}:{port} as {user!r}; Ctrl-C stops", err=True
+    )
     config = ServiceConfig(
         db_path=db_path,
         host=host,
@@ -207,7 +208,7 @@ def _read_key(path: Path) -> bytes:
 @click.argument("locker_id")
 @click.option("--board", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-def locker_add_cmd(db_path: Path, locker_id: str, board: Path, key_file: Path) -> None:
+def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) -> None:
     """Register LOCKER_ID with its key and the door labels of its board (creates the database)."""
     from lockertools.boards import validate
     from lockertools.flash import board_labels
@@ -226,7 +227,7 @@ def locker_add_cmd(db_path: Path, locker_id: str, board: Path, key_file: Path) -
 
 @click.command("lockers")
 @_DB
-def lockers_cmd(db_path: Path) -> None:
+def lockers_cmd(db_path: str) -> None:
     """The fleet at a glance: online, revisions (host/locker), doors full, last seen, outbox, a connection
     that flaps."""
     conn = _open(db_path)
@@ -234,7 +235,7 @@ def lockers_cmd(db_path: Path) -> None:
     rows = []
     for r in conn.execute("SELECT * FROM lockers ORDER BY id"):
         status = json.loads(r["status_json"]) if r["status_json"] else {}
-        full = conn.execute("SELECT count(*) FROM doors WHERE locker_id = ? AND full = 1", (r["id"],)).fetchone()[0]
+        full = conn.execute('SELECT count(*) FROM doors WHERE locker_id = ? AND "full" = 1', (r["id"],)).fetchone()[0]
         doors = len(json.loads(r["doors_json"]))
         rev = f"{r['host_rev']}/{'-' if r['locker_rev'] is None else r['locker_rev']}"
         if r["locker_rev"] is not None and r["locker_rev"] != r["host_rev"]:
@@ -286,7 +287,7 @@ def codes_cli() -> None:
     """Issue, revoke and list pickup codes."""
 
 
-def _notifier(conn: sqlite3.Connection, command: str | None, url: str | None) -> Notifier | None:
+def _notifier(conn: db.Connection, command: str | None, url: str | None) -> Notifier | None:
     if not command and not url:  # the service's configuration, recorded by `service run`
         command, url = db.get_setting(conn, _NOTIFY_COMMAND), db.get_setting(conn, _NOTIFY_URL)
     try:
@@ -311,7 +312,7 @@ def _notifier(conn: sqlite3.Connection, command: str | None, url: str | None) ->
 @click.option("--notify-command", envvar="LOCKER_NOTIFY_COMMAND", help="Override the service's hook.")
 @click.option("--notify-url", envvar="LOCKER_NOTIFY_URL", help="Override the service's hook.")
 def issue_cmd(
-    db_path: Path,
+    db_path: str,
     locker_id: str,
     door: str,
     expires: str,
@@ -346,7 +347,7 @@ def issue_cmd(
 @codes_cli.command("revoke")
 @_DB
 @click.argument("code_id", type=int)
-def revoke_cmd(db_path: Path, code_id: int) -> None:
+def revoke_cmd(db_path: str, code_id: int) -> None:
     """Revoke a code by its id; the service removes it from the locker."""
     conn = _open(db_path)
     with _fleet_errors():
@@ -359,7 +360,7 @@ def revoke_cmd(db_path: Path, code_id: int) -> None:
 @click.option("--locker", "locker_id")
 @click.option("--state", type=click.Choice(["issued", "revoked", "used", "expired", "taken_back"]))
 @click.option("--take-back", is_flag=True, help="Only the items whose pickup window ended, still in their door.")
-def list_cmd(db_path: Path, locker_id: str | None, state: str | None, take_back: bool) -> None:
+def list_cmd(db_path: str, locker_id: str | None, state: str | None, take_back: bool) -> None:
     """Codes (ids, doors, states; never the codes themselves). Expired items still in their door
     show as TAKE BACK: staff take them out at the locker."""
     conn = _open(db_path)
@@ -387,7 +388,7 @@ def list_cmd(db_path: Path, locker_id: str | None, state: str | None, take_back:
 # --- events ----------------------------------------------------------------------------------------
 
 
-def _event_line(r: sqlite3.Row, conn: sqlite3.Connection | None = None) -> str:
+def _event_line(r: db.Row, conn: db.Connection | None = None) -> str:
     ev: dict[str, Any] = json.loads(r["json"])
     if conn is not None and "staff" in ev:  # the locker reports the staff code's id; names stay here
         name = fleet_db.staff_name(conn, r["locker_id"], ev["staff"])
@@ -403,7 +404,7 @@ def _event_line(r: sqlite3.Row, conn: sqlite3.Connection | None = None) -> str:
 @click.option("--locker", "locker_id", help="Only this locker.")
 @click.option("-n", "--last", default=20, show_default=True, help="How many recent events to show first.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
-def events_cmd(db_path: Path, locker_id: str | None, last: int, follow: bool) -> None:
+def events_cmd(db_path: str, locker_id: str | None, last: int, follow: bool) -> None:
     """Events the lockers reported, oldest first."""
     conn = _open(db_path)
     if locker_id:
@@ -424,7 +425,7 @@ def events_cmd(db_path: Path, locker_id: str | None, last: int, follow: bool) ->
         pass
 
 
-def _require_locker(conn: sqlite3.Connection, locker_id: str) -> None:
+def _require_locker(conn: db.Connection, locker_id: str) -> None:
     with _fleet_errors():
         fleet_db.locker_labels(conn, locker_id)
 
@@ -455,7 +456,7 @@ def delivery_cli() -> None:
 @click.option("--contact", help="Who to notify when it is loaded (e-mail, phone, ...), for the hook.")
 @click.option("--show-code", is_flag=True, help="Also print the resident's code (to hand it over by hand).")
 def delivery_prepare_cmd(
-    db_path: Path,
+    db_path: str,
     locker_id: str,
     size: str,
     low: bool,
@@ -483,7 +484,7 @@ def delivery_prepare_cmd(
 @delivery_cli.command("list")
 @_DB
 @click.option("--locker", "locker_id")
-def delivery_list_cmd(db_path: Path, locker_id: str | None) -> None:
+def delivery_list_cmd(db_path: str, locker_id: str | None) -> None:
     """Deliveries and size-only loads: to load, in which door, picked up, to take back."""
     conn = _open(db_path)
     rows = [
@@ -510,7 +511,7 @@ def delivery_list_cmd(db_path: Path, locker_id: str | None) -> None:
 @delivery_cli.command("cancel")
 @_DB
 @click.argument("number", type=int)
-def delivery_cancel_cmd(db_path: Path, number: int) -> None:
+def delivery_cancel_cmd(db_path: str, number: int) -> None:
     """Cancel a delivery not loaded yet; the service removes it from the locker."""
     conn = _open(db_path)
     with _fleet_errors():
@@ -534,7 +535,7 @@ def returns_cli() -> None:
 @click.option("--notify-command", envvar="LOCKER_NOTIFY_COMMAND", help="Override the service's hook.")
 @click.option("--notify-url", envvar="LOCKER_NOTIFY_URL", help="Override the service's hook.")
 def returns_issue_cmd(
-    db_path: Path,
+    db_path: str,
     locker_id: str,
     size: str,
     low: bool,
@@ -556,7 +557,7 @@ def returns_issue_cmd(
                                                 recipient, item=item))  # fmt: skip
 
 
-def _hand_over(conn: sqlite3.Connection, notifier: Notifier, note: Notification) -> None:
+def _hand_over(conn: db.Connection, notifier: Notifier, note: Notification) -> None:
     try:
         notifier.send(note)
     except NotifyError as exc:
@@ -586,7 +587,7 @@ def _pin_line(p: fleet_db.StaffPin) -> str:
 @_DB
 @click.argument("name")
 @click.option("--locker", "lockers", multiple=True, help="Also give a PIN for today at this locker (repeatable).")
-def staff_add_cmd(db_path: Path, name: str, lockers: tuple[str, ...]) -> None:
+def staff_add_cmd(db_path: str, name: str, lockers: tuple[str, ...]) -> None:
     """Add a member of staff; with --locker, prints their PIN for today at each of those lockers."""
     conn = _open(db_path)
     with _fleet_errors():
@@ -608,7 +609,7 @@ def staff_add_cmd(db_path: Path, name: str, lockers: tuple[str, ...]) -> None:
 @click.option("--hours", type=float, help="Valid this many hours (at most 12).")
 @click.option("--days", type=float, help="A long-lived PIN, for technicians: this many days (at most 90).")
 def staff_pin_cmd(
-    db_path: Path, who: str, lockers: tuple[str, ...], until: str | None, hours: float | None, days: float | None
+    db_path: str, who: str, lockers: tuple[str, ...], until: str | None, hours: float | None, days: float | None
 ) -> None:
     """A fresh PIN for WHO (a staff id or name) at each locker given, valid until the end of the
     working day by default; it replaces their earlier PIN at that locker. Printed once."""
@@ -651,7 +652,7 @@ def _staff_note(member: dict[str, Any]) -> str:
 @staff_cli.command("list")
 @_DB
 @click.option("--all", "include_removed", is_flag=True, help="Removed members too.")
-def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
+def staff_list_cmd(db_path: str, include_removed: bool) -> None:
     """Members of staff and their live PINs (locker, valid until); never a PIN."""
     conn = _open(db_path)
     rows = [
@@ -664,7 +665,7 @@ def staff_list_cmd(db_path: Path, include_removed: bool) -> None:
 @staff_cli.command("remove")
 @_DB
 @click.argument("staff_id", type=int)
-def staff_remove_cmd(db_path: Path, staff_id: int) -> None:
+def staff_remove_cmd(db_path: str, staff_id: int) -> None:
     """Remove a member of staff and revoke their PINs."""
     conn = _open(db_path)
     with _fleet_errors():
@@ -677,7 +678,7 @@ def door_cli() -> None:
     """Signed one-off door commands (logged with who asked): open, service, requests."""
 
 
-def _request(db_path: Path, locker_id: str, op: str, args: dict[str, Any], by: str, wait: float) -> None:
+def _request(db_path: str, locker_id: str, op: str, args: dict[str, Any], by: str, wait: float) -> None:
     conn = _open(db_path)
     with _fleet_errors():
         request_id, _ = fleet_db.queue_request(conn, locker_id, op, args, by)
@@ -708,7 +709,7 @@ _WAIT = click.option("--wait", type=float, default=10.0, show_default=True, help
 @_BY
 @click.option("--reason", help="Why (at most 64 characters).")
 @_WAIT
-def door_open_cmd(db_path: Path, locker_id: str, door: str, by: str, reason: str | None, wait: float) -> None:
+def door_open_cmd(db_path: str, locker_id: str, door: str, by: str, reason: str | None, wait: float) -> None:
     """Open DOOR now, e.g. for a resident on the phone."""
     args: dict[str, Any] = {"door": door}
     if reason:
@@ -723,7 +724,7 @@ def door_open_cmd(db_path: Path, locker_id: str, door: str, by: str, reason: str
 @click.option("--off/--on", "off", required=True, help="--off: out of service; --on: back in service.")
 @_BY
 @_WAIT
-def door_service_cmd(db_path: Path, locker_id: str, door: str, off: bool, by: str, wait: float) -> None:
+def door_service_cmd(db_path: str, locker_id: str, door: str, off: bool, by: str, wait: float) -> None:
     """Take DOOR out of service (no delivery or return is given it) or put it back."""
     _request(db_path, locker_id, "door.service", {"door": door, "on": not off}, by, wait)
 
@@ -732,7 +733,7 @@ def door_service_cmd(db_path: Path, locker_id: str, door: str, off: bool, by: st
 @_DB
 @click.option("--locker", "locker_id")
 @click.option("-n", "--last", default=20, show_default=True)
-def door_requests_cmd(db_path: Path, locker_id: str | None, last: int) -> None:
+def door_requests_cmd(db_path: str, locker_id: str | None, last: int) -> None:
     """The door commands people asked for, with who asked and what the locker answered."""
     conn = _open(db_path)
     rows = []
@@ -748,7 +749,7 @@ def door_requests_cmd(db_path: Path, locker_id: str | None, last: int) -> None:
 @_DB
 @click.option("--failed", is_flag=True, help="Only those the hook has not taken yet (retried by the service).")
 @click.option("-n", "--last", default=20, show_default=True)
-def notifications_cmd(db_path: Path, failed: bool, last: int) -> None:
+def notifications_cmd(db_path: str, failed: bool, last: int) -> None:
     """What the service handed (or is trying to hand) to the notification hook; never a code."""
     conn = _open(db_path)
     where = "WHERE state IN ('pending', 'failed')" if failed else ""

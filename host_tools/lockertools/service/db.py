@@ -1,267 +1,398 @@
-"""The host service's database: SQLite (stdlib), WAL, foreign keys, `PRAGMA user_version` migrations.
+"""The host service's database, through SQLAlchemy Core: SQLite (the default: one file, WAL) or
+PostgreSQL (an operator running many towns' lockers from more than one host).
 
-One file holds the fleet: lockers and their keys, the codes (tags only; the one exception is a
-delivery's code, held in `held_codes` until the resident has been notified after `loaded`), the
-change log per locker (one row per revision), events, doors, the commands sent, staff members,
-queued notifications and door requests (door.open, door.service) with who asked.
-The service and the CLI open it from different processes; WAL lets the CLI write while the service
-reads, and the service notices the CLI's commits through `PRAGMA data_version`.
+It holds the fleet: lockers and their keys, the codes (tags only; the one exception is a delivery's
+code, held in `held_codes` until the resident has been notified after `loaded`), the change log per
+locker (one row per revision), events, doors, the commands sent, staff members, queued notifications
+and door requests (door.open, door.service) with who asked. The tables are defined once, in
+schema.py; the schema moves on through Alembic (service/migrations).
 
-Connections are in autocommit mode (isolation_level=None): every write goes through `transaction()`,
-so what is one transaction is visible in the code.
+`connect(target)` is the entry point for the service, the CLI and the operators' tools (backups): the
+target is a URL (`sqlite:///path/fleet.db`, `postgresql+psycopg://user@host/db`) or a plain path,
+which means SQLite (every `--db PATH` keeps working). `engine_for(target)` gives the SQLAlchemy engine
+for tools that want one of their own.
+
+A `Connection` runs in autocommit mode: every write goes through `transaction()` (BEGIN IMMEDIATE on
+SQLite, BEGIN on PostgreSQL), so what is one transaction is visible in the code. Its `execute()`
+takes a SQLAlchemy statement or SQL text in the form both databases read, with `?` placeholders;
+rows answer to an index and to a column name, like sqlite3.Row.
+
+The service and the CLI use it from different processes. The service notices the other's commits
+through `data_version()` (SQLite: `PRAGMA data_version`; PostgreSQL: a NOTIFY that every change to a
+locker's codes sends on commit, see `changed()`), and is woken at once by `changed()` in its own
+process.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-# Each step runs in its own transaction, then user_version is set to its index + 1. Append new
-# steps; never edit a released one.
-MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE lockers (
-            id TEXT PRIMARY KEY,
-            key_hex TEXT NOT NULL,
-            doors_json TEXT NOT NULL,            -- ["A1", "A2", ...]: the door labels
-            host_rev INTEGER NOT NULL DEFAULT 0, -- H: revision of the host's code set
-            log_floor INTEGER NOT NULL DEFAULT 0,-- changes after this revision are in the log
-            locker_rev INTEGER,                  -- R: last revision the locker reported
-            snap INTEGER NOT NULL DEFAULT 0,     -- the locker asked for a snapshot
-            online INTEGER NOT NULL DEFAULT 0,
-            status_json TEXT,
-            last_seen REAL,
-            last_cmd_seq INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL
-        )""",
-        """CREATE TABLE codes (
-            id INTEGER PRIMARY KEY CHECK (id >= 1 AND id < 4294967296),
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            door TEXT NOT NULL,
-            kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
-            tag_hex TEXT NOT NULL,
-            expires INTEGER NOT NULL DEFAULT 0,  -- epoch seconds, 0: none
-            state TEXT NOT NULL DEFAULT 'issued' CHECK (state IN ('issued', 'revoked', 'used', 'expired')),
-            recipient TEXT,
-            notify_state TEXT,                   -- NULL: no hook; 'sent'; 'failed'
-            notify_error TEXT,
-            created_at REAL NOT NULL,
-            used_at REAL,
-            revoked_at REAL
-        )""",
-        "CREATE INDEX codes_locker_state ON codes(locker_id, state)",
-        """CREATE TABLE changes (
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            rev INTEGER NOT NULL,
-            op TEXT NOT NULL CHECK (op IN ('add', 'del')),
-            code_id INTEGER NOT NULL REFERENCES codes(id),
-            PRIMARY KEY (locker_id, rev)
-        )""",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            seq INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            door TEXT,
-            json TEXT NOT NULL,
-            received_at REAL NOT NULL,
-            UNIQUE (locker_id, seq)
-        )""",
-        """CREATE TABLE doors (
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            label TEXT NOT NULL,
-            state TEXT,
-            full INTEGER,                        -- NULL: no parcel sensor / unknown
-            -- the events last applied to state and to full: an older event never overrides a newer one
-            state_seq INTEGER NOT NULL DEFAULT 0,
-            full_seq INTEGER NOT NULL DEFAULT 0,
-            updated_at REAL,
-            PRIMARY KEY (locker_id, label)
-        )""",
-        """CREATE TABLE commands (
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            tx TEXT NOT NULL,
-            seq INTEGER NOT NULL,                -- of the last attempt
-            op TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('sent', 'ok', 'failed', 'abandoned')),
-            attempts INTEGER NOT NULL DEFAULT 1,
-            detail TEXT,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            PRIMARY KEY (locker_id, tx)
-        )""",
-        "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ],
-    # 2: deliveries, returns and staff PINs. `codes` is rebuilt: its kind is now the kind
-    # byte of the protocol (bits 0-3 kind, 4-5 size wanted, 6 low door wanted), a door-free code
-    # (staff, return, a delivery not loaded yet) has door '*', and more states.
-    [
-        """CREATE TABLE staff (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            locker_id TEXT REFERENCES lockers(id),  -- NULL: every locker registered when added
-            created_at REAL NOT NULL,
-            removed_at REAL
-        )""",
-        """CREATE TABLE codes_v2 (
-            id INTEGER PRIMARY KEY CHECK (id >= 1 AND id < 4294967296),
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            door TEXT NOT NULL,                  -- a label; '*': door-free (a delivery: until loaded)
-            kind INTEGER NOT NULL CHECK (kind >= 0 AND kind <= 127),
-            tag_hex TEXT NOT NULL,
-            expires INTEGER NOT NULL DEFAULT 0,  -- epoch seconds, 0: none
-            state TEXT NOT NULL DEFAULT 'issued'
-                CHECK (state IN ('issued', 'revoked', 'used', 'expired', 'taken_back')),
-            recipient TEXT,
-            notify_state TEXT,                   -- NULL: no hook; 'sent'; 'failed'; 'pending'
-            notify_error TEXT,
-            created_at REAL NOT NULL,
-            used_at REAL,
-            revoked_at REAL,
-            item TEXT,                           -- deliveries and returns: parcel, document, ...
-            staff_id INTEGER REFERENCES staff(id),  -- staff PINs: whose
-            loaded_at REAL,                      -- deliveries and size-only loads: when (and by whom)
-            loaded_by INTEGER,                   -- the staff code id the locker reported
-            door_seq INTEGER,                    -- the event that bound a door-free code to its door
-            reminded_at REAL,
-            taken_back_at REAL
-        )""",
-        """INSERT INTO codes_v2(id, locker_id, door, kind, tag_hex, expires, state, recipient, notify_state,
-                                notify_error, created_at, used_at, revoked_at)
-           SELECT id, locker_id, door, kind, tag_hex, expires, state, recipient, notify_state,
-                  notify_error, created_at, used_at, revoked_at FROM codes""",
-        "DROP TABLE codes",
-        "ALTER TABLE codes_v2 RENAME TO codes",
-        "CREATE INDEX codes_locker_state ON codes(locker_id, state)",
-        # A plain code waiting for its notification (a delivery's, until the resident has been told
-        # after `loaded`); deleted once the hook took it. The database file is 0600.
-        """CREATE TABLE held_codes (
-            code_id INTEGER PRIMARY KEY REFERENCES codes(id),
-            code TEXT NOT NULL
-        )""",
-        """CREATE TABLE notifications (
-            id INTEGER PRIMARY KEY,
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            code_id INTEGER,
-            kind TEXT NOT NULL,                  -- code, loaded, reminder, returned, taken_back
-            door TEXT,
-            detail_json TEXT NOT NULL DEFAULT '{}',  -- never a code
-            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed', 'skipped')),
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_at REAL NOT NULL,
-            error TEXT,
-            created_at REAL NOT NULL,
-            sent_at REAL
-        )""",
-        "CREATE INDEX notifications_due ON notifications(state, next_at)",
-        # One-off signed commands people ask for (door.open, door.service), with who asked.
-        """CREATE TABLE requests (
-            id INTEGER PRIMARY KEY,
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            op TEXT NOT NULL,
-            args_json TEXT NOT NULL,
-            by TEXT NOT NULL,
-            tx TEXT NOT NULL UNIQUE,
-            state TEXT NOT NULL DEFAULT 'queued'
-                CHECK (state IN ('queued', 'sent', 'ok', 'failed', 'expired', 'cancelled')),
-            attempts INTEGER NOT NULL DEFAULT 0,
-            seq INTEGER,
-            reply_json TEXT,
-            created_at REAL NOT NULL,
-            sent_at REAL,
-            done_at REAL
-        )""",
-        "CREATE INDEX requests_open ON requests(state)",
-        "ALTER TABLE doors ADD COLUMN in_service INTEGER NOT NULL DEFAULT 1",
-        "ALTER TABLE doors ADD COLUMN service_seq INTEGER NOT NULL DEFAULT 0",
-    ],
-    # 3: lockers whose connection flaps (online/offline over and over: a second client logging in with
-    # a locker's password, which takes over its session each time, or a failing link), for staff.
-    [
-        """CREATE TABLE connection_flaps (
-            id INTEGER PRIMARY KEY,
-            locker_id TEXT NOT NULL REFERENCES lockers(id),
-            started_at REAL NOT NULL,            -- the first change of the window that raised it
-            last_at REAL NOT NULL,               -- the latest change
-            changes INTEGER NOT NULL,            -- online/offline changes from started_at to last_at
-            ended_at REAL                        -- NULL: still flapping
-        )""",
-        "CREATE INDEX connection_flaps_open ON connection_flaps(locker_id, ended_at)",
-    ],
-    # 4: staff PINs are per member and locker, and expire (fleet_db.issue_staff_pin). A staff member
-    # is a person (staff.locker_id is no longer used). The PINs of the old rules stop working: one
-    # PIN for every locker (one board's flash gave it for all), no expiry, staff codes of nobody, or
-    # more than 90 days left; they are revoked and deleted from their lockers (one change each, in
-    # code id order), and the member's pins_withdrawn_at says so in `lockerctl staff list`. Staff
-    # codes that had expired are deleted from the lockers too (the host now removes expired PINs).
-    [
-        "ALTER TABLE staff ADD COLUMN pins_withdrawn_at REAL",
-        """CREATE TEMP TABLE staff_pins_gone AS
-           SELECT c.id, c.locker_id, c.staff_id, c.state,
-                  row_number() OVER (PARTITION BY c.locker_id ORDER BY c.id) AS n
-           FROM codes c LEFT JOIN staff s ON s.id = c.staff_id
-           WHERE (c.kind & 15) = 1 AND (c.state = 'expired' OR (c.state = 'issued' AND (
-               c.expires = 0 OR c.staff_id IS NULL OR s.locker_id IS NULL
-               OR c.expires > CAST(strftime('%s', 'now') AS INTEGER) + 90 * 86400)))""",
-        """INSERT INTO changes(locker_id, rev, op, code_id)
-           SELECT g.locker_id, l.host_rev + g.n, 'del', g.id
-           FROM staff_pins_gone g JOIN lockers l ON l.id = g.locker_id""",
-        """UPDATE lockers
-           SET host_rev = host_rev + (SELECT count(*) FROM staff_pins_gone g WHERE g.locker_id = lockers.id)""",
-        """UPDATE staff SET pins_withdrawn_at = (julianday('now') - 2440587.5) * 86400.0
-           WHERE id IN (SELECT staff_id FROM staff_pins_gone WHERE state = 'issued')""",
-        """UPDATE codes SET state = 'revoked', revoked_at = (julianday('now') - 2440587.5) * 86400.0
-           WHERE id IN (SELECT id FROM staff_pins_gone WHERE state = 'issued')""",
-        "DROP TABLE staff_pins_gone",
-    ],
-]
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
-SCHEMA_VERSION = len(MIGRATIONS)
+from lockertools.service import schema
+from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
+
+# What a database failure raises, on either database: SQL text goes to the driver itself (sqlite3,
+# psycopg), SQLAlchemy statements through SQLAlchemy.
+Error: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, sqlite3.Error, psycopg.Error)
+IntegrityError: tuple[type[Exception], ...] = (sa.exc.IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError)
+
+# PostgreSQL: the channel a commit that changed a locker's codes (or the lockers) notifies.
+CHANGES_CHANNEL = "lockers_changed"
 
 
 class DatabaseMissing(FileNotFoundError):
     """The database file does not exist (and the caller did not ask to create it)."""
 
 
-def connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
-    """Open (and migrate) the database. create=False: a missing file is an error, not a new fleet."""
-    path = Path(path)
-    if not path.exists():
-        if not create:
-            raise DatabaseMissing(f"no database at {path} (create it with `lockerctl locker add`)")
-        # Created 0600 before SQLite touches it: it holds every locker's key.
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-    migrate(conn)
+def database_url(target: str | Path) -> sa.URL:
+    """The SQLAlchemy URL a --db value names: a URL as it is, a plain path as SQLite."""
+    text = str(target)
+    if "://" in text:
+        url = make_url(text)
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}: sqlite:///PATH or postgresql+psycopg://..."
+            )
+        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")  # the driver the project ships
+        return url
+    return sa.URL.create("sqlite", database=str(Path(text)))
+
+
+def describe(target: str | Path) -> str:
+    """A database's name for messages, without a password."""
+    text = str(target)
+    if "://" not in text:
+        return text
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "a database URL that does not parse"
+
+
+def engine_for(target: str | Path, create: bool = False) -> sa.Engine:
+    """The engine for a database (no pooling: a connection closed is closed). create=False: a missing
+    SQLite file is an error, not a new fleet."""
+    url = database_url(target)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not url.database or str(path) == ":memory:":
+            raise ValueError("the fleet database is a file: sqlite:///PATH")
+        if not path.exists():
+            if not create:
+                raise DatabaseMissing(f"no database at {path} (create it with `lockerctl locker add`)")
+            # Created 0600 before SQLite touches it: it holds every locker's key.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        engine = sa.create_engine(
+            url,
+            poolclass=NullPool,
+            connect_args={"timeout": 10.0, "check_same_thread": False},
+            isolation_level="AUTOCOMMIT",
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+class Row:
+    """A result row by index or by column name (row[0], row["id"], dict(row)), like sqlite3.Row."""
+
+    __slots__ = ("_values", "_index")
+
+    def __init__(self, values: tuple[Any, ...], index: dict[str, int]) -> None:
+        self._values = values
+        self._index = index
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Row({dict(zip(self._index, self._values, strict=True))!r})"
+
+
+class Result:
+    """What `Connection.execute` returns: rows (fetchone, fetchall, iteration) and rowcount."""
+
+    def __init__(self, rowcount: int, keys: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
+        self.rowcount = rowcount
+        self._rows: list[Row] | None = None
+        if keys is not None:
+            index = {name: i for i, name in enumerate(keys)}
+            self._rows = [Row(tuple(r), index) for r in rows]
+        self._next = 0
+
+    @classmethod
+    def of(cls, result: sa.CursorResult[Any]) -> Result:
+        if not result.returns_rows:
+            return cls(result.rowcount, None, ())
+        return cls(result.rowcount, list(result.keys()), result.fetchall())
+
+    @classmethod
+    def of_cursor(cls, cursor: Any) -> Result:
+        if cursor.description is None:
+            return cls(cursor.rowcount, None, ())
+        return cls(cursor.rowcount, [d[0] for d in cursor.description], cursor.fetchall())
+
+    def fetchone(self) -> Any:  # a Row or None (Any, as sqlite3's: callers know their query)
+        if not self._rows or self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Row]:
+        rows = (self._rows or [])[self._next :]
+        self._next += len(rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+    def scalar(self) -> Any:
+        row = self.fetchone()
+        return None if row is None else row[0]
+
+
+_PLACEHOLDERS = re.compile(r"'[^']*'|\?|%")
+
+
+def _driver_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return "%s" if token == "?" else token.replace("%", "%%")
+
+
+class Connection:
+    """One connection to the fleet database (see the module's docstring)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
+        self.sqlite = self.dialect == "sqlite"
+        self.url = engine.url
+        self._conn = engine.connect()
+        # SQL text goes straight to the driver's connection (SQLAlchemy's per-statement machinery
+        # costs more than SQLite's own work on a small statement); autocommit, as SQLAlchemy set it.
+        self._driver: Any = self._conn.connection.dbapi_connection
+        self._driver_sql: dict[str, str] = {}  # SQL text with ? -> the driver's placeholders
+        self.in_transaction = False
+        self._changed = False  # a change to notify at commit (changed())
+
+    @property
+    def sa_connection(self) -> sa.Connection:
+        return self._conn
+
+    def _to_driver(self, sql: str) -> str:
+        if self.sqlite:
+            return sql  # sqlite3 takes ? as it is
+        out = self._driver_sql.get(sql)
+        if out is None:
+            # psycopg: %s for a ? outside quotes, and every literal % doubled
+            out = _PLACEHOLDERS.sub(_driver_token, sql)
+            self._driver_sql[sql] = out
+        return out
+
+    @staticmethod
+    def _plain(params: Sequence[Any]) -> tuple[Any, ...]:
+        # PostgreSQL's integer columns do not take a boolean: 0/1, as SQLite stores them anyway.
+        return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+    def execute(self, statement: str | sa.Executable, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
+        if isinstance(statement, str):
+            cursor = self._driver.cursor()
+            try:
+                if params:
+                    args = params if isinstance(params, dict) else self._plain(params)
+                    cursor.execute(self._to_driver(statement), args)
+                else:
+                    cursor.execute(statement)  # no parameters: the text as it is (no placeholders)
+                return Result.of_cursor(cursor)
+            finally:
+                cursor.close()
+        return Result.of(self._conn.execute(statement, params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = [self._plain(r) for r in rows]
+        if batch:
+            cursor = self._driver.cursor()
+            try:
+                cursor.executemany(self._to_driver(sql), batch)
+            finally:
+                cursor.close()
+
+    def changed(self) -> None:
+        """This transaction changed a locker's codes or the lockers: wake the service's sync at commit
+        (in this process at once; on PostgreSQL, other processes through NOTIFY)."""
+        self._changed = True
+        if not self.sqlite:
+            self.execute(f"NOTIFY {CHANGES_CHANNEL}")  # delivered at commit, and only if it commits
+
+    def backend_pid(self) -> int | None:
+        """PostgreSQL: this connection's server process (what a NOTIFY it sends carries)."""
+        return None if self.sqlite else int(self.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# In-process wake-ups: a callback per listener, called with the connection after a commit that changed something.
+_listeners: list[Callable[[Connection], None]] = []
+_listeners_lock = threading.Lock()
+
+
+def on_change(callback: Callable[[Connection], None]) -> Callable[[], None]:
+    """Call `callback(conn)` after every commit in this process that changed a locker's codes
+    (changed()), from the thread that committed; returns a function that stops it. The service's
+    sync wakes on it instead of waiting for its poll."""
+    with _listeners_lock:
+        _listeners.append(callback)
+
+    def stop() -> None:
+        with _listeners_lock:
+            if callback in _listeners:
+                _listeners.remove(callback)
+
+    return stop
+
+
+def connect(target: str | Path, create: bool = False) -> Connection:
+    """Open (and migrate) the database `target` (a URL, or a path: SQLite). create=False: a missing
+    SQLite file is an error, not a new fleet."""
+    conn = Connection(engine_for(target, create))
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the missing migration steps, each in one transaction. Returns the schema version."""
+def _tables(conn: Connection) -> set[str]:
+    return set(sa.inspect(conn.sa_connection).get_table_names())
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return cfg
+
+
+@functools.cache
+def schema_head() -> str:
+    """The newest Alembic revision this program knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The Alembic revision the database is at (None: not stamped)."""
+    if "alembic_version" not in _tables(conn):
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return None if row is None else str(row[0])
+
+
+def migrate(conn: Connection) -> str:
+    """Bring the database to this program's schema; returns its Alembic revision.
+
+    - an empty database: the tables of schema.py, stamped with the newest revision;
+    - a SQLite database of the service before Alembic (`PRAGMA user_version` 0-4): the missing
+      legacy steps, each in its own transaction, then stamped with the baseline revision;
+    - then Alembic's upgrade to the newest revision (nothing when it is there already).
+    Two processes starting at once: the first one does it, the other finds it done."""
+    head = schema_head()
+    current = schema_revision(conn)
+    if current == head:
+        return head
+    if current is None:
+        with transaction(conn):
+            if not conn.sqlite:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))  # one migrator at a time
+            tables = _tables(conn)
+            if "alembic_version" in tables:
+                pass  # another process did it meanwhile
+            elif "lockers" not in tables:
+                schema.metadata.create_all(conn.sa_connection)
+                _stamp(conn, head)
+            elif not conn.sqlite:
+                raise RuntimeError("the database has the fleet's tables but no Alembic revision: not ours?")
+        if conn.sqlite and schema_revision(conn) is None:
+            legacy_upgrade(conn)
+    current = schema_revision(conn)
+    if current != head:
+        _alembic_upgrade(conn, head)
+    return head
+
+
+_MIGRATE_LOCK = 0x4C4B5253  # pg_advisory_xact_lock key while migrating ("LKRS")
+
+
+def _stamp(conn: Connection, revision: str) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    conn.execute("DELETE FROM alembic_version")
+    conn.execute("INSERT INTO alembic_version(version_num) VALUES (?)", (revision,))
+
+
+def legacy_upgrade(conn: Connection, steps: Sequence[Sequence[str]] = LEGACY_STEPS, stamp: bool = True) -> None:
+    """A SQLite database of the service before Alembic: the legacy steps it lacks, then the baseline
+    stamp. (Tests write the databases of older programs with `steps` cut short and stamp=False.)"""
+    from lockertools.service.migrations.versions import baseline
+
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"database schema {version} is newer than this program ({SCHEMA_VERSION})")
-    if version == SCHEMA_VERSION:
-        return SCHEMA_VERSION
+    if version > LEGACY_VERSION:
+        raise RuntimeError(f"database schema {version} is newer than this program ({LEGACY_VERSION})")
     # A step may rebuild a table others refer to (SQLite's way to change a constraint): foreign keys
     # are off while it runs (the pragma is a no-op inside a transaction) and checked before it commits.
     conn.execute("PRAGMA foreign_keys=OFF")
     try:
-        for number in range(version, SCHEMA_VERSION):
+        for number in range(version, len(steps)):
             with transaction(conn):
                 # Re-read inside the write lock: another process may have migrated meanwhile.
                 if int(conn.execute("PRAGMA user_version").fetchone()[0]) > number:
                     continue
-                for statement in MIGRATIONS[number]:
+                for statement in steps[number]:
                     conn.execute(statement)
                 broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if broken:
@@ -269,31 +400,68 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
     finally:
         conn.execute("PRAGMA foreign_keys=ON")
-    return SCHEMA_VERSION
+    if stamp:
+        with transaction(conn):
+            if schema_revision(conn) is None:
+                _stamp(conn, baseline.revision)
+
+
+def _alembic_upgrade(conn: Connection, head: str) -> None:
+    from alembic import command
+
+    cfg = _alembic_config()
+    with conn.engine.connect().execution_options(isolation_level="SERIALIZABLE") as alembic_conn:
+        cfg.attributes["connection"] = alembic_conn
+        command.upgrade(cfg, head)
+        alembic_conn.commit()
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """BEGIN (IMMEDIATE on SQLite: the write lock at once) ... COMMIT, or ROLLBACK on an exception."""
+    conn.execute("BEGIN IMMEDIATE" if conn.sqlite else "BEGIN")
+    conn.in_transaction = True
+    conn._changed = False
     try:
         yield conn
     except BaseException:
+        conn.in_transaction = False
+        conn._changed = False
         conn.execute("ROLLBACK")
         raise
+    conn.in_transaction = False
     conn.execute("COMMIT")
+    if conn._changed:
+        conn._changed = False
+        with _listeners_lock:
+            listeners = list(_listeners)
+        for callback in listeners:
+            callback(conn)
 
 
-def data_version(conn: sqlite3.Connection) -> int:
-    """Changes when ANOTHER connection commits (cheap: no disk read in WAL mode)."""
+def data_version(conn: Connection) -> int:
+    """Changes when ANOTHER connection commits (SQLite; cheap: no disk read in WAL mode). PostgreSQL
+    has no such counter: the service listens for CHANGES_CHANNEL instead (ChangeListener)."""
+    if not conn.sqlite:
+        return 0
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def next_command_seq(conn: sqlite3.Connection, locker_id: str) -> int:
+def greatest(conn: Connection) -> str:
+    """The SQL function for the larger of two values: max(a, b) on SQLite, greatest(a, b) on PostgreSQL."""
+    return "max" if conn.sqlite else "greatest"
+
+
+def least(conn: Connection) -> str:
+    return "min" if conn.sqlite else "least"
+
+
+def next_command_seq(conn: Connection, locker_id: str) -> int:
     """The next command sequence number: max(last + 1, ms since the epoch), stored before use.
 
     Call inside a transaction. Strictly increasing per locker even when the clock goes back."""
     row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+    assert row is not None
     seq = max(int(row[0]) + 1, int(time.time() * 1000))
     conn.execute("UPDATE lockers SET last_cmd_seq = ? WHERE id = ?", (seq, locker_id))
     return seq
@@ -322,7 +490,7 @@ class CommandSeqs:
         self._last: dict[str, int] = {}  # the last seq handed out (kept over forget(): never reused)
         self._top: dict[str, int] = {}  # the reservation's top, as stored
 
-    def take(self, conn: sqlite3.Connection, locker_id: str) -> int:
+    def take(self, conn: Connection, locker_id: str) -> int:
         top = self._top.get(locker_id)
         last = self._last.get(locker_id, 0)
         # Read every time (a primary-key lookup): a stored top above ours is a block a technician's tool
@@ -335,7 +503,7 @@ class CommandSeqs:
         if seq > top:
             top = seq + self.reserve_ms
             conn.execute(
-                "UPDATE lockers SET last_cmd_seq = max(last_cmd_seq, ?) WHERE id = ?",
+                f"UPDATE lockers SET last_cmd_seq = {greatest(conn)}(last_cmd_seq, ?) WHERE id = ?",
                 (top, locker_id),
             )
             self.writes += 1
@@ -350,7 +518,7 @@ class CommandSeqs:
 SEQ_BLOCK = 100_000  # a technician's tool reserves this many command seqs at a time
 
 
-def stored_seq_top(conn: sqlite3.Connection, locker_id: str) -> int:
+def stored_seq_top(conn: Connection, locker_id: str) -> int:
     """The top of the locker's reserved command seqs as stored (every seq handed out is at or below it).
     KeyError: no such locker."""
     row = conn.execute("SELECT last_cmd_seq FROM lockers WHERE id = ?", (locker_id,)).fetchone()
@@ -359,7 +527,7 @@ def stored_seq_top(conn: sqlite3.Connection, locker_id: str) -> int:
     return int(row[0])
 
 
-def reserve_seq_block(conn: sqlite3.Connection, locker_id: str, n: int = SEQ_BLOCK) -> int:
+def reserve_seq_block(conn: Connection, locker_id: str, n: int = SEQ_BLOCK) -> int:
     """The first of `n` command seqs for a technician's tool (lockerctl diag, selftest, update), above
     every seq the service handed out or reserved and above the clock; the stored top moves past them in
     a transaction of its own, and the service's next seq comes after them (CommandSeqs.take). So a
@@ -371,7 +539,7 @@ def reserve_seq_block(conn: sqlite3.Connection, locker_id: str, n: int = SEQ_BLO
     return first
 
 
-def new_code_id(conn: sqlite3.Connection) -> int:
+def new_code_id(conn: Connection) -> int:
     """A random unused code id, 1 <= id < 2**32 (random: ids reveal nothing about volume)."""
     while True:
         code_id = 1 + secrets.randbelow(2**32 - 1)
@@ -379,13 +547,103 @@ def new_code_id(conn: sqlite3.Connection) -> int:
             return code_id
 
 
-def get_setting(conn: sqlite3.Connection, name: str) -> str | None:
+def get_setting(conn: Connection, name: str) -> str | None:
     row = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_setting(conn: sqlite3.Connection, name: str, value: str | None) -> None:
+def set_setting(conn: Connection, name: str, value: str | None) -> None:
     if value is None:
         conn.execute("DELETE FROM settings WHERE name = ?", (name,))
     else:
-        conn.execute("INSERT OR REPLACE INTO settings(name, value) VALUES (?, ?)", (name, value))
+        conn.execute("DELETE FROM settings WHERE name = ?", (name,))  # inside a transaction: a replace
+        conn.execute("INSERT INTO settings(name, value) VALUES (?, ?)", (name, value))
+
+
+# --- the service's lease: one service sends at a time ---------------------------------------------
+
+LEASE_KEY = 0x4C4B5253_0001  # pg_try_advisory_lock key of the service's lease
+
+
+class Lease:
+    """Held by the one service that may run against a database: two services started against one
+    database by mistake (or a standby on a second host) never both send commands.
+
+    PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) on a connection of its own, held
+    while that connection lives (a holder that dies loses it with its connection). SQLite: an
+    exclusive `flock` on the file next to the database, `<db>-lease` (0600), held while the file
+    is open (a holder that dies loses it with the process). `try_acquire()` does not wait."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.url = database_url(target)
+        self._fd: int | None = None
+        self._pg: Any = None  # psycopg connection holding the advisory lock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._pg is not None
+
+    def try_acquire(self) -> bool:
+        if self.held:
+            return True
+        if self.url.get_backend_name() == "sqlite":
+            import fcntl
+
+            fd = os.open(f"{self.url.database}-lease", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+            return True
+        import psycopg
+
+        pg = psycopg.connect(libpq_url(self.url), autocommit=True)
+        row = pg.execute("SELECT pg_try_advisory_lock(%s)", (LEASE_KEY,)).fetchone()
+        if row is None or not row[0]:
+            pg.close()
+            return False
+        self._pg = pg
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file drops the flock
+            self._fd = None
+        if self._pg is not None:
+            self._pg.close()  # ending the session drops the advisory lock
+            self._pg = None
+
+
+def libpq_url(url: sa.URL) -> str:
+    """A PostgreSQL URL as libpq reads it (for psycopg connections of our own: lease, LISTEN)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ChangeListener:
+    """PostgreSQL: LISTEN for CHANGES_CHANNEL on a connection of its own. `fileno()` turns readable
+    when a notification arrives; `drain()` reads them and returns how many."""
+
+    def __init__(self, url: sa.URL, ignore_pid: int | None = None) -> None:
+        import psycopg
+
+        self._pg = psycopg.connect(libpq_url(url), autocommit=True)
+        self._pg.execute(f"LISTEN {CHANGES_CHANNEL}")
+        self.ignore_pid = ignore_pid  # the listener's own process's connection: its commits wake it already
+        self.count = 0
+
+    def fileno(self) -> int:
+        return int(self._pg.fileno())
+
+    def drain(self) -> int:
+        pgconn = self._pg.pgconn
+        pgconn.consume_input()
+        got = 0
+        while (note := pgconn.notifies()) is not None:
+            got += note.be_pid != self.ignore_pid
+        self.count += got
+        return got
+
+    def close(self) -> None:
+        self._pg.close()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lockertools import use_firmware_modules
-from lockertools.service import fleet_db
+from lockertools.service import db, fleet_db
 
 MAX_PAYLOAD = 4096  # a locker's messages are at most 4 KB (docs/protocol.md)
 KINDS = ("status", "doors", "events", "reply")
@@ -69,7 +68,7 @@ class KeyRing:
         self._hmac_key: Any = HmacKey
         self._keys: dict[str, Any] = {}
 
-    def reload(self, conn: sqlite3.Connection) -> None:
+    def reload(self, conn: db.Connection) -> None:
         self._keys = {
             r[0]: self._hmac_key(bytes.fromhex(r[1])) for r in conn.execute("SELECT id, key_hex FROM lockers")
         }
@@ -134,14 +133,15 @@ def _check_shape(kind: str, msg: dict[str, Any]) -> None:
         raise Rejected("malformed", f"bad {kind} message")
 
 
-def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> bool:
+def apply_event(conn: db.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> bool:
     """Record one event and its effect, once per (locker, seq). True when it was new."""
     seq: int = msg["seq"]
     ev: dict[str, Any] = msg["ev"]
     kind: str = ev["k"]
     door: str | None = ev.get("d")
     cur = conn.execute(
-        "INSERT OR IGNORE INTO events(locker_id, seq, kind, door, json, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events(locker_id, seq, kind, door, json, received_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (locker_id, seq) DO NOTHING",
         (locker_id, seq, kind, door, json.dumps(ev, separators=(",", ":")), received_at),
     )
     if cur.rowcount == 0:
@@ -151,7 +151,10 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
         row = conn.execute("SELECT state FROM codes WHERE id = ? AND locker_id = ?", (ev["id"], locker_id)).fetchone()
         if row is not None and row[0] == "used":
             # The earliest pickup wins, whatever order the deliveries arrive in.
-            conn.execute("UPDATE codes SET used_at = min(coalesce(used_at, ?), ?) WHERE id = ?", (when, when, ev["id"]))
+            conn.execute(
+                f"UPDATE codes SET used_at = {db.least(conn)}(coalesce(used_at, ?), ?) WHERE id = ?",
+                (when, when, ev["id"]),
+            )
         elif row is not None:
             conn.execute("UPDATE codes SET state = 'used', used_at = ? WHERE id = ?", (when, ev["id"]))
             if row[0] in ("issued", "expired"):
@@ -178,7 +181,7 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
             )
         if full is not None:
             conn.execute(
-                "UPDATE doors SET full = ?, full_seq = ?, updated_at = ?" + where + " AND full_seq < ?",
+                'UPDATE doors SET "full" = ?, full_seq = ?, updated_at = ?' + where + " AND full_seq < ?",
                 (int(full), seq, when, locker_id, door, seq),
             )
     return True
@@ -187,16 +190,16 @@ def apply_event(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], r
 # --- the effects of the staff flows' events on codes (each runs once: its event row was new) ---------
 
 
-def _code(conn: sqlite3.Connection, locker_id: str, code_id: Any) -> sqlite3.Row | None:
+def _code(conn: db.Connection, locker_id: str, code_id: Any) -> db.Row | None:
     if not _is_int(code_id) or not 0 < code_id < 1 << 32:
         return None
-    row: sqlite3.Row | None = conn.execute(
+    row: db.Row | None = conn.execute(
         "SELECT * FROM codes WHERE id = ? AND locker_id = ?", (code_id, locker_id)
     ).fetchone()
     return row
 
 
-def _bind_door(conn: sqlite3.Connection, code_id: int, door: str, seq: int, extra: str = "", *args: Any) -> None:
+def _bind_door(conn: db.Connection, code_id: int, door: str, seq: int, extra: str = "", *args: Any) -> None:
     """The door a door-free code ended up in: the earliest event's (by seq), whatever the order the
     events arrive in."""
     conn.execute(
@@ -205,11 +208,12 @@ def _bind_door(conn: sqlite3.Connection, code_id: int, door: str, seq: int, extr
     )
 
 
-def _finish(conn: sqlite3.Connection, locker_id: str, row: sqlite3.Row, state: str, when: float) -> None:
+def _finish(conn: db.Connection, locker_id: str, row: db.Row, state: str, when: float) -> None:
     """A code done with (used, taken back): out of the locker's store, its held plain code deleted.
     Times keep the earliest event's; `used` wins over `taken_back` (as a pickup does in apply_event)."""
     column = "taken_back_at" if state == "taken_back" else "used_at"
-    conn.execute(f"UPDATE codes SET {column} = min(coalesce({column}, ?), ?) WHERE id = ?", (when, when, row["id"]))
+    least = db.least(conn)
+    conn.execute(f"UPDATE codes SET {column} = {least}(coalesce({column}, ?), ?) WHERE id = ?", (when, when, row["id"]))
     if row["state"] in ("issued", "expired", "revoked") or (state == "used" and row["state"] == "taken_back"):
         conn.execute("UPDATE codes SET state = ? WHERE id = ?", (state, row["id"]))
     conn.execute("DELETE FROM held_codes WHERE code_id = ?", (row["id"],))
@@ -217,7 +221,7 @@ def _finish(conn: sqlite3.Connection, locker_id: str, row: sqlite3.Row, state: s
         fleet_db.log_change(conn, locker_id, "del", row["id"])
 
 
-def _on_loaded(conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int) -> None:
+def _on_loaded(conn: db.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int) -> None:
     staff = ev.get("staff") if _is_int(ev.get("staff")) and 0 < ev["staff"] < 1 << 32 else None
     detail = {"staff": fleet_db.staff_name(conn, locker_id, staff), "low": ev.get("low")}
     row = _code(conn, locker_id, ev.get("id"))
@@ -243,9 +247,7 @@ def _on_loaded(conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str
         fleet_db.enqueue_notification(conn, locker_id, code_id, "loaded", door, detail | {"item": None})
 
 
-def _on_returned(
-    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
-) -> None:
+def _on_returned(conn: db.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int) -> None:
     row = _code(conn, locker_id, ev.get("id"))
     if row is None:
         return
@@ -254,9 +256,7 @@ def _on_returned(
     fleet_db.enqueue_notification(conn, locker_id, row["id"], "returned", door, {"item": row["item"]})
 
 
-def _on_taken_back(
-    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
-) -> None:
+def _on_taken_back(conn: db.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int) -> None:
     row = _code(conn, locker_id, ev.get("id"))
     staff = fleet_db.staff_name(conn, locker_id, ev.get("staff"))
     if row is not None:
@@ -268,13 +268,13 @@ def _on_taken_back(
 
 
 def _on_pickup_of_held(
-    conn: sqlite3.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
+    conn: db.Connection, locker_id: str, door: str, ev: dict[str, Any], when: float, seq: int
 ) -> None:
     if _code(conn, locker_id, ev.get("id")) is not None:
         conn.execute("DELETE FROM held_codes WHERE code_id = ?", (ev["id"],))
 
 
-_CODE_EVENTS: dict[str, Callable[[sqlite3.Connection, str, str, dict[str, Any], float, int], None]] = {
+_CODE_EVENTS: dict[str, Callable[[db.Connection, str, str, dict[str, Any], float, int], None]] = {
     "loaded": _on_loaded,
     "returned": _on_returned,
     "taken_back": _on_taken_back,
@@ -282,7 +282,7 @@ _CODE_EVENTS: dict[str, Callable[[sqlite3.Connection, str, str, dict[str, Any], 
 }
 
 
-def apply_status(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:
+def apply_status(conn: db.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:
     if msg["online"]:
         conn.execute(
             "UPDATE lockers SET online = 1, locker_rev = ?, snap = ?, status_json = ?, last_seen = ? WHERE id = ?",
@@ -293,16 +293,19 @@ def apply_status(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], 
             # The locker admits only seqs above the last one it admitted: numbers at or below it (a
             # database restored from a backup, a tool that numbered past ours) would be refused as
             # replays. The stored top moves past it, and CommandSeqs.take() goes on from there.
-            conn.execute("UPDATE lockers SET last_cmd_seq = max(last_cmd_seq, ?) WHERE id = ?", (cseq, locker_id))
+            conn.execute(
+                f"UPDATE lockers SET last_cmd_seq = {db.greatest(conn)}(last_cmd_seq, ?) WHERE id = ?",
+                (cseq, locker_id),
+            )
     else:  # the last will: the broker lost the locker
         conn.execute("UPDATE lockers SET online = 0 WHERE id = ?", (locker_id,))
 
 
-def apply_doors(conn: sqlite3.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:
+def apply_doors(conn: db.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:
     for door in msg["doors"]:
         full = door.get("full")
         conn.execute(
-            "UPDATE doors SET state = ?, full = ?, updated_at = ? WHERE locker_id = ? AND label = ?",
+            'UPDATE doors SET state = ?, "full" = ?, updated_at = ? WHERE locker_id = ? AND label = ?',
             (str(door.get("s")), None if full is None else int(bool(full)), received_at, locker_id, door["d"]),
         )
     conn.execute("UPDATE lockers SET last_seen = ? WHERE id = ?", (received_at, locker_id))

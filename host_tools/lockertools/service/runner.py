@@ -1,4 +1,8 @@
-"""The host service: one MQTT connection for the whole fleet, one SQLite database.
+"""The host service: one MQTT connection for the whole fleet, one database (SQLite or PostgreSQL).
+
+One service runs against a database at a time: it holds the database's lease (db.Lease) while it
+runs, and a second one started against the same database waits, without connecting to the broker,
+until the lease is free (the first one stopped or died), then takes over.
 
 Tasks (one asyncio loop, so database work never interleaves):
 - the connection loop: connect (persistent session, fixed client id), subscribe, pump messages into
@@ -7,8 +11,10 @@ Tasks (one asyncio loop, so database work never interleaves):
 - the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
   transaction (a savepoint per message: a bad one costs only itself), then, once committed, hands
   the acks and sync commands that came out of it to the sender;
-- the poller: every `poll_s`, `PRAGMA data_version` tells whether another process (the CLI) wrote
-  the database; the lockers whose host revision moved are synced at once. It also resends a sync
+- the poller: woken by a commit that changed a locker's codes (in this process: db.on_change; on
+  PostgreSQL from any process: LISTEN/NOTIFY), else every `poll_s`, when `PRAGMA data_version`
+  (SQLite) tells whether another process (the CLI) wrote the database; the lockers whose host
+  revision moved are synced at once. It also resends a sync
   command after `resend_s` without a reply (new seq, same tx), marks expired codes and queues
   reminders (every 30 s), and sends the requests people queued (door.open, door.service: sent to an
   online locker, resent with the same tx, their reply recorded, dropped after `request_ttl_s`), and
@@ -30,7 +36,6 @@ import logging
 import os
 import random
 import signal
-import sqlite3
 import ssl
 import time
 import uuid
@@ -61,7 +66,7 @@ class ServiceError(Exception):
 
 @dataclass
 class ServiceConfig:
-    db_path: Path
+    db_path: str | Path  # a database URL, or a path: SQLite (db.database_url)
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
@@ -106,6 +111,7 @@ class ServiceConfig:
     # systemd's watchdog (WatchdogSec=): kept fed while every loop checked in within `loop_stall_s`.
     watchdog: bool = True
     loop_stall_s: float = 60.0
+    lease_retry_s: float = 1.0  # a service waiting for the database's lease tries again this often
 
 
 @dataclass
@@ -168,7 +174,10 @@ class Service:
         self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
         self._sync: dict[str, LockerSync] = {}
         self._keys = ingest.KeyRing()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: db.Connection | None = None
+        self.lease_held = asyncio.Event()  # set while this service holds the database's lease
+        self._wake = asyncio.Event()  # a commit changed a locker's codes: the poller looks at once
+        self._listener: db.ChangeListener | None = None
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
         self.systemd = sdnotify.Notifier()
@@ -187,8 +196,42 @@ class Service:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled: once this service holds the database's lease (db.Lease)."""
+        lease = db.Lease(self.config.db_path)
+        try:
+            if not lease.try_acquire():
+                log.warning(
+                    "another service holds the lease of %s: waiting for it (no broker connection until then)",
+                    db.describe(self.config.db_path),
+                )
+                while not lease.try_acquire():
+                    await asyncio.sleep(self.config.lease_retry_s)
+                log.info("took over the lease of %s", db.describe(self.config.db_path))
+            self.lease_held.set()
+            await self._run()
+        finally:
+            self.lease_held.clear()
+            lease.release()
+
+    async def _run(self) -> None:
         self._conn = db.connect(self.config.db_path)
+        loop = asyncio.get_running_loop()
+        own = self._conn
+
+        def woken(conn: db.Connection) -> None:
+            if conn is not own:  # the service's own commits hand their work over themselves
+                loop.call_soon_threadsafe(self._wake.set)
+
+        stop_waking = db.on_change(woken)
+        if not own.sqlite:
+            self._listener = db.ChangeListener(own.url, own.backend_pid())
+            listener = self._listener
+
+            def notified() -> None:
+                if listener.drain():
+                    self._wake.set()
+
+            loop.add_reader(listener.fileno(), notified)
         try:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
@@ -226,11 +269,16 @@ class Service:
                 if web is not None:
                     await web.cleanup()
         finally:
+            stop_waking()
+            if self._listener is not None:
+                loop.remove_reader(self._listener.fileno())
+                self._listener.close()
+                self._listener = None
             self._conn.close()
             self._conn = None
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> db.Connection:
         assert self._conn is not None, "the service is not running"
         return self._conn
 
@@ -371,7 +419,7 @@ class Service:
             began = time.perf_counter()
             try:
                 self._process(batch)
-            except sqlite3.Error:
+            except db.Error:
                 # Nothing of the batch was committed or acknowledged: the lockers send it again.
                 self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
@@ -592,17 +640,19 @@ class Service:
 
     async def _poller(self) -> None:
         conn = self.conn
-        seen = db.data_version(conn)
+        seen = db.data_version(conn) if self._listener is None else self._listener.count
         next_expiry = 0.0
         next_housekeeping = time.time() + self.config.housekeeping_s
         while True:
-            await asyncio.sleep(self.config.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_s)
+            self._wake.clear()
             self._beat("poller")
             now = time.time()
             if now >= next_housekeeping:
                 next_housekeeping = now + self.config.housekeeping_s
                 self._housekeeping(now)
-            version = db.data_version(conn)
+            version = db.data_version(conn) if self._listener is None else self._listener.count
             out: list[tuple[str, bytes]] = []
             if version != seen or now >= next_expiry:
                 with db.transaction(conn):
@@ -625,7 +675,7 @@ class Service:
             try:
                 out.extend(self._resend_overdue(now))
                 out.extend(self._send_requests(now))
-            except sqlite3.Error:
+            except db.Error:
                 self._seqs.forget()
                 log.exception("database error while resending")
             for topic, wire in out:
@@ -643,7 +693,7 @@ class Service:
                     "DELETE FROM commands WHERE state != 'sent' AND updated_at < ?",
                     (now - self.config.commands_keep_s,),
                 )
-        except sqlite3.Error:
+        except db.Error:
             log.exception("database error during housekeeping")
 
     def _resend_overdue(self, now: float) -> list[tuple[str, bytes]]:
@@ -739,10 +789,10 @@ class Service:
                 for row in due:
                     self._beat("notifier")
                     await self._notify_one(row)
-            except sqlite3.Error:
+            except db.Error:
                 log.exception("database error while notifying")
 
-    def _notification(self, row: sqlite3.Row) -> Notification | None:
+    def _notification(self, row: db.Row) -> Notification | None:
         code_row = None
         if row["code_id"] is not None:
             code_row = self.conn.execute("SELECT * FROM codes WHERE id = ?", (row["code_id"],)).fetchone()
@@ -766,7 +816,7 @@ class Service:
             staff=detail.get("staff"),
         )
 
-    async def _notify_one(self, row: sqlite3.Row) -> None:
+    async def _notify_one(self, row: db.Row) -> None:
         conn, notifier = self.conn, self.notifier
         assert notifier is not None
         note = self._notification(row)

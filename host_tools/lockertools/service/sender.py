@@ -31,12 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import aiomqtt
+
+from lockertools.service import db
 
 log = logging.getLogger("lockertools.service")
 
@@ -156,7 +157,7 @@ class Sender:
             chunk, rest = seqs[:MAX_ACK_SEQS], seqs[MAX_ACK_SEQS:]
             try:
                 wire = self._sign_ack(lid, chunk)
-            except (sqlite3.Error, KeyError):
+            except db.Error + (KeyError,):
                 # No seq for it (the database is busy, or the locker was removed): the locker sends
                 # these events again, and they are acknowledged then.
                 log.exception(

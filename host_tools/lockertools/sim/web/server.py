@@ -26,7 +26,6 @@ import json
 import secrets
 import signal
 import socket
-import sqlite3
 import threading
 import time
 import webbrowser
@@ -35,12 +34,15 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from aiohttp import WSMsgType, web
 
 from lockertools.sim.board import Event, SimError, VirtualBoard, format_event
+
+if TYPE_CHECKING:
+    from lockertools.service.db import Connection
 
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -137,7 +139,7 @@ class WebSim:
         self.ready = asyncio.Event()
         self._board_exec: list[ThreadPoolExecutor] = []
         self._db_exec = ThreadPoolExecutor(1, thread_name_prefix="websim-db")
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._last_event_id = 0
         self._data_version = -1
         self.poller: asyncio.Task[None] | None = None
@@ -271,14 +273,14 @@ class WebSim:
 
     # --- the host's database ----------------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Connection:
         if self._conn is None:
             from lockertools.service import db
 
             self._conn = db.connect(self.db_path)
         return self._conn
 
-    async def in_db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def in_db(self, fn: Callable[[Connection], T]) -> T:
         return await self.loop.run_in_executor(self._db_exec, lambda: fn(self._db()))
 
     def _read_host(self, first: bool) -> dict[str, Any] | None:
@@ -363,8 +365,9 @@ class WebSim:
                 first = False
                 if got is not None:
                     self._apply_host(got)
-            except sqlite3.Error:
-                pass  # busy: next round
+            except Exception as exc:  # noqa: BLE001 - the database busy (sqlite3 or SQLAlchemy's error): next round
+                if not _is_database_error(exc):
+                    raise
             await asyncio.sleep(POLL_S)
 
     # --- the page's requests ------------------------------------------------------------------
@@ -427,7 +430,7 @@ class WebSim:
             raise ValueError(f"no door {i!r}")
         return i
 
-    def _staff_rev(self, conn: sqlite3.Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
+    def _staff_rev(self, conn: Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
         """`_staff`, and the host's code revision for the locker once it is done (`rev` in the note):
         the locker holds what was issued once it reports that revision."""
         result = self._staff(conn, op, view, req)
@@ -436,7 +439,7 @@ class WebSim:
             result["note"]["rev"] = int(row[0])
         return result
 
-    def _staff(self, conn: sqlite3.Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
+    def _staff(self, conn: Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
         """Staff requests, on the database thread. Each returns what the page shows."""
         from lockertools.service import fleet_db
         from lockertools.service.notify import Notification
@@ -762,3 +765,9 @@ def _can_open_browser() -> bool:
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
     return True
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    from lockertools.service import db
+
+    return isinstance(exc, db.Error)

@@ -1,0 +1,270 @@
+"""Deliveries, returns and take-backs, and the notifications queued for the hook."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lockertools.service import db
+from lockertools.service.fleet.codes import IssuedCode, new_code, revoke_code
+from lockertools.service.fleet.common import (
+    ANY_DOOR,
+    ITEMS,
+    KIND_DELIVERY,
+    KIND_MASK,
+    KIND_RETURN,
+    LOAD_DAYS,
+    LOAD_DAYS_SETTING,
+    MAX_WINDOW_S,
+    PICKUP_DAYS,
+    REMINDER_S,
+    U32_MAX,
+    FleetError,
+    kind_byte,
+)
+from lockertools.service.fleet.lockers import locker_labels, log_change
+
+# --- deliveries, returns, staff ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedDelivery:
+    number: int  # what staff type at the locker; also the code's id
+    code: str  # the resident's plain code: held (held_codes) until the resident is notified
+    code_id: int
+    expires: int
+    locker_id: str
+
+    def __repr__(self) -> str:
+        return f"IssuedDelivery(number={self.number}, locker_id={self.locker_id!r})"
+
+
+def new_delivery_number(conn: db.Connection) -> int:
+    """A random 6-digit delivery number, unused by any code the host holds (it is the code's id)."""
+    for _ in range(10000):
+        number = 100000 + secrets.randbelow(900000)
+        if conn.execute("SELECT 1 FROM codes WHERE id = ?", (number,)).fetchone() is None:
+            return number
+    raise FleetError("no free delivery number")
+
+
+def _window(days: float) -> int:
+    if not days > 0:
+        raise FleetError("the pickup window is a positive number of days")
+    return int(time.time() + days * 86400)
+
+
+def prepare_delivery(
+    conn: db.Connection,
+    locker_id: str,
+    size: str | None = None,
+    low: bool = False,
+    days: float = PICKUP_DAYS,
+    item: str = "parcel",
+    contact: str | None = None,
+) -> IssuedDelivery:
+    """A delivery staff will load at the locker: a DELIVERY code (door-free, the size and low-door
+    wish in its kind byte, its id the delivery number) that the service syncs to the locker. The
+    resident's plain code is held until the resident has been told after `loaded`, then deleted.
+
+    `days` is the resident's pickup window, counted from the load: the row expires at the loading
+    allowance (load_allowance_s) + `days` from now, and `loaded` moves that to the load + `days`
+    (start_pickup_window). `expires` is the prepared row's."""
+    locker_labels(conn, locker_id)
+    if item not in ITEMS:
+        raise FleetError(f"item is one of: {', '.join(ITEMS)}")
+    kind = kind_byte(KIND_DELIVERY, size, low)
+    _window(days)
+    window_s = int(days * 86400)
+    if window_s > MAX_WINDOW_S:
+        raise FleetError(f"the pickup window is at most {MAX_WINDOW_S // 86400} days")
+    with db.transaction(conn):
+        now = time.time()
+        expires = min(int(now) + load_allowance_s(conn) + window_s, U32_MAX)
+        number = new_delivery_number(conn)
+        code, _ = new_code(conn, locker_id, ANY_DOOR, kind, expires, contact, code_id=number, item=item, created_at=now)
+        conn.execute("INSERT INTO held_codes(code_id, code) VALUES (?, ?)", (number, code))
+    return IssuedDelivery(number, code, number, expires, locker_id)
+
+
+def load_allowance_s(conn: db.Connection) -> int:
+    """How long staff have to load a prepared delivery, in seconds: the fleet setting
+    `delivery_load_days`, else LOAD_DAYS."""
+    value = db.get_setting(conn, LOAD_DAYS_SETTING)
+    try:
+        days = LOAD_DAYS if value is None else float(value)
+    except ValueError:
+        days = LOAD_DAYS
+    return int(days * 86400) if 0 <= days <= 366 else int(LOAD_DAYS * 86400)
+
+
+def set_load_days(conn: db.Connection, days: float | None) -> None:
+    """Set the loading allowance for deliveries prepared from now on (None: back to LOAD_DAYS).
+    Deliveries waiting to be loaded keep their row's expiry; their pickup window after the load is
+    worked out with the allowance in force then (pickup_window_s), so change it rarely."""
+    if days is not None and not 0 <= days <= 366:
+        raise FleetError("the loading allowance is 0-366 days")
+    with db.transaction(conn):
+        db.set_setting(conn, LOAD_DAYS_SETTING, None if days is None else repr(float(days)))
+
+
+def pickup_window_s(conn: db.Connection, row: db.Row) -> int:
+    """A delivery's pickup window in seconds, from its row: before a load its expiry is
+    int(created_at) + allowance + window (prepare_delivery); after one, start + window, where start
+    is int(loaded_at), or int(created_at) when the locker's clock said earlier (start_pickup_window).
+    A result that is not a sane window (a row prepared before the allowance existed, an allowance
+    changed meanwhile, odd data) gives PICKUP_DAYS."""
+    expires = int(row["expires"])
+    if row["loaded_at"] is not None:
+        window = expires - max(int(row["loaded_at"]), int(row["created_at"]))
+    else:
+        window = expires - int(row["created_at"]) - load_allowance_s(conn)
+    return window if 0 < window <= MAX_WINDOW_S else int(PICKUP_DAYS * 86400)
+
+
+def start_pickup_window(conn: db.Connection, locker_id: str, row: db.Row, when: float, seq: int) -> None:
+    """A delivery was loaded (event `seq` at `when`; `row` as it was before the event's other
+    effects; inside the caller's transaction): its code expires at `when` + its pickup window, `when`
+    no earlier than the delivery was prepared (a locker clock behind the host's must not cut the
+    window short). The expiry follows the earliest `loaded` event by seq, whatever the order they
+    arrive in.
+
+    Each such event logs exactly one change, so the log does not depend on that order either: an
+    `add` while the code is issued (its row again: same tag, id and door "*", the new expiry; the
+    locker displaces the record by id and keeps its journal, so the code stays bound to its door),
+    else a `del` (picked up, taken back or revoked: the locker has it no longer, or must not).
+    A delivery the host already expired (the event came after its row's expiry: the held code is
+    gone, nobody can be told) is left as it is: staff take the item back."""
+    if row["state"] == "expired":
+        return
+    if row["door_seq"] is None or int(row["door_seq"]) > seq:  # whatever the state: order-free
+        start = max(int(when), int(row["created_at"]))
+        expires = min(start + pickup_window_s(conn, row), U32_MAX)
+        conn.execute("UPDATE codes SET expires = ? WHERE id = ?", (expires, row["id"]))
+    log_change(conn, locker_id, "add" if row["state"] == "issued" else "del", int(row["id"]))
+
+
+def cancel_delivery(conn: db.Connection, number: int) -> str:
+    """Cancel a delivery not loaded yet; returns its locker."""
+    row = conn.execute("SELECT kind, door, state FROM codes WHERE id = ?", (number,)).fetchone()
+    if row is None or row["kind"] & KIND_MASK != KIND_DELIVERY:
+        raise FleetError(f"no delivery {number}")
+    if row["door"] != ANY_DOOR and row["state"] == "issued":
+        raise FleetError(
+            f"delivery {number} is loaded at door {row['door']}: revoke code {number} and take the item back"
+        )
+    return revoke_code(conn, number)
+
+
+def delivery_table(conn: db.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+    """Deliveries (and size-only loads), newest last, with a state for people."""
+    sql = (
+        "SELECT c.*, d.full AS door_full, h.code_id IS NOT NULL AS held FROM codes c"
+        " LEFT JOIN doors d ON d.locker_id = c.locker_id AND d.label = c.door"
+        " LEFT JOIN held_codes h ON h.code_id = c.id"
+        " WHERE ((c.kind & 15) = 3 OR c.loaded_at IS NOT NULL)"
+    )
+    params: list[Any] = []
+    if locker_id:
+        sql += " AND c.locker_id = ?"
+        params.append(locker_id)
+    out = []
+    for r in conn.execute(sql + " ORDER BY c.created_at", params):
+        row = dict(r)
+        row["status"] = delivery_status(row)
+        out.append(row)
+    return out
+
+
+def delivery_status(row: dict[str, Any]) -> str:
+    state, door = row["state"], row["door"]
+    if state == "issued":
+        return "to load" if door == ANY_DOOR else f"in door {door}"
+    if state == "used":
+        return "picked up"
+    if state == "expired":
+        return "expired, not loaded" if door == ANY_DOOR else f"TAKE BACK from {door}"
+    if state == "taken_back":
+        return "taken back"
+    return "cancelled" if state == "revoked" else str(state)
+
+
+def issue_return_code(
+    conn: db.Connection,
+    locker_id: str,
+    size: str | None = None,
+    low: bool = False,
+    days: float = PICKUP_DAYS,
+    item: str = "borrowed material",
+    recipient: str | None = None,
+) -> IssuedCode:
+    """A resident's return code: door-free; the locker gives an empty door of the size wanted."""
+    locker_labels(conn, locker_id)
+    if item not in ITEMS:
+        raise FleetError(f"item is one of: {', '.join(ITEMS)}")
+    kind = kind_byte(KIND_RETURN, size, low)
+    expires = _window(days)
+    with db.transaction(conn):
+        code, code_id = new_code(conn, locker_id, ANY_DOOR, kind, expires, recipient, item=item)
+    return IssuedCode(code, code_id, locker_id, ANY_DOOR, kind, expires, recipient)
+
+
+def take_back_table(conn: db.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
+    """Items whose pickup window ended and that are still in their door: staff take them back."""
+    sql = (
+        "SELECT c.id, c.locker_id, c.door, c.kind, c.expires, c.item, c.recipient FROM codes c"
+        " LEFT JOIN doors d ON d.locker_id = c.locker_id AND d.label = c.door"
+        " WHERE c.state = 'expired' AND c.door != '*' AND (c.kind & 15) IN (0, 3)"
+        " AND coalesce(d.full, 1) != 0"
+    )
+    params: list[Any] = []
+    if locker_id:
+        sql += " AND c.locker_id = ?"
+        params.append(locker_id)
+    return [dict(r) for r in conn.execute(sql + " ORDER BY c.locker_id, c.door", params)]
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+NOTIFY_KINDS = ("code", "loaded", "reminder", "returned", "taken_back")
+
+
+def enqueue_notification(
+    conn: db.Connection,
+    locker_id: str,
+    code_id: int | None,
+    kind: str,
+    door: str | None,
+    detail: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> None:
+    """Queue one notification for the service to hand to the hook (inside a transaction). `detail`
+    never holds a code: a `loaded` notification takes its code from held_codes when it goes."""
+    assert kind in NOTIFY_KINDS
+    now = time.time() if now is None else now
+    conn.execute(
+        "INSERT INTO notifications(locker_id, code_id, kind, door, detail_json, next_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (locker_id, code_id, kind, door, json.dumps(detail or {}), now, now),
+    )
+    if code_id is not None and kind == "loaded":
+        conn.execute("UPDATE codes SET notify_state = 'pending' WHERE id = ?", (code_id,))
+
+
+def queue_reminders(conn: db.Connection, now: float) -> int:
+    """Once per code, a day before its pickup window ends: remind the resident (inside a
+    transaction). Only for codes active for at least a day (a door-bound pickup or a loaded
+    delivery); returns how many were queued."""
+    due = conn.execute(
+        "SELECT id, locker_id, door FROM codes WHERE state = 'issued' AND (kind & 15) IN (0, 3)"
+        " AND door != '*' AND expires > ? AND expires - ? <= ? AND reminded_at IS NULL"
+        " AND coalesce(loaded_at, created_at) <= ?",
+        (now, REMINDER_S, now, now - REMINDER_S),
+    ).fetchall()
+    for code_id, lid, door in due:
+        conn.execute("UPDATE codes SET reminded_at = ? WHERE id = ?", (now, code_id))
+        enqueue_notification(conn, lid, code_id, "reminder", door, now=now)
+    return len(due)

@@ -1,0 +1,207 @@
+"""The fleet database's tables, defined once (SQLAlchemy Core) for SQLite and PostgreSQL.
+
+A fresh database is created from these tables and stamped with the newest Alembic revision
+(db.migrate); an existing one is upgraded by the revisions in service/migrations. A change here
+goes with a new revision there.
+
+Numbers that can pass 2**31 (code ids, command seqs in ms since the epoch, expiries up to 2**32 - 1)
+are BIGINT on PostgreSQL; on SQLite every integer key stays `INTEGER PRIMARY KEY` (the rowid), as
+the databases written before SQLAlchemy have it. Times are seconds since the epoch (REAL / double).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where an `INTEGER PRIMARY KEY` is the rowid).
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Big = sa.BigInteger
+Time = sa.Float(precision=53)
+
+metadata = sa.MetaData()
+
+
+def _zero() -> sa.TextClause:
+    return sa.text("0")
+
+
+lockers = sa.Table(
+    "lockers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("key_hex", sa.Text, nullable=False),
+    sa.Column("doors_json", sa.Text, nullable=False),  # ["A1", "A2", ...]: the door labels
+    sa.Column("host_rev", Big, nullable=False, server_default=_zero()),  # H: revision of the host's code set
+    sa.Column("log_floor", Big, nullable=False, server_default=_zero()),  # changes after it are in the log
+    sa.Column("locker_rev", Big),  # R: last revision the locker reported
+    sa.Column("snap", sa.Integer, nullable=False, server_default=_zero()),  # the locker asked for a snapshot
+    sa.Column("online", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("status_json", sa.Text),
+    sa.Column("last_seen", Time),
+    sa.Column("last_cmd_seq", Big, nullable=False, server_default=_zero()),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=False),  # random, like code ids
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id")),  # no longer used (PINs are per locker)
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("removed_at", Time),
+    sa.Column("pins_withdrawn_at", Time),  # the upgrade to per-locker expiring PINs withdrew an old one
+)
+
+CODE_STATES = ("issued", "revoked", "used", "expired", "taken_back")
+codes = sa.Table(
+    "codes",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=False),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("door", sa.Text, nullable=False),  # a label; '*': door-free (a delivery: until loaded)
+    sa.Column("kind", sa.Integer, nullable=False),  # the protocol's kind byte
+    sa.Column("tag_hex", sa.Text, nullable=False),
+    sa.Column("expires", Big, nullable=False, server_default=_zero()),  # epoch seconds, 0: none
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'issued'")),
+    sa.Column("recipient", sa.Text),
+    sa.Column("notify_state", sa.Text),  # NULL: no hook; 'sent'; 'failed'; 'pending'
+    sa.Column("notify_error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("used_at", Time),
+    sa.Column("revoked_at", Time),
+    sa.Column("item", sa.Text),  # deliveries and returns: parcel, document, ...
+    sa.Column("staff_id", Big, sa.ForeignKey("staff.id")),  # staff PINs: whose
+    sa.Column("loaded_at", Time),
+    sa.Column("loaded_by", Big),  # the staff code id the locker reported
+    sa.Column("door_seq", Big),  # the event that bound a door-free code to its door
+    sa.Column("reminded_at", Time),
+    sa.Column("taken_back_at", Time),
+    sa.CheckConstraint("id >= 1 AND id < 4294967296", name="codes_id_u32"),
+    sa.CheckConstraint("kind >= 0 AND kind <= 127", name="codes_kind_byte"),
+    sa.CheckConstraint(f"state IN {CODE_STATES!r}", name="codes_state"),
+)
+sa.Index("codes_locker_state", codes.c.locker_id, codes.c.state)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), primary_key=True),
+    sa.Column("rev", Big, primary_key=True, autoincrement=False),
+    sa.Column("op", sa.Text, nullable=False),
+    sa.Column("code_id", Big, sa.ForeignKey("codes.id"), nullable=False),
+    sa.CheckConstraint("op IN ('add', 'del')", name="changes_op"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("seq", Big, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("door", sa.Text),
+    sa.Column("json", sa.Text, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.UniqueConstraint("locker_id", "seq"),
+)
+
+doors = sa.Table(
+    "doors",
+    metadata,
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), primary_key=True),
+    sa.Column("label", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text),
+    sa.Column("full", sa.Integer),  # NULL: no parcel sensor / unknown ("full" is quoted: reserved in SQL)
+    # the events last applied to state and to full: an older event never overrides a newer one
+    sa.Column("state_seq", Big, nullable=False, server_default=_zero()),
+    sa.Column("full_seq", Big, nullable=False, server_default=_zero()),
+    sa.Column("updated_at", Time),
+    sa.Column("in_service", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("service_seq", Big, nullable=False, server_default=_zero()),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), primary_key=True),
+    sa.Column("tx", sa.Text, primary_key=True),
+    sa.Column("seq", Big, nullable=False),  # of the last attempt
+    sa.Column("op", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("detail", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.CheckConstraint("state IN ('sent', 'ok', 'failed', 'abandoned')", name="commands_state"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# A plain code waiting for its notification (a delivery's, until the resident has been told after
+# `loaded`); deleted once the hook took it. The SQLite file is 0600.
+held_codes = sa.Table(
+    "held_codes",
+    metadata,
+    sa.Column("code_id", Id, sa.ForeignKey("codes.id"), primary_key=True, autoincrement=False),
+    sa.Column("code", sa.Text, nullable=False),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("code_id", Big),
+    sa.Column("kind", sa.Text, nullable=False),  # code, loaded, reminder, returned, taken_back
+    sa.Column("door", sa.Text),
+    sa.Column("detail_json", sa.Text, nullable=False, server_default=sa.text("'{}'")),  # never a code
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("sent_at", Time),
+    sa.CheckConstraint("state IN ('pending', 'sent', 'failed', 'skipped')", name="notifications_state"),
+)
+sa.Index("notifications_due", notifications.c.state, notifications.c.next_at)
+
+# One-off signed commands people ask for (door.open, door.service), with who asked ("by" is quoted:
+# a reserved word in SQL).
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("op", sa.Text, nullable=False),
+    sa.Column("args_json", sa.Text, nullable=False),
+    sa.Column("by", sa.Text, nullable=False),
+    sa.Column("tx", sa.Text, nullable=False, unique=True),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'queued'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("seq", Big),
+    sa.Column("reply_json", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("sent_at", Time),
+    sa.Column("done_at", Time),
+    sa.CheckConstraint("state IN ('queued', 'sent', 'ok', 'failed', 'expired', 'cancelled')", name="requests_state"),
+)
+sa.Index("requests_open", requests.c.state)
+
+# Lockers whose connection flaps (online/offline over and over), for staff.
+connection_flaps = sa.Table(
+    "connection_flaps",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("started_at", Time, nullable=False),  # the first change of the window that raised it
+    sa.Column("last_at", Time, nullable=False),  # the latest change
+    sa.Column("changes", sa.Integer, nullable=False),  # online/offline changes from started_at to last_at
+    sa.Column("ended_at", Time),  # NULL: still flapping
+)
+sa.Index("connection_flaps_open", connection_flaps.c.locker_id, connection_flaps.c.ended_at)
