@@ -23,8 +23,6 @@ started here is stopped at teardown, whatever happened.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any

@@ -28,6 +28,7 @@ from pathlib import Path
 import pyrage
 
 from lockertools.service import db
+from lockertools.service.migrations.legacy import LEGACY_VERSION
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"
@@ -156,7 +157,7 @@ def restore(backup_file: Path, identity: pyrage.x25519.Identity, target: Target,
                 Path(str(target.sqlite_path) + suffix).unlink(missing_ok=True)
             os.chmod(plain, 0o600)
             os.replace(plain, target.sqlite_path)
-            return f"SQLite database, schema version {version}, to {target.sqlite_path}"
+            return f"SQLite database, schema {version}, to {target.sqlite_path}"
         assert target.pg_url is not None
         if not head.startswith(PG_DUMP_MAGIC):
             raise BackupError(f"{backup_file}: not a PostgreSQL backup (a SQLite one? restore it to a path)")
@@ -167,21 +168,31 @@ def restore(backup_file: Path, identity: pyrage.x25519.Identity, target: Target,
         return "PostgreSQL dump"
 
 
-def _check_sqlite(path: Path) -> int:
+def _check_sqlite(path: Path) -> str:
+    """The backup's schema (an Alembic revision, or a legacy version), once it passed SQLite's
+    integrity check and is a schema this program can open."""
     conn = sqlite3.connect(path)
     try:
         ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = (
+            conn.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        )
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"the backup is not a readable database: {exc}") from None
     finally:
         conn.close()
     if ok != "ok":
         raise BackupError(f"the backup fails SQLite's integrity check: {ok}")
-    if version > db.SCHEMA_VERSION:
-        known = db.SCHEMA_VERSION
-        raise BackupError(f"the backup has schema version {version}; this lockerctl knows {known}: upgrade it")
-    return version
+    if row is not None:
+        revision = str(row[0])
+        if revision not in db.known_revisions():
+            raise BackupError(f"the backup has schema {revision}, which this lockerctl does not know: upgrade it")
+        return revision
+    if version > LEGACY_VERSION:
+        raise BackupError(f"the backup has schema version {version}; this lockerctl knows {LEGACY_VERSION}: upgrade it")
+    return f"version {version}"
 
 
 def _sqlite_has_tables(path: Path) -> bool:

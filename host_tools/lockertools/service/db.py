@@ -326,6 +326,14 @@ def schema_head() -> str:
     return head
 
 
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every Alembic revision this program knows (a database at another one is newer than it)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(r.revision for r in ScriptDirectory.from_config(_alembic_config()).walk_revisions())
+
+
 def schema_revision(conn: Connection) -> str | None:
     """The Alembic revision the database is at (None: not stamped)."""
     if "alembic_version" not in _tables(conn):

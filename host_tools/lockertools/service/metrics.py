@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from lockertools.service import db
 
 
 class _Counters(Protocol):
@@ -52,7 +53,7 @@ class Service(Protocol):
     @property
     def connected(self) -> asyncio.Event: ...
     @property
-    def conn(self) -> sqlite3.Connection: ...
+    def conn(self) -> db.Connection: ...
     def healthy(self) -> bool: ...
     def health(self) -> dict[str, Any]: ...
     def inbox_size(self) -> int: ...
