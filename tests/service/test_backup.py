@@ -52,6 +52,7 @@ def rig(broker: Broker, tmp_path: Path) -> Iterator[Rig]:
         made.close()
 
 
+@pytest.mark.sqlite_only  # a SQLite file's online backup (PostgreSQL: the pg_dump test below)
 def test_backup_under_load_restores_into_a_fresh_host_whose_lockers_sync(
     rig: Rig, tmp_path: Path, keys: tuple[str, Path]
 ) -> None:
@@ -127,6 +128,7 @@ def test_backup_under_load_restores_into_a_fresh_host_whose_lockers_sync(
     assert rig.sims["hall-2"].lookup("A1", issued["hall-2"].code) == issued["hall-2"].code_id
 
 
+@pytest.mark.sqlite_only  # a SQLite file's online backup (PostgreSQL: the pg_dump test below)
 def test_restore_refuses_what_would_lose_something(broker: Broker, tmp_path: Path, keys: tuple[str, Path]) -> None:
     recipient, identity = keys
     rig = Rig(broker, tmp_path)

@@ -89,6 +89,7 @@ def rig(broker: Broker, tmp_path: Path) -> Iterator[Rig]:
         made.close()
 
 
+@pytest.mark.sqlite_only  # `lockerctl service run` as a process, on the rig's database file
 def test_service_under_systemd_says_ready_then_feeds_the_watchdog_then_stopping(rig: Rig, tmp_path: Path) -> None:
     listener = NotifySocket()
     service = _service(
@@ -225,6 +226,7 @@ def test_metrics_and_health_follow_what_the_service_does(rig: Rig) -> None:
     assert used and used <= exported, used - exported
 
 
+@pytest.mark.sqlite_only  # `lockerctl service run` as a process, on the rig's database file
 def test_log_lines_are_json_with_the_locker_and_never_a_code_or_a_password(rig: Rig, tmp_path: Path) -> None:
     """The whole flow through `lockerctl service run -v`: a staff PIN, a delivery loaded and picked up, a
     resident code, a failing notification hook that holds the code, a wrong code, a refused command;
