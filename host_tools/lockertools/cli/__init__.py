@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from lockertools.cli.extras import missing_extra
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Lockerctl(click.Group):
+    """The command group; a module that an optional extra brings, missing, names the extra to install."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Lockerctl, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="lockerctl")
 def main() -> None:
     """Parcel-locker controller: boards, simulator, provisioning."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lockertools import use_firmware_modules
 from lockertools.service import db
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
@@ -79,7 +78,6 @@ class IssuedCode:
 
 
 def tag_hex(key: bytes, door: str, code: str) -> str:
-    use_firmware_modules()
     from locker import codes as fw_codes  # type: ignore[import-not-found]
 
     tag: bytes = fw_codes.tag(key, door, code.encode())

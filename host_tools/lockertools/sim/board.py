@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
 
-from lockertools import FIRMWARE_DIR, REPO_ROOT, SIM_BOARD_DIR
+from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR
 from lockertools.build import compile_tree
 
 Event = dict[str, Any]
@@ -39,9 +39,9 @@ _RESET_GRACE_S = 0.5  # after a reset report, a process still alive (hung) is ki
 
 
 def default_micropython() -> Path:
-    for cand in (REPO_ROOT / ".venv" / "bin" / "micropython", Path(sys.executable).with_name("micropython")):
-        if cand.exists():
-            return cand
+    beside = Path(sys.executable).with_name("micropython")  # the sim extra installs it into the venv
+    if beside.exists():
+        return beside
     found = shutil.which("micropython")
     return Path(found) if found else Path("micropython")
 
@@ -90,7 +90,7 @@ def heap_bytes(heap: str) -> int:
 
 
 def compiled_sim_board(source_dir: Path = SIM_BOARD_DIR, micropython: Path | None = None) -> Path:
-    """The sim_board modules compiled with mpy-cross (cached under build/).
+    """The sim_board modules compiled with mpy-cross (cached: lockertools.build).
 
     Compiling _simboard.py from source on the locker's own 128K heap would need most of that heap
     (the parser keeps the whole tree); loading bytecode needs only what stays resident.
@@ -274,16 +274,21 @@ class VirtualBoard:
             if keep_rtc is not None:
                 env["LOCKER_SIM_RTC"] = str(int(keep_rtc))
             self._log.append(f"--- boot {n} ({reset_cause}) ---")
-            proc = subprocess.Popen(
-                # _launch: a program that raises stays at the REPL, as on a board (see there)
-                [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
-                cwd=self.flash_dir,
-                env=env,
-                stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
-                stdout=subprocess.PIPE if self.console_fd is None else self.console_fd,
-                stderr=subprocess.STDOUT if self.console_fd is None else self.console_fd,
-                start_new_session=True,  # a Ctrl-C in the terminal is not the locker's
-            )
+            try:
+                proc = subprocess.Popen(
+                    # _launch: a program that raises stays at the REPL, as on a board (see there)
+                    [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
+                    cwd=self.flash_dir,
+                    env=env,
+                    stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                    stdout=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                    stderr=subprocess.STDOUT if self.console_fd is None else self.console_fd,
+                    start_new_session=True,  # a Ctrl-C in the terminal is not the locker's
+                )
+            except FileNotFoundError:
+                raise SimError(
+                    f"{self.micropython}: MicroPython's unix port is not installed: pip install 'lockertools[sim]'"
+                ) from None
             run = _Run(n, reset_cause, proc)
             self._run = run
             if proc.stdout is not None:
