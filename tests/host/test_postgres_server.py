@@ -26,7 +26,9 @@ def test_a_throwaway_cluster_listens_on_loopback_only_and_stops(tmp_path: Path) 
     assert not server.running and not Path(f"/proc/{pid}").exists()
 
 
-def test_the_session_server_gives_each_test_its_own_database(postgres_url: str, postgres_server: PostgresServer) -> None:
+def test_the_session_server_gives_each_test_its_own_database(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
     name = postgres_url.rsplit("/", 1)[1]
     assert name.startswith("t_test_the_session_server")
     assert postgres_server.psql("SELECT current_database()", name).strip() == name

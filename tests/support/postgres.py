@@ -121,7 +121,9 @@ class PostgresServer:
                 raise PostgresError(f"postgres exited ({self.proc.returncode}):\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise PostgresError(f"postgres did not accept connections in {self.start_timeout} s:\n{self.log_tail()}")
+                raise PostgresError(
+                    f"postgres did not accept connections in {self.start_timeout} s:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
         return self
 
@@ -194,4 +196,3 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
-

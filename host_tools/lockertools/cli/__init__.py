@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from lockertools.cli.config import load_for
-from lockertools.cli.extras import missing_extra
+from lockertools.extras import ExtraMissing, missing_extra
 
 
 class _Lockerctl(click.Group):
@@ -22,6 +22,8 @@ class _Lockerctl(click.Group):
             if message is None:
                 raise
             raise click.ClickException(message) from None
+        except ExtraMissing as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=_Lockerctl, context_settings={"help_option_names": ["-h", "--help"]})

