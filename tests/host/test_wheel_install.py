@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,13 +33,22 @@ from tests.support.mosquitto import wait_until
 pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("wheel_install")]
 
 KEY = bytes(range(32))
+SOURCES = ("pyproject.toml", "LICENSE", "host_tools", "firmware", "boards", "protocol", "tests/scenarios/examples")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
 INSTALL_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    _pip(sys.executable, "wheel", "--no-deps", "-w", str(out), str(REPO_ROOT))
+    # Built from a copy of what pyproject.toml takes: setuptools' build/ and egg-info stay out of
+    # the checkout, and nothing left there from an earlier build slips into the wheel.
+    source = out / "source"
+    for name in SOURCES:
+        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        copy(REPO_ROOT / name, source / name, **({"ignore": _IGNORED} if copy is shutil.copytree else {}))
+    _pip(sys.executable, "wheel", "--no-deps", "-w", str(out), str(source))
     (built,) = out.glob("lockertools-*.whl")
     return built
 
