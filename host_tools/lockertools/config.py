@@ -142,12 +142,13 @@ def _section(cls: type[Any], name: str, table: dict[str, Any], base: Path, at: s
     values: dict[str, Any] = {}
     secrets = {n for n in fields if _is_secret(hints[n])}
     for key, raw in table.items():
-        stem, suffix = key[: key.rfind("_")] if "_" in key else key, key[key.rfind("_") :]
+        stem, _, source = key.rpartition("_")
+        suffix = f"_{source}"
         if stem in secrets and suffix in _SECRET_FROM:
             if stem in values:
                 problems.append(f"{at}.{key}: give one of {stem}_file and {stem}_env")
                 continue
-            secret = _secret(key, raw, suffix, base, f"{at}.{key}", problems)
+            secret = _secret(raw, suffix, base, f"{at}.{key}", problems)
             if secret is not None:
                 values[stem] = secret
             continue
@@ -203,7 +204,7 @@ def _value(hint: Any, raw: Any, base: Path, at: str, problems: list[str]) -> Any
     return raw
 
 
-def _secret(key: str, raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> Secret | None:
+def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> Secret | None:
     if not isinstance(raw, str) or not raw:
         problems.append(f"{at}: {'a path' if suffix == '_file' else 'the name of an environment variable'},"
                         f" not {_shown(raw)}")  # fmt: skip
