@@ -12,15 +12,14 @@ the `micropython` stand-in (host_tools/cpython_compat) they import `const` from.
 from importlib import resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parents[2]
+_PACKAGED = Path(str(resources.files(__name__) / "_shipped"))
+CHECKOUT: Path | None = None if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2]
+"""The repository, in a development install (None: an installed wheel)."""
 
 
 def _shipped(name: str, checkout_path: str) -> Path:
     """The directory `name` of the package data, or in a development install the checkout's own."""
-    packaged = Path(str(resources.files(__name__) / "_shipped" / name))
-    if packaged.is_dir():
-        return packaged
-    return _CHECKOUT / checkout_path
+    return _PACKAGED / name if CHECKOUT is None else CHECKOUT / checkout_path
 
 
 FIRMWARE_DIR = _shipped("firmware", "firmware")

@@ -2,8 +2,8 @@
 
 The board runs bytecode (.mpy), not source: compiling on the ESP32 itself would need most of its
 heap for the parser. The simulator runs the very same .mpy files, so its heap figures are the
-board's. Results are cached by content in the user's cache directory ($XDG_CACHE_HOME/lockertools,
-else ~/.cache/lockertools; the temp dir where that cannot be written).
+board's. Results are cached by content under build/ in a checkout, else in the user's cache directory
+($XDG_CACHE_HOME/lockertools, else ~/.cache/lockertools); the temp dir where that cannot be written.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lockertools import CHECKOUT
 from lockertools.extras import ExtraMissing, install_hint
 
 # Entry points MicroPython runs as source (boot.py and main.py are looked up by name).
@@ -41,7 +42,11 @@ def mpy_cross_path() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where compiled trees are kept: not beside the sources, which may be an installed package."""
+    """Where compiled trees are kept: a checkout's build/, else the user's cache (an installed
+    package's files are not to be written beside). The path is on MICROPYPATH: every import
+    concatenates it on a 128K heap, so a checkout keeps the short one it always had."""
+    if CHECKOUT is not None:
+        return CHECKOUT / "build"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lockertools"
 
