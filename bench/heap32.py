@@ -39,7 +39,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # a test may have put 
 import simlocker as S  # noqa: E402
 from report import Figure, kb  # noqa: E402
 
-from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR, use_firmware_modules  # noqa: E402
+from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR  # noqa: E402
 from lockertools.flash import CodeSpec  # noqa: E402
 from lockertools.sim import compiled_firmware, compiled_sim_board  # noqa: E402
 
@@ -195,7 +195,6 @@ def _test_ca(tmp: Path) -> Path:
 
 def flash_folder(tmp: Path, board: str, ncodes: int, *, networked: bool) -> Path:
     """`ncodes` random pickup codes (simlocker.make_flash) and a staff PIN; with net.json if networked."""
-    use_firmware_modules()
     from locker.codes import KIND_STAFF  # type: ignore[import-not-found]
 
     flash, _ = S.make_flash(

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host_tools"))
 
-from lockertools import BOARDS_DIR, FIRMWARE_DIR, SIM_BOARD_DIR, use_firmware_modules  # noqa: E402
+from lockertools import BOARDS_DIR, FIRMWARE_DIR, SIM_BOARD_DIR  # noqa: E402
 from lockertools.flash import CodeSpec, board_labels, prepare  # noqa: E402
 from lockertools.sim import (  # noqa: E402
     SIM_SHIM_HEAP,
@@ -83,7 +83,6 @@ def make_flash(
     prepare(flash, BOARDS[board], [*specs, *extra], config_overrides={"language": "en"}, key=KEY, net=net)
     if used:
         # The firmware's own code store marks them, exactly as the board does at each pickup.
-        use_firmware_modules()
         from locker.codes import CodeStore  # type: ignore[import-not-found]
 
         store = CodeStore(KEY, labels, path=str(flash / "codes.bin"), used_path=str(flash / "used.bin"))

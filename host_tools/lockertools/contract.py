@@ -13,9 +13,8 @@ from typing import Any
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 
-from lockertools import REPO_ROOT, use_firmware_modules
+from lockertools import SCHEMA_DIR
 
-SCHEMA_DIR = REPO_ROOT / "protocol" / "schemas"
 KINDS = ("status", "doors", "event", "reply", "command")
 # The last level of a topic -> the schema of what travels on it.
 _TOPIC_KINDS = {"status": "status", "doors": "doors", "events": "event", "reply": "reply", "cmd": "command"}
@@ -72,7 +71,6 @@ def check(kind: str, message: Any) -> None:
 
 def check_wire(topic: str, wire: bytes, key: bytes) -> dict[str, Any]:
     """Check a message as it travelled: signature (locker key), topic, schema, lid matching the topic."""
-    use_firmware_modules()
     from locker import protocol  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

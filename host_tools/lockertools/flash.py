@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockertools import use_firmware_modules
-
 
 @dataclass(frozen=True)
 class LockerSecrets:
@@ -45,7 +43,6 @@ def board_labels(board: Mapping[str, Any]) -> list[str]:
 
 def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[tuple[bytes, int, int, int, int]]:
     """Code-store records (tag, door index, kind, expiry, id): the HMAC tags, never the codes."""
-    use_firmware_modules()
     from locker import codes as fw_codes  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 
@@ -127,7 +124,6 @@ def ca_der(cert: bytes) -> bytes:
 
 
 def write_codes(flash_dir: Path, key: bytes, labels: list[str], codes: list[CodeSpec], revision: int) -> None:
-    use_firmware_modules()
     from locker.codes import CodeStore  # type: ignore[import-not-found]
 
     store = CodeStore(key, labels, path=str(flash_dir / "codes.bin"), used_path=str(flash_dir / "used.bin"))

@@ -22,8 +22,6 @@ from typing import Any
 
 import aiomqtt
 
-from lockertools import use_firmware_modules
-
 MAX_ROWS = 64  # code rows per command
 RECENT_TX = 8  # admitted tx remembered: a resent command is answered `dup`
 
@@ -51,7 +49,6 @@ class SimLocker:
         state_dir: Path | None = None,
         resend_s: float = 30.0,
     ) -> None:
-        use_firmware_modules()
         from locker import codes, protocol  # type: ignore[import-not-found]
         from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

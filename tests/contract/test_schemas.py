@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from lockertools import REPO_ROOT
 from lockertools.contract import ContractError, check, check_wire, kind_of_topic
+from tests.support import REPO_ROOT
 
 _HEADING_KIND = {"status (retained)": "status", "doors (retained)": "doors", "event": "event", "reply": "reply"}
 
@@ -95,9 +95,7 @@ def test_the_contract_refuses(kind: str, message: dict[str, object], field: str)
 
 
 def test_check_wire_needs_the_right_key_and_topic() -> None:
-    from lockertools import use_firmware_modules
 
-    use_firmware_modules()
     from locker import protocol  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from lockertools import REPO_ROOT, use_firmware_modules
+from tests.support import REPO_ROOT
 
 _UNITS = {"": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 
@@ -48,7 +48,6 @@ def _accepts(config: object, name: str, value: int) -> bool:
 
 
 def test_the_settings_table_has_the_firmwares_defaults_and_ranges() -> None:
-    use_firmware_modules()
     from locker import config  # type: ignore[import-not-found]
 
     defaults = vars(config.settings())

@@ -45,9 +45,7 @@ def test_only_the_hardware_layer_imports_machine() -> None:
 
 def test_code_file_format_constants_agree_between_codes_and_codefile() -> None:
     # MicroPython's private `_X = const()` names cannot be imported, so both modules carry them.
-    from lockertools import use_firmware_modules
 
-    use_firmware_modules()
     from locker import codefile, codes  # type: ignore[import-not-found]
 
     shared = [n for n in vars(codes) if re.fullmatch(r"_[A-Z][A-Z0-9_]*", n) and hasattr(codefile, n)]
@@ -60,9 +58,7 @@ def test_code_file_format_constants_agree_between_codes_and_codefile() -> None:
 
 def test_snapshot_writes_codes_bin_with_the_same_format_constants() -> None:
     # locker/snapshot.py writes codes.bin itself (part by part): its copies of the format must agree.
-    from lockertools import use_firmware_modules
 
-    use_firmware_modules()
     from locker import codefile, snapshot  # type: ignore[import-not-found]
 
     shared = [n for n in vars(snapshot) if re.fullmatch(r"_[A-Z][A-Z0-9_]*", n) and hasattr(codefile, n)]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lockertools import BOARDS_DIR, REPO_ROOT, SIM_BOARD_DIR
+from lockertools import BOARDS_DIR, SIM_BOARD_DIR
 from lockertools.cli.sim import sim_cli
 from lockertools.sim import (
     SIM_SHIM_HEAP,
@@ -28,6 +28,7 @@ from lockertools.sim import (
     default_micropython,
 )
 from lockertools.sim.scenario import Runner, ScenarioError, load, parse_time, run_files
+from tests.support import REPO_ROOT
 
 MICROPYTHON = default_micropython()
 pytestmark = pytest.mark.skipif(not MICROPYTHON.exists(), reason="micropython (unix port) is not installed")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lockertools import REPO_ROOT
 from lockertools.sim import default_micropython
+from tests.support import REPO_ROOT
 from tests.support.procs import left_behind
 
 LOCKERCTL = REPO_ROOT / ".venv" / "bin" / "lockerctl"

@@ -94,11 +94,9 @@ def test_selftest_reports_a_jammed_door_and_a_dead_key(rig: tuple[VirtualBoard, 
 def test_diag_answers_in_safe_mode_and_the_selftest_refuses(tmp_path: Path) -> None:
     import struct
 
-    from lockertools import use_firmware_modules
     from lockertools.maint import MaintError
 
     secrets = prepare(tmp_path, BOARD, locker_id="S2", config_overrides={**FAST_TIMINGS, "safe_mode_boots": 2})
-    use_firmware_modules()
     from locker import store  # type: ignore[import-not-found]
 
     store.save(str(tmp_path / "boots.bin"), struct.pack("<H", 2))  # two failed boots already

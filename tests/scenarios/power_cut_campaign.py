@@ -37,13 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lockertools import BOARDS_DIR, use_firmware_modules
-from lockertools.commands import CommandSigner
-from lockertools.flash import CodeSpec, prepare
-from lockertools.sim import CONSOLE_SYNC_HEAP, SimError, SimTimeout, VirtualBoard
-from tests.support.settings import FAST_TIMINGS
-
-use_firmware_modules()
 from locker import codes as fw_codes  # noqa: E402  (firmware modules, importable only now)
 from locker import store  # noqa: E402
 from locker.clock import WallClock  # noqa: E402
@@ -53,6 +46,11 @@ from locker.outbox import Outbox  # noqa: E402
 from locker.protocol import CommandGate  # noqa: E402
 from locker.safemode import BootCounter  # noqa: E402
 from locker.throttle import Throttle  # noqa: E402
+from lockertools import BOARDS_DIR
+from lockertools.commands import CommandSigner
+from lockertools.flash import CodeSpec, prepare
+from lockertools.sim import CONSOLE_SYNC_HEAP, SimError, SimTimeout, VirtualBoard
+from tests.support.settings import FAST_TIMINGS
 
 T = TypeVar("T")
 

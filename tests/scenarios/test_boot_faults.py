@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from lockertools import FIRMWARE_DIR, REPO_ROOT
+from lockertools import FIRMWARE_DIR
 from lockertools.flash import prepare
 from lockertools.sim import VirtualBoard, default_micropython
+from tests.support import REPO_ROOT
 
 pytestmark = [
     pytest.mark.scenario,

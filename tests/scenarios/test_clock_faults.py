@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from lockertools import REPO_ROOT
 from lockertools.commands import CommandSigner
 from lockertools.flash import LockerSecrets, prepare
 from lockertools.sim import CONSOLE_SYNC_HEAP, VirtualBoard, default_micropython
+from tests.support import REPO_ROOT
 
 pytestmark = [
     pytest.mark.scenario,

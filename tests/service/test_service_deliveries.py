@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import delivery_batches
 
-from lockertools import use_firmware_modules
 from lockertools.contract import check
 from lockertools.service import db, fleet_db, ingest
 from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
@@ -34,7 +33,6 @@ def _fleet(path: Path, lockers: tuple[str, ...] = ("hall-1",)) -> sqlite3.Connec
 
 
 def _tag(door: str, code: str, key: bytes = KEY) -> str:
-    use_firmware_modules()
     from locker import codes  # type: ignore[import-not-found]
 
     tag: bytes = codes.tag(key, door, code.encode())

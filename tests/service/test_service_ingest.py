@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import delivery_batches
 
-from lockertools import use_firmware_modules
 from lockertools.service import db, fleet_db, ingest
 
 KEY = bytes(range(32))
@@ -116,7 +115,6 @@ def keys(tmp_path: Path) -> ingest.KeyRing:
 
 
 def _signed(payload: Any, key: bytes = KEY) -> bytes:
-    use_firmware_modules()
     from locker import protocol  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import Rig
 
-from lockertools import use_firmware_modules
 from lockertools.service import fleet_db
 from tests.support.fixtures import Broker
 
@@ -130,7 +129,6 @@ def test_the_service_reconnects_after_a_broker_restart(rig: Rig) -> None:
 
 
 def _sign(key: bytes, body: bytes) -> bytes:
-    use_firmware_modules()
     from locker import protocol  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from lockertools import use_firmware_modules
 from lockertools.contract import check
 from lockertools.service import db, fleet_db, ingest
 from lockertools.service.runner import Service
@@ -275,7 +274,6 @@ def test_the_locker_keeps_a_loaded_delivery_in_its_door_when_the_row_comes_again
     """What the host plans, applied to the firmware's CodeStore (locker/codes.py + codefile.py on
     CPython): the record is displaced by code_id, the journal keeps `loaded` at its door, the new
     expiry rules, and all of it survives a reboot."""
-    use_firmware_modules()
     from locker import codes  # type: ignore[import-not-found]
 
     conn = _fleet(tmp_path / "f.db")

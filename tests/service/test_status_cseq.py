@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from lockertools import use_firmware_modules
 from lockertools.commands import CommandSigner
 from lockertools.service import db, fleet_db, ingest
 
@@ -22,7 +21,6 @@ DAY_MS = 86_400_000
 
 def _gate(tmp_path: Path) -> Any:
     """The firmware's own gate (locker.protocol.CommandGate), its cmdseq.bin in tmp_path."""
-    use_firmware_modules()
     from locker import protocol  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

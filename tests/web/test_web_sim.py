@@ -24,7 +24,7 @@ from websim_support import (
     ws_handshake,
 )
 
-from lockertools import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.support.procs import left_behind
 
 pytestmark = [needs_the_stack, pytest.mark.scenario]

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from lockertools import REPO_ROOT
 from lockertools.sim import default_micropython
+from tests.support import REPO_ROOT
 
 LOCKERCTL = REPO_ROOT / ".venv" / "bin" / "lockerctl"
 CHROMIUM = Path(os.environ.get("LOCKER_CHROMIUM", "/usr/bin/chromium"))

@@ -6,22 +6,53 @@ provision); it imports the libraries of lockertools, which never import it (test
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
+from lockertools.cli.config import load_for
+from lockertools.extras import ExtraMissing, missing_extra
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Lockerctl(click.Group):
+    """The command group; a module that an optional extra brings, missing, names the extra to install."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+        except ExtraMissing as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Lockerctl, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="lockerctl")
-def main() -> None:
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The configuration file (TOML; default: $LOCKERTOOLS_CONFIG). Options given here override it.",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
     """Parcel-locker controller: boards, simulator, provisioning."""
+    if ctx.invoked_subcommand != "config":  # `config check` reports a broken file itself
+        load_for(ctx, config)
 
 
 def _register() -> None:
     from lockertools.cli.board import board_cli
     from lockertools.cli.broker import broker_cli
     from lockertools.cli.db import db_cli
+    from lockertools.cli.config import config_cli
     from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.cli.sim import sim_cli
 
+    main.add_command(config_cli, "config")
     main.add_command(board_cli, "board")
     main.add_command(sim_cli, "sim")
     main.add_command(broker_cli, "broker")

@@ -132,7 +132,9 @@ def run_cmd(
     """Serve the fleet: ingest events, acknowledge them, keep every locker's codes in sync.
 
     The notification hook given here is recorded in the database, so `lockerctl codes issue` (run by
-    staff in another process) hands new codes to it."""
+    staff in another process) hands new codes to it. The password: --password-file, else the
+    configuration file's service.password_file or password_env."""
+    from lockertools.cli.config import settings_of
     from lockertools.service.runner import ServiceConfig, ServiceError, run_service
 
     host, _, port = broker_addr.rpartition(":")
@@ -158,7 +160,11 @@ def run_cmd(
         db.set_setting(conn, _NOTIFY_URL, notify_url)
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
-    password = password_file.read_text().strip() if password_file else None
+    if password_file is not None:
+        password: str | None = password_file.read_text().strip()
+    else:
+        configured = settings_of(click.get_current_context()).service.password
+        password = configured.value if configured is not None else None
     from lockertools.service import logs
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from lockertools import BOARDS_DIR, REPO_ROOT
+from lockertools import BOARDS_DIR, EXAMPLE_SCENARIOS_DIR
 from lockertools.broker import BrokerError, find_mosquitto
 from lockertools.sim.board import DEFAULT_HEAP, NET_HEAP, Event, SimError, VirtualBoard, format_event
 from lockertools.sim.net import (
@@ -30,7 +30,7 @@ from lockertools.sim.net import (
     start_broker_and_service,
 )
 
-DEMO_SCENARIO = REPO_ROOT / "tests" / "scenarios" / "examples" / "pickup.yaml"
+DEMO_SCENARIO = EXAMPLE_SCENARIOS_DIR / "pickup.yaml"
 HELP = """\
   123#         type keys (digits, * and #), each one tapped
   hold 5 2000  hold a key down for 2000 ms

@@ -50,9 +50,7 @@ class Maint:
     def __init__(self, link: Link, locker_id: str, key: bytes, seqs: Callable[[], int] | None = None) -> None:
         """`seqs`: where command seqs come from (`SeqBlocks`: shared with the host service through its
         database); None: ms since the epoch, as the service's, for a locker with no database at hand."""
-        from lockertools import use_firmware_modules
 
-        use_firmware_modules()
         from locker import protocol  # type: ignore[import-not-found]
         from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

@@ -207,9 +207,6 @@ class MqttLink:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from lockertools import use_firmware_modules
-
-        use_firmware_modules()
         from locker import protocol  # type: ignore[import-not-found]
         from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lockertools import flash
-from lockertools.build import BuildError, mpy_cross_path
+from lockertools.build import BuildError, MpyCrossMissing, mpy_cross_path
 from lockertools.maint.bundle import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
 
 MARKER = "provisioned.json"
@@ -135,6 +135,8 @@ def mpy_cross_version() -> tuple[str, str]:
 
     try:
         out = subprocess.run([str(mpy_cross_path()), "--version"], capture_output=True, text=True, check=True).stdout
+    except MpyCrossMissing:
+        raise
     except (BuildError, OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(f"mpy-cross does not run: {exc}") from None
     m = re.search(r"MicroPython v(\d+\.\d+\.\d+).*mpy v(\d+\.\d+)", out)

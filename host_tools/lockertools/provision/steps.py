@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from lockertools import REPO_ROOT
 from lockertools.maint.bundle import AppBundle
 from lockertools.maint.links import Console
 from lockertools.maint.selftest import SelftestResult, Technician
@@ -71,7 +70,7 @@ STEPS = (
 )
 PRODUCTION = "production.json"  # on the board: a production board (firmware/locker/console.py)
 ONLINE_POLL_S = 0.2  # the host database is the service's: polling is the only way to see it
-DEFAULT_WORKDIR = REPO_ROOT / "build" / "provision"
+DEFAULT_WORKDIR = Path("build/provision")  # under the current directory, like the simulator's workdirs
 
 
 class Reporter(Protocol):

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lockertools import use_firmware_modules
 from lockertools.service import db, fleet_db
 
 MAX_PAYLOAD = 4096  # a locker's messages are at most 4 KB (docs/protocol.md)
@@ -60,7 +59,6 @@ class KeyRing:
     """Each locker's key, from the database; reload() after another process added a locker."""
 
     def __init__(self) -> None:
-        use_firmware_modules()
         from locker import protocol  # type: ignore[import-not-found]
         from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 

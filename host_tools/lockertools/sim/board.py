@@ -27,8 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
 
-from lockertools import FIRMWARE_DIR, REPO_ROOT, SIM_BOARD_DIR
+from lockertools import FIRMWARE_DIR, SIM_BOARD_DIR
 from lockertools.build import compile_tree
+from lockertools.extras import ExtraMissing, install_hint
 
 Event = dict[str, Any]
 T = TypeVar("T")
@@ -39,15 +40,19 @@ _RESET_GRACE_S = 0.5  # after a reset report, a process still alive (hung) is ki
 
 
 def default_micropython() -> Path:
-    for cand in (REPO_ROOT / ".venv" / "bin" / "micropython", Path(sys.executable).with_name("micropython")):
-        if cand.exists():
-            return cand
+    beside = Path(sys.executable).with_name("micropython")  # the sim extra installs it into the venv
+    if beside.exists():
+        return beside
     found = shutil.which("micropython")
     return Path(found) if found else Path("micropython")
 
 
 class SimError(RuntimeError):
     """The simulated locker did not do what was asked (died, never connected, refused)."""
+
+
+class MicroPythonMissing(SimError, ExtraMissing):
+    pass
 
 
 class SimTimeout(SimError, TimeoutError):
@@ -90,7 +95,7 @@ def heap_bytes(heap: str) -> int:
 
 
 def compiled_sim_board(source_dir: Path = SIM_BOARD_DIR, micropython: Path | None = None) -> Path:
-    """The sim_board modules compiled with mpy-cross (cached under build/).
+    """The sim_board modules compiled with mpy-cross (cached: lockertools.build).
 
     Compiling _simboard.py from source on the locker's own 128K heap would need most of that heap
     (the parser keeps the whole tree); loading bytecode needs only what stays resident.
@@ -250,6 +255,10 @@ class VirtualBoard:
             self._boots += 1
             n = self._boots
             phys = {"open": sorted(self.opened), "parcel": sorted(self.parcels), "jam": sorted(self.jammed)}
+            if not self.micropython.exists() and shutil.which(str(self.micropython)) is None:
+                raise MicroPythonMissing(
+                    f"{self.micropython}: MicroPython's unix port is not installed: {install_hint('sim')}"
+                )
             env = dict(os.environ)
             env.update(self.extra_env)
             board_dir = (

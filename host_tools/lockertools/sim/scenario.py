@@ -490,9 +490,7 @@ class Runner:
         sec = self._secrets
         if sec is None or not hasattr(sec, "key"):
             raise ScenarioError("command: the flash folder was prepared without a known key")
-        from lockertools import use_firmware_modules
 
-        use_firmware_modules()
         protocol = importlib.import_module("locker.protocol")
         hkey = importlib.import_module("locker.hmac256").HmacKey(sec.key)
         now = self._rtc_now() or int(time.time())
@@ -805,9 +803,6 @@ def _shows(lines: list[str], text: str) -> bool:
 def _read_framed(path: Path) -> Any:
     """An outbox file's JSON payload, read with the firmware's own store format when it can."""
     try:
-        from lockertools import use_firmware_modules
-
-        use_firmware_modules()
         from locker import store  # type: ignore[import-not-found]
 
         raw = store.load(str(path))

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lockertools import use_firmware_modules
 from lockertools.service import db
 from lockertools.service.fleet.common import (
     ANY_DOOR,
@@ -36,7 +35,6 @@ class IssuedCode:
 
 
 def tag_hex(key: bytes, door: str, code: str) -> str:
-    use_firmware_modules()
     from locker import codes as fw_codes  # type: ignore[import-not-found]
 
     tag: bytes = fw_codes.tag(key, door, code.encode())

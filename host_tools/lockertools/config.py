@@ -1,0 +1,291 @@
+"""The host's configuration file: one TOML file of typed sections (docs/configuration.md).
+
+`load(path)` reads it into `Settings`, or raises ConfigError listing every problem as
+`FILE: section.field: what is wrong`. A section is a frozen dataclass whose field types say what the
+file may hold (str, int, float, bool, Path, list[str], Secret, each optionally `| None`); a field
+whose metadata has `PORT` must be a TCP port. To add a section, write its dataclass and add a field
+of that type to `Settings`: the loader, `lockerctl config check` and the masked print follow.
+
+Secrets never sit in the file: a Secret field `password` is given as `password_file = "..."` (a
+file readable by its owner only) or `password_env = "NAME"` (an environment variable). Relative
+paths are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "LOCKERTOOLS_CONFIG"
+PORT = {"port": True}
+_SECRET_FROM = ("_file", "_env")
+
+
+class ConfigError(ValueError):
+    """The file's problems, one a line, each naming the file and the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret's value and where it came from; printing it shows the source only."""
+
+    value: str = field(repr=False)
+    source: str
+
+    def __str__(self) -> str:
+        return f"****** ({self.source})"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """`lockerctl service run`, and the database every staff command opens."""
+
+    db: str | None = None  # the fleet database, as --db takes it (relative: to the current directory)
+    broker_host: str = "127.0.0.1"
+    broker_port: int = field(default=8883, metadata=PORT)
+    user: str = "host"
+    password: Secret | None = None
+    tls_ca: Path | None = None
+    plain: bool = False
+    client_id: str = "host"
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """`lockerctl broker init` (and the set-up directory of add-locker, add-host, run)."""
+
+    directory: Path | None = None
+    host: str = "127.0.0.1"
+    tls_port: int | None = field(default=None, metadata=PORT)
+    port: int | None = field(default=None, metadata=PORT)
+    names: list[str] = field(default_factory=list)
+    plain: bool = False
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """The notification hook (service run, codes issue, returns issue): a command or a URL."""
+
+    command: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole file. `path` is None when no file was given (every section at its defaults)."""
+
+    path: Path | None = None
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+
+
+def sections() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name != "path"}
+
+
+def config_path(given: Path | None) -> Path | None:
+    """The file named on the command line, else $LOCKERTOOLS_CONFIG, else none."""
+    if given is not None:
+        return given
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else None
+
+
+def load(path: Path) -> Settings:
+    """Read and check the file; ConfigError names every problem found."""
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{where}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{where}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    known = sections()
+    built: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name not in known:
+            problems.append(f"{where}: {name}: unknown section (known: {', '.join(known)})")
+        elif not isinstance(value, dict):
+            problems.append(f"{where}: {name}: a section ([{name}]), not a {_toml_type(value)}")
+        else:
+            built[name] = _section(known[name], name, value, path.resolve().parent, f"{where}: {name}", problems)
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(path=path, **built)
+    _cross_checks(settings, where, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _section(cls: type[Any], name: str, table: dict[str, Any], base: Path, at: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    secrets = {n for n in fields if _is_secret(hints[n])}
+    for key, raw in table.items():
+        stem, _, source = key.rpartition("_")
+        suffix = f"_{source}"
+        if stem in secrets and suffix in _SECRET_FROM:
+            if stem in values:
+                problems.append(f"{at}.{key}: give one of {stem}_file and {stem}_env")
+                continue
+            secret = _secret(raw, suffix, base, f"{at}.{key}", problems)
+            if secret is not None:
+                values[stem] = secret
+            continue
+        if key in secrets:
+            problems.append(f"{at}.{key}: a secret is not written in the file: use {key}_file or {key}_env")
+            continue
+        if key not in fields:
+            problems.append(f"{at}.{key}: unknown key (known: {', '.join(_keys(fields, secrets))})")
+            continue
+        checked = _value(hints[key], raw, base, f"{at}.{key}", problems)
+        if checked is not _BAD:
+            if fields[key].metadata.get("port") and checked is not None and not 1 <= checked <= 65535:
+                problems.append(f"{at}.{key}: port {checked} is out of range (1-65535)")
+                continue
+            values[key] = checked
+    return cls(**values)
+
+
+def _keys(fields: dict[str, dataclasses.Field[Any]], secrets: set[str]) -> list[str]:
+    out: list[str] = []
+    for name in fields:
+        out.extend([f"{name}_file", f"{name}_env"] if name in secrets else [name])
+    return out
+
+
+_BAD = object()
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or Secret in typing.get_args(hint)
+
+
+def _value(hint: Any, raw: Any, base: Path, at: str, problems: list[str]) -> Any:
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    want = next(a for a in args if a is not type(None)) if optional else hint
+    if typing.get_origin(want) is list:
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            return list(raw)
+        problems.append(f"{at}: a list of strings, not {_shown(raw)}")
+        return _BAD
+    if want is Path:
+        if isinstance(raw, str) and raw:
+            return base / Path(raw).expanduser()
+        problems.append(f"{at}: a path (a string), not {_shown(raw)}")
+        return _BAD
+    ok = isinstance(raw, want) and not (want is int and isinstance(raw, bool))
+    if want is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if not ok:
+        problems.append(f"{at}: {_type_name(want)}, not {_shown(raw)}")
+        return _BAD
+    return raw
+
+
+def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> Secret | None:
+    if not isinstance(raw, str) or not raw:
+        problems.append(f"{at}: {'a path' if suffix == '_file' else 'the name of an environment variable'},"
+                        f" not {_shown(raw)}")  # fmt: skip
+        return None
+    if suffix == "_env":
+        value = os.environ.get(raw)
+        if not value:
+            problems.append(f"{at}: the environment variable {raw} is not set")
+            return None
+        return Secret(value.strip(), f"environment variable {raw}")
+    path = base / Path(raw).expanduser()
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as exc:
+        problems.append(f"{at}: {path}: {exc.strerror or exc}")
+        return None
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        problems.append(f"{at}: {path} is readable by every user (mode {stat.S_IMODE(mode):o}): chmod 600 it")
+        return None
+    if not text.strip():
+        problems.append(f"{at}: {path} is empty")
+        return None
+    return Secret(text.strip(), f"file {path}")
+
+
+def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
+    """What the commands would refuse, said with the file's field names."""
+    service = settings.service
+    if service.tls_ca is not None and service.plain:
+        problems.append(f"{where}: service.plain: plain = true and tls_ca: choose one")
+    notify = settings.notify
+    if notify.command and notify.url:
+        problems.append(f"{where}: notify: command and url: choose one")
+    if notify.url is not None and not notify.url.startswith(("http://", "https://")):
+        problems.append(f"{where}: notify.url: must start with http:// or https://")
+    broker = settings.broker
+    if broker.port is not None and not broker.plain:
+        problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")
+
+
+def _type_name(t: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(t, str(t))
+
+
+def _toml_type(v: Any) -> str:
+    for t, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (list, "array")):
+        if isinstance(v, t):
+            return name
+    return type(v).__name__
+
+
+def _shown(v: Any) -> str:
+    return f"the {_toml_type(v)} {v!r}" if not isinstance(v, dict) else "a table"
+
+
+def describe(settings: Settings) -> list[str]:
+    """The effective settings as TOML-like lines, secrets masked (their source shown)."""
+    lines: list[str] = []
+    for name in sections():
+        section = getattr(settings, name)
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, Secret):
+                lines.append(f"{f.name} = {value}")
+            elif name == "notify" and f.name == "url" and value:
+                lines.append(f"{f.name} = {_toml(value.split('?')[0] + ('?******' if '?' in value else ''))}")
+            else:
+                lines.append(f"{f.name} = {_toml(value)}")
+        lines.append("")
+    return lines
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
