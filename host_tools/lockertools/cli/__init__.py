@@ -47,8 +47,8 @@ def main(ctx: click.Context, config: Path | None) -> None:
 def _register() -> None:
     from lockertools.cli.board import board_cli
     from lockertools.cli.broker import broker_cli
-    from lockertools.cli.db import db_cli
     from lockertools.cli.config import config_cli
+    from lockertools.cli.db import db_cli
     from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.cli.sim import sim_cli
 
