@@ -4,13 +4,15 @@
 import machine
 from micropython import const
 
-from hal.pins import make_in, make_out
+from hal.pins import LogicalIn, LogicalOut
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple  # TYPE_CHECKING only: mpy-cross drops the block
 
-    from hal.board import Board, LogicalIn, LogicalOut
+    from hal.board import Board
+    from hal.board import LogicalOut as AnyOut
+    from hal.mcp23017 import MCP23017, ExpanderPin
 
 # The expander, display and buzzer drivers are imported only by boards that have those parts:
 # on a board every module's bytecode costs heap.
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 def init(b: "Board", spec: "Dict[str, Any]") -> None:
     doors = spec["doors"]
     # 1. Solenoids on ESP32 GPIOs: driven to their OFF level before anything else happens.
-    sol: "List[Optional[LogicalOut]]" = [None] * len(doors)
+    sol: "List[Optional[AnyOut]]" = [None] * len(doors)
     for i, door in enumerate(doors):
         s = door.get("solenoid")
         if s is not None and "expander" not in s:
@@ -64,9 +66,7 @@ def init(b: "Board", spec: "Dict[str, Any]") -> None:
         sol[i] if "lock" in d else make_in(d["closed"], b.expanders)  # type: ignore[misc]
         for i, d in enumerate(doors)
     ]
-    b.parcels = [
-        make_in(d["parcel"], b.expanders) if d.get("parcel") else None for d in doors
-    ]
+    b.parcels = [make_in(d["parcel"], b.expanders) if d.get("parcel") else None for d in doors]
     if b.lockbus is not None:
         b.lockbus.infrared_pins(doors, b.parcels)
     # Size class (1 S, 2 M, 3 L; default M) and height (low: reachable from a wheelchair; default
@@ -121,3 +121,35 @@ def door_classes(doors: "List[Dict[str, Any]]") -> "Tuple[bytes, List[bool]]":
             raise ValueError("board.json: doors[%d].low: %r is not true or false" % (i, lw))
         low[i] = lw
     return bytes(sizes), low
+
+
+def _pull(spec: "dict[str, Any]") -> "int | None":
+    pull = spec.get("pull")
+    if pull == "up":
+        return machine.Pin.PULL_UP
+    if pull == "down":
+        return machine.Pin.PULL_DOWN
+    return None
+
+
+def make_in(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalIn | ExpanderPin":
+    active_low = bool(spec.get("active_low", False))
+    name = spec.get("expander")
+    if name is not None:
+        # The expander pin applies the polarity itself: no wrapper object per pin.
+        return expanders[name].pin(spec["pin"], output=False, pull_up=spec.get("pull") == "up", active_low=active_low)
+    # pull None = explicitly no internal pull (MicroPython's documented value; the stubs only say int).
+    raw = machine.Pin(spec["pin"], machine.Pin.IN, _pull(spec))  # type: ignore[arg-type]
+    return LogicalIn(raw, active_low)
+
+
+def make_out(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalOut | ExpanderPin":
+    """The pin is set to its OFF level before it is switched to output: no glitch on the load."""
+    active_low = bool(spec.get("active_low", False))
+    off = 1 if active_low else 0
+    name = spec.get("expander")
+    if name is not None:
+        return expanders[name].pin(spec["pin"], output=True, value=off, active_low=active_low)
+    # value= sets the level before the direction (ESP32 port: gpio_set_level, then gpio_set_direction).
+    raw = machine.Pin(spec["pin"], machine.Pin.OUT, value=off)
+    return LogicalOut(raw, active_low)

@@ -81,6 +81,7 @@ def init(
         if not bank._db[d]:
             bank._enter_open(d, 0, now_ms)
 
+
 def _clamp(v, lo, hi):
     v = int(v)
     if v < lo:

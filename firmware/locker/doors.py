@@ -49,7 +49,6 @@ _NO_TIME = const(-1)  # ticks are never negative
 _STATE_NAMES = ("locked", "unlocking", "open", "closed")
 
 
-
 def event_kind(ev):
     return ev >> 8
 
