@@ -1,7 +1,8 @@
 # Hardware layer: the only package that imports `machine`. Nothing here touches hardware at import time.
 #
 #   hal.board     Board(spec) / Board.load(): pins by role from board.json
-#   hal.pins      LogicalIn / LogicalOut (polarity applied), make_in / make_out from a pin spec
+#   hal.boardinit Board's construction and the pin specs (boot only: dropped once the board is built)
+#   hal.pins      LogicalIn / LogicalOut (polarity applied; hal.boardinit makes them from a pin spec)
 #   hal.mcp23017  MCP23017 I2C expander (cached inputs, latched outputs)
 #   hal.lockboard RS485 lock-control boards (Kerong KR-CU16 and compatibles): per-door logical pins
 #   hal.lcd       HD44780 behind a PCF8574 I2C backpack

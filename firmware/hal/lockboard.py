@@ -117,7 +117,7 @@ def from_spec(lb: "Dict[str, Any]", doors: "List[Dict[str, Any]]", sol: "List[An
     lock board gets its lock in sol. The DE pin starts low: nothing reaches a board before this."""
     import machine
 
-    from hal.pins import make_out
+    from hal.boardinit import make_out  # from_spec runs inside hal.boardinit.init
 
     de = make_out({"pin": lb["de"]}, {})  # low: the transceiver listens
     baud = lb.get("baud", 19200)

@@ -1,8 +1,7 @@
 # Logical pins: polarity applied, so the rest of the firmware sees 1 = solenoid energized, 1 = door closed,
-# 1 = parcel present, whatever the wiring. make_in/make_out build them from a board.json pin spec
-# (an expander pin applies its polarity itself: hal.mcp23017.ExpanderPin):
+# 1 = parcel present, whatever the wiring. hal.boardinit's make_in/make_out build them from a board.json
+# pin spec (an expander pin applies its polarity itself: hal.mcp23017.ExpanderPin):
 #   {"pin": N} (ESP32 GPIO) or {"expander": NAME, "pin": 0..15}, with "active_low" and "pull" optional.
-import machine
 from micropython import const
 
 TYPE_CHECKING = const(False)  # the compiler drops `if TYPE_CHECKING:` blocks; mypy enters them
@@ -10,7 +9,6 @@ if TYPE_CHECKING:
     from typing import Any, overload  # TYPE_CHECKING only: mpy-cross drops the block
 
     from hal import PinLike
-    from hal.mcp23017 import MCP23017, ExpanderPin
 
 
 class LogicalIn:
@@ -63,35 +61,3 @@ class LogicalOut:
 
     def off(self) -> None:
         self.value(0)
-
-
-def _pull(spec: "dict[str, Any]") -> "int | None":
-    pull = spec.get("pull")
-    if pull == "up":
-        return machine.Pin.PULL_UP
-    if pull == "down":
-        return machine.Pin.PULL_DOWN
-    return None
-
-
-def make_in(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalIn | ExpanderPin":
-    active_low = bool(spec.get("active_low", False))
-    name = spec.get("expander")
-    if name is not None:
-        # The expander pin applies the polarity itself: no wrapper object per pin.
-        return expanders[name].pin(spec["pin"], output=False, pull_up=spec.get("pull") == "up", active_low=active_low)
-    # pull None = explicitly no internal pull (MicroPython's documented value; the stubs only say int).
-    raw = machine.Pin(spec["pin"], machine.Pin.IN, _pull(spec))  # type: ignore[arg-type]
-    return LogicalIn(raw, active_low)
-
-
-def make_out(spec: "dict[str, Any]", expanders: "dict[str, MCP23017]") -> "LogicalOut | ExpanderPin":
-    """The pin is set to its OFF level before it is switched to output: no glitch on the load."""
-    active_low = bool(spec.get("active_low", False))
-    off = 1 if active_low else 0
-    name = spec.get("expander")
-    if name is not None:
-        return expanders[name].pin(spec["pin"], output=True, value=off, active_low=active_low)
-    # value= sets the level before the direction (ESP32 port: gpio_set_level, then gpio_set_direction).
-    raw = machine.Pin(spec["pin"], machine.Pin.OUT, value=off)
-    return LogicalOut(raw, active_low)

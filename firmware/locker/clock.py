@@ -21,7 +21,6 @@ from locker import store
 from locker.ticks import ticks_diff
 
 _SAVE_EVERY_MS = const(600_000)
-_OFF_S = const(2)  # a host time further off than this from the clock is adopted
 
 
 class WallClock:
@@ -37,20 +36,11 @@ class WallClock:
         self.problem = None
 
     def boot(self, rtc_epoch, now_ms):
-        """Start from the RTC's time when it has one, otherwise from the last time saved on flash."""
-        saved = self._load(self.path)
-        self.vouched = self._load(self.vouched_path)
-        if self.vouched is not None and (saved is None or saved < self.vouched):
-            saved = self.vouched  # the host said it was at least this late
-        self._base_ms = self._saved_ms = now_ms
-        if rtc_epoch is not None and (saved is None or rtc_epoch >= saved):
-            self._base_epoch, self.known = rtc_epoch, True
-            if saved is None or rtc_epoch > saved:
-                # Saved now, not only in 10 minutes: a power cut right after this boot must not
-                # leave a locker that knew the time with no estimate (then no expiry check at all).
-                self._save(now_ms)
-        elif saved is not None:
-            self._base_epoch, self.known = saved, False
+        """Start from the RTC's time when it has one, otherwise from the last time saved on flash
+        (the later of clock.bin and vouched.bin). Boot only: the work is in locker.clockfile."""
+        from locker import clockfile
+
+        clockfile.boot(self, rtc_epoch, now_ms)
 
     def set(self, epoch, now_ms):
         """A trusted source (the host, NTP) gave the time: adopt it, save it, and set the RTC, which
@@ -63,16 +53,10 @@ class WallClock:
     def host_time(self, sent, now_ms, proven=False):
         """An admitted host command's `now` (never an ack's). Adopted when the clock is unknown or
         off by more than 2 s; `proven` (a `time` answering the locker's challenge): adopted, and the
-        vouched time follows it down too. Writes only what changed."""
-        sent = int(sent)
-        vouched = self.vouched
-        if proven or vouched is None or sent > vouched:
-            self.vouched = sent
-        mine = self.now(now_ms)
-        if proven or not self.known or mine is None or abs(sent - mine) > _OFF_S:
-            self.set(sent, now_ms)
-        if self.vouched != vouched:
-            store.save(self.vouched_path, struct.pack("<I", self.vouched))
+        vouched time follows it down too. Writes only what changed (locker.clockfile)."""
+        from locker import clockfile
+
+        clockfile.host_time(self, sent, now_ms, proven)
 
     def now(self, now_ms):
         """Epoch seconds (known or estimated), or None when the locker has never known the time."""
@@ -92,12 +76,3 @@ class WallClock:
     def _save(self, now_ms):
         self._saved_ms = now_ms
         store.save(self.path, struct.pack("<I", self.now(now_ms)))
-
-    def _load(self, path):
-        try:
-            raw = store.load(path)
-            if raw is not None and len(raw) == 4:
-                return struct.unpack("<I", raw)[0] or None
-        except store.Corrupt as exc:
-            self.problem = str(exc)
-        return None

@@ -9,7 +9,6 @@
 # poll() allocates nothing. Times are ticks passed in by the caller, compared with ticks_diff only.
 from micropython import const
 
-from locker.ring import Ring
 from locker.ticks import ticks_diff
 
 HARD_MAX_PULSE_MS = const(1000)
@@ -33,8 +32,6 @@ EV_SENSOR_SUSPECT = const(9)
 EV_PARCEL_IN = const(10)
 EV_PARCEL_OUT = const(11)
 
-_MAX_DOORS = const(256)  # the door index lives in the low byte of an event
-_MAX_SPAN_MS = const(0x1FFFFFFF)  # longest interval ticks_diff measures on a 2**30 tick period
 
 # where a door is in its unlock (independent of the door state the app sees)
 _P_IDLE = const(0)
@@ -50,20 +47,6 @@ _GAP_AT_NEXT_POLL = const(2)  # all_off() cut a pulse without a time: count the 
 _NO_TIME = const(-1)  # ticks are never negative
 
 _STATE_NAMES = ("locked", "unlocking", "open", "closed")
-_EVENT_NAMES = (
-    "?",
-    "pulse_on",
-    "pulse_off",
-    "opened",
-    "closed",
-    "jammed",
-    "retry",
-    "left_open",
-    "forced",
-    "sensor_suspect",
-    "parcel_in",
-    "parcel_out",
-)
 
 
 def event_kind(ev):
@@ -78,21 +61,6 @@ def name_of_state(state):
     if 0 <= state < len(_STATE_NAMES):
         return _STATE_NAMES[state]
     return "?"
-
-
-def name_of_event(kind):
-    if 0 < kind < len(_EVENT_NAMES):
-        return _EVENT_NAMES[kind]
-    return "?"
-
-
-def _clamp(v, lo, hi):
-    v = int(v)
-    if v < lo:
-        return lo
-    if v > hi:
-        return hi
-    return v
 
 
 class DoorBank:
@@ -110,63 +78,23 @@ class DoorBank:
         queue_size=32,
         now_ms=0,
     ):
-        n = len(solenoids)
-        # Outputs first: whatever else goes wrong below, every latch is released.
-        for pin in solenoids:
-            pin.value(0)
-        if n > _MAX_DOORS:
-            raise ValueError("too many doors")
-        if len(closed_sensors) != n or len(parcel_sensors) != n:
-            raise ValueError("one closed sensor and one parcel entry (or None) per solenoid")
-        self._n = n
-        self._sol = list(solenoids)
-        self._closed_pin = list(closed_sensors)
-        self._parcel_pin = list(parcel_sensors)
-        self._pulse_ms = _clamp(pulse_ms, 1, HARD_MAX_PULSE_MS)
-        self._gap_ms = _clamp(gap_ms, 0, _MAX_SPAN_MS)
-        self._confirm_ms = _clamp(confirm_ms, 0, _MAX_SPAN_MS)
-        self._retries = _clamp(retries, 0, 100)
-        self._alarm_ms = _clamp(open_alarm_ms, 0, _MAX_SPAN_MS)
-        stable = _clamp(sensor_debounce_ms, 0, _MAX_SPAN_MS)
-        self.events = Ring(queue_size)
-        # Unlocks requested per door (mod 256): whoever asks (a code, staff, the host), the app can
-        # tell that a door was unlocked since a moment it remembers (the end of a grace period).
-        self.unlocks = bytearray(n)
+        # Run once per boot: the work is in locker.doorinit, which the boot drops again (locker.startup).
+        from locker import doorinit
 
-        # Sensor debounce (locker.debounce.Debouncer's rule) kept in flat tables, not one object per
-        # sensor: entry d is door d's closed sensor, n + d its parcel sensor (unused without one).
-        self._stable = stable
-        self._db = bytearray(2 * n)  # debounced state
-        for d in range(n):
-            self._db[d] = 1 if self._closed_pin[d].value() else 0
-            p = self._parcel_pin[d]
-            if p is not None:
-                self._db[n + d] = 1 if p.value() else 0
-        self._dc = bytearray(self._db)  # last raw level seen
-        self._dt = [0] * (2 * n)  # ticks when that level was first seen
-        # Per-door small ints (0-255) in bytearrays: a byte each instead of a list slot each.
-        self._state = bytearray(n)  # LOCKED
-        self._phase = bytearray(n)  # _P_IDLE
-        self._tries = bytearray(n)  # pulses given in the current unlock (at most retries + 2)
-        self._t = [0] * n  # _P_CONFIRM: end of the pulse; OPEN: when the door was seen open
-        self._alarmed = bytearray(n)  # EV_LEFT_OPEN sent for this open period
-        self._unlocked = bytearray(n)  # the open period comes from an unlock (-> CLOSED on close)
-        self._suspect = bytearray(n)  # EV_SENSOR_SUSPECT sent for the current unlock
-        self._oos = bytearray(n)
-        self._inq = bytearray(n)  # the door has an entry in the FIFO (maybe a cancelled one)
-        self._fifo = bytearray(n)  # door indices (< _MAX_DOORS); each queued at most once: n slots
-        self._qhead = 0
-        self._qlen = 0
-        self._active = -1
-        self._on_at = 0
-        self._off_at = 0
-        self._gap_armed = _GAP_NONE
-        # A door the sensor reads open at boot is open, not locked, and nobody unlocked it: closing
-        # it locks it (EV_CLOSED), its left-open alarm runs from the boot. The app reports it forced
-        # unless its journal explains it (then assume_open).
-        for d in range(n):
-            if not self._db[d]:
-                self._enter_open(d, 0, now_ms)
+        doorinit.init(
+            self,
+            solenoids,
+            closed_sensors,
+            parcel_sensors,
+            pulse_ms,
+            gap_ms,
+            confirm_ms,
+            retries,
+            open_alarm_ms,
+            sensor_debounce_ms,
+            queue_size,
+            now_ms,
+        )
 
     # --- requests -----------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ S3 = BOARDS_DIR / "esp32s3-16door-mcp.json"
 # two attributes keep (measured by building them again on their own, after a collection).
 PROBE = """
 import gc, json
-from hal.board import Board, _door_classes
+from hal.board import Board
+from hal.boardinit import door_classes
 try:
     b = Board.load()
 except ValueError as exc:
@@ -40,7 +41,7 @@ else:
         doors = json.load(f)["doors"]
     gc.collect()
     before = gc.mem_alloc()
-    kept = _door_classes(doors)
+    kept = door_classes(doors)
     gc.collect()
     cost = gc.mem_alloc() - before
     print(json.dumps({"sizes": list(b.sizes), "low": b.low, "types": [type(b.sizes).__name__,
