@@ -35,6 +35,8 @@ BOOT_ONLY = (
     "locker.doorinit",
     "hal.boardinit",
 )
+
+
 @pytest.fixture(scope="module")
 def sixteen() -> dict[str, Any]:
     return heap_probe.probe("16-door")
@@ -46,4 +48,3 @@ def test_nothing_run_once_stays_resident_after_the_boot(sixteen: dict[str, Any])
     for name in ("hal.boardinit", "locker.doorinit", "locker.clockfile"):
         assert any(name in k.split(",") for k in loaded), f"{name} was not imported by the boot"
     assert not [k for k in resident if set(k.split(",")) & set(BOOT_ONLY)], resident
-
