@@ -75,10 +75,12 @@ class Locker:
         if self.staff is not None:  # a staff session: its menu has the keys, no code is looked up
             self.staff.key(ch if isinstance(ch, int) else ord(ch), now_ms)
             return
+        # The idle prompt's turns do not change the language: most residents read the default one
+        # and must not get another's screens by chance; "*" picks one, as the prompts' screen says.
         result = self.entry.key(ch, now_ms)
-        if result == E.DIGIT or result == E.FULL:
+        if result == E.DIGIT or result == E.FULL or (result == E.BACK and self.entry.length):
             self.show("entry", self.entry.masked(), self.cfg.entry_timeout_ms, now_ms)
-        elif result == E.CLEARED:
+        elif result == E.CLEARED or result == E.BACK:
             self.show("idle", None, _STICKY, now_ms)
         elif result == E.LANGUAGE:
             self.lang = messages.next_language(self.lang)
@@ -202,7 +204,7 @@ class Locker:
                 self.throttle.success()
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
-                self.show("take", label, _STICKY, now_ms)
+                self.show(messages.take_key(self.codes.item_of(self.pending[door])), label, _STICKY, now_ms)
             self.record("opened", door, None, now_ms)
         elif kind == D.EV_CLOSED:
             self.on_closed(door, now_ms)
@@ -302,15 +304,27 @@ class Locker:
         self._screen = key
         self._screen_arg = arg
         self._screen_until = _STICKY if ms == _STICKY else ticks_add(now_ms, ms)
+        if key == "idle":
+            self._idle_i = 0  # the prompt starts in the default language
+            self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
 
     def _refresh_screen(self, now_ms):
         if self._screen_until != _STICKY and ticks_diff(now_ms, self._screen_until) >= 0:
-            self._screen, self._screen_arg, self._screen_until = "idle", None, _STICKY
             self.lang = self.cfg.language  # the next resident starts in the default language
-        shown = (self._screen, self._screen_arg, self.lang)
+            self.show("idle", None, _STICKY, now_ms)
+        # The idle prompt in each language in turn (preallocated at boot: idle_texts), unless a
+        # resident chose a language.
+        rotating = self._screen == "idle" and self.lang == self.cfg.language
+        if rotating and self.cfg.idle_turn_ms and ticks_diff(now_ms, self._idle_at) >= 0:
+            self._idle_i = (self._idle_i + 1) % len(self.idle_texts)
+            self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
+        shown = (self._screen, self._screen_arg, self.lang, self._idle_i)
         if shown != self._shown:
             self._shown = shown
-            lines = messages.render(self.lang, self._screen, self._screen_arg)
+            if rotating:
+                lines = self.idle_texts[self._idle_i]
+            else:
+                lines = messages.render(self.lang, self._screen, self._screen_arg)
             display = self.board.display
             if display is not None:
                 display.show(lines)

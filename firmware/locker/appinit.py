@@ -77,6 +77,16 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         lk._resume = None
     lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.lang = cfg.language
+    # The idle prompt in every language, default first, rendered once here (each language's text is
+    # loaded once, the default last, so it stays): rotating it then builds no string per poll.
+    from locker import messages
+
+    langs = [cfg.language] + [lang for lang in messages.LANGUAGES if lang != cfg.language]
+    texts = [messages.render(lang, "idle") for lang in reversed(langs)]
+    texts.reverse()
+    lk.idle_texts = tuple(texts)
+    lk._idle_i = 0  # which of them is on screen
+    lk._idle_at = now_ms  # ticks of the next turn
     lk.notify = None  # the uplink's wake-up: called after an event went into the outbox
     lk._screen = None
     lk._screen_until = 0

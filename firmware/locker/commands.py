@@ -14,6 +14,7 @@ from locker.ticks import ticks_diff
 _REFUSED_MS = const(10_000)  # one refused event per reason per this
 _MAX_ROWS = const(64)  # code rows per message: keeps one message well inside the heap
 _U32 = const(0xFFFFFFFF)
+_ITEM_MAX = const(255)
 # The clock challenge (docs/protocol.md, "The clock"): a nonce in the status, renewed when the one on
 # offer is older than _NONCE_RENEW_MS, taken by a `time` echoing it within _NONCE_MS of its offer.
 _NONCE_RENEW_MS = const(60_000)
@@ -187,7 +188,11 @@ class Commands:
 
         labels = self.rt.locker.labels
         for i in range(len(rows)):
-            tag_hex, label, kind, expiry, code_id = rows[i]
+            row = rows[i]
+            if not isinstance(row, (list, tuple)):
+                raise ValueError("code row")
+            tag_hex, label, kind, expiry, code_id = row[:5]
+            item = row_item(row)
             # Exactly the schema's types: no int() coercion of strings, floats or dicts.
             if not _u32(code_id) or not code_id:
                 raise ValueError("code id")
@@ -196,7 +201,7 @@ class Commands:
             # kinds 1..3 are door-free: label "*", door byte 0xFF (the store checks the kind)
             if (label == "*") != bool(kind & 15):
                 raise ValueError("code row: door")
-            rows[i] = (unhexlify(tag_hex), 0xFF if kind & 15 else labels.index(label), kind, expiry, code_id)
+            rows[i] = (unhexlify(tag_hex), 0xFF if kind & 15 else labels.index(label), kind, expiry, code_id, item)
         return rows
 
     def _snapshot(self, args, now_ms):
@@ -295,3 +300,15 @@ def _list(v, name):
     if not isinstance(v, list):
         raise ValueError(name)
     return v
+
+
+def row_item(row):
+    """A code row's item number: its 6th element, 0 (a parcel) in a row from a host before items."""
+    if len(row) == 5:
+        return 0
+    if len(row) != 6:
+        raise ValueError("code row: 5 or 6 fields")
+    item = row[5]
+    if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item <= _ITEM_MAX:
+        raise ValueError("code row: item")
+    return item

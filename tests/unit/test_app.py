@@ -66,8 +66,10 @@ class Rig:
         self.board = FakeBoard(self.ticks)
         hkey = HmacKey(KEY)
         rows = []
-        for i, (code, label, expiry) in enumerate(codes):
-            rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i))
+        for i, spec in enumerate(codes):  # (code, label, expiry[, item])
+            code, label, expiry = spec[:3]
+            item = spec[3] if len(spec) > 3 else 0
+            rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i, item))
         if codes:
             C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows)
         self.cfg = cfg or settings({"locker_id": "t1", "code_capacity": 64})
@@ -221,5 +223,87 @@ def test_reboot_before_the_door_opened_gives_the_code_back():
         assert rig.events("pickup_undone")
         rig.type("12345678#")
         assert rig.board.display.lines == ("Deur 4", "gaat nu open")
+    finally:
+        rig.close()
+
+
+def test_the_take_screen_names_the_item_the_host_sent():
+    rig = Rig("app-item", codes=[("12345678", "2", 0, 3), ("23456789", "3", 0)])
+    try:
+        rig.type("12345678#")
+        rig.board.closed[1].level = 0
+        rig.run(200)
+        assert rig.board.display.lines == ("Neem uw zakken", "Sluit deur 2")
+        rig.board.parcels[1].level = 0
+        rig.board.closed[1].level = 1
+        rig.run(200)
+        rig.type("23456789#")  # no item from the host: a parcel
+        rig.board.closed[2].level = 0
+        rig.run(200)
+        assert rig.board.display.lines == ("Neem uw pakket", "Sluit deur 3")
+    finally:
+        rig.close()
+
+
+def test_d_takes_a_mistyped_digit_back():
+    rig = Rig("app-back", codes=[("12345678", "2", 0)])
+    try:
+        rig.type("12345679")
+        assert rig.board.display.lines == ("Uw code:", "********")
+        rig.type("D")
+        assert rig.board.display.lines == ("Uw code:", "*******")
+        rig.type("8#")
+        assert rig.energized_doors() == [1]
+        assert rig.events("denied") == []
+        rig.type("1D")  # every digit taken back: the start screen again
+        assert rig.board.display.lines == ("Typ uw code", "en druk op #")
+    finally:
+        rig.close()
+
+
+def test_the_idle_prompt_shows_each_language_in_turn():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 3000, "code_capacity": 64})
+    rig = Rig("app-idle-turn", cfg=cfg)
+    try:
+        seen = [rig.board.display.lines]
+        for _ in range(3):
+            rig.run(3000)
+            seen.append(rig.board.display.lines)
+        assert seen == [
+            ("Typ uw code", "en druk op #"),
+            ("Tapez votre code", "et validez par #"),
+            ("Type your code", "then press #"),
+            ("Typ uw code", "en druk op #"),
+        ]
+    finally:
+        rig.close()
+
+
+def test_a_key_under_another_languages_prompt_answers_in_the_default_language():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 3000, "entry_timeout_ms": 5000, "code_capacity": 64})
+    rig = Rig("app-idle-key", cfg=cfg)
+    try:
+        rig.run(3000)
+        assert rig.board.display.lines[0] == "Tapez votre code"
+        rig.type("1")
+        assert rig.board.display.lines[0] == "Uw code:"
+        rig.type("*")  # cleared: the turns start again from the default language
+        assert rig.board.display.lines[0] == "Typ uw code"
+        rig.run(3000)
+        assert rig.board.display.lines[0] == "Tapez votre code"
+        rig.type("*")  # the language key, as before
+        assert rig.board.display.lines[0] == "Français"
+        rig.run(cfg.message_ms)
+        assert rig.board.display.lines[0] == "Typ uw code"
+    finally:
+        rig.close()
+
+
+def test_no_turns_when_the_setting_is_off():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 0, "code_capacity": 64})
+    rig = Rig("app-idle-off", cfg=cfg)
+    try:
+        rig.run(10000)
+        assert rig.board.display.lines == ("Typ uw code", "en druk op #")
     finally:
         rig.close()
