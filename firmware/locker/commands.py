@@ -253,6 +253,7 @@ class Commands:
             "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)
             # The last admitted command seq: where a host that lost its own count goes on from.
             "cseq": self.gate.last_seq if self.gate is not None else 0,
+            "items": True,  # this firmware reads a code row's item: the host may send it
         }
         nonce = self._nonce(now_ms)
         if nonce is not None:

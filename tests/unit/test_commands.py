@@ -505,3 +505,34 @@ def test_a_clock_a_day_behind_is_set_by_the_time_command_too():
         assert rig.rt.clock.now(0) == NOW
     finally:
         rig.close()
+
+
+def test_a_rows_item_reaches_the_store_and_a_row_without_one_is_a_parcel():
+    rig = Rig("cmd-item")
+    try:
+        rows = _rows([_rec(i) for i in range(3)])
+        rows[0].append(1)  # a document
+        rows[2].append(0)
+        r = rig.send(rig.wire("codes.replace", {"rev": 4, "codes": rows}))
+        assert r["ok"] and r["count"] == 3, r
+        cs = rig.rt.locker.codes
+        ids = [row[4] for row in rows]
+        assert [cs.item_of(i) for i in ids] == [1, 0, 0]
+        add = [_row(_rec(5)) + [3]]
+        r = rig.send(rig.wire("codes.apply", {"base": 4, "rev": 5, "add": add, "del": []}))
+        assert r["ok"] and cs.item_of(1005) == 3, r
+        parts = _snap_args([_rec(i) for i in range(10, 13)], [3], 6)
+        parts[0]["codes"][1].append(2)
+        r = rig.send(rig.wire("codes.snapshot", parts[0]))
+        assert r["ok"] and r["count"] == 3, r
+        assert cs.item_of(parts[0]["codes"][1][4]) == 2 and cs.item_of(parts[0]["codes"][0][4]) == 0
+        for bad in ([_row(_rec(7)) + [256]], [_row(_rec(7)) + [True]], [_row(_rec(7)) + [1, 2]]):
+            r = rig.send(rig.wire("codes.apply", {"base": 6, "rev": 7, "add": bad, "del": []}))
+            assert r["error"] == "bad_args" and cs.revision == 6, r
+        for bad in ([1], [2, 3]):  # the same checks in a snapshot's part
+            parts = _snap_args([_rec(20)], [1], 8)
+            parts[0]["codes"][0].extend(bad if len(bad) > 1 else [999])
+            r = rig.send(rig.wire("codes.snapshot", parts[0]))
+            assert r["error"] == "bad_args" and cs.revision == 6, r
+    finally:
+        rig.close()

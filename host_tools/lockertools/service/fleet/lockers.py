@@ -12,7 +12,7 @@ import time
 from typing import Literal
 
 from lockertools.service import db
-from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, KIND_MASK, FleetError
+from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, ITEMS, KIND_MASK, FleetError
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
 
@@ -67,13 +67,29 @@ def prune_log(conn: db.Connection, locker_id: str, keep: int) -> None:
         )
 
 
+def reads_items(status_json: str | None) -> bool:
+    """Whether the locker's last status said it reads a code row's item (firmware before items
+    refuses a row with six elements)."""
+    try:
+        status = json.loads(status_json) if status_json else None
+    except ValueError:
+        return False
+    return isinstance(status, dict) and status.get("items") is True
+
+
+def item_number(item: str | None) -> int:
+    """A code's item as the locker's number: its index in ITEMS (0, a parcel, for none)."""
+    return ITEMS.index(item) if item in ITEMS else 0
+
+
 def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) -> SyncInput | None:
     """What the planner needs for one locker, or None when the locker never reported a revision."""
     row = conn.execute(
-        "SELECT host_rev, log_floor, locker_rev, snap FROM lockers WHERE id = ?", (locker_id,)
+        "SELECT host_rev, log_floor, locker_rev, snap, status_json FROM lockers WHERE id = ?", (locker_id,)
     ).fetchone()
     if row is None or row["locker_rev"] is None:
         return None
+    items = reads_items(row["status_json"])
     now = time.time() if now is None else now
     locker_rev = int(row["locker_rev"])
     # A delivery's row goes again on `loaded` (its new expiry, start_pickup_window): any `add` of a
@@ -90,14 +106,15 @@ def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) ->
     codes = {}
     active = []
     for r in conn.execute(
-        "SELECT id, tag_hex, door, kind, expires, state FROM codes WHERE locker_id = ?"
+        "SELECT id, tag_hex, door, kind, expires, state, item FROM codes WHERE locker_id = ?"
         " AND (state = 'issued' OR id IN (SELECT code_id FROM changes WHERE locker_id = ? AND rev > ?))",
         (locker_id, locker_id, locker_rev),
     ):
         # A door-free code travels as "*" even once the host knows its door (a loaded delivery, a used
         # return): the locker keeps that in its own journal, and its rows must stay door-free.
         door = ANY_DOOR if int(r["kind"]) & KIND_MASK in DOOR_FREE else r["door"]
-        code = CodeRow(r["tag_hex"], door, int(r["kind"]), int(r["expires"]), int(r["id"]))
+        item = item_number(r["item"]) if items else 0
+        code = CodeRow(r["tag_hex"], door, int(r["kind"]), int(r["expires"]), int(r["id"]), item)
         if code.id in ids:
             codes[code.id] = code
         if r["state"] == "issued" and not (code.exp and code.exp <= now):
