@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
-from lockertools.sim.board import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 from lockertools.service.fleet.common import ITEMS
+from lockertools.sim.board import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 
 ACTIONS = {
     "press",
