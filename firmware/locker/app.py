@@ -298,6 +298,8 @@ class Locker:
             buzzer.play(getattr(B, name), now_ms)
 
     def show(self, key, arg, ms, now_ms):
+        if arg is None and key in messages.HELP_KEYS:
+            arg = self.help_phone(now_ms)  # None: "ask at the desk"
         if ms == _STICKY and self.lang != self.cfg.language:
             # A resident's language choice lasts while they use the keypad, then resets.
             ms = self.cfg.entry_timeout_ms
@@ -307,6 +309,20 @@ class Locker:
         if key == "idle":
             self._idle_i = 0  # the prompt starts in the default language
             self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
+
+    def help_phone(self, now_ms):
+        """The desk's phone number while the desk is closed (by the host's opening times, which
+        the locker's clock falls in or not), else None: the help line says to ask at the desk.
+        Without a number from the host, always None, as before."""
+        phone, spans, _ = self.desk
+        if phone is None:
+            return None
+        now = self.clock.now(now_ms)
+        if now is not None:
+            for i in range(0, len(spans), 2):
+                if spans[i] <= now < spans[i + 1]:
+                    return None
+        return phone
 
     def _refresh_screen(self, now_ms):
         if self._screen_until != _STICKY and ticks_diff(now_ms, self._screen_until) >= 0:

@@ -100,6 +100,14 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
                 lk.doors.set_out_of_service(d, True)
     except Exception as exc:  # damaged: every door in service, and the host hears of it
         lk.problems.append("%s: %s" % (_SERVICE, exc))
+    from locker import lazy
+
+    try:  # the desk's phone and hours for the help line (locker.desk)
+        lk.desk, problem = lazy.load("desk").load()
+    finally:
+        lazy.drop("desk")
+    if problem:
+        lk.problems.append(problem)
     lk.held = {}  # door index -> the code id its item came with (0: a load by size)
     try:
         raw = store.load(_HELD) or b""

@@ -27,6 +27,7 @@ _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
 _MAINT = ("diag", "selftest", "app", "repl")
 # One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
 _DOOR = ("door.open", "door.service")
+_DESK = "desk"  # the desk's phone and opening times (locker.desk): written whole, safe to run twice
 
 
 def get(rt):
@@ -145,11 +146,18 @@ class Commands:
             from locker import maint
 
             return maint.run(self.rt, op, args, now_ms)
-        if op not in _CODES and op not in _DOOR:
+        if op not in _CODES and op not in _DOOR and op != _DESK:
             return {"ok": False, "error": "unknown_op"}
         locker = self.rt.locker
         if locker is None:
             return {"ok": False, "error": "safe_mode"}
+        if op == _DESK:
+            from locker import lazy
+
+            try:
+                return lazy.load("desk").command(locker, args)
+            finally:
+                lazy.drop("desk")
         if op in _DOOR:
             from locker import doorops
 
@@ -255,6 +263,8 @@ class Commands:
             "cseq": self.gate.last_seq if self.gate is not None else 0,
             "items": True,  # this firmware reads a code row's item: the host may send it
         }
+        if locker is not None:
+            st["desk"] = locker.desk[2]  # the tag of the desk settings it holds ("": none)
         nonce = self._nonce(now_ms)
         if nonce is not None:
             st["nonce"] = nonce

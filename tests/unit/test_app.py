@@ -307,3 +307,34 @@ def test_no_turns_when_the_setting_is_off():
         assert rig.board.display.lines == ("Typ uw code", "en druk op #")
     finally:
         rig.close()
+
+
+def test_the_help_line_gives_the_number_outside_the_desks_hours():
+    rig = Rig("app-help", codes=[("12345678", "1", T0 - 10)])
+    try:
+        rig.type("12345678#")  # no desk settings from the host: ask at the desk, as before
+        assert rig.board.display.lines == ("Code is verlopen", "Vraag het loket")
+        from locker import desk, lazy
+
+        now = rig.locker.clock.now(rig.ticks.now)
+        hours = {"phone": "020 1234567", "open": [[now - 3600, now + 60], [now + 7200, now + 9000]], "tag": "t"}
+        lazy.load("desk").command(rig.locker, hours)
+        lazy.drop("desk")
+        rig.run(rig.cfg.message_ms)
+        rig.type("12345678#")  # open: ask at the desk
+        assert rig.board.display.lines == ("Code is verlopen", "Vraag het loket")
+        rig.run(rig.cfg.message_ms)
+        rig.ticks.advance(61000)  # closed: the number
+        rig.type("12345678#")
+        assert rig.board.display.lines == ("Code is verlopen", "Bel 020 1234567")
+        rig.run(rig.cfg.message_ms)
+        rig.boot()  # kept on the board
+        rig.ticks.advance((now + 7300 - rig.locker.clock.now(rig.ticks.now)) * 1000)
+        rig.type("*12345678#")  # open again, in French
+        assert rig.board.display.lines == ("Code expiré", "Voir l'accueil")
+        rig.ticks.advance(1800 * 1000)  # past the last interval the host sent: the number
+        rig.type("12345678#")
+        assert rig.board.display.lines == ("Code expiré", "Tél 020 1234567")
+        assert desk.PATH == "desk.bin"
+    finally:
+        rig.close()

@@ -34,6 +34,7 @@ class FakeLocker:
         self.outbox.load()
         self.doors = FakeDoors()
         self.events = []
+        self.desk = (None, (), "")
 
     def record(self, kind, door, extra, now_ms, to_host=True):
         ev = {"k": kind}
@@ -534,5 +535,37 @@ def test_a_rows_item_reaches_the_store_and_a_row_without_one_is_a_parcel():
             parts[0]["codes"][0].extend(bad if len(bad) > 1 else [999])
             r = rig.send(rig.wire("codes.snapshot", parts[0]))
             assert r["error"] == "bad_args" and cs.revision == 6, r
+    finally:
+        rig.close()
+
+
+def test_the_desk_command_is_kept_across_a_reboot_and_bad_args_change_nothing():
+    rig = Rig("cmd-desk")
+    try:
+        assert commands.get(rig.rt).status(0)["desk"] == ""
+        args = {"phone": "020 1234567", "open": [[NOW - 60, NOW + 3600]], "tag": "d1"}
+        r = rig.send(rig.wire("desk", args))
+        assert r["ok"], r
+        assert rig.rt.locker.desk == ("020 1234567", (NOW - 60, NOW + 3600), "d1")
+        assert commands.get(rig.rt).status(0)["desk"] == "d1"
+        for bad in (
+            {"phone": "0201234567890", "open": [], "tag": "d2"},  # longer than the help line's room
+            {"phone": "020; rm", "open": [], "tag": "d2"},
+            {"phone": "020", "open": [[NOW, NOW]], "tag": "d2"},
+            {"phone": "020", "open": [[NOW, "x"]], "tag": "d2"},
+            {"phone": "020", "open": [[NOW]], "tag": "d2"},
+            {"phone": "020", "open": [], "tag": "x" * 17},
+        ):
+            r = rig.send(rig.wire("desk", bad))
+            assert r["error"] == "bad_args" and not r["ok"], (bad, r)
+            assert rig.rt.locker.desk[2] == "d1"
+        from locker import desk
+
+        assert desk.load() == (("020 1234567", (NOW - 60, NOW + 3600), "d1"), None)
+        with open(desk.PATH, "r+b") as f:
+            f.seek(-2, 2)
+            f.write(b"!!")
+        loaded, problem = desk.load()
+        assert loaded == desk.NONE and problem is not None  # damaged: "ask at the desk", reported
     finally:
         rig.close()
