@@ -84,6 +84,17 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class DeskSettings:
+    """The desk residents are sent to (lockertools.desk): its phone number, shown on the lockers'
+    help line while it is closed, and its opening hours in `timezone`. No phone: the help line
+    always says to ask at the desk."""
+
+    phone: str | None = None
+    hours: list[str] = field(default_factory=list)  # "mon-fri 09:00-12:30", "sat 10:00-12:00", ...
+    timezone: str = "Europe/Amsterdam"
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -91,6 +102,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    desk: DeskSettings = field(default_factory=DeskSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -241,6 +253,10 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: notify: command and url: choose one")
     if notify.url is not None and not notify.url.startswith(("http://", "https://")):
         problems.append(f"{where}: notify.url: must start with http:// or https://")
+    from lockertools import desk
+
+    for problem in desk.check(settings.desk.phone, settings.desk.hours, settings.desk.timezone):
+        problems.append(f"{where}: desk.{problem}")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

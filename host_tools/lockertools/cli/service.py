@@ -160,6 +160,7 @@ def run_cmd(
         db.set_setting(conn, _NOTIFY_URL, notify_url)
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
+    desk = settings_of(click.get_current_context()).desk
     if password_file is not None:
         password: str | None = password_file.read_text().strip()
     else:
@@ -182,6 +183,7 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
+        desk=desk if desk.phone is not None else None,
     )
     try:
         run_service(config)

@@ -46,6 +46,8 @@ from typing import Any
 
 import aiomqtt
 
+from lockertools.config import DeskSettings
+from lockertools.desk import command_args as desk_args
 from lockertools.service import db, fleet_db, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
@@ -98,6 +100,9 @@ class ServiceConfig:
     notify_timeout_s: float = 10.0
     notify_retry_min_s: float = 30.0
     notify_retry_max_s: float = 3600.0
+    # The desk's phone and hours ([desk] in the configuration file): sent to every locker whose status
+    # holds other ones (a `desk` command, renewed daily). None: nothing is sent.
+    desk: DeskSettings | None = None
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
     # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
     # as flapping: two clients with its password take its session from each other at every login, and
@@ -491,6 +496,11 @@ class Service:
                 state.blocked, state.failures = None, 0
                 if clock_off(msg.get("t"), now):
                     out.append(self._set_clock(lid, msg.get("nonce"), now))
+                desk = self.config.desk
+                if desk is not None and isinstance(msg.get("desk"), str):  # older firmware has no desk
+                    args = desk_args(desk.phone, desk.hours, desk.timezone, now)
+                    if msg["desk"] != args["tag"]:
+                        out.append(self._set_desk(lid, args, now))
                 if not was_online and state.outstanding is not None:
                     # The locker (re)connected: whatever was in flight may be lost; its status says
                     # where it stands, so plan again from there.
@@ -613,6 +623,20 @@ class Service:
         )
         self.counters.commands_sent += 1
         log.info("locker %s: clock off, sending the time", lid, extra={"locker": lid})
+        return f"lockers/{lid}/cmd", wire
+
+    def _set_desk(self, lid: str, args: dict[str, Any], now: float) -> tuple[str, bytes]:
+        """A `desk` command: the locker's status showed other desk settings than today's. Not a sync
+        command either; the next status shows whether it took them."""
+        tx = uuid.uuid4().hex[:12]
+        seq, wire = self._command(lid, "desk", args, tx)
+        self.conn.execute(
+            "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'desk', 'sent', ?, ?)",
+            (lid, tx, seq, now, now),
+        )
+        self.counters.commands_sent += 1
+        log.info("locker %s: sending the desk's phone and hours", lid, extra={"locker": lid})
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:

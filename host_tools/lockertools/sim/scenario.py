@@ -171,7 +171,7 @@ def load(path: Path, board_override: Path | None = None) -> Scenario:
         raise ScenarioError(f"{path}: `board` is missing")
     board = board_override.resolve() if board_override else _board_path(doc["board"], path.parent)
     start = parse_time(doc["time"]) if doc.get("time") is not None else None
-    codes = []
+    codes: list[tuple[str, str, int] | tuple[str, str, int, int, int] | tuple[str, str, int, int, int, int]] = []
     for n, c in enumerate(doc.get("codes") or [], 1):
         if not isinstance(c, dict) or "code" not in c or "door" not in c:
             raise ScenarioError(f"{path}: code #{n} needs `code` and `door` (got {c!r})")
