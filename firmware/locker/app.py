@@ -26,6 +26,7 @@ class Locker:
         finally:
             _drop("appinit")
             _drop("throttlefile")  # Throttle.load's, at boot
+            _drop("desk")  # desk.bin's reading, at boot (locker.desk)
 
     # --- the hot loop -------------------------------------------------------------------------
 

@@ -100,14 +100,17 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
                 lk.doors.set_out_of_service(d, True)
     except Exception as exc:  # damaged: every door in service, and the host hears of it
         lk.problems.append("%s: %s" % (_SERVICE, exc))
-    from locker import lazy
+    lk.desk = (None, (), "")  # the desk's phone and hours for the help line: none from the host yet
+    try:
+        there = store.load("desk.bin") is not None  # read whole again below: small, and rare
+    except store.Corrupt:
+        there = True
+    if there:  # locker.desk only then: a locker the host never sent them to does not load it
+        from locker import desk
 
-    try:  # the desk's phone and hours for the help line (locker.desk)
-        lk.desk, problem = lazy.load("desk").load()
-    finally:
-        lazy.drop("desk")
-    if problem:
-        lk.problems.append(problem)
+        lk.desk, problem = desk.load()
+        if problem:
+            lk.problems.append(problem)
     lk.held = {}  # door index -> the code id its item came with (0: a load by size)
     try:
         raw = store.load(_HELD) or b""

@@ -199,8 +199,8 @@ class Commands:
             row = rows[i]
             if not isinstance(row, (list, tuple)):
                 raise ValueError("code row")
-            tag_hex, label, kind, expiry, code_id = row[:5]
-            item = row_item(row)
+            item = row_item(row)  # checks the length too; no slice: 64 rows convert allocating nothing more
+            tag_hex, label, kind, expiry, code_id = row[0], row[1], row[2], row[3], row[4]
             # Exactly the schema's types: no int() coercion of strings, floats or dicts.
             if not _u32(code_id) or not code_id:
                 raise ValueError("code id")
@@ -317,7 +317,7 @@ def row_item(row):
     """A code row's item number: its 6th element, 0 (a parcel) in a row from a host before items."""
     if len(row) == 5:
         return 0
-    if len(row) != 6:
+    if len(row) != 6:  # a newer host's longer row is refused whole, never half read
         raise ValueError("code row: 5 or 6 fields")
     item = row[5]
     if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item <= _ITEM_MAX:

@@ -115,8 +115,8 @@ class Snapshot:
         prev = self._last if part > 1 else b""
         off = 0
         for row in rows:
-            tag_hex, label, kind, expiry, cid = row[:5]
             item = row_item(row)
+            tag_hex, label, kind, expiry, cid = row[0], row[1], row[2], row[3], row[4]
             t = unhexlify(tag_hex)
             if len(t) != _TAG:
                 raise ValueError("tag must be %d bytes" % _TAG)
