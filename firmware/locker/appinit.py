@@ -12,6 +12,15 @@ _HELD = "held.bin"  # the doors holding an item, with its code id (locker.flows.
 
 
 def init(lk, board, cfg, key, clock, now_ms, codes):
+    # The idle prompt in every language, default first, rendered once (each language's text is
+    # loaded once, the default last, so it stays): rotating it then builds no string per poll.
+    # First thing, so that the other texts' passing blocks are not holes among what stays.
+    from locker import messages
+
+    langs = [cfg.language] + [lang for lang in messages.LANGUAGES if lang != cfg.language]
+    texts = [messages.render(lang, "idle") for lang in reversed(langs)]
+    texts.reverse()
+    lk.idle_texts = tuple(texts)
     from locker.codes import CodeStore
 
     # The code store's table is the one large allocation: the runtime makes it right after
@@ -77,14 +86,6 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         lk._resume = None
     lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.lang = cfg.language
-    # The idle prompt in every language, default first, rendered once here (each language's text is
-    # loaded once, the default last, so it stays): rotating it then builds no string per poll.
-    from locker import messages
-
-    langs = [cfg.language] + [lang for lang in messages.LANGUAGES if lang != cfg.language]
-    texts = [messages.render(lang, "idle") for lang in reversed(langs)]
-    texts.reverse()
-    lk.idle_texts = tuple(texts)
     lk._idle_i = 0  # which of them is on screen
     lk._idle_at = now_ms  # ticks of the next turn
     lk.notify = None  # the uplink's wake-up: called after an event went into the outbox
