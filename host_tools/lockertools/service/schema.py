@@ -205,3 +205,23 @@ connection_flaps = sa.Table(
     sa.Column("ended_at", Time),  # NULL: still flapping
 )
 sa.Index("connection_flaps_open", connection_flaps.c.locker_id, connection_flaps.c.ended_at)
+
+# --- deliveries: the resident and the town's case --------------------------------------------------
+# A delivery's row in codes holds what the locker needs; this one what people need: whom it is for,
+# how to reach them, in which language, and the town's own case number (e-loket, appointments).
+# The contact fields are personal data: they are blanked `contact_purged_at` (privacy retention).
+delivery_details = sa.Table(
+    "delivery_details",
+    metadata,
+    sa.Column("code_id", Id, sa.ForeignKey("codes.id"), primary_key=True, autoincrement=False),
+    sa.Column("case_ref", sa.Text),  # the town's case number
+    sa.Column("resident_name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("language", sa.Text, nullable=False, server_default=sa.text("'nl'")),
+    sa.Column("source", sa.Text, nullable=False, server_default=sa.text("'cli'")),  # cli, desk, api
+    sa.Column("created_by", sa.Text),  # a staff account or an API token's name
+    sa.Column("contact_purged_at", Time),
+    sa.CheckConstraint("language IN ('nl', 'fr', 'en')", name="delivery_details_language"),
+)
+sa.Index("delivery_details_case", delivery_details.c.case_ref)
