@@ -458,3 +458,21 @@ def test_the_service_runs_the_periodic_checks(broker: Broker, tmp_path: Path) ->
         assert incidents.get_incident(rig.conn, incident.id).resolution == "the locker is online again"
     finally:
         rig.close()
+
+
+def test_service_run_takes_the_offline_time_from_the_configuration_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockertools.service import runner
+
+    _fleet(tmp_path / "fleet.db").close()
+    configs: list[runner.ServiceConfig] = []
+    monkeypatch.setattr(runner, "run_service", configs.append)
+    args = ["service", "run", "--db", str(tmp_path / "fleet.db"), "--plain", "--metrics", "off"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert configs[-1].incident_offline_s == 1800.0  # no file: 30 minutes
+    config = tmp_path / "lockertools.toml"
+    config.write_text("[incidents]\noffline_after_min = 12.5\n")
+    out = CliRunner().invoke(main, ["--config", str(config), *args])
+    assert out.exit_code == 0, out.output
+    assert configs[-1].incident_offline_s == 750.0
