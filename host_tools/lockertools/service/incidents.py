@@ -4,7 +4,8 @@ An incident has a cause (CAUSES), a locker, a door (None: the whole locker) and 
 `in_progress` (someone took it) or `resolved`. The same cause on the same door (or lock board, or
 locker) never has two open incidents: a repeat bumps the open one's `count`. Every state change is a
 row of `incident_log` (who, when, note); its id only grows, so `changes_since()` is a cursor for
-whoever alerts staff.
+whoever alerts staff (on PostgreSQL two transactions can commit their ids out of order for the
+moment they overlap: a reader that must miss none re-reads from a few entries back, by id).
 
 Incidents come from three places, each inside the caller's transaction:
 - `on_event()`: ingest, once per new event (jammed, forced, left_open, ...). A clearing event (the
@@ -352,10 +353,9 @@ def on_event(conn: db.Connection, locker_id: str, seq: int, ev: dict[str, Any], 
         elif ev.get("r") == "down":
             _open_from_event(conn, locker_id, "lockboard_down", None, board, seq, when, f"lock board {ev['a']}")
         return
-    for cleared, reason in _CLEARS.get(kind, ()):
-        subject = door if cleared in _DOOR_CAUSES else ""
-        if subject is not None:
-            auto_resolve(conn, locker_id, (cleared,), reason, when, subject=subject, after_seq=seq)
+    clears = _CLEARS.get(kind)
+    if clears is not None:
+        _clear(conn, locker_id, dict(clears), door, seq, when)
     cause = _OPENS.get(kind)
     if cause is None:
         return
@@ -365,6 +365,19 @@ def on_event(conn: db.Connection, locker_id: str, seq: int, ev: dict[str, Any], 
         _open_from_event(conn, locker_id, cause, door, door, seq, when, None)
     else:
         _open_from_event(conn, locker_id, cause, None, "", seq, when, _event_detail(kind, ev))
+
+
+def _clear(
+    conn: db.Connection, locker_id: str, reasons: dict[str, str], door: str | None, seq: int, when: float
+) -> None:
+    """One query per clearing event (most events are: every door shut): the open incidents of its
+    causes on its door (a door cause) or the locker, that an earlier event opened."""
+    sql = "SELECT * FROM incidents WHERE locker_id = ? AND state != 'resolved' AND cause IN ("
+    sql += ", ".join("?" * len(reasons)) + ") AND subject IN (?, '') AND (last_seq IS NULL OR last_seq < ?)"
+    for row in conn.execute(sql, (locker_id, *reasons, door or "", seq)).fetchall():
+        cause = str(row["cause"])
+        if row["subject"] == (door if cause in _DOOR_CAUSES else ""):
+            _resolve_row(conn, row, when, AUTO, reasons[cause])
 
 
 def _open_from_event(
