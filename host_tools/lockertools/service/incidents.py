@@ -353,9 +353,8 @@ def on_event(conn: db.Connection, locker_id: str, seq: int, ev: dict[str, Any], 
         elif ev.get("r") == "down":
             _open_from_event(conn, locker_id, "lockboard_down", None, board, seq, when, f"lock board {ev['a']}")
         return
-    clears = _CLEARS.get(kind)
-    if clears is not None:
-        _clear(conn, locker_id, dict(clears), door, seq, when)
+    if kind in _CLEARS:
+        _clear(conn, locker_id, kind, door, seq, when)
     cause = _OPENS.get(kind)
     if cause is None:
         return
@@ -367,17 +366,30 @@ def on_event(conn: db.Connection, locker_id: str, seq: int, ev: dict[str, Any], 
         _open_from_event(conn, locker_id, cause, None, "", seq, when, _event_detail(kind, ev))
 
 
-def _clear(
-    conn: db.Connection, locker_id: str, reasons: dict[str, str], door: str | None, seq: int, when: float
-) -> None:
-    """One query per clearing event (most events are: every door shut): the open incidents of its
-    causes on its door (a door cause) or the locker, that an earlier event opened."""
-    sql = "SELECT * FROM incidents WHERE locker_id = ? AND state != 'resolved' AND cause IN ("
-    sql += ", ".join("?" * len(reasons)) + ") AND subject IN (?, '') AND (last_seq IS NULL OR last_seq < ?)"
-    for row in conn.execute(sql, (locker_id, *reasons, door or "", seq)).fetchall():
-        cause = str(row["cause"])
-        if row["subject"] == (door if cause in _DOOR_CAUSES else ""):
-            _resolve_row(conn, row, when, AUTO, reasons[cause])
+def _clearing_query(kind: str) -> tuple[str, bool]:
+    """The query that finds what an event of `kind` clears, and whether its causes are on the event's
+    door (every clearing kind's causes are all door causes, or all the locker's)."""
+    causes = [cause for cause, _ in _CLEARS[kind]]
+    on_door = causes[0] in _DOOR_CAUSES
+    assert all((c in _DOOR_CAUSES) == on_door for c in causes), kind
+    sql = "SELECT id, cause FROM incidents WHERE locker_id = ? AND state != 'resolved' AND subject = ?"
+    sql += " AND cause IN (" + ", ".join(f"'{c}'" for c in causes) + ") AND (last_seq IS NULL OR last_seq < ?)"
+    return sql, on_door
+
+
+_CLEARING_QUERIES = {kind: _clearing_query(kind) for kind in _CLEARS}
+
+
+def _clear(conn: db.Connection, locker_id: str, kind: str, door: str | None, seq: int, when: float) -> None:
+    """One indexed query per clearing event (most events are one: every door shut): the open incidents
+    of its causes on its door (or the locker) that an earlier event opened."""
+    sql, on_door = _CLEARING_QUERIES[kind]
+    if on_door and door is None:
+        return
+    reasons = _CLEARS[kind]
+    for row in conn.execute(sql, (locker_id, door if on_door else "", seq)).fetchall():
+        reason = next(r for c, r in reasons if c == row["cause"])
+        _resolve_row(conn, row, when, AUTO, reason)
 
 
 def _open_from_event(
