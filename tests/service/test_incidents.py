@@ -249,6 +249,45 @@ def test_safe_mode_opens_an_incident_once_and_normal_mode_resolves_it(conn: db.C
     assert (done.state, done.resolved_by, done.resolution) == ("resolved", "auto", "the locker left safe mode")
 
 
+def test_a_condition_staff_resolved_is_not_reopened_while_it_lasts_only_when_it_comes_again(
+    conn: db.Connection,
+) -> None:
+    # offline: resolved by staff (the locker was taken down for repairs), the check sees it still
+    _status(conn, True, at=NOW)
+    _status(conn, False, at=NOW + 60)
+    _check(conn, NOW + 1801)
+    [offline] = incidents.list_incidents(conn, cause="offline")
+    incidents.resolve(conn, offline.id, "ann", "taken down for repairs", NOW + 1900)
+    _check(conn, NOW + 1930)
+    assert [i.id for i in incidents.list_incidents(conn, cause="offline")] == [offline.id]
+    _status(conn, True, at=NOW + 5000)  # back, then gone again: a new outage
+    _status(conn, False, at=NOW + 5060)
+    _check(conn, NOW + 7000)
+    assert [i.state for i in incidents.list_incidents(conn, cause="offline")] == ["new", "resolved"]
+
+    # safe mode: the same boot's next status does not reopen it, a later boot's does
+    def safe_status(up: int, at: float) -> None:
+        with db.transaction(conn):
+            msg = {"v": 1, "lid": "hall-1", "online": True, "rev": 0, "mode": "safe", "up": up}
+            ingest.apply_status(conn, "hall-1", msg, at)
+
+    safe_status(100, NOW + 8000)
+    [safe] = incidents.list_incidents(conn, cause="safe_mode")
+    incidents.resolve(conn, safe.id, "tom", "reflashing tomorrow", NOW + 8100)
+    safe_status(400, NOW + 8300)
+    assert [i.state for i in incidents.list_incidents(conn, cause="safe_mode")] == ["resolved"]
+    safe_status(30, NOW + 9000)  # rebooted, still in safe mode
+    assert [i.state for i in incidents.list_incidents(conn, cause="safe_mode")] == ["new", "resolved"]
+    # flapping: the same flag does not reopen it
+    with db.transaction(conn):
+        fleet_db.flap_begin(conn, "hall-1", NOW + 9000, NOW + 9100, 10)
+    _check(conn, NOW + 9101)
+    [flap] = incidents.list_incidents(conn, cause="flapping")
+    incidents.resolve(conn, flap.id, "ann", "a second board with the same password: unplugged", NOW + 9200)
+    _check(conn, NOW + 9231)
+    assert [i.state for i in incidents.list_incidents(conn, cause="flapping")] == ["resolved"]
+
+
 def _check(conn: db.Connection, now: float, offline_after_s: float = 1800.0) -> None:
     with db.transaction(conn):
         incidents.check(conn, now, offline_after_s)

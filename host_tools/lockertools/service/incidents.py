@@ -24,6 +24,7 @@ transaction unless the caller is in one. A bad request raises IncidentError, and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -229,10 +230,13 @@ def open_or_bump(
     seq: int | None = None,
     detail: str | None = None,
     repeat: bool = True,
+    since: float | None = None,
 ) -> Incident:
     """Open an incident of `cause` on `door` (or `subject`: what it is about within the locker; by
     default the door label, "" for the whole locker), or, when one is open already, count one more
     occurrence of it (repeat=False: leave the open one as it is: a periodic check seeing it again).
+    since: when the condition a check sees began; an incident of it opened at or after then and
+    resolved since (by staff: the condition lasts) is returned as it is, not opened again.
     Inside a transaction (the caller's, or one of its own)."""
     if cause not in CAUSES:
         raise IncidentError(f"unknown cause {cause!r} (known: {', '.join(CAUSES)})")
@@ -247,6 +251,13 @@ def open_or_bump(
                     (when, seq, seq, row["id"]),
                 )
             return get_incident(conn, int(row["id"]))
+        if since is not None:
+            seen = conn.execute(
+                "SELECT max(id) FROM incidents WHERE locker_id = ? AND cause = ? AND subject = ? AND opened_at >= ?",
+                (locker_id, cause, key, since),
+            ).scalar()
+            if seen is not None:
+                return get_incident(conn, int(seen))
         new = conn.execute(
             "INSERT INTO incidents(locker_id, door, subject, cause, state, opened_at, event_seq, last_seq, last_at,"
             " count, detail) VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, 1, ?) RETURNING id",
@@ -422,7 +433,9 @@ def on_status(conn: db.Connection, locker_id: str, msg: dict[str, Any], received
         return
     auto_resolve(conn, locker_id, ("offline",), "the locker is online again", received_at)
     if msg.get("mode") == "safe":
-        open_or_bump(conn, locker_id, "safe_mode", received_at, repeat=False)
+        up = msg.get("up")  # seconds since boot: safe mode lasts until the next boot at least
+        booted = received_at - up if isinstance(up, int) and not isinstance(up, bool) and up >= 0 else None
+        open_or_bump(conn, locker_id, "safe_mode", received_at, repeat=False, since=booted)
     else:
         auto_resolve(conn, locker_id, ("safe_mode",), "the locker left safe mode", received_at)
 
@@ -437,24 +450,29 @@ def check(conn: db.Connection, now: float, offline_after_s: float = DEFAULT_OFFL
     ).fetchall():
         since = float(row["last_seen"])
         detail = f"offline for more than {offline_after_s / 60:.0f} min (last seen at {_clock(since)})"
-        open_or_bump(conn, str(row["id"]), "offline", now, detail=detail, repeat=False)
+        open_or_bump(conn, str(row["id"]), "offline", now, detail=detail, repeat=False, since=since)
     flapping: set[str] = set()
-    for row in conn.execute("SELECT locker_id, changes FROM connection_flaps WHERE ended_at IS NULL").fetchall():
+    for row in conn.execute(
+        "SELECT locker_id, changes, started_at FROM connection_flaps WHERE ended_at IS NULL"
+    ).fetchall():
         flapping.add(str(row["locker_id"]))
         detail = f"{row['changes']} online/offline changes"
-        open_or_bump(conn, str(row["locker_id"]), "flapping", now, detail=detail, repeat=False)
+        open_or_bump(conn, str(row["locker_id"]), "flapping", now, detail=detail, repeat=False,
+                     since=float(row["started_at"]))  # fmt: skip
     for row in conn.execute("SELECT locker_id FROM incidents WHERE cause = 'flapping' AND state != 'resolved'"):
         if str(row["locker_id"]) not in flapping:
             auto_resolve(conn, str(row["locker_id"]), ("flapping",), "the connection is steady again", now)
     failed: set[tuple[str, str]] = set()
     for row in conn.execute(
-        "SELECT locker_id, door, count(*) AS n, max(error) AS error FROM notifications WHERE state = 'failed'"
-        " GROUP BY locker_id, door"
+        "SELECT locker_id, door, count(*) AS n, max(error) AS error, max(created_at) AS newest FROM notifications"
+        " WHERE state = 'failed' GROUP BY locker_id, door"
     ).fetchall():
         key = (str(row["locker_id"]), row["door"] or "")
         failed.add(key)
         detail = f"{row['n']} notification(s) not delivered: {row['error']}"[:300]
-        open_or_bump(conn, key[0], "notify_failed", now, door=row["door"], detail=detail, repeat=False)
+        # since the newest: a notification that failed after staff resolved the incident opens another
+        open_or_bump(conn, key[0], "notify_failed", now, door=row["door"], detail=detail, repeat=False,
+                     since=float(row["newest"]))  # fmt: skip
     for row in conn.execute(
         "SELECT locker_id, subject FROM incidents WHERE cause = 'notify_failed' AND state != 'resolved'"
     ):
@@ -464,8 +482,6 @@ def check(conn: db.Connection, now: float, offline_after_s: float = DEFAULT_OFFL
 
 
 def _clock(epoch: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
