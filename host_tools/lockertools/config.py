@@ -84,6 +84,13 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class IncidentSettings:
+    """Incidents the service opens by itself (`lockerctl service run`)."""
+
+    offline_after_min: float = 30.0  # a locker offline this long (since last seen) opens an incident
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -91,6 +98,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -241,6 +249,8 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: notify: command and url: choose one")
     if notify.url is not None and not notify.url.startswith(("http://", "https://")):
         problems.append(f"{where}: notify.url: must start with http:// or https://")
+    if not settings.incidents.offline_after_min > 0:
+        problems.append(f"{where}: incidents.offline_after_min: a number of minutes above 0")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

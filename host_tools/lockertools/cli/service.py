@@ -182,6 +182,7 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
+        incident_offline_s=settings_of(click.get_current_context()).incidents.offline_after_min * 60,
     )
     try:
         run_service(config)

@@ -17,7 +17,8 @@ depends_on = None
 def upgrade() -> None:
     from lockertools.service import schema
 
-    schema.delivery_details.create(op.get_bind())
+    # checkfirst: the baseline's upgrade creates schema.py's tables as they are now, this one included.
+    schema.delivery_details.create(op.get_bind(), checkfirst=True)
 
 
 def downgrade() -> None:
