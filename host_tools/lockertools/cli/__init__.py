@@ -62,6 +62,9 @@ def _register() -> None:
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
     main.add_command(db_cli, "db")
+    from lockertools.cli.api import api_cli
+
+    main.add_command(api_cli, "api")
     from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")
