@@ -138,3 +138,23 @@ def test_a_failing_webhook_is_retried_then_given_up_and_listed(conn: db.Connecti
     assert [(f.state, f.attempts) for f in webhooks.webhook_failures(conn)] == [("pending", 1)]
     webhooks.remove_webhook(conn, hook.webhook.id)
     assert webhooks.webhook_failures(conn) == []
+
+
+def test_a_database_at_delivery_details_gets_the_apis_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = db.connect(path, create=True)
+    fleet_db.add_locker(conn, "hall-1", secrets.token_bytes(32), LABELS)
+    number = fleet_db.prepare_delivery(conn, "hall-1").number
+    with db.transaction(conn):  # as the program before revision 0005 left it
+        conn.execute("UPDATE alembic_version SET version_num = '0002_delivery_details'")
+    for table in ("webhook_deliveries", "webhook_events", "webhooks", "door_sizes", "api_idempotency", "api_tokens"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.close()
+    again = db.connect(path)
+    try:
+        assert db.schema_revision(again) == db.schema_head() == "0005_api"
+        webhooks.add_webhook(again, "http://127.0.0.1:9/a")
+        fleet_db.cancel_delivery(again, number)
+        assert _queued(again) == [("cancelled", number, 1)]
+    finally:
+        again.close()
