@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api_support import Answer, Contract
 from click.testing import CliRunner
 
 from lockertools.api import tokens, webhooks
@@ -23,6 +24,16 @@ from tests.support.mosquitto import wait_until
 def _run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+def _get(port: int, path: str) -> Answer:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/api/v1" + path)
+        response = c.getresponse()
+        return Answer(response.status, response.headers, response.read().decode())
+    finally:
+        c.close()
 
 
 def _fleet(tmp_path: Path) -> Path:
@@ -110,9 +121,11 @@ def test_api_serve_answers_on_loopback_at_the_configured_port(tmp_path: Path) ->
                 return False
 
         wait_until(answers, 30, "lockerctl api serve to answer")
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", "/api/v1/lockers")
-        assert c.getresponse().status == 401
+        contract = Contract(_get(port, "/openapi.json").json)
+        for path, status in (("/openapi.json", 200), ("/lockers", 401)):
+            answer = _get(port, path)
+            assert answer.status == status
+            contract.check("GET", path, answer)
     finally:
         proc.terminate()
         proc.wait(10)

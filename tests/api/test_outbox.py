@@ -158,3 +158,15 @@ def test_a_database_at_delivery_details_gets_the_apis_tables(tmp_path: Path) -> 
         assert _queued(again) == [("cancelled", number, 1)]
     finally:
         again.close()
+
+
+def test_a_load_reported_after_the_pickup_says_picked_up(conn: db.Connection) -> None:
+    """Events arrive in any order: a `loaded` that comes after the `pickup` is still one event, with the
+    state the delivery is in."""
+    webhooks.add_webhook(conn, "http://127.0.0.1:9/a")
+    number = fleet_db.prepare_delivery(conn, "hall-1").number
+    _event(conn, "pickup", seq=20, d="A1", id=number)
+    _event(conn, "loaded", seq=10, d="A1", id=number)
+    assert _queued(conn) == [("picked_up", number, 1), ("loaded", number, 1)]
+    states = [json.loads(r[0])["state"] for r in conn.execute("SELECT body FROM webhook_events ORDER BY id")]
+    assert states == ["picked_up", "picked_up"]

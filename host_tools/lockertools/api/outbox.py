@@ -24,6 +24,10 @@ EVENT_STATES = {
     "cancelled": "cancelled",
 }
 EVENTS = tuple(EVENT_STATES)
+# A `loaded` event can arrive after the delivery moved on (events arrive in any order): its state then
+# is the row's, not "loaded".
+_ROW_STATES = {"issued": "loaded", "used": "picked_up", "expired": "expired", "revoked": "cancelled",
+               "taken_back": "taken_back"}  # fmt: skip
 
 
 def iso_time(epoch: float) -> str:
@@ -36,7 +40,7 @@ def queue_delivery_event(conn: db.Connection, event: str, code_id: int, when: fl
     transaction). A code that is not a delivery's, or no webhook registered: nothing. True when queued."""
     assert event in EVENT_STATES, event
     row = conn.execute(
-        "SELECT c.kind, c.locker_id, c.door, x.case_ref FROM codes c"
+        "SELECT c.kind, c.state, c.locker_id, c.door, x.case_ref FROM codes c"
         " LEFT JOIN delivery_details x ON x.code_id = c.id WHERE c.id = ?",
         (code_id,),
     ).fetchone()
@@ -49,7 +53,7 @@ def queue_delivery_event(conn: db.Connection, event: str, code_id: int, when: fl
         "event": event,
         "delivery": code_id,
         "case_number": row["case_ref"],
-        "state": EVENT_STATES[event],
+        "state": _ROW_STATES.get(row["state"], "loaded") if event == "loaded" else EVENT_STATES[event],
         "time": iso_time(when),
         "locker": row["locker_id"],
         "door": door if door is not None else (None if row["door"] == "*" else row["door"]),
