@@ -170,6 +170,12 @@ def test_a_retried_post_with_the_same_idempotency_key_creates_one_delivery(
     assert api.request("POST", "/deliveries", NEW | {"size": "XL"}, token=token, headers=bad_key).status == 422
     assert api.request("POST", "/deliveries", NEW, token=token, headers=bad_key).status == 201
     assert api.request("POST", "/deliveries", NEW, token=token, headers={"Idempotency-Key": "a b"}).status == 400
+    # While the first request with a key is being answered (another process), a retry is told to wait.
+    with db.transaction(fleet):
+        fleet.execute("UPDATE api_idempotency SET status = NULL, response_json = NULL WHERE key = 'second'")
+    busy = api.request("POST", "/deliveries", NEW, token=token, headers=bad_key)
+    assert busy.status == 409 and "still being answered" in busy.json["detail"]
+    assert fleet.execute("SELECT count(*) FROM codes").scalar() == 4
 
 
 def test_validation_errors_name_each_field(api: ApiServer, fleet: db.Connection) -> None:
