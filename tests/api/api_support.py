@@ -20,6 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from lockertools.api.app import ApiOptions, create_api_app
+from lockertools.service import db
 
 DOC_URI = "urn:lockertools:api:openapi"
 
@@ -91,12 +92,14 @@ class Contract:
 class ApiServer:
     """create_api_app mounted at /api/v1/ as the desk and `lockerctl api serve` mount it."""
 
-    def __init__(self, database: str | Path, options: ApiOptions | None = None) -> None:
+    def __init__(
+        self, database: str | Path | None, options: ApiOptions | None = None, connection: db.Connection | None = None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
         self._thread.start()
         root = web.Application()
-        root.add_subapp("/api/v1/", create_api_app(database, options=options))
+        root.add_subapp("/api/v1/", create_api_app(database, connection=connection, options=options))
         self._runner = web.AppRunner(root)
         self.port = self._call(self._start())
         raw = self.request("GET", "/openapi.json", check=False)

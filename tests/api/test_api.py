@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from lockertools import BOARDS_DIR
 from lockertools.api import openapi, tokens
+from lockertools.api.app import create_api_app
 from lockertools.api.lockers import record_door_sizes
 from lockertools.boards import doors
 from lockertools.cli import main
@@ -264,3 +265,20 @@ def test_locker_add_records_the_boards_door_sizes(tmp_path: Path) -> None:
         assert {(r[0], r[1], r[2]) for r in rows} == want and len(want) == 16
     finally:
         conn.close()
+
+
+def test_the_app_on_a_connection_its_host_keeps(tmp_path: Path, fleet: db.Connection) -> None:
+    """The desk's way: the app uses the desk's connection and leaves it open at cleanup."""
+    with pytest.raises(ValueError):
+        create_api_app()
+    own = db.connect(tmp_path / "fleet.db")
+    try:
+        server = ApiServer(None, connection=own)
+        try:
+            token = _token(fleet, "desk-test", "read")
+            assert server.request("GET", "/lockers", token=token).json["lockers"][0]["id"] == "hall-1"
+        finally:
+            server.close()
+        assert own.execute("SELECT count(*) FROM lockers").scalar() == 1  # still open
+    finally:
+        own.close()
