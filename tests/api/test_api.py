@@ -5,6 +5,7 @@ against the OpenAPI document the server serves (api_support.Contract)."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import secrets
 import time
@@ -117,7 +118,7 @@ def test_a_delivery_created_read_and_cancelled(api: ApiServer, fleet: db.Connect
     )  # fmt: skip
     kind = fleet.execute("SELECT kind FROM codes WHERE id = ?", (number,)).scalar()
     assert kind == fleet_db.kind_byte(fleet_db.KIND_DELIVERY, "M", True)
-    deadline = time.mktime(time.strptime(made["deadline"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    deadline = calendar.timegm(time.strptime(made["deadline"], "%Y-%m-%dT%H:%M:%SZ"))
     assert deadline >= before + (fleet_db.LOAD_DAYS + fleet_db.PICKUP_DAYS) * 86400 - 1
     assert api.request("GET", f"/deliveries/{number}", token=token).json == made
     cancelled = api.request("POST", f"/deliveries/{number}/cancel", token=token)
