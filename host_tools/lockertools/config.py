@@ -91,6 +91,19 @@ class IncidentSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API for the town's systems (`lockerctl api serve`) and its webhooks (`service run`)."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8470, metadata=PORT)
+    idempotency_hours: float = 24.0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_min_s: float = 30.0
+    webhook_retry_max_s: float = 3600.0
+    webhook_attempts: int = 12
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -99,6 +112,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -251,6 +265,15 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: notify.url: must start with http:// or https://")
     if not settings.incidents.offline_after_min > 0:
         problems.append(f"{where}: incidents.offline_after_min: a number of minutes above 0")
+    api = settings.api
+    if not api.idempotency_hours > 0:
+        problems.append(f"{where}: api.idempotency_hours: a number of hours above 0")
+    if not 0 < api.webhook_retry_min_s <= api.webhook_retry_max_s:
+        problems.append(f"{where}: api.webhook_retry_min_s: above 0 and at most webhook_retry_max_s")
+    if api.webhook_attempts < 1:
+        problems.append(f"{where}: api.webhook_attempts: at least 1")
+    if not api.webhook_timeout_s > 0:
+        problems.append(f"{where}: api.webhook_timeout_s: above 0")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

@@ -65,6 +65,10 @@ def _register() -> None:
     from lockertools.cli.incidents import incidents_cli
 
     main.add_command(incidents_cli, "incidents")
+
+    from lockertools.cli.api import api_cli
+
+    main.add_command(api_cli, "api")
     from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")

@@ -45,6 +45,7 @@ def _defaults(settings: Settings) -> tuple[dict[str, Any], dict[tuple[str, ...],
             "tls": b.tls,
         },
         ("broker", "add-host"): {"user": s.user},
+        ("api", "serve"): {"host": settings.api.host, "port": settings.api.port},
     }
     return everywhere, per_command
 

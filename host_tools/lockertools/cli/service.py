@@ -165,6 +165,7 @@ def run_cmd(
     else:
         configured = settings_of(click.get_current_context()).service.password
         password = configured.value if configured is not None else None
+    api = settings_of(click.get_current_context()).api
     from lockertools.service import logs
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
@@ -183,6 +184,10 @@ def run_cmd(
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
         incident_offline_s=settings_of(click.get_current_context()).incidents.offline_after_min * 60,
+        webhook_timeout_s=api.webhook_timeout_s,
+        webhook_retry_min_s=api.webhook_retry_min_s,
+        webhook_retry_max_s=api.webhook_retry_max_s,
+        webhook_attempts=api.webhook_attempts,
     )
     try:
         run_service(config)
@@ -217,7 +222,8 @@ def _read_key(path: Path) -> bytes:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) -> None:
     """Register LOCKER_ID with its key and the door labels of its board (creates the database)."""
-    from lockertools.boards import validate
+    from lockertools.api.lockers import record_door_sizes
+    from lockertools.boards import doors, validate
     from lockertools.flash import board_labels
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", locker_id):
@@ -225,10 +231,12 @@ def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) ->
     report = validate(board)
     if not report.ok:
         raise click.ClickException("board file has errors:\n" + "\n".join(str(e) for e in report.errors))
-    labels = board_labels(json.loads(board.read_text()))
+    doc = json.loads(board.read_text())
+    labels = board_labels(doc)
     conn = _open(db_path, create=True)
     with _fleet_errors():
         fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels)
+        record_door_sizes(conn, locker_id, doors(doc))  # the API's free doors per size
     click.echo(f"locker {locker_id} registered with {len(labels)} doors: {', '.join(labels)}")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lockertools.api import outbox
 from lockertools.service import db, fleet_db, incidents
 
 MAX_PAYLOAD = 4096  # a locker's messages are at most 4 KB (docs/protocol.md)
@@ -155,6 +156,7 @@ def apply_event(conn: db.Connection, locker_id: str, msg: dict[str, Any], receiv
             )
         elif row is not None:
             conn.execute("UPDATE codes SET state = 'used', used_at = ? WHERE id = ?", (when, ev["id"]))
+            outbox.queue_delivery_event(conn, "picked_up", ev["id"], when, door)
             if row[0] in ("issued", "expired"):
                 # Used codes leave the locker's store (its capacity is finite); revoked ones already do.
                 fleet_db.log_change(conn, locker_id, "del", ev["id"])
@@ -230,6 +232,8 @@ def _on_loaded(conn: db.Connection, locker_id: str, door: str, ev: dict[str, Any
         # starts now: the row's new expiry goes to the locker in the next codes.apply.
         if row["kind"] & fleet_db.KIND_MASK == fleet_db.KIND_DELIVERY:
             fleet_db.start_pickup_window(conn, locker_id, row, when, seq)
+            if row["door_seq"] is None:  # its first load: the state change the town's webhooks hear of
+                outbox.queue_delivery_event(conn, "loaded", row["id"], when, door)
         _bind_door(conn, row["id"], door, seq, ", loaded_at = ?, loaded_by = ?", when, staff)
         # Queued whatever the code's state, so the outcome does not depend on delivery order; the
         # service skips it if the item was picked up meanwhile (its held code is gone then).
@@ -259,6 +263,8 @@ def _on_taken_back(conn: db.Connection, locker_id: str, door: str, ev: dict[str,
     row = _code(conn, locker_id, ev.get("id"))
     staff = fleet_db.staff_name(conn, locker_id, ev.get("staff"))
     if row is not None:
+        if row["state"] in ("issued", "expired", "revoked"):
+            outbox.queue_delivery_event(conn, "taken_back", row["id"], when, door)
         _finish(conn, locker_id, row, "taken_back", when)
     fleet_db.enqueue_notification(
         conn, locker_id, None if row is None else row["id"], "taken_back", door,

@@ -22,6 +22,8 @@ Tasks (one asyncio loop, so database work never interleaves):
   went online/offline `flap_changes` times within `flap_window_s`);
 - the notifier: hands due notifications to the hook (in a thread), records failures and retries
   them with a growing delay; a `loaded` notification's held plain code is deleted once it went;
+- the webhook sender (api/webhooks.py): POSTs the queued delivery events to the webhooks the town's
+  systems registered, signed, one at a time per webhook in order, failures retried with a growing delay;
 - the watchdog (under systemd, sdnotify.py): WATCHDOG=1 while every loop above is healthy (each
   checks in as it goes round; the processor only while messages wait), READY=1 once first connected
   and subscribed; and the health endpoint and metrics (metrics.py), when configured.
@@ -46,6 +48,7 @@ from typing import Any
 
 import aiomqtt
 
+from lockertools.api.webhooks import SenderOptions, WebhookSender
 from lockertools.service import db, fleet_db, incidents, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
@@ -114,6 +117,14 @@ class ServiceConfig:
     watchdog: bool = True
     loop_stall_s: float = 60.0
     lease_retry_s: float = 1.0  # a service waiting for the database's lease tries again this often
+    # The webhooks of the town's API (api/webhooks.py): queued events looked for every webhook_poll_s,
+    # a failed request retried after webhook_retry_min_s, doubling up to webhook_retry_max_s, given up
+    # after webhook_attempts.
+    webhook_poll_s: float = 1.0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_min_s: float = 30.0
+    webhook_retry_max_s: float = 3600.0
+    webhook_attempts: int = 12
 
 
 @dataclass
@@ -187,6 +198,15 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_port: int | None = None  # the port actually bound (config.metrics_port 0: any)
         self.watchdog_skipped = 0  # WATCHDOG=1 held back because a loop had stalled
+        self.webhooks = WebhookSender(
+            SenderOptions(
+                poll_s=config.webhook_poll_s,
+                timeout_s=config.webhook_timeout_s,
+                retry_min_s=config.webhook_retry_min_s,
+                retry_max_s=config.webhook_retry_max_s,
+                attempts=config.webhook_attempts,
+            )
+        )
         self.sender = Sender(
             self._sign_ack,
             window=config.max_inflight,
@@ -258,13 +278,14 @@ class Service:
                 log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
             try:
                 now = time.monotonic()
-                self._beats = dict.fromkeys(("poller", "notifier", "processor"), now)
+                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks"), now)
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = [
                         tasks.create_task(self._connection_loop()),
                         tasks.create_task(self._processor()),
                         tasks.create_task(self._poller()),
                         tasks.create_task(self._notifications()),
+                        tasks.create_task(self.webhooks.run(self.conn, lambda: self._beat("webhooks"))),
                     ]
                     tasks.create_task(self._watchdog())
             finally:

@@ -276,3 +276,86 @@ incident_log = sa.Table(
     sa.Column("note", sa.Text),
 )
 sa.Index("incident_log_incident", incident_log.c.incident_id)
+
+# --- the HTTP API for the town's systems, and its webhooks (lockertools/api, docs/api.md) ------------
+# An integration's token: only its SHA-256 is kept (a token is 256 random bits: a fast hash is safe).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),  # the integration: e-loket, appointments, ...
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated: read, deliveries
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time),
+    sa.Column("revoked_at", Time),
+)
+
+# A request's Idempotency-Key, per token, with the request's hash and the answer given (kept 24 h).
+# `status` NULL: the first request with the key is still running.
+api_idempotency = sa.Table(
+    "api_idempotency",
+    metadata,
+    sa.Column("token_id", Big, sa.ForeignKey("api_tokens.id"), primary_key=True, autoincrement=False),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_sha256", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("response_json", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+)
+sa.Index("api_idempotency_age", api_idempotency.c.created_at)
+
+# Door sizes and low doors of a locker's board (lockerctl locker add records them): the API's free
+# doors per size. A locker without rows here counts its free doors as of unknown size.
+door_sizes = sa.Table(
+    "door_sizes",
+    metadata,
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), primary_key=True),
+    sa.Column("label", sa.Text, primary_key=True),
+    sa.Column("size", sa.Text, nullable=False),
+    sa.Column("low", sa.Integer, nullable=False, server_default=_zero()),
+    sa.CheckConstraint("size IN ('S', 'M', 'L')", name="door_sizes_size"),
+)
+
+# URLs an admin registered; `secret` signs the bodies (HMAC-SHA256), so it is kept as it is.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("removed_at", Time),
+)
+
+# The outbox: one row per delivery state change, written in the change's own transaction, with the
+# body sent as it is on every attempt.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("code_id", Big, nullable=False),  # the delivery number
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+# Each event to each webhook registered when it happened: pending until a 2xx, retried with a growing
+# delay, `failed` once the attempts ran out (listed for staff with the last error).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("event_id", Big, sa.ForeignKey("webhook_events.id"), primary_key=True, autoincrement=False),
+    sa.Column("webhook_id", Big, sa.ForeignKey("webhooks.id"), primary_key=True, autoincrement=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_attempt_at", Time),
+    sa.Column("sent_at", Time),
+    sa.CheckConstraint("state IN ('pending', 'sent', 'failed')", name="webhook_deliveries_state"),
+)
+sa.Index("webhook_deliveries_due", webhook_deliveries.c.state, webhook_deliveries.c.next_at)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lockertools.api import outbox
 from lockertools.service import db
 from lockertools.service.fleet.codes import IssuedCode, new_code, revoke_code
 from lockertools.service.fleet.common import (
@@ -341,4 +342,5 @@ def queue_reminders(conn: db.Connection, now: float) -> int:
     for code_id, lid, door in due:
         conn.execute("UPDATE codes SET reminded_at = ? WHERE id = ?", (now, code_id))
         enqueue_notification(conn, lid, code_id, "reminder", door, now=now)
+        outbox.queue_delivery_event(conn, "reminder_sent", code_id, now, door)
     return len(due)
