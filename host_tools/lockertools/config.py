@@ -26,6 +26,7 @@ from typing import Any
 ENV_VAR = "LOCKERTOOLS_CONFIG"
 PORT = {"port": True}
 _SECRET_FROM = ("_file", "_env")
+DESK_LANGUAGES = ("nl", "fr", "en")
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,18 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class DeskSettings:
+    """`lockerctl desk run`: the staff desk (docs/desk.md); its database is [service] db."""
+
+    host: str = "127.0.0.1"  # loopback: production puts a TLS reverse proxy in front (docs/deployment.md)
+    port: int = field(default=8070, metadata=PORT)
+    language: str = "nl"  # the default language of the pages: nl, fr or en
+    idle_minutes: int = 30  # a session unused this long is over
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
+    https: bool = False  # served over HTTPS (by the proxy): cookies are Secure
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -91,6 +104,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    desk: DeskSettings = field(default_factory=DeskSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -241,6 +255,11 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: notify: command and url: choose one")
     if notify.url is not None and not notify.url.startswith(("http://", "https://")):
         problems.append(f"{where}: notify.url: must start with http:// or https://")
+    desk = settings.desk
+    if desk.language not in DESK_LANGUAGES:
+        problems.append(f"{where}: desk.language: one of {', '.join(DESK_LANGUAGES)}, not {desk.language!r}")
+    if desk.idle_minutes < 1:
+        problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

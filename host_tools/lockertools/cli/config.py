@@ -45,6 +45,7 @@ def _defaults(settings: Settings) -> tuple[dict[str, Any], dict[tuple[str, ...],
             "tls": b.tls,
         },
         ("broker", "add-host"): {"user": s.user},
+        ("desk", "run"): {"host": settings.desk.host, "port": settings.desk.port},
     }
     return everywhere, per_command
 
