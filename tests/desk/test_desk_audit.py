@@ -91,9 +91,8 @@ def test_the_database_refuses_to_edit_or_delete_the_trail(desk_server: DeskServe
             "DELETE FROM desk_audit",
             *(["TRUNCATE desk_audit"] if not conn.sqlite else []),
         ):
-            with pytest.raises(db.Error, match="append-only"):
-                with db.transaction(conn):
-                    conn.execute(statement)
+            with pytest.raises(db.Error, match="append-only"), db.transaction(conn):
+                conn.execute(statement)
         assert len(audit.trail(conn)) == count
         assert {r["account_name"] for r in audit.trail(conn)} == {"admin1"}
 
