@@ -20,6 +20,7 @@ from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK,
 SIZES = ("S", "M", "L")
 ALARM_STATES = ("jammed", "forced")
 ALARM_EVENTS = ("jammed", "forced", "left_open")
+CASE_COLUMN = "case_number"
 
 
 @dataclass
@@ -118,16 +119,12 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
         view = DoorView(r[1], state, None if r[3] is None else bool(r[3]), bool(r[4]), size, low, alarm, r[5])
         out[r[0]].append(view)
         by_door[(r[0], r[1])] = view
-    columns = (
-        "locker_id, door, id, kind, item, expires, loaded_at, created_at, recipient"
-        if with_contents
-        else ("locker_id, door")
-    )
+    columns = "*" if with_contents else "locker_id, door"
     sql = f"SELECT {columns} FROM codes WHERE state = 'issued' AND door != ?" + (
         " AND locker_id = ?" if locker_id else ""
     )
     for r in conn.execute(sql, (ANY_DOOR, *args)):
-        holder = by_door.get((r[0], r[1]))
+        holder = by_door.get((r["locker_id"], r["door"]))
         if holder is None:
             continue
         if not with_contents:
@@ -142,6 +139,8 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
                 "item": r["item"],
                 "since": r["loaded_at"] or r["created_at"],
                 "deadline": int(r["expires"]) or None,
+                # the town's case number, where the delivery's row carries one (codes.case_number)
+                "case": r["case_number"] if CASE_COLUMN in r.keys() else None,
             }
         )
     return out
