@@ -160,7 +160,7 @@ def _live(server: object, settings: Settings) -> list[float]:
             with db.transaction(conn):
                 ingest.apply_event(conn, "hall-01", msg, time.time())
             with arrived:
-                got = arrived.wait_for(lambda: any(d["d"] == "2" and d["state"] == state for _, d in seen), 30)
+                got = arrived.wait_for(lambda s=state: any(d["d"] == "2" and d["state"] == s for _, d in seen), 30)
                 assert got, f"event {i} did not reach the stream"
                 at = next(t for t, d in seen if d["d"] == "2" and d["state"] == state)
                 seen.clear()

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockertools.service import db
+from lockertools.service import db, schema
 from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK, describe_kind
 
 SIZES = ("S", "M", "L")
@@ -136,7 +136,7 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
                 "since": r["loaded_at"] or r["created_at"],
                 "deadline": int(r["expires"]) or None,
                 # the town's case number, where the delivery's row carries one (codes.case_number)
-                "case": r["case_number"] if CASE_COLUMN in r.keys() else None,
+                "case": r[CASE_COLUMN] if CASE_COLUMN in schema.codes.c else None,
             }
         )
     return out
