@@ -19,7 +19,9 @@ from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK,
 
 SIZES = ("S", "M", "L")
 ALARM_STATES = ("jammed", "forced")
-CASE_COLUMN = "case_number"
+# The town's case number of a delivery: delivery_details.case_ref, where the fleet's schema has
+# that table (the deliveries' details, kept beside their code rows).
+CASE_TABLE, CASE_COLUMN = "delivery_details", "case_ref"
 
 
 @dataclass
@@ -115,9 +117,14 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
         view = DoorView(r[1], state, None if r[3] is None else bool(r[3]), bool(r[4]), size, low, alarm, r[5])
         out[r[0]].append(view)
         by_door[(r[0], r[1])] = view
-    columns = "*" if with_contents else "locker_id, door"
-    sql = f"SELECT {columns} FROM codes WHERE state = 'issued' AND door != ?" + (
-        " AND locker_id = ?" if locker_id else ""
+    if with_contents and CASE_TABLE in schema.metadata.tables:
+        source = f"codes c LEFT JOIN {CASE_TABLE} x ON x.code_id = c.id"
+        columns = f"c.*, x.{CASE_COLUMN} AS case_ref"
+    else:
+        source = "codes c"
+        columns = "c.*, NULL AS case_ref" if with_contents else "c.locker_id, c.door"
+    sql = f"SELECT {columns} FROM {source} WHERE c.state = 'issued' AND c.door != ?" + (
+        " AND c.locker_id = ?" if locker_id else ""
     )
     for r in conn.execute(sql, (ANY_DOOR, *args)):
         holder = by_door.get((r["locker_id"], r["door"]))
@@ -135,8 +142,7 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
                 "item": r["item"],
                 "since": r["loaded_at"] or r["created_at"],
                 "deadline": int(r["expires"]) or None,
-                # the town's case number, where the delivery's row carries one (codes.case_number)
-                "case": r[CASE_COLUMN] if CASE_COLUMN in schema.codes.c else None,
+                "case": r["case_ref"],
             }
         )
     return out
