@@ -26,6 +26,7 @@ from typing import Any
 ENV_VAR = "LOCKERTOOLS_CONFIG"
 PORT = {"port": True}
 _SECRET_FROM = ("_file", "_env")
+DESK_LANGUAGES = ("nl", "fr", "en")
 
 
 class ConfigError(ValueError):
@@ -104,6 +105,18 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class DeskSettings:
+    """`lockerctl desk run`: the staff desk (docs/desk.md); its database is [service] db."""
+
+    host: str = "127.0.0.1"  # loopback: production puts a TLS reverse proxy in front (docs/deployment.md)
+    port: int = field(default=8070, metadata=PORT)
+    language: str = "nl"  # the default language of the pages: nl, fr or en
+    idle_minutes: int = 30  # a session unused this long is over
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
+    https: bool = False  # served over HTTPS (by the proxy): cookies are Secure
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -113,6 +126,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    desk: DeskSettings = field(default_factory=DeskSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -274,6 +288,11 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: api.webhook_attempts: at least 1")
     if not api.webhook_timeout_s > 0:
         problems.append(f"{where}: api.webhook_timeout_s: above 0")
+    desk = settings.desk
+    if desk.language not in DESK_LANGUAGES:
+        problems.append(f"{where}: desk.language: one of {', '.join(DESK_LANGUAGES)}, not {desk.language!r}")
+    if desk.idle_minutes < 1:
+        problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

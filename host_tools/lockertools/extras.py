@@ -19,6 +19,9 @@ EXTRA_OF_MODULE = {
     "serial": "tech",
     "amqtt": "sim",
     "aiohttp": "sim",
+    "aiohttp_jinja2": "service",
+    "jinja2": "service",
+    "argon2": "service",
 }
 
 

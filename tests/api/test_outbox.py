@@ -152,7 +152,7 @@ def test_a_database_at_delivery_details_gets_the_apis_tables(tmp_path: Path) -> 
     conn.close()
     again = db.connect(path)
     try:
-        assert db.schema_revision(again) == db.schema_head() == "0005_api"
+        assert db.schema_revision(again) == db.schema_head()
         webhooks.add_webhook(again, "http://127.0.0.1:9/a")
         fleet_db.cancel_delivery(again, number)
         assert _queued(again) == [("cancelled", number, 1)]

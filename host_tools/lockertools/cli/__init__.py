@@ -79,6 +79,11 @@ def _register() -> None:
     from lockertools.cli.provision import provision_cli
 
     main.add_command(provision_cli, "provision")
+    from lockertools.cli.desk import desk_cli
+    from lockertools.cli.user import user_cli
+
+    main.add_command(desk_cli, "desk")
+    main.add_command(user_cli, "user")
     from lockertools.cli.service import STAFF_COMMANDS
 
     for name, command in STAFF_COMMANDS.items():  # notifications, delivery, returns, staff, door

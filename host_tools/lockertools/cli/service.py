@@ -222,8 +222,7 @@ def _read_key(path: Path) -> bytes:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) -> None:
     """Register LOCKER_ID with its key and the door labels of its board (creates the database)."""
-    from lockertools.api.lockers import record_door_sizes
-    from lockertools.boards import doors, validate
+    from lockertools.boards import door_sizes, validate
     from lockertools.flash import board_labels
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", locker_id):
@@ -235,8 +234,7 @@ def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) ->
     labels = board_labels(doc)
     conn = _open(db_path, create=True)
     with _fleet_errors():
-        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels)
-        record_door_sizes(conn, locker_id, doors(doc))  # the API's free doors per size
+        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels, door_sizes(doc))
     click.echo(f"locker {locker_id} registered with {len(labels)} doors: {', '.join(labels)}")
 
 

@@ -52,6 +52,9 @@ IntegrityError: tuple[type[Exception], ...] = (sa.exc.IntegrityError, sqlite3.In
 
 # PostgreSQL: the channel a commit that changed a locker's codes (or the lockers) notifies.
 CHANGES_CHANNEL = "lockers_changed"
+# PostgreSQL: the channel a commit that moved a locker's doors notifies, with the locker's id (the
+# staff desk's live door states listen to it).
+DOORS_CHANNEL = "doors_changed"
 
 
 class DatabaseMissing(FileNotFoundError):
@@ -257,6 +260,12 @@ class Connection:
         self._changed = True
         if not self.sqlite:
             self.execute(f"NOTIFY {CHANGES_CHANNEL}")  # delivered at commit, and only if it commits
+
+    def doors_changed(self, locker_id: str) -> None:
+        """This transaction moved a door of `locker_id`: PostgreSQL tells DOORS_CHANNEL's listeners at
+        commit (SQLite's readers see the commit in `data_version`)."""
+        if not self.sqlite:
+            self.execute("SELECT pg_notify(?, ?)", (DOORS_CHANNEL, locker_id))
 
     def backend_pid(self) -> int | None:
         """PostgreSQL: this connection's server process (what a NOTIFY it sends carries)."""
@@ -630,14 +639,15 @@ def libpq_url(url: sa.URL) -> str:
 
 
 class ChangeListener:
-    """PostgreSQL: LISTEN for CHANGES_CHANNEL on a connection of its own. `fileno()` turns readable
-    when a notification arrives; `drain()` reads them and returns how many."""
+    """PostgreSQL: LISTEN for CHANGES_CHANNEL (or another channel) on a connection of its own.
+    `fileno()` turns readable when a notification arrives; `drain()` reads them and returns how
+    many, `drain_payloads()` returns their payloads."""
 
-    def __init__(self, url: sa.URL, ignore_pid: int | None = None) -> None:
+    def __init__(self, url: sa.URL, ignore_pid: int | None = None, channel: str = CHANGES_CHANNEL) -> None:
         import psycopg
 
         self._pg = psycopg.connect(libpq_url(url), autocommit=True)
-        self._pg.execute(f"LISTEN {CHANGES_CHANNEL}")
+        self._pg.execute(f"LISTEN {channel}")
         self.ignore_pid = ignore_pid  # the listener's own process's connection: its commits wake it already
         self.count = 0
 
@@ -652,6 +662,16 @@ class ChangeListener:
             got += note.be_pid != self.ignore_pid
         self.count += got
         return got
+
+    def drain_payloads(self) -> list[str]:
+        pgconn = self._pg.pgconn
+        pgconn.consume_input()
+        payloads = []
+        while (note := pgconn.notifies()) is not None:
+            if note.be_pid != self.ignore_pid:
+                payloads.append(note.extra.decode())
+        self.count += len(payloads)
+        return payloads
 
     def close(self) -> None:
         self._pg.close()

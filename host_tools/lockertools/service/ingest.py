@@ -163,6 +163,8 @@ def apply_event(conn: db.Connection, locker_id: str, msg: dict[str, Any], receiv
     handler = _CODE_EVENTS.get(kind)
     if handler is not None and door is not None:
         handler(conn, locker_id, door, ev, when, seq)
+    if door is not None:
+        conn.doors_changed(locker_id)  # a door's state, contents or alarm: the desk's live wall
     if kind == "door_service" and door is not None and isinstance(ev.get("on"), bool):
         conn.execute(
             "UPDATE doors SET in_service = ?, service_seq = ? WHERE locker_id = ? AND label = ? AND service_seq < ?",
@@ -315,3 +317,4 @@ def apply_doors(conn: db.Connection, locker_id: str, msg: dict[str, Any], receiv
             (str(door.get("s")), None if full is None else int(bool(full)), received_at, locker_id, door["d"]),
         )
     conn.execute("UPDATE lockers SET last_seen = ? WHERE id = ?", (received_at, locker_id))
+    conn.doors_changed(locker_id)

@@ -308,6 +308,66 @@ sa.Index("api_idempotency_age", api_idempotency.c.created_at)
 
 # Door sizes and low doors of a locker's board (lockerctl locker add records them): the API's free
 # doors per size. A locker without rows here counts its free doors as of unknown size.
+
+# --- the staff desk: accounts, sessions, login throttle, audit trail (lockertools/desk) ------------
+
+DESK_ROLES = ("desk", "manager", "admin")
+desk_accounts = sa.Table(
+    "desk_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, with its parameters and salt
+    sa.Column("language", sa.Text),  # NULL: the desk's default
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("disabled_at", Time),
+    sa.CheckConstraint(f"role IN {DESK_ROLES!r}", name="desk_accounts_role"),
+)
+
+# A session's row is found by the SHA-256 of the cookie's random value: a copy of the database does
+# not hold a cookie anyone could present.
+desk_sessions = sa.Table(
+    "desk_sessions",
+    metadata,
+    sa.Column("id_hash", sa.Text, primary_key=True),
+    sa.Column("account_id", Big, sa.ForeignKey("desk_accounts.id"), nullable=False),
+    sa.Column("csrf", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen", Time, nullable=False),
+)
+sa.Index("desk_sessions_account", desk_sessions.c.account_id)
+
+# Failed logins per account name ("account:NAME") and per client address ("address:IP").
+desk_login_failures = sa.Table(
+    "desk_login_failures",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_at", Time, nullable=False),
+)
+
+# Every staff action: who, what, when, from which address. Append-only: the database refuses an
+# UPDATE or DELETE (DESK_AUDIT_GUARDS), and the desk has no path that would ask.
+desk_audit = sa.Table(
+    "desk_audit",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("account_id", Big),  # NULL: no account (a failed login under an unknown name)
+    sa.Column("account_name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("detail_json", sa.Text, nullable=False, server_default=sa.text("'{}'")),
+)
+sa.Index("desk_audit_at", desk_audit.c.at)
+
+# Each door's size class and whether it is low, from the locker's board file (`lockerctl locker add`),
+# for the desk's free doors per size. A locker registered before has none: its doors count as
+# "size unknown".
 door_sizes = sa.Table(
     "door_sizes",
     metadata,
@@ -359,3 +419,23 @@ webhook_deliveries = sa.Table(
     sa.CheckConstraint("state IN ('pending', 'sent', 'failed')", name="webhook_deliveries_state"),
 )
 sa.Index("webhook_deliveries_due", webhook_deliveries.c.state, webhook_deliveries.c.next_at)
+DESK_AUDIT_GUARDS = {
+    "sqlite": [
+        "CREATE TRIGGER desk_audit_no_update BEFORE UPDATE ON desk_audit"
+        " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+        "CREATE TRIGGER desk_audit_no_delete BEFORE DELETE ON desk_audit"
+        " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION desk_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
+        "CREATE TRIGGER desk_audit_no_change BEFORE UPDATE OR DELETE ON desk_audit"
+        " FOR EACH ROW EXECUTE FUNCTION desk_audit_append_only()",
+        "CREATE TRIGGER desk_audit_no_truncate BEFORE TRUNCATE ON desk_audit"
+        " FOR EACH STATEMENT EXECUTE FUNCTION desk_audit_append_only()",
+    ],
+}
+for _dialect, _statements in DESK_AUDIT_GUARDS.items():
+    for _statement in _statements:
+        guard = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
+        sa.event.listen(desk_audit, "after_create", guard)
