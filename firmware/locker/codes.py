@@ -57,7 +57,7 @@ import struct
 
 from micropython import const
 
-from locker import hmac256, store
+from locker import hmac256, lazy, store
 
 KIND_PICKUP = const(0)
 KIND_STAFF = const(1)
@@ -118,25 +118,6 @@ def _cmp_tag(buf, off, t):
     return 0
 
 
-def _codefile():
-    from locker import codefile
-
-    return codefile
-
-
-def _drop_codefile():
-    # Out of sys.modules AND off the package, or the module (bytecode, tables) stays on the heap.
-    import sys
-
-    import locker
-
-    sys.modules.pop("locker.codefile", None)
-    try:
-        delattr(locker, "codefile")
-    except AttributeError:
-        pass
-
-
 class CodeStore:
     def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600):
         self._key = key if isinstance(key, hmac256.HmacKey) else hmac256.HmacKey(key)
@@ -169,20 +150,20 @@ class CodeStore:
         self._n = 0
         self.revision = 0
         self._prune_ok = True
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.load(self, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
         return problems
 
     # Replay used.bin into RAM (after a failed write: RAM is read back from flash).
     def _load_journal(self, problems):
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile._load_journal(self, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -307,32 +288,32 @@ class CodeStore:
 
     def replace(self, revision, records):
         """Full snapshot: the store holds exactly these records afterwards (one atomic write)."""
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.replace(self, revision, records)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     def adopt(self, revision, count):
         """codes.bin was just replaced whole on flash (a staged snapshot, locker.snapshot): read it
         into RAM and settle the journal as replace() does. Returns a list of problems (then the
         store counts as damaged)."""
         problems = []
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.adopt(self, revision, count, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
         return problems
 
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the
         same code_id or tag; one atomic write."""
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.apply(self, revision, add_records, remove_ids)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     # --- the used-code journal ------------------------------------------------------------------
 

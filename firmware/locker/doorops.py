@@ -4,17 +4,14 @@
 import sys
 
 from locker import codes as C
+from locker import lazy
 
 _SERVICE = "service.bin"  # as in locker.app
 
 
 def drop(lk):
     """This module goes (and locker.flows, when nothing uses it)."""
-    import locker
-
-    sys.modules.pop("locker.doorops", None)
-    if hasattr(locker, "doorops"):
-        delattr(locker, "doorops")
+    lazy.drop("doorops")
     flows = sys.modules.get("locker.flows")
     if flows is not None:
         flows.idle(lk)

@@ -9,7 +9,6 @@
 # (codes.loading() for a load, consume() for a return or a take-back), and an outcome's event is in
 # the outbox before the journal says it is done: a power cut repeats an event, never loses one.
 import struct
-import sys
 
 from micropython import const
 
@@ -34,14 +33,10 @@ _HELD = "held.bin"
 def idle(lk):
     """Drop this module (and the staff session's) when nothing uses them any more."""
     if lk.staff is None and not lk.jobs:
-        import locker
-        from locker import messages
+        from locker import lazy, messages
 
         messages.drop_staff_text()
-        for name in ("flows", "staff"):
-            sys.modules.pop("locker." + name, None)
-            if hasattr(locker, name):
-                delattr(locker, name)
+        lazy.drop("flows", "staff")
 
 
 def reserved(cs):
@@ -180,14 +175,12 @@ def code(lk, cid, kind, now_ms):
     not loaded yet."""
     k = kind & C.KIND_MASK
     if k == C.KIND_STAFF:
-        import gc
+        from locker import lazy
 
-        gc.collect()
-        from locker.staff import Session
-
+        session = lazy.load("staff").Session
         lk.beep("ACCEPTED", now_ms)
         lk.record("staff_in", None, {"staff": cid}, now_ms)
-        lk.staff = Session(lk, cid, now_ms)
+        lk.staff = session(lk, cid, now_ms)
     elif k == C.KIND_RETURN:
         door, low = pick_door(lk, kind)
         if door < 0:

@@ -23,8 +23,6 @@ def drop(*names):
 
     for name in names:
         sys.modules.pop("locker." + name, None)
-        try:
+        if hasattr(locker, name):  # (delattr of a missing one: KeyError on MicroPython)
             delattr(locker, name)
-        except AttributeError:
-            pass
 
