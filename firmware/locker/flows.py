@@ -42,10 +42,10 @@ def idle(lk):
 def reserved(cs):
     """A bytearray, 1 per door some code holds: a pickup code not used up, or a journal entry
     (consumed, loaded, loading). Expired pickups count: their item is still inside."""
-    nd = len(cs._prefixes)
+    nd = len(cs.prefixes)
     out = bytearray(nd)
-    buf = cs._buf
-    for i in range(cs._n):
+    buf = cs.buf
+    for i in range(cs.n):
         off = i * C.RECORD_SIZE + C.TAG_SIZE
         door = buf[off]
         if door < nd and not buf[off + 1] & C.KIND_MASK:
@@ -63,9 +63,9 @@ def expired(cs, now_epoch):
     out = []
     if now_epoch is None:
         return out
-    nd = len(cs._prefixes)
-    buf = cs._buf
-    for i in range(cs._n):
+    nd = len(cs.prefixes)
+    buf = cs.buf
+    for i in range(cs.n):
         door, kind, expiry, cid = struct.unpack_from("<BBII", buf, i * C.RECORD_SIZE + C.TAG_SIZE)
         if not expiry or now_epoch < expiry:
             continue
