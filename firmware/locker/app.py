@@ -61,7 +61,7 @@ class Locker:
         try:
             resume, open_at_boot, self._resume_at = lazy.load("appinit").init(self, key, now_ms, codes)
         finally:
-            lazy.drop("appinit", "throttlefile")  # throttlefile: Throttle.load's, at boot
+            lazy.drop("appinit")
         if resume or open_at_boot:
             self._resume, self._open_at_boot = resume, open_at_boot
 

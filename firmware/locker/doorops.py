@@ -68,7 +68,7 @@ def settle(lk, resume, now_ms, staff, taking):
             lk.codes.release(cid)
             lk.record("load_abandoned", door, {"id": cid, "staff": staff}, now_ms)
         else:
-            F._outcome(lk, job, door, cid, staff, None, doors.has_parcel(door), now_ms)
+            F.outcome(lk, job, door, cid, staff, None, doors.has_parcel(door), now_ms)
     return out
 
 

@@ -196,7 +196,7 @@ def code(lk, cid, kind, now_ms):
     idle(lk)
 
 
-def _outcome(lk, job, door, cid, staff, low, full, now_ms):
+def outcome(lk, job, door, cid, staff, low, full, now_ms):
     """The door of a job closed (full: the parcel sensor, None without one). Event, then journal."""
     label = lk.labels[door]
     ms = lk.cfg.message_ms
@@ -272,7 +272,7 @@ def door_event(lk, kind, door, now_ms):
     if kind == D.EV_CLOSED:
         del lk.jobs[door]
         lk.doors.acknowledge(door)
-        _outcome(lk, job, door, j[1], j[2], j[3], lk.doors.has_parcel(door), now_ms)
+        outcome(lk, job, door, j[1], j[2], j[3], lk.doors.has_parcel(door), now_ms)
     elif kind == D.EV_JAMMED:  # never seen open: nothing happened, the code is as it was
         del lk.jobs[door]
         lk.codes.release(j[1])

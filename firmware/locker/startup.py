@@ -61,7 +61,6 @@ def boot(rt, now):
         rt.safe_reason = "not provisioned: locker.key missing or malformed"
     rt.clock = WallClock(rtc=system.set_wall_clock)
     rt.clock.boot(system.wall_clock(), now)
-    lazy.drop("clockfile")  # clock.bin/vouched.bin reading: boot only
     rt.key = key
     rt.reset_cause = system.reset_cause()
     rt.fw = _VERSION
@@ -73,7 +72,6 @@ def boot(rt, now):
         from locker.app import Locker
 
         rt.locker = Locker(rt.board, rt.cfg, key, rt.clock, now, codes)
-        lazy.drop("doorinit")  # DoorBank's construction: boot only
         rt.locker.record("boot", None, {"cause": rt.reset_cause, "v": _VERSION}, now)
         # Settings and the boot counter were read before the locker could record anything.
         problems = rt.cfg.problems + ([counter.problem] if counter.problem else [])
