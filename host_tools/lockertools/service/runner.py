@@ -232,6 +232,9 @@ class Service:
                     self._wake.set()
 
             loop.add_reader(listener.fileno(), notified)
+            # The stored seq tops are read again only when another process committed a change (a
+            # technician's tool reserving seqs notifies): an ack costs no round trip to the server.
+            self._seqs.outside = self._outside_commits
         try:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
@@ -274,8 +277,17 @@ class Service:
                 loop.remove_reader(self._listener.fileno())
                 self._listener.close()
                 self._listener = None
+                self._seqs.outside = None
             self._conn.close()
             self._conn = None
+
+    def _outside_commits(self) -> int:
+        """How many NOTIFYs other processes' commits sent (read from the listener's socket now)."""
+        listener = self._listener
+        assert listener is not None
+        if listener.drain():
+            self._wake.set()  # the poller's reader callback will find nothing left to drain
+        return listener.count
 
     @property
     def conn(self) -> db.Connection:
@@ -434,6 +446,10 @@ class Service:
         out: list[tuple[str, bytes]] = []
         self.counters.batches += 1
         with db.transaction(conn):
+            # Door events (most of what lockers send) are recorded a run at a time: a few statements for
+            # the run, one round trip on PostgreSQL. Any other message ends the run first, so the
+            # database sees every message in the order it came.
+            run: list[tuple[ingest.Incoming, str]] = []
             for message in batch:
                 self.counters.messages += 1
                 payload = message.payload
@@ -445,15 +461,12 @@ class Service:
                     self.counters.rejected[exc.reason] += 1
                     log.warning("rejected message on %s: %s", message.topic, exc, extra=_locker_of(message))
                     continue
-                conn.execute("SAVEPOINT message")
-                try:
-                    self._apply(incoming, now, acks, touched, out)
-                except Exception:
-                    conn.execute("ROLLBACK TO message")
-                    self._seqs.forget()
-                    self.counters.errors += 1
-                    log.exception("could not apply a message on %s", message.topic, extra=_locker_of(message))
-                conn.execute("RELEASE message")
+                if incoming.kind == "events" and ingest.is_door_event(incoming.msg):
+                    run.append((incoming, str(message.topic)))
+                    continue
+                self._record_run(run, now, acks, touched, out)
+                self._apply_alone(incoming, str(message.topic), now, acks, touched, out)
+            self._record_run(run, now, acks, touched, out)
             for locker_id in touched:
                 out.extend(self._advance(locker_id, now))
         # Committed: now the acks may go (signed when they leave, coalesced per locker) and the commands.
@@ -461,6 +474,68 @@ class Service:
             self.sender.ack(locker_id, seqs)
         for topic, wire in out:
             self.sender.command(topic, wire)
+
+    def _apply_alone(
+        self,
+        incoming: ingest.Incoming,
+        topic: str,
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """One message in a savepoint of its own: one that raises costs only itself (rolled back,
+        not acknowledged: the locker sends it again)."""
+        conn = self.conn
+        conn.send("SAVEPOINT message")
+        try:
+            self._apply(incoming, now, acks, touched, out)
+            conn.execute("RELEASE message")  # with the message's writes that wait (db.Connection.send)
+        except Exception:
+            conn.rollback_to("message")
+            conn.execute("RELEASE message")
+            self._seqs.forget()
+            self.counters.errors += 1
+            log.exception("could not apply a message on %s", topic, extra={"locker": incoming.locker_id})
+
+    def _record_run(
+        self,
+        run: list[tuple[ingest.Incoming, str]],
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """Record a run of door events together (ingest.record_door_events), in a savepoint; if that
+        fails, each of them alone, as any other message."""
+        if not run:
+            return
+        events = [(incoming.locker_id, incoming.msg) for incoming, _ in run]
+        conn = self.conn
+        try:
+            new = ingest.record_door_events(conn, events, now, savepoint="door_events")
+        except db.Error:
+            conn.rollback_to("door_events")
+            conn.execute("RELEASE door_events")
+            log.exception("could not record %d door events together; recording them one by one", len(run))
+            for incoming, topic in run:
+                self._apply_alone(incoming, topic, now, acks, touched, out)
+        else:
+            for (lid, msg), was_new in zip(events, new, strict=True):
+                self._event_recorded(lid, msg, was_new, acks)
+        run.clear()
+
+    def _event_recorded(self, lid: str, msg: dict[str, Any], new: bool, acks: dict[str, list[int]]) -> None:
+        """After an event was recorded (new) or found recorded already (a duplicate delivery)."""
+        if new:
+            self.counters.events += 1
+            ev = msg["ev"]
+            if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
+                n = ev.get("n")
+                self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+        else:
+            self.counters.duplicates += 1
+        acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
 
     def _apply(
         self,
@@ -473,18 +548,13 @@ class Service:
         lid, msg = incoming.locker_id, incoming.msg
         state = self.sync_state(lid)
         if incoming.kind == "events":
-            if ingest.apply_event(self.conn, lid, msg, now):
-                self.counters.events += 1
-                ev = msg["ev"]
-                if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
-                    n = ev.get("n")
-                    self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+            new = ingest.apply_event(self.conn, lid, msg, now)
+            if new and not ingest.is_door_event(msg):
                 touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
-            else:
-                self.counters.duplicates += 1
-            acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
+            self._event_recorded(lid, msg, new, acks)
         elif incoming.kind == "status":
             ingest.apply_status(self.conn, lid, msg, now)
+            self._seqs.stale(lid)  # its cseq may have moved the stored top
             was_online, state.online = state.online, bool(msg["online"])
             self._watch_connection(lid, state, now)
             if state.online:
@@ -553,7 +623,7 @@ class Service:
                 out.append(self._send(lid, pending.rest[0], pending.rest[1:], now))
                 return
             if rev is not None:
-                self.conn.execute("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
+                self.conn.send("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
             return
         error = str(msg.get("error"))
         self._close_command(lid, tx, "failed", error)
@@ -561,7 +631,7 @@ class Service:
         state.failures += 1
         log.warning("locker %s refused %s: %s", lid, pending.planned.op, error, extra={"locker": lid})
         if error == "revision_mismatch" and ingest._is_int(msg.get("rev")):
-            self.conn.execute("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
+            self.conn.send("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
         elif error != "snapshot_order":
             state.blocked = error  # capacity, bad_args, safe_mode...: wait for the locker's next status
         if state.failures >= MAX_SYNC_FAILURES:
@@ -593,7 +663,7 @@ class Service:
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, planned.op, planned.args, tx)
         self.sync_state(lid).outstanding = Outstanding(tx, planned, rest, seq, time.monotonic())
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, 'sent', ?, ?)",
             (lid, tx, seq, planned.op, now, now),
@@ -606,7 +676,7 @@ class Service:
         sync command (none waits for it): its reply only closes its record."""
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, "time", {"nonce": nonce} if isinstance(nonce, str) else {}, tx)
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, 'time', 'sent', ?, ?)",
             (lid, tx, seq, now, now),
@@ -616,7 +686,7 @@ class Service:
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
-        self.conn.execute(
+        self.conn.send(
             "UPDATE commands SET state = ?, detail = ?, updated_at = ?"
             " WHERE locker_id = ? AND tx = ? AND state = 'sent'",
             (state, detail, time.time(), lid, tx),
@@ -763,7 +833,7 @@ class Service:
         if row is None:
             return False
         if row["state"] in ("queued", "sent", "expired"):
-            self.conn.execute(
+            self.conn.send(
                 "UPDATE requests SET state = ?, reply_json = ?, done_at = ? WHERE id = ?",
                 ("ok" if msg["ok"] else "failed", json.dumps(msg), now, row["id"]),
             )
