@@ -273,6 +273,7 @@ class Connection:
 
     @property
     def sa_connection(self) -> sa.Connection:
+        self.flush()  # what waits (a BEGIN, send()) goes before anything done on it
         return self._conn
 
     def _to_driver(self, sql: str) -> str:
@@ -412,7 +413,11 @@ class Connection:
 
     def rollback_to(self, savepoint: str) -> None:
         """ROLLBACK TO a savepoint (a NOTIFY sent after it is undone too: the next change sends another)."""
-        self._pending.clear()
+        mark = (f"SAVEPOINT {savepoint}", None)
+        if mark in self._pending:  # not sent yet: what came before it still goes, what came after does not
+            del self._pending[len(self._pending) - self._pending[::-1].index(mark) :]
+        else:
+            self._pending.clear()
         self.execute(f"ROLLBACK TO {savepoint}")
         self._notified = False
 
@@ -585,9 +590,12 @@ def _alembic_upgrade(conn: Connection, head: str) -> None:
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Connection]:
     """BEGIN (IMMEDIATE on SQLite: the write lock at once) ... COMMIT, or ROLLBACK on an exception."""
-    conn.execute("BEGIN IMMEDIATE" if conn.sqlite else "BEGIN")
     conn.in_transaction = True
     conn._changed = conn._notified = False
+    if conn.sqlite:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn._pending.append(("BEGIN", None))  # goes with the transaction's first answered statement
     try:
         yield conn
     except BaseException:

@@ -67,11 +67,16 @@ class KeyRing:
         self.protocol: Any = protocol
         self._hmac_key: Any = HmacKey
         self._keys: dict[str, Any] = {}
+        self._hex: dict[str, str] = {}  # each key as stored, to tell a changed one
 
     def reload(self, conn: db.Connection) -> None:
-        self._keys = {
-            r[0]: self._hmac_key(bytes.fromhex(r[1])) for r in conn.execute("SELECT id, key_hex FROM lockers")
-        }
+        # Keys made again only where they changed: the service reloads on every change another
+        # process commits (an issued code), and a fleet's worth of HMAC keys costs milliseconds.
+        old, self._keys, self._hex = self._keys, {}, dict(self._hex)
+        for lid, key_hex in conn.execute("SELECT id, key_hex FROM lockers"):
+            same = self._hex.get(lid) == key_hex and lid in old
+            self._keys[lid] = old[lid] if same else self._hmac_key(bytes.fromhex(key_hex))
+            self._hex[lid] = key_hex
 
     def get(self, locker_id: str) -> Any:
         return self._keys.get(locker_id)
@@ -152,6 +157,26 @@ def _INSERT_EVENT(dialect: str) -> sa.ClauseElement:
     return db.insert_ignoring(dialect, _events, conflict, **values).returning(_events.c.seq)
 
 
+_EVENT_COLUMNS = ("locker_id", "seq", "kind", "door", "json", "received_at")
+_EVENT_ARRAYS: tuple[tuple[str, Any], ...] = (("lids", sa.Text), ("seqs", sa.BigInteger), ("kinds", sa.Text))
+_EVENT_ARRAYS += (("doors", sa.Text), ("jsons", sa.Text), ("ats", sa.Float(precision=53)))
+
+
+@db.query
+def _INSERT_EVENTS(dialect: str) -> sa.ClauseElement:
+    """PostgreSQL: many events in one statement (one array per column, unnest), the new ones returned."""
+    from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+    rows = sa.func.unnest(*(_bind(name, type_=ARRAY(kind)) for name, kind in _EVENT_ARRAYS))
+    table = rows.table_valued(*_EVENT_COLUMNS).render_derived()
+    return (
+        insert(_events)
+        .from_select(list(_EVENT_COLUMNS), sa.select(*(table.c[c] for c in _EVENT_COLUMNS)))
+        .on_conflict_do_nothing(index_elements=[_events.c.locker_id, _events.c.seq])
+        .returning(_events.c.locker_id, _events.c.seq)
+    )
+
+
 def _door_update(column: str, seq_column: str, **values: Any) -> sa.ClauseElement:
     """Set a door's `column` from an event, only if the event is newer than the one that set it last:
     the result does not depend on the order deliveries arrive in, nor on an event applied twice."""
@@ -226,12 +251,27 @@ def record_door_events(
     doors = _door_steps()
     for lid, msg in events:
         _door_effects(lid, msg, received_at, doors)
-    steps: list[tuple[db.Query | str, list[dict[str, Any]]]] = [(_INSERT_EVENT, rows)]
+    steps: list[tuple[db.Query | str, list[dict[str, Any]]]]
+    if conn.sqlite:
+        steps = [(_INSERT_EVENT, rows)]
+    else:  # one statement for the run's events: the server parses and plans it once
+        columns = zip(*(row.values() for row in rows), strict=True)
+        steps = [(_INSERT_EVENTS, [{name: list(c) for (name, _), c in zip(_EVENT_ARRAYS, columns, strict=True)}])]
     steps += [(q, r) for q, r in doors.items() if r]
     if savepoint is not None:
         steps = [(f"SAVEPOINT {savepoint}", [{}]), *steps, (f"RELEASE {savepoint}", [{}])]
-    results = conn.run_many(steps)
-    return [result.fetchone() is not None for result in results[0 if savepoint is None else 1]]
+    inserted = conn.run_many(steps)[0 if savepoint is None else 1]
+    if conn.sqlite:
+        return [result.fetchone() is not None for result in inserted]
+    # The first delivery of an event in the run is the one recorded (a second one in the same
+    # statement meets the first's row: ON CONFLICT DO NOTHING).
+    fresh = {(r[0], int(r[1])) for r in inserted[0]}
+    new = []
+    for lid, msg in events:
+        key = (lid, msg["seq"])
+        new.append(key in fresh)
+        fresh.discard(key)
+    return new
 
 
 def apply_event(conn: db.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> bool:

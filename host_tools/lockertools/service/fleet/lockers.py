@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -83,16 +83,28 @@ def prune_log(conn: db.Connection, locker_id: str, keep: int) -> None:
 
 
 _lockers, _changes, _codes = schema.lockers, schema.changes, schema.codes
+
+
+def _locker_value(dialect: str, column: str) -> Any:
+    """A column of the locker's row (:lid), as a scalar subquery: the queries below read it on the
+    server, in the same round trip as the row itself."""
+    if column == "after":  # the log is read from min(R, H)
+        value: Any = db.least_of(dialect)(_lockers.c.locker_rev, _lockers.c.host_rev)
+    else:
+        value = _lockers.c[column]
+    return sa.select(value).where(_lockers.c.id == sa.bindparam("lid")).scalar_subquery()
+
+
 _SYNC_STATE = db.Query(
     lambda _: sa.select(_lockers.c.host_rev, _lockers.c.log_floor, _lockers.c.locker_rev, _lockers.c.snap).where(
         _lockers.c.id == sa.bindparam("lid")
     )
 )
-# The changes after `after`, each with whether it may repeat an add the locker has: a delivery's row
+# The changes after min(R, H), each with whether it may repeat an add the locker has: a delivery's row
 # goes again on `loaded` (its new expiry, start_pickup_window), so any `add` of a delivery the locker
 # reported at a door may repeat one the locker already has.
 _SYNC_CHANGES = db.Query(
-    lambda _: (
+    lambda dialect: (
         sa.select(
             _changes.c.rev,
             _changes.c.op,
@@ -103,13 +115,13 @@ _SYNC_CHANGES = db.Query(
             ),
         )
         .join(_codes, _codes.c.id == _changes.c.code_id)
-        .where(_changes.c.locker_id == sa.bindparam("lid"), _changes.c.rev > sa.bindparam("after"))
+        .where(_changes.c.locker_id == sa.bindparam("lid"), _changes.c.rev > _locker_value(dialect, "after"))
         .order_by(_changes.c.rev)
     )
 )
 # The host's set (issued codes) and every code a change after the locker's revision names.
 _SYNC_CODES = db.Query(
-    lambda _: (
+    lambda dialect: (
         sa.select(_codes.c.id, _codes.c.tag_hex, _codes.c.door, _codes.c.kind, _codes.c.expires, _codes.c.state)
         .where(_codes.c.locker_id == sa.bindparam("lid"))
         .where(
@@ -117,7 +129,8 @@ _SYNC_CODES = db.Query(
                 _codes.c.state == "issued",
                 _codes.c.id.in_(
                     sa.select(_changes.c.code_id).where(
-                        _changes.c.locker_id == sa.bindparam("lid"), _changes.c.rev > sa.bindparam("locker_rev")
+                        _changes.c.locker_id == sa.bindparam("lid"),
+                        _changes.c.rev > _locker_value(dialect, "locker_rev"),
                     )
                 ),
             )
@@ -128,24 +141,20 @@ _SYNC_CODES = db.Query(
 
 def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) -> SyncInput | None:
     """What the planner needs for one locker, or None when the locker never reported a revision.
-    Two round trips on PostgreSQL: the locker's row, then its changes and codes together."""
-    row = conn.run(_SYNC_STATE, {"lid": locker_id}).fetchone()
+    One round trip on PostgreSQL: the locker's row, its changes and codes together (the last two
+    read R and H from the row on the server; in one transaction, all three see the same row)."""
+    ask = [{"lid": locker_id}]
+    [state], [change_rows], [code_rows] = conn.run_many([(_SYNC_STATE, ask), (_SYNC_CHANGES, ask), (_SYNC_CODES, ask)])
+    row = state.fetchone()
     if row is None or row["locker_rev"] is None:
         return None
     now = time.time() if now is None else now
     locker_rev = int(row["locker_rev"])
-    after = min(locker_rev, int(row["host_rev"]))
-    change_rows, code_rows = conn.run_many(
-        [
-            (_SYNC_CHANGES, [{"lid": locker_id, "after": after}]),
-            (_SYNC_CODES, [{"lid": locker_id, "locker_rev": locker_rev}]),
-        ]
-    )
-    changes = [Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3])) for r in change_rows[0]]
+    changes = [Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3])) for r in change_rows]
     ids = {c.code_id for c in changes if c.op == "add"}
     codes = {}
     active = []
-    for r in code_rows[0]:
+    for r in code_rows:
         # A door-free code travels as "*" even once the host knows its door (a loaded delivery, a used
         # return): the locker keeps that in its own journal, and its rows must stay door-free.
         door = ANY_DOOR if int(r["kind"]) & KIND_MASK in DOOR_FREE else r["door"]
