@@ -59,6 +59,9 @@ MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its ne
 # echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
 # ahead too, which refuses every other command as expired.
 CLOCK_SLACK_S = 5
+# A message within this long of the last batch's end is taken for part of a burst: the processor
+# gathers more for its batch (a millisecond at a time, up to batch_s) instead of committing it alone.
+BURST_GAP_S = 0.002
 
 
 class ServiceError(Exception):
@@ -174,6 +177,7 @@ class Service:
         self.connected = asyncio.Event()
         self.mqtt: aiomqtt.Client | None = None  # the broker connection, while there is one
         self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._last_batch_end = 0.0  # monotonic: when the processor last finished a batch
         self._sync: dict[str, LockerSync] = {}
         self._keys = ingest.KeyRing()
         self._conn: db.Connection | None = None
@@ -427,12 +431,14 @@ class Service:
             self._beat("processor")
             batch = [await self._inbox.get()]
             deadline = time.monotonic() + self.config.batch_s
-            # Gather while messages keep coming (a burst from many lockers: one commit for all of them).
-            # A lone message does not wait: one turn of the loop lets the pump hand over what the
-            # broker's connection already holds (a timer's millisecond was 1-2 ms on every reply).
+            # Gather while messages keep coming (a burst from many lockers: one commit for all of them),
+            # waiting a millisecond at a time for more. A message after a quiet spell (a reply to a
+            # sync command) does not wait for the timer: one turn of the loop lets the pump hand over
+            # what the broker's connection already holds.
+            burst = not self._inbox.empty() or time.monotonic() - self._last_batch_end < BURST_GAP_S
             while len(batch) < self.config.batch_max and time.monotonic() < deadline:
                 if self._inbox.empty():
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0.001 if burst else 0)
                     if self._inbox.empty():
                         break
                 batch.append(self._inbox.get_nowait())
@@ -444,6 +450,7 @@ class Service:
                 self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
             self.counters.busy_s += time.perf_counter() - began
+            self._last_batch_end = time.monotonic()
             self._beat("processor")
 
     def _process(self, batch: list[aiomqtt.Message]) -> None:
