@@ -15,7 +15,9 @@ for tools that want one of their own.
 A `Connection` runs in autocommit mode: every write goes through `transaction()` (BEGIN IMMEDIATE on
 SQLite, BEGIN on PostgreSQL), so what is one transaction is visible in the code. Its `execute()`
 takes a SQLAlchemy statement or SQL text in the form both databases read, with `?` placeholders;
-rows answer to an index and to a column name, like sqlite3.Row.
+rows answer to an index and to a column name, like sqlite3.Row. The service's hot paths use `Query`
+(Core, compiled once, run on the driver: `run`, `run_many`) and `send()` (a write whose answer
+nobody reads goes with the next answered statement: one round trip on PostgreSQL).
 
 The service and the CLI use it from different processes. The service notices the other's commits
 through `data_version()` (SQLite: `PRAGMA data_version`; PostgreSQL: a NOTIFY that every change to a

@@ -3,7 +3,9 @@
 `open_message()` turns a topic and payload into an `Incoming` or raises `Rejected` with a reason the
 service counts; nothing a locker (or a forger) sends can do more than that. The `apply_*` functions
 run inside the caller's transaction; `apply_event()` inserts the event and applies its effect in that
-same transaction, keyed on (locker, seq), so a duplicate delivery changes nothing.
+same transaction, keyed on (locker, seq), so a duplicate delivery changes nothing;
+`record_door_events()` does the same for a run of events whose only effects are on doors, in a few
+statements (the service's batches).
 """
 
 from __future__ import annotations

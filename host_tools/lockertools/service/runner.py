@@ -9,8 +9,9 @@ Tasks (one asyncio loop, so database work never interleaves):
   the inbox, and run the sender (sender.py: at most `max_inflight` publishes awaiting PUBACK, sync
   commands first, acks coalesced per locker); on any broker trouble, reconnect with backoff, forever;
 - the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
-  transaction (a savepoint per message: a bad one costs only itself), then, once committed, hands
-  the acks and sync commands that came out of it to the sender;
+  transaction (a savepoint per message, or per run of door events, which is redone one by one if it
+  fails: a bad one costs only itself), then, once committed, hands the acks and sync commands that
+  came out of it to the sender;
 - the poller: woken by a commit that changed a locker's codes (in this process: db.on_change; on
   PostgreSQL from any process: LISTEN/NOTIFY), else every `poll_s`, when `PRAGMA data_version`
   (SQLite) tells whether another process (the CLI) wrote the database; the lockers whose host
