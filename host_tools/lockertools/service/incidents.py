@@ -348,6 +348,17 @@ def _cleared_later(conn: db.Connection, locker_id: str, cause: str, subject: str
     return None
 
 
+# The lockers with an open incident, read with a run of door events in the same round trip
+# (ingest.record_door_events): a clearing event on a locker without one has nothing to clear.
+OPEN_LOCKERS = "SELECT DISTINCT locker_id FROM incidents WHERE state IN ('new', 'in_progress')"
+
+
+def may_act(kind: Any, locker_id: str, open_lockers: set[str]) -> bool:
+    """Whether on_event can change anything for an event of `kind`: it may open an incident, or it
+    clears a cause and the locker has an open incident (`open_lockers`: OPEN_LOCKERS' answer)."""
+    return kind == "lockboard" or kind in _OPENS or (kind in _CLEARS and locker_id in open_lockers)
+
+
 def on_event(conn: db.Connection, locker_id: str, seq: int, ev: dict[str, Any], when: float) -> None:
     """A new event from a locker (ingest.apply_event, in its transaction): open, bump or resolve."""
     kind = ev.get("k")

@@ -9,8 +9,9 @@ Tasks (one asyncio loop, so database work never interleaves):
   the inbox, and run the sender (sender.py: at most `max_inflight` publishes awaiting PUBACK, sync
   commands first, acks coalesced per locker); on any broker trouble, reconnect with backoff, forever;
 - the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
-  transaction (a savepoint per message: a bad one costs only itself), then, once committed, hands
-  the acks and sync commands that came out of it to the sender;
+  transaction (a savepoint per message, or per run of door events, which is redone one by one if it
+  fails: a bad one costs only itself), then, once committed, hands the acks and sync commands that
+  came out of it to the sender;
 - the poller: woken by a commit that changed a locker's codes (in this process: db.on_change; on
   PostgreSQL from any process: LISTEN/NOTIFY), else every `poll_s`, when `PRAGMA data_version`
   (SQLite) tells whether another process (the CLI) wrote the database; the lockers whose host
@@ -38,6 +39,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import ssl
 import time
 import uuid
@@ -61,6 +63,9 @@ MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its ne
 # echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
 # ahead too, which refuses every other command as expired.
 CLOCK_SLACK_S = 5
+# A message within this long of the last batch's end is taken for part of a burst: the processor
+# gathers more for its batch (a millisecond at a time, up to batch_s) instead of committing it alone.
+BURST_GAP_S = 0.002
 
 
 class ServiceError(Exception):
@@ -184,7 +189,9 @@ class Service:
         self.config = config
         self.counters = Counters()
         self.connected = asyncio.Event()
+        self.mqtt: aiomqtt.Client | None = None  # the broker connection, while there is one
         self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._last_batch_end = 0.0  # monotonic: when the processor last finished a batch
         self._sync: dict[str, LockerSync] = {}
         self._keys = ingest.KeyRing()
         self._conn: db.Connection | None = None
@@ -254,6 +261,9 @@ class Service:
                     self._wake.set()
 
             loop.add_reader(listener.fileno(), notified)
+            # The stored seq tops are read again only when another process committed a change (a
+            # technician's tool reserving seqs notifies): an ack costs no round trip to the server.
+            self._seqs.outside = self._outside_commits
         try:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
@@ -297,8 +307,17 @@ class Service:
                 loop.remove_reader(self._listener.fileno())
                 self._listener.close()
                 self._listener = None
+                self._seqs.outside = None
             self._conn.close()
             self._conn = None
+
+    def _outside_commits(self) -> int:
+        """How many NOTIFYs other processes' commits sent (read from the listener's socket now)."""
+        listener = self._listener
+        assert listener is not None
+        if listener.drain():
+            self._wake.set()  # the poller's reader callback will find nothing left to drain
+        return listener.count
 
     @property
     def conn(self) -> db.Connection:
@@ -382,6 +401,9 @@ class Service:
             tls_context=tls,
             timeout=self.config.mqtt_timeout_s,  # connect and subscribe; publishes wait as the sender says
             max_inflight_messages=self.config.max_inflight,
+            # A command right after a PUBACK (two small writes) would wait for the broker's delayed
+            # ACK of the first under Nagle (paho does not set it; the firmware and mosquitto do).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # The sender bounds the publishes; aiomqtt would warn from 10 pending calls on.
         client.pending_calls_threshold = self.config.max_inflight + 10
@@ -392,6 +414,7 @@ class Service:
         while True:
             try:
                 async with self._client() as client:
+                    self.mqtt = client
                     await client.subscribe([(f"lockers/+/{kind}", 1) for kind in ingest.KINDS])
                     self.counters.connects += 1
                     self.connected.set()
@@ -405,6 +428,7 @@ class Service:
                 log.warning("broker connection: %s; retrying in %.1f s", exc, delay)
             finally:
                 self.connected.clear()
+                self.mqtt = None
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.config.reconnect_max_s)
 
@@ -431,11 +455,14 @@ class Service:
             self._beat("processor")
             batch = [await self._inbox.get()]
             deadline = time.monotonic() + self.config.batch_s
-            # Gather while messages keep coming (a burst from many lockers: one commit for all of them);
-            # a lone message waits about a millisecond at most.
+            # Gather while messages keep coming (a burst from many lockers: one commit for all of them),
+            # waiting a millisecond at a time for more. A message after a quiet spell (a reply to a
+            # sync command) does not wait for the timer: one turn of the loop lets the pump hand over
+            # what the broker's connection already holds.
+            burst = not self._inbox.empty() or time.monotonic() - self._last_batch_end < BURST_GAP_S
             while len(batch) < self.config.batch_max and time.monotonic() < deadline:
                 if self._inbox.empty():
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.001 if burst else 0)
                     if self._inbox.empty():
                         break
                 batch.append(self._inbox.get_nowait())
@@ -447,6 +474,7 @@ class Service:
                 self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
             self.counters.busy_s += time.perf_counter() - began
+            self._last_batch_end = time.monotonic()
             self._beat("processor")
 
     def _process(self, batch: list[aiomqtt.Message]) -> None:
@@ -457,6 +485,10 @@ class Service:
         out: list[tuple[str, bytes]] = []
         self.counters.batches += 1
         with db.transaction(conn):
+            # Door events (most of what lockers send) are recorded a run at a time: a few statements for
+            # the run, one round trip on PostgreSQL. Any other message ends the run first, so the
+            # database sees every message in the order it came.
+            run: list[tuple[ingest.Incoming, str]] = []
             for message in batch:
                 self.counters.messages += 1
                 payload = message.payload
@@ -468,15 +500,12 @@ class Service:
                     self.counters.rejected[exc.reason] += 1
                     log.warning("rejected message on %s: %s", message.topic, exc, extra=_locker_of(message))
                     continue
-                conn.execute("SAVEPOINT message")
-                try:
-                    self._apply(incoming, now, acks, touched, out)
-                except Exception:
-                    conn.execute("ROLLBACK TO message")
-                    self._seqs.forget()
-                    self.counters.errors += 1
-                    log.exception("could not apply a message on %s", message.topic, extra=_locker_of(message))
-                conn.execute("RELEASE message")
+                if incoming.kind == "events" and ingest.is_door_event(incoming.msg):
+                    run.append((incoming, str(message.topic)))
+                    continue
+                self._record_run(run, now, acks, touched, out)
+                self._apply_alone(incoming, str(message.topic), now, acks, touched, out)
+            self._record_run(run, now, acks, touched, out)
             for locker_id in touched:
                 out.extend(self._advance(locker_id, now))
         # Committed: now the acks may go (signed when they leave, coalesced per locker) and the commands.
@@ -484,6 +513,68 @@ class Service:
             self.sender.ack(locker_id, seqs)
         for topic, wire in out:
             self.sender.command(topic, wire)
+
+    def _apply_alone(
+        self,
+        incoming: ingest.Incoming,
+        topic: str,
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """One message in a savepoint of its own: one that raises costs only itself (rolled back,
+        not acknowledged: the locker sends it again)."""
+        conn = self.conn
+        conn.send("SAVEPOINT message")
+        try:
+            self._apply(incoming, now, acks, touched, out)
+            conn.execute("RELEASE message")  # with the message's writes that wait (db.Connection.send)
+        except Exception:
+            conn.rollback_to("message")
+            conn.execute("RELEASE message")
+            self._seqs.forget()
+            self.counters.errors += 1
+            log.exception("could not apply a message on %s", topic, extra={"locker": incoming.locker_id})
+
+    def _record_run(
+        self,
+        run: list[tuple[ingest.Incoming, str]],
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """Record a run of door events together (ingest.record_door_events), in a savepoint; if that
+        fails, each of them alone, as any other message."""
+        if not run:
+            return
+        events = [(incoming.locker_id, incoming.msg) for incoming, _ in run]
+        conn = self.conn
+        try:
+            new = ingest.record_door_events(conn, events, now, savepoint="door_events")
+        except db.Error:
+            conn.rollback_to("door_events")
+            conn.execute("RELEASE door_events")
+            log.exception("could not record %d door events together; recording them one by one", len(run))
+            for incoming, topic in run:
+                self._apply_alone(incoming, topic, now, acks, touched, out)
+        else:
+            for (lid, msg), was_new in zip(events, new, strict=True):
+                self._event_recorded(lid, msg, was_new, acks)
+        run.clear()
+
+    def _event_recorded(self, lid: str, msg: dict[str, Any], new: bool, acks: dict[str, list[int]]) -> None:
+        """After an event was recorded (new) or found recorded already (a duplicate delivery)."""
+        if new:
+            self.counters.events += 1
+            ev = msg["ev"]
+            if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
+                n = ev.get("n")
+                self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+        else:
+            self.counters.duplicates += 1
+        acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
 
     def _apply(
         self,
@@ -496,18 +587,13 @@ class Service:
         lid, msg = incoming.locker_id, incoming.msg
         state = self.sync_state(lid)
         if incoming.kind == "events":
-            if ingest.apply_event(self.conn, lid, msg, now):
-                self.counters.events += 1
-                ev = msg["ev"]
-                if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
-                    n = ev.get("n")
-                    self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+            new = ingest.apply_event(self.conn, lid, msg, now)
+            if new and not ingest.is_door_event(msg):
                 touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
-            else:
-                self.counters.duplicates += 1
-            acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
+            self._event_recorded(lid, msg, new, acks)
         elif incoming.kind == "status":
             ingest.apply_status(self.conn, lid, msg, now)
+            self._seqs.stale(lid)  # its cseq may have moved the stored top
             was_online, state.online = state.online, bool(msg["online"])
             self._watch_connection(lid, state, now)
             if state.online:
@@ -561,7 +647,8 @@ class Service:
         state = self.sync_state(lid)
         pending = state.outstanding
         tx = msg["tx"]
-        if self._on_request_reply(lid, tx, msg, now):
+        # The sync command in flight has its own tx: only another reply can be a request's.
+        if (pending is None or pending.tx != tx) and self._on_request_reply(lid, tx, msg, now):
             return
         if pending is None or pending.tx != tx:
             self._close_command(lid, tx, "ok" if msg["ok"] else "failed", msg.get("error"))
@@ -576,7 +663,7 @@ class Service:
                 out.append(self._send(lid, pending.rest[0], pending.rest[1:], now))
                 return
             if rev is not None:
-                self.conn.execute("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
+                self.conn.send("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
             return
         error = str(msg.get("error"))
         self._close_command(lid, tx, "failed", error)
@@ -584,7 +671,7 @@ class Service:
         state.failures += 1
         log.warning("locker %s refused %s: %s", lid, pending.planned.op, error, extra={"locker": lid})
         if error == "revision_mismatch" and ingest._is_int(msg.get("rev")):
-            self.conn.execute("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
+            self.conn.send("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
         elif error != "snapshot_order":
             state.blocked = error  # capacity, bad_args, safe_mode...: wait for the locker's next status
         if state.failures >= MAX_SYNC_FAILURES:
@@ -616,7 +703,7 @@ class Service:
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, planned.op, planned.args, tx)
         self.sync_state(lid).outstanding = Outstanding(tx, planned, rest, seq, time.monotonic())
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, 'sent', ?, ?)",
             (lid, tx, seq, planned.op, now, now),
@@ -629,7 +716,7 @@ class Service:
         sync command (none waits for it): its reply only closes its record."""
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, "time", {"nonce": nonce} if isinstance(nonce, str) else {}, tx)
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, 'time', 'sent', ?, ?)",
             (lid, tx, seq, now, now),
@@ -639,7 +726,7 @@ class Service:
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
-        self.conn.execute(
+        self.conn.send(
             "UPDATE commands SET state = ?, detail = ?, updated_at = ?"
             " WHERE locker_id = ? AND tx = ? AND state = 'sent'",
             (state, detail, time.time(), lid, tx),
@@ -696,6 +783,9 @@ class Service:
                             if state.host_rev != int(row[1]):
                                 state.host_rev = int(row[1])
                                 out.extend(self._advance(row[0], now))
+            for topic, wire in out:  # committed: the sync commands go before anything else is looked at
+                self.sender.command(topic, wire)
+            out = []
             try:
                 out.extend(self._resend_overdue(now))
                 out.extend(self._send_requests(now))
@@ -787,7 +877,7 @@ class Service:
         if row is None:
             return False
         if row["state"] in ("queued", "sent", "expired"):
-            self.conn.execute(
+            self.conn.send(
                 "UPDATE requests SET state = ?, reply_json = ?, done_at = ? WHERE id = ?",
                 ("ok" if msg["ok"] else "failed", json.dumps(msg), now, row["id"]),
             )
