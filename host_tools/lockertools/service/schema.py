@@ -296,3 +296,22 @@ for _dialect, _statements in DESK_AUDIT_GUARDS.items():
     for _statement in _statements:
         guard = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
         sa.event.listen(desk_audit, "after_create", guard)
+# --- deliveries: the resident and the town's case --------------------------------------------------
+# A delivery's row in codes holds what the locker needs; this one what people need: whom it is for,
+# how to reach them, in which language, and the town's own case number (e-loket, appointments).
+# The contact fields are personal data: they are blanked `contact_purged_at` (privacy retention).
+delivery_details = sa.Table(
+    "delivery_details",
+    metadata,
+    sa.Column("code_id", Id, sa.ForeignKey("codes.id"), primary_key=True, autoincrement=False),
+    sa.Column("case_ref", sa.Text),  # the town's case number
+    sa.Column("resident_name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("language", sa.Text, nullable=False, server_default=sa.text("'nl'")),
+    sa.Column("source", sa.Text, nullable=False, server_default=sa.text("'cli'")),  # cli, desk, api
+    sa.Column("created_by", sa.Text),  # a staff account or an API token's name
+    sa.Column("contact_purged_at", Time),
+    sa.CheckConstraint("language IN ('nl', 'fr', 'en')", name="delivery_details_language"),
+)
+sa.Index("delivery_details_case", delivery_details.c.case_ref)
