@@ -115,3 +115,16 @@ def test_desk_run_serves_the_login_page_on_loopback(desk_db: str, tmp_path: Path
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
+
+
+def test_locker_add_keeps_the_doors_sizes_for_the_desk(desk_db: str, tmp_path: Path) -> None:
+    from lockertools import BOARDS_DIR
+
+    key = tmp_path / "key.hex"
+    key.write_text("ab" * 32)
+    code, out = _run("locker", "add", "hall-2", "--db", desk_db, "--board", str(BOARDS_DIR / "esp32-4door.json"),
+                     "--key-file", str(key))  # fmt: skip
+    assert code == 0, out
+    with db.connect(desk_db) as conn:
+        rows = conn.execute("SELECT label, size, low FROM door_sizes WHERE locker_id = 'hall-2' ORDER BY label")
+        assert [tuple(r) for r in rows] == [("1", "S", 1), ("2", "S", 1), ("3", "M", 0), ("4", "L", 0)]

@@ -216,7 +216,7 @@ def _read_key(path: Path) -> bytes:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) -> None:
     """Register LOCKER_ID with its key and the door labels of its board (creates the database)."""
-    from lockertools.boards import validate
+    from lockertools.boards import door_sizes, validate
     from lockertools.flash import board_labels
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", locker_id):
@@ -224,10 +224,11 @@ def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) ->
     report = validate(board)
     if not report.ok:
         raise click.ClickException("board file has errors:\n" + "\n".join(str(e) for e in report.errors))
-    labels = board_labels(json.loads(board.read_text()))
+    doc = json.loads(board.read_text())
+    labels = board_labels(doc)
     conn = _open(db_path, create=True)
     with _fleet_errors():
-        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels)
+        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels, door_sizes(doc))
     click.echo(f"locker {locker_id} registered with {len(labels)} doors: {', '.join(labels)}")
 
 

@@ -3,8 +3,8 @@ of 50 lockers reads every door and every active code once, not per locker).
 
 A door is *occupied* when its parcel sensor says full or an active code is bound to it (a pickup
 code, a loaded delivery, a used return waiting to be taken back); *free* when it is in service,
-not occupied and not in alarm. A door is *in alarm* when its last state is jammed or forced, or
-its last event says it was left open.
+not occupied and not in alarm. A door is *in alarm* when its state is jammed or forced, or the
+event that set its state says it was left open (until an event moves it on: closed, ...).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockertools.service import db
+from lockertools.service import db, schema
 from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK, describe_kind
 
 SIZES = ("S", "M", "L")
 ALARM_STATES = ("jammed", "forced")
-ALARM_EVENTS = ("jammed", "forced", "left_open")
+CASE_COLUMN = "case_number"
 
 
 @dataclass
@@ -90,23 +90,20 @@ def _door_sizes(conn: db.Connection, locker_id: str | None) -> dict[tuple[str, s
     return {(r[0], r[1]): (r[2], bool(r[3])) for r in rows}
 
 
-def _alarms(conn: db.Connection, locker_id: str | None) -> dict[tuple[str, str], str]:
-    """Each door's last event, where that event is an alarm."""
-    last = "SELECT locker_id AS l, door AS d, max(seq) AS s FROM events WHERE door IS NOT NULL"
-    args: tuple[str, ...] = ()
-    if locker_id:
-        last += " AND locker_id = ?"
-        args = (locker_id,)
+def _left_open(conn: db.Connection, locker_id: str | None) -> set[tuple[str, str]]:
+    """The doors whose state came last from a `left_open` event (the state's event, found by the
+    door's state_seq through the events' (locker_id, seq) key: no scan of the events)."""
     sql = (
-        f"SELECT e.locker_id, e.door, e.kind FROM events e JOIN ({last} GROUP BY locker_id, door) last"
-        " ON e.locker_id = last.l AND e.door = last.d AND e.seq = last.s"
+        "SELECT d.locker_id, d.label FROM doors d JOIN events e ON e.locker_id = d.locker_id AND e.seq = d.state_seq"
+        " WHERE e.kind = 'left_open'"
     )
-    return {(r[0], r[1]): str(r[2]) for r in conn.execute(sql, args) if r[2] in ALARM_EVENTS}
+    rows = conn.execute(sql + " AND d.locker_id = ?", (locker_id,)) if locker_id else conn.execute(sql)
+    return {(r[0], r[1]) for r in rows}
 
 
 def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> dict[str, list[DoorView]]:
     sizes = _door_sizes(conn, locker_id)
-    alarms = _alarms(conn, locker_id)
+    left_open = _left_open(conn, locker_id)
     where = " WHERE locker_id = ?" if locker_id else ""
     args = (locker_id,) if locker_id else ()
     out: dict[str, list[DoorView]] = defaultdict(list)
@@ -114,20 +111,16 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
     for r in conn.execute('SELECT locker_id, label, state, "full", in_service, updated_at FROM doors' + where, args):
         size, low = sizes.get((r[0], r[1]), (None, False))
         state = r[2]
-        alarm = state if state in ALARM_STATES else alarms.get((r[0], r[1]))
+        alarm = state if state in ALARM_STATES else ("left_open" if (r[0], r[1]) in left_open else None)
         view = DoorView(r[1], state, None if r[3] is None else bool(r[3]), bool(r[4]), size, low, alarm, r[5])
         out[r[0]].append(view)
         by_door[(r[0], r[1])] = view
-    columns = (
-        "locker_id, door, id, kind, item, expires, loaded_at, created_at, recipient"
-        if with_contents
-        else ("locker_id, door")
-    )
+    columns = "*" if with_contents else "locker_id, door"
     sql = f"SELECT {columns} FROM codes WHERE state = 'issued' AND door != ?" + (
         " AND locker_id = ?" if locker_id else ""
     )
     for r in conn.execute(sql, (ANY_DOOR, *args)):
-        holder = by_door.get((r[0], r[1]))
+        holder = by_door.get((r["locker_id"], r["door"]))
         if holder is None:
             continue
         if not with_contents:
@@ -142,6 +135,8 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
                 "item": r["item"],
                 "since": r["loaded_at"] or r["created_at"],
                 "deadline": int(r["expires"]) or None,
+                # the town's case number, where the delivery's row carries one (codes.case_number)
+                "case": r[CASE_COLUMN] if CASE_COLUMN in schema.codes.c else None,
             }
         )
     return out

@@ -156,7 +156,7 @@ def setup(app: web.Application) -> None:
         await feed.stop()
 
     app.on_startup.append(start)
-    app.on_cleanup.append(stop)
+    app.on_shutdown.append(stop)  # before the server waits for open handlers: the streams end first
 
 
 def _alive(conn: db.Connection, cookie: str, at: float, idle_s: float) -> bool:

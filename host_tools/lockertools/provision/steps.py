@@ -442,7 +442,12 @@ class Provisioner:
             row = conn.execute("SELECT key_hex, doors_json FROM lockers WHERE id = ?", (lid,)).fetchone()
             if row is None:
                 key = pysecrets.token_bytes(32)
-                fleet_db.add_locker(conn, lid, key, labels)
+                import json
+
+                from lockertools.boards import door_sizes
+
+                sizes = door_sizes(json.loads(self.opts.board.read_text()))
+                fleet_db.add_locker(conn, lid, key, labels, sizes)
                 self.result.registered = "new"
             else:
                 import json

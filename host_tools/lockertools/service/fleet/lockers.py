@@ -16,7 +16,11 @@ from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, KIND_MASK, Fle
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
 
-def add_locker(conn: db.Connection, locker_id: str, key: bytes, labels: list[str]) -> None:
+def add_locker(
+    conn: db.Connection, locker_id: str, key: bytes, labels: list[str], sizes: dict[str, tuple[str, bool]] | None = None
+) -> None:
+    """Register a locker with its doors; `sizes`: each door's size class and whether it is low (the
+    board's, `lockertools.boards.doors`), for the staff desk's free doors per size."""
     if len(key) != 32:
         raise FleetError("a locker key is 32 bytes")
     if len(set(labels)) != len(labels) or not labels:
@@ -30,6 +34,10 @@ def add_locker(conn: db.Connection, locker_id: str, key: bytes, labels: list[str
             (locker_id, key.hex(), json.dumps(labels), now),
         )
         conn.executemany("INSERT INTO doors(locker_id, label) VALUES (?, ?)", [(locker_id, label) for label in labels])
+        conn.executemany(
+            "INSERT INTO door_sizes(locker_id, label, size, low) VALUES (?, ?, ?, ?)",
+            [(locker_id, label, size, int(low)) for label, (size, low) in (sizes or {}).items() if label in labels],
+        )
         conn.changed()  # a new key for the service
 
 
