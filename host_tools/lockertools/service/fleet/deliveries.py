@@ -391,15 +391,17 @@ def delivery_page(
             match_params.append(int(search))
         where.append(f"({match})")
         params.extend(match_params)
-    joins = " FROM codes c LEFT JOIN delivery_details x ON x.code_id = c.id"
+    # the resident's table only where the search needs it; the page's ids first, then their columns
+    # (sorting every matching row with all its columns cost three times as much on 10,000 deliveries)
+    joins = " FROM codes c" + (" LEFT JOIN delivery_details x ON x.code_id = c.id" if search else "")
     condition = " WHERE " + " AND ".join(where)
     total = int(conn.execute("SELECT count(*)" + joins + condition, params).fetchone()[0])
+    order = " ORDER BY c.created_at DESC, c.id DESC"
     rows = conn.execute(
         "SELECT c.id, c.locker_id, c.door, c.kind, c.state, c.item, c.expires, c.created_at, c.loaded_at,"
         " c.used_at, c.revoked_at, c.taken_back_at, x.case_ref, x.resident_name, x.language, x.source"
-        + joins
-        + condition
-        + " ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?",
+        " FROM codes c LEFT JOIN delivery_details x ON x.code_id = c.id"
+        f" WHERE c.id IN (SELECT c.id{joins}{condition}{order} LIMIT ? OFFSET ?){order}",
         [*params, max(1, limit), max(0, offset)],
     ).fetchall()
     out = []
