@@ -195,3 +195,23 @@ def test_a_disabled_account_cannot_log_in_and_loses_its_sessions(desk_client: Cl
     assert DeskClient(desk.server).login("desk1", PASSWORDS["desk"]).status == 401
     assert admin.post(f"/admin/accounts/{desk_id}", {"action": "enable"}).status == 303
     assert DeskClient(desk.server).login("desk1", PASSWORDS["desk"]).status == 303
+
+
+def test_failures_a_day_old_are_forgotten(desk_server: DeskServer) -> None:
+    for _ in range(auth.FREE_FAILURES + 2):
+        DeskClient(desk_server).login("desk1", "wrong-password")
+        desk_server.clock.advance(auth.THROTTLE_MAX_S)  # each one allowed
+    desk_server.clock.advance(auth.FAILURE_MEMORY_S)
+    assert DeskClient(desk_server).login("desk1", "wrong-password").status == 401  # the count starts at 1
+    assert DeskClient(desk_server).login("desk1", PASSWORDS["desk"]).status == 303
+
+
+def test_idle_sessions_are_removed_at_the_next_login(desk_client: ClientFor, desk_server: DeskServer) -> None:
+    desk_client("desk")
+    desk_server.clock.advance(31 * 60)
+    desk_client("manager")
+    with desk_server.connect() as conn:
+        names = [
+            r[0] for r in conn.execute("SELECT a.name FROM desk_sessions s JOIN desk_accounts a ON a.id = s.account_id")
+        ]
+    assert names == ["manager1"]

@@ -138,3 +138,23 @@ def test_the_stream_ends_with_its_session(
 def test_the_stream_needs_a_session(locker: _Locker, desk_client: ClientFor) -> None:
     reply = desk_client(None).get("/lockers/hall-1/live")
     assert reply.status == 303 and reply.location is not None and reply.location.startswith("/login")
+
+
+def test_the_wall_shows_the_towns_case_number(locker: _Locker, desk_client: ClientFor, desk_server: DeskServer) -> None:
+    from lockertools.desk import fleetview
+    from lockertools.service import schema
+
+    if fleetview.CASE_TABLE not in schema.metadata.tables:
+        pytest.skip("this schema has no deliveries' details (their case numbers) yet")
+    with desk_server.connect() as conn:
+        delivery = fleet_db.prepare_delivery(conn, LOCKER, "L", item="document")
+        with db.transaction(conn):
+            conn.execute(
+                f"INSERT INTO {fleetview.CASE_TABLE}(code_id, {fleetview.CASE_COLUMN}) VALUES (?, ?)"
+                " ON CONFLICT (code_id) DO UPDATE SET case_ref = excluded.case_ref",
+                (delivery.number, "<i>EL-2026/0042</i>"),
+            )
+    locker.event("loaded", "4", id=delivery.number)
+    page = desk_client("desk").get("/lockers/hall-1").text
+    door4 = page.split('<tr data-door="4">')[1].split("</tr>")[0]
+    assert "<td>&lt;i&gt;EL-2026/0042&lt;/i&gt;</td>" in door4

@@ -11,6 +11,17 @@ from lockertools.cli.service import _DB, _open
 from lockertools.service import db
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @click.group("desk")
 def desk_cli() -> None:
     """The staff desk: a web application on the fleet database."""
@@ -33,5 +44,11 @@ def run_cmd(ctx: click.Context, db_path: str, host: str, port: int) -> None:
     app = create_app(db.engine_for(db_path), settings)
     scheme = "https (by the proxy)" if settings.desk.https else "http"
     click.echo(f"staff desk on http://{host}:{port}/ ({scheme}); database {db.describe(db_path)}")
+    if not _loopback(host):
+        click.echo(
+            f"warning: listening on {host}, not loopback: staff's passwords and sessions cross the network"
+            ' unencrypted unless a TLS proxy is the only way in (docs/deployment.md, "The desk")',
+            err=True,
+        )
     web.run_app(app, host=host, port=port, print=None, handle_signals=True, access_log=None)
     click.echo("staff desk stopped")

@@ -21,8 +21,10 @@ from lockertools.desk.base import (
     FLASH,
     HERE,
     NAV,
+    POOL,
     SETTINGS,
     TRUSTED,
+    ConnectionPool,
     csrf_middleware,
     guard_middleware,
     session_middleware,
@@ -42,6 +44,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     throttle and the audit trail."""
     app = web.Application(middlewares=[guard_middleware, session_middleware, csrf_middleware])
     app[ENGINE] = engine
+    app[POOL] = ConnectionPool(engine)
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[NAV] = []
@@ -64,6 +67,11 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     reports.setup(app)
     live.setup(app)
     mount_api(app, engine, settings)
+
+    async def close_pool(_app: web.Application) -> None:
+        app[POOL].close()
+
+    app.on_cleanup.append(close_pool)
     return app
 
 

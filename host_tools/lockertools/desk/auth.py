@@ -5,7 +5,8 @@ Passwords are argon2id hashes (argon2-cffi's defaults). A session is a random 25
 cookie; the database keeps its SHA-256 (`desk_sessions.id_hash`), the CSRF token every form of the
 session carries, and when it was last used: a session idle longer than the time-out is over.
 
-Failed logins are counted per account name and per client address. From `FREE_FAILURES` on, each
+Failed logins are counted per account name and per client address (a count whose last failure is
+older than `FAILURE_MEMORY_S` starts again). From `FREE_FAILURES` on, each
 further failure doubles the wait before the next attempt under that name or from that address
 (`THROTTLE_BASE_S`, capped at `THROTTLE_MAX_S`): a guesser is slowed to a crawl and a stranger
 cannot lock a colleague out for longer than the cap. A success clears the account's count and the
@@ -28,6 +29,7 @@ ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 FREE_FAILURES = 3
 THROTTLE_BASE_S = 2.0
 THROTTLE_MAX_S = 900.0
+FAILURE_MEMORY_S = 86400.0  # failures older than this are forgotten: the count starts again
 MIN_PASSWORD = 10
 MAX_NAME = 64
 
@@ -197,15 +199,17 @@ def wait_before_login(conn: db.Connection, name: str, address: str, now: float) 
     wait = 0.0
     for key in throttle_keys(name, address):
         row = conn.execute("SELECT failures, last_at FROM desk_login_failures WHERE key = ?", (key,)).fetchone()
-        if row is not None:
+        if row is not None and now - float(row["last_at"]) < FAILURE_MEMORY_S:
             wait = max(wait, float(row["last_at"]) + _delay(int(row["failures"])) - now)
     return max(0.0, wait)
 
 
 def _record_failure(conn: db.Connection, key: str, now: float) -> None:
-    row = conn.execute("SELECT failures FROM desk_login_failures WHERE key = ?", (key,)).fetchone()
+    row = conn.execute("SELECT failures, last_at FROM desk_login_failures WHERE key = ?", (key,)).fetchone()
     if row is None:
         conn.execute("INSERT INTO desk_login_failures(key, failures, last_at) VALUES (?, 1, ?)", (key, now))
+    elif now - float(row["last_at"]) >= FAILURE_MEMORY_S:
+        conn.execute("UPDATE desk_login_failures SET failures = 1, last_at = ? WHERE key = ?", (now, key))
     else:
         conn.execute("UPDATE desk_login_failures SET failures = failures + 1, last_at = ? WHERE key = ?", (now, key))
 
@@ -227,6 +231,8 @@ def login(conn: db.Connection, name: str, password: str, address: str, now: floa
     if row is not None and ok and row["disabled_at"] is None:
         with db.transaction(conn):
             conn.execute("DELETE FROM desk_login_failures WHERE key IN (?, ?)", throttle_keys(name, address))
+            # housekeeping, on the rare path: counts long forgotten
+            conn.execute("DELETE FROM desk_login_failures WHERE last_at < ?", (now - FAILURE_MEMORY_S,))
         return LoginResult(_account(row))
     with db.transaction(conn):
         for key in throttle_keys(name, address):

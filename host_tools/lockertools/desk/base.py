@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 ENGINE = web.AppKey("desk_engine", sa.Engine)
+POOL: web.AppKey[ConnectionPool] = web.AppKey("desk_pool")
 SETTINGS = web.AppKey("desk_settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("desk_clock")
 NAV = web.AppKey("desk_nav", list)
@@ -99,17 +101,52 @@ def translate(request: web.Request) -> Callable[..., str]:
     return i18n.translator(request.get(LANGUAGE, desk_settings(request).language))
 
 
+class ConnectionPool:
+    """Idle database connections kept for the next call (a new PostgreSQL connection costs more
+    than most of the desk's queries). A connection comes back only when its call ended outside a
+    transaction and without a database error; at most `size` are kept."""
+
+    def __init__(self, engine: sa.Engine, size: int = 4) -> None:
+        self.engine = engine
+        self.size = size
+        self._idle: list[db.Connection] = []
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[db.Connection], T]) -> T:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = db.Connection(self.engine)
+        reusable = False
+        try:
+            result = fn(conn)
+            reusable = not conn.in_transaction
+            return result
+        except db.Error:
+            raise
+        except Exception:
+            reusable = not conn.in_transaction  # a refusal (AuthError, ...): the connection is sound
+            raise
+        finally:
+            with self._lock:
+                keep = reusable and len(self._idle) < self.size
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
 async def run_db(request: web.Request | web.Application, fn: Callable[[db.Connection], T]) -> T:
-    """`fn(conn)` on a connection of its own, in a worker thread (the event loop never waits on
-    the database)."""
+    """`fn(conn)` on a database connection, in a worker thread (the event loop never waits on the
+    database); one call at a time per connection."""
     app = request if isinstance(request, web.Application) else request.app
-    engine = app[ENGINE]
-
-    def call() -> T:
-        with db.Connection(engine) as conn:
-            return fn(conn)
-
-    return await asyncio.to_thread(call)
+    return await asyncio.to_thread(app[POOL].call, fn)
 
 
 def audit_action(

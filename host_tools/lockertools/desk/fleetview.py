@@ -19,7 +19,9 @@ from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK,
 
 SIZES = ("S", "M", "L")
 ALARM_STATES = ("jammed", "forced")
-CASE_COLUMN = "case_number"
+# The town's case number of a delivery: delivery_details.case_ref, where the fleet's schema has
+# that table (the deliveries' details, kept beside their code rows).
+CASE_TABLE, CASE_COLUMN = "delivery_details", "case_ref"
 
 
 @dataclass
@@ -84,12 +86,6 @@ class LockerView:
         return sum(d.alarm is not None for d in self.doors)
 
 
-def _door_sizes(conn: db.Connection, locker_id: str | None) -> dict[tuple[str, str], tuple[str | None, bool]]:
-    sql = "SELECT locker_id, label, size, low FROM door_sizes"
-    rows = conn.execute(sql + " WHERE locker_id = ?", (locker_id,)) if locker_id else conn.execute(sql)
-    return {(r[0], r[1]): (r[2], bool(r[3])) for r in rows}
-
-
 def _left_open(conn: db.Connection, locker_id: str | None) -> set[tuple[str, str]]:
     """The doors whose state came last from a `left_open` event (the state's event, found by the
     door's state_seq through the events' (locker_id, seq) key: no scan of the events)."""
@@ -102,29 +98,39 @@ def _left_open(conn: db.Connection, locker_id: str | None) -> set[tuple[str, str
 
 
 def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> dict[str, list[DoorView]]:
-    sizes = _door_sizes(conn, locker_id)
     left_open = _left_open(conn, locker_id)
-    where = " WHERE locker_id = ?" if locker_id else ""
+    where = " WHERE d.locker_id = ?" if locker_id else ""
     args = (locker_id,) if locker_id else ()
     out: dict[str, list[DoorView]] = defaultdict(list)
     by_door: dict[tuple[str, str], DoorView] = {}
-    for r in conn.execute('SELECT locker_id, label, state, "full", in_service, updated_at FROM doors' + where, args):
-        size, low = sizes.get((r[0], r[1]), (None, False))
-        state = r[2]
-        alarm = state if state in ALARM_STATES else ("left_open" if (r[0], r[1]) in left_open else None)
-        view = DoorView(r[1], state, None if r[3] is None else bool(r[3]), bool(r[4]), size, low, alarm, r[5])
-        out[r[0]].append(view)
-        by_door[(r[0], r[1])] = view
-    columns = "*" if with_contents else "locker_id, door"
-    sql = f"SELECT {columns} FROM codes WHERE state = 'issued' AND door != ?" + (
-        " AND locker_id = ?" if locker_id else ""
+    sql = (
+        'SELECT d.locker_id, d.label, d.state, d."full", d.in_service, d.updated_at, z.size, z.low FROM doors d'
+        " LEFT JOIN door_sizes z ON z.locker_id = d.locker_id AND z.label = d.label"
     )
+    for lid, label, state, full, in_service, updated_at, size, low in conn.execute(sql + where, args):
+        alarm = state if state in ALARM_STATES else ("left_open" if (lid, label) in left_open else None)
+        view = DoorView(label, state, None if full is None else bool(full), bool(in_service), size, bool(low), alarm)
+        view.updated_at = updated_at
+        out[lid].append(view)
+        by_door[(lid, label)] = view
+    if with_contents and CASE_TABLE in schema.metadata.tables:
+        source = f"codes c LEFT JOIN {CASE_TABLE} x ON x.code_id = c.id"
+        columns = f"c.*, x.{CASE_COLUMN} AS case_ref"
+    else:
+        source = "codes c"
+        columns = "c.*, NULL AS case_ref" if with_contents else "c.locker_id, c.door"
+    sql = f"SELECT {columns} FROM {source} WHERE c.state = 'issued' AND c.door != ?" + (
+        " AND c.locker_id = ?" if locker_id else ""
+    )
+    if not with_contents:
+        for lid, label in conn.execute(sql, (ANY_DOOR, *args)):
+            found = by_door.get((lid, label))
+            if found is not None:
+                found.contents.append({})
+        return out
     for r in conn.execute(sql, (ANY_DOOR, *args)):
         holder = by_door.get((r["locker_id"], r["door"]))
         if holder is None:
-            continue
-        if not with_contents:
-            holder.contents.append({})
             continue
         kind = int(r["kind"])
         holder.contents.append(
@@ -135,8 +141,7 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
                 "item": r["item"],
                 "since": r["loaded_at"] or r["created_at"],
                 "deadline": int(r["expires"]) or None,
-                # the town's case number, where the delivery's row carries one (codes.case_number)
-                "case": r[CASE_COLUMN] if CASE_COLUMN in schema.codes.c else None,
+                "case": r["case_ref"],
             }
         )
     return out

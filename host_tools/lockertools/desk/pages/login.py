@@ -96,7 +96,10 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         return await _login_page(request, 401, _("Wrong name or password."), name)
     account = result.account
 
+    idle_s = desk_settings(request).idle_minutes * 60.0
+
     def start(conn: db.Connection) -> str:
+        auth.drop_idle_sessions(conn, at, idle_s)  # housekeeping: sessions nobody will present again
         session_id = auth.open_session(conn, account, address, at)
         audit.record(
             conn, at=at, who=account.name, account_id=account.id, role=account.role, address=address, action="login"
