@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from desk_support import DeskClient, DeskServer
+from desk_support import PASSWORDS, DeskClient, DeskServer
 from pages_support import LOCKER, NASTY, NASTY_SHOWN, Locker, get_pages, table_rows
 
 from lockertools.desk import audit
@@ -236,3 +236,33 @@ def test_cancel_a_delivery_not_loaded_yet(locker: Locker, desk_client: ClientFor
         actions = [(r["action"], r["target"]) for r in audit.trail(conn) if r["action"] == "delivery.cancel"]
     assert states == {waiting: "revoked", loaded: "issued"}
     assert actions == [("delivery.cancel", str(waiting))]
+
+
+def test_the_screen_links_the_printed_letter_when_the_notifications_offer_one(desk_db: str) -> None:
+    from aiohttp import web
+
+    from lockertools.desk.pages import deliveries
+
+    async def letter(request: web.Request) -> web.Response:
+        return web.Response(text="a letter")
+
+    server = DeskServer(desk_db)
+    server.app.router.add_get("/letters/{number}", letter, name=deliveries.LETTER_ROUTE)
+    server.start()
+    try:
+        Locker(server)
+        client = DeskClient(server)
+        assert client.login("desk1", PASSWORDS["desk"]).status == 303
+        number, _code = _prepare(client)
+        assert f'<a href="/letters/{number}">' in client.last.text  # type: ignore[union-attr]
+    finally:
+        server.stop()
+
+
+def test_without_a_letter_the_screen_gives_the_code_and_the_number(
+    locker: Locker, desk_client: ClientFor, desk_server: DeskServer
+) -> None:
+    client = desk_client("desk")
+    number, code = _prepare(client)
+    assert client.last is not None and "/letters/" not in client.last.text
+    assert len(code) == fleet_db.CODE_DIGITS and 100000 <= number <= 999999

@@ -154,6 +154,7 @@ def test_doors_out_of_service_and_back_and_opened_with_a_reason(
     manager = desk_client("manager")
     manager.get("/language/en?next=/doors")
     assert f'href="/doors/{LOCKER}"' in manager.get("/doors").text
+    assert manager.post(f"/doors/{LOCKER}/service", {"door": "3", "on": "maybe"}).status == 400
     assert manager.post(f"/doors/{LOCKER}/service", {"door": "3", "on": "0"}).status == 303
     no_reason = manager.post(f"/doors/{LOCKER}/open", {"door": "2", "reason": "   "})
     assert no_reason.status == 400 and "needs a reason" in no_reason.text

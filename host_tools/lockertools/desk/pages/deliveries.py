@@ -24,6 +24,9 @@ from lockertools.desk.base import (
 from lockertools.service import db, fleet_db
 
 PAGE_ROWS = 50
+# the printed letter with the resident's code, when the notifications package serves one (a route
+# of that name with a {number} field): the screen that prepares a delivery links to it
+LETTER_ROUTE = "delivery_letter"
 FILTERS = tuple(fleet_db.DELIVERY_FILTERS)
 SIZES = ("any", "S", "M", "L")
 
@@ -208,7 +211,9 @@ async def prepare(request: web.Request) -> web.StreamResponse:
         context = await _form_context(request, form, _("Not prepared: {reason}", reason=str(exc)))
         return await render(request, "delivery_new.html", context, status=400)
     # The resident's code is on this answer only: not stored for the desk, not in a redirect.
+    letter = request.app.router.named_resources().get(LETTER_ROUTE)
     context = {
+        "letter_url": None if letter is None else str(letter.url_for(number=str(issued.number))),
         "title": _("Delivery {number} prepared", number=issued.number),
         "issued": issued,
         "item": item_labels(_).get(form["item"], form["item"]),

@@ -176,7 +176,12 @@ async def _queue(
 async def door_service(request: web.Request) -> web.StreamResponse:
     posted = await request.post()
     door = str(posted.get("door", "")).strip()
-    on = str(posted.get("on", "")) == "1"
+    wanted = str(posted.get("on", ""))
+    if wanted not in ("0", "1"):
+        error = translate(request)("Not sent: {reason}", reason="on is 1 (back in service) or 0 (out of service)")
+        context = await _doors_context(request, request.match_info["locker_id"], error)
+        return await render(request, "doors.html", context, status=400)
+    on = wanted == "1"
     return await _queue(request, "door.service", {"door": door, "on": on}, {"on": on}, {"door": door, "reason": ""})
 
 
