@@ -288,6 +288,10 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await _error_page(request, 403, exc.text if exc.text and not exc.text.startswith("403") else None)
     except web.HTTPNotFound:
         response = await _error_page(request, 404, None)
+    except web.HTTPException as exc:  # redirects and the rest: raised on, with the same headers
+        for name, value in _SECURITY_HEADERS.items():
+            exc.headers.setdefault(name, value)
+        raise
     if not response.prepared:  # a stream's headers are gone already
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
