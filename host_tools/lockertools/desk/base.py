@@ -289,15 +289,18 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPNotFound:
         response = await _error_page(request, 404, None)
     except web.HTTPException as exc:  # redirects and the rest: raised on, with the same headers
-        for name, value in _SECURITY_HEADERS.items():
-            exc.headers.setdefault(name, value)
+        _headers(exc.headers, started)
         raise
     if not response.prepared:  # a stream's headers are gone already
-        for name, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        # the server's own time for the answer (bench/desk.py reads it; browsers show it)
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        _headers(response.headers, started)
     return response
+
+
+def _headers(headers: Any, started: float) -> None:
+    for name, value in _SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    # the server's own time for the answer (bench/desk.py reads it; browsers show it)
+    headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
 
 
 async def _error_page(request: web.Request, status: int, message: str | None) -> web.Response:
