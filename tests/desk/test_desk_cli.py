@@ -128,3 +128,13 @@ def test_locker_add_keeps_the_doors_sizes_for_the_desk(desk_db: str, tmp_path: P
     with db.connect(desk_db) as conn:
         rows = conn.execute("SELECT label, size, low FROM door_sizes WHERE locker_id = 'hall-2' ORDER BY label")
         assert [tuple(r) for r in rows] == [("1", "S", 1), ("2", "S", 1), ("3", "M", 0), ("4", "L", 0)]
+
+
+def test_the_first_admin_of_a_new_installation_creates_the_database(tmp_path: Path) -> None:
+    target = str(tmp_path / "new-fleet.db")
+    code, out = _run(
+        "user", "add", "chief", "--role", "admin", "--db", target, "--password-stdin", stdin="chief-password-1\n"
+    )
+    assert code == 0, out
+    with db.connect(target) as conn:
+        assert auth.find_account(conn, "chief").role == "admin"

@@ -47,8 +47,9 @@ def user_cli() -> None:
 @click.option("--role", type=click.Choice(auth.ROLES), required=True)
 @_STDIN
 def add_cmd(db_path: str, name: str, role: str, password_stdin: bool) -> None:
-    """Add an account NAME with ROLE; the password is asked for (never given on the command line)."""
-    conn = _open(db_path)
+    """Add an account NAME with ROLE; the password is asked for (never given on the command line).
+    A new installation's first admin creates the database."""
+    conn = _open(db_path, create=True)
     try:
         account = auth.add_account(conn, name, role, _password(password_stdin), time.time())
     except auth.AuthError as exc:
