@@ -2,7 +2,7 @@
 board, then the host service's fleet figure (bench/fleet.py), the code-sync figures of an online
 locker (bench/sync.py), the web simulator's (bench/web.py), provisioning's (bench/provision.py),
 the RS485 lock boards' (bench/rs485.py), the town's HTTP API's (bench/api.py) and the staff desk's
-(bench/desk.py);
+(bench/desk.py, bench/desk_pages.py);
 docs/benchmarks.md says what each figure means and how it is measured.
 
 Figures are printed, never asserted: a goal that is not met is reported as such. Two jobs run side by
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import api  # noqa: E402
 import desk  # noqa: E402
+import desk_pages  # noqa: E402
 import fleet  # noqa: E402
 import heap32  # noqa: E402
 import heap_probe  # noqa: E402
@@ -415,6 +416,7 @@ def main() -> int:
         ("rs485", lambda: rs485.run(rs485.Settings(), say)),  # `#` -> unlock frame on the 32-door lock-board board
         ("api", lambda: api.run(api.Settings(), say)),  # the town's HTTP API: POST /deliveries on SQLite
         ("desk", lambda: desk.run(desk.Settings(postgres=True), say)),  # overview server time, door -> wall's SSE
+        ("desk pages", lambda: desk_pages.run(desk_pages.Settings(postgres=True), say)),  # deliveries list, reports
     ):
         try:
             rows, notes = job()

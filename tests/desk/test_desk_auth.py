@@ -215,3 +215,13 @@ def test_idle_sessions_are_removed_at_the_next_login(desk_client: ClientFor, des
             r[0] for r in conn.execute("SELECT a.name FROM desk_sessions s JOIN desk_accounts a ON a.id = s.account_id")
         ]
     assert names == ["manager1"]
+
+
+def test_pages_carry_a_strict_content_security_policy(desk_client: ClientFor) -> None:
+    client = desk_client("desk")
+    for path in ("/login", "/lockers", "/audit", "/nowhere"):
+        reply = client.get(path)
+        csp = reply.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        assert reply.headers["Server-Timing"].startswith("app;dur=")

@@ -30,7 +30,7 @@ from lockertools.desk.base import (
     session_middleware,
     trusted_networks,
 )
-from lockertools.desk.pages import accounts, audit_trail, lockers, login
+from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, lockers, login, manage, reports
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -58,6 +58,10 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     lockers.setup(app)
     audit_trail.setup(app)
     accounts.setup(app)
+    deliveries.setup(app)  # the staff's pages: after the foundation's, in the navigation too
+    codes.setup(app)
+    manage.setup(app)
+    reports.setup(app)
     live.setup(app)
     mount_api(app, engine, settings)
 

@@ -31,6 +31,7 @@ THROTTLE_BASE_S = 2.0
 THROTTLE_MAX_S = 900.0
 FAILURE_MEMORY_S = 86400.0  # failures older than this are forgotten: the count starts again
 MIN_PASSWORD = 10
+TOUCH_S = 60.0  # a session's last use is written at most this often (the idle time-out counts in minutes)
 MAX_NAME = 64
 
 
@@ -260,7 +261,7 @@ def open_session(conn: db.Connection, account: Account, address: str, now: float
 
 
 def load_session(conn: db.Connection, session_id: str, now: float, idle_s: float) -> Session | None:
-    """The live session the cookie names, its last use moved to `now`; None when there is none, it
+    """The live session the cookie names, its last use moved to `now` (to the minute); None when there is none, it
     sat idle past the time-out (then it is removed) or its account is disabled."""
     id_hash = _hash_id(session_id)
     row = conn.execute(
@@ -273,8 +274,9 @@ def load_session(conn: db.Connection, session_id: str, now: float, idle_s: float
     if now - float(row["last_seen"]) > idle_s or row["disabled_at"] is not None:
         close_session(conn, session_id)
         return None
-    with db.transaction(conn):
-        conn.execute("UPDATE desk_sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
+    if now - float(row["last_seen"]) >= TOUCH_S:  # not a write per page view
+        with db.transaction(conn):
+            conn.execute("UPDATE desk_sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
     return Session(_account(row), str(row["csrf"]), id_hash)
 
 

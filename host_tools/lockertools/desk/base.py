@@ -3,13 +3,15 @@
 puts the pages together is app.py.
 
 Every request passes three middlewares, outermost first:
-- `guard_middleware`: security headers on every answer (a strict Content-Security-Policy: scripts and styles
-  from /static only), and 403/404 rendered as pages in the reader's language;
-- `session_middleware`: the client's address (X-Forwarded-For only from a trusted proxy), the session from its
-  cookie (idle time-out, disabled accounts), the language; a route not marked `public` without a
-  session answers with the login page (a redirect that remembers where the reader was going);
-- `csrf_middleware`: a POST whose `csrf` field is not the session's token (the login form: the token of its
-  own cookie) is refused with 403 before its handler runs.
+- `guard_middleware`: security headers on every answer (a strict Content-Security-Policy: scripts
+  and styles from /static only) and a Server-Timing; 403/404 rendered as pages in the reader's
+  language;
+- `session_middleware`: the client's address (X-Forwarded-For only from a trusted proxy), the
+  session from its cookie (idle time-out, disabled accounts), the language; a route not marked
+  `public` without a session answers with the login page (a redirect that remembers where the
+  reader was going);
+- `csrf_middleware`: a POST whose `csrf` field is not the session's token (the login form: the
+  token of its own cookie) is refused with 403 before its handler runs.
 
 Pages are handlers decorated with `page(role, template)` (docs/desk.md, "How to add a page"): the
 role check, the template and the navigation come with it. Database work runs in a thread through
@@ -279,15 +281,26 @@ TRUSTED = web.AppKey("desk_trusted", list)
 
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except web.HTTPForbidden as exc:
         response = await _error_page(request, 403, exc.text if exc.text and not exc.text.startswith("403") else None)
     except web.HTTPNotFound:
         response = await _error_page(request, 404, None)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    except web.HTTPException as exc:  # redirects and the rest: raised on, with the same headers
+        _headers(exc.headers, started)
+        raise
+    if not response.prepared:  # a stream's headers are gone already
+        _headers(response.headers, started)
     return response
+
+
+def _headers(headers: Any, started: float) -> None:
+    for name, value in _SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    # the server's own time for the answer (bench/desk.py reads it; browsers show it)
+    headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
 
 
 async def _error_page(request: web.Request, status: int, message: str | None) -> web.Response:

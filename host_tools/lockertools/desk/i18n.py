@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lockertools.desk import i18n_pages
+
 LANGUAGES = ("nl", "fr", "en")
 LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "en": "English"}
 
@@ -192,6 +194,10 @@ FR: dict[str, str] = {
     "Older": "Plus anciens",
     "Nothing recorded yet.": "Rien d'enregistré pour l'instant.",
 }
+
+# the deliveries, codes, staff, doors and reports pages keep their texts in a module of their own
+NL.update(i18n_pages.NL)
+FR.update(i18n_pages.FR)
 
 CATALOGUES: dict[str, dict[str, str]] = {"nl": NL, "fr": FR, "en": {}}
 

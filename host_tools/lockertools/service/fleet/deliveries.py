@@ -29,6 +29,7 @@ from lockertools.service.fleet.common import (
     kind_byte,
 )
 from lockertools.service.fleet.lockers import locker_labels, log_change
+from lockertools.service.fleet.staff import staff_name
 
 # --- deliveries, returns, staff ---------------------------------------------------------------------
 
@@ -344,3 +345,125 @@ def queue_reminders(conn: db.Connection, now: float) -> int:
         enqueue_notification(conn, lid, code_id, "reminder", door, now=now)
         outbox.queue_delivery_event(conn, "reminder_sent", code_id, now, door)
     return len(due)
+
+
+# --- the staff desk's lists: deliveries by state, one delivery's history -----------------------------
+
+# What the desk's filters mean, as conditions on codes c (and doors d); the deliveries are
+# DELIVERY codes and size-only loads (pickup codes with a load), as in delivery_table.
+_DELIVERIES = "((c.kind & 15) = 3 OR c.loaded_at IS NOT NULL)"
+DELIVERY_FILTERS: dict[str, str] = {
+    "all": "1 = 1",
+    "to_load": "c.state = 'issued' AND c.door = '*'",
+    "loaded": "c.state = 'issued' AND c.door != '*'",
+    "picked_up": "c.state = 'used'",
+    # the take-back list: a window that ended; those still in a door say which (delivery_status)
+    "expired": "c.state = 'expired'",
+    "taken_back": "c.state = 'taken_back'",
+    "cancelled": "c.state = 'revoked'",
+}
+
+
+def delivery_page(
+    conn: db.Connection,
+    state: str = "all",
+    *,
+    locker_id: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of deliveries (newest first) in DELIVERY_FILTERS[state], at `locker_id`, matching
+    `search` (a delivery number, the town's case number, or part of the resident's name), and how
+    many match in all. Filtered, counted and paged in SQL: a list of 10,000 costs one page's rows."""
+    if state not in DELIVERY_FILTERS:
+        raise FleetError(f"a delivery filter is one of: {', '.join(DELIVERY_FILTERS)}")
+    where = [_DELIVERIES, DELIVERY_FILTERS[state]]
+    params: list[Any] = []
+    if locker_id:
+        where.append("c.locker_id = ?")
+        params.append(locker_id)
+    search = (search or "").strip()
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        match = "x.case_ref = ? OR lower(x.resident_name) LIKE ? ESCAPE '\\'"
+        match_params: list[Any] = [search, pattern]
+        if search.isdigit() and len(search) <= 10:
+            match += " OR c.id = ?"
+            match_params.append(int(search))
+        where.append(f"({match})")
+        params.extend(match_params)
+    # the resident's table only where the search needs it; the page's ids first, then their columns
+    # (sorting every matching row with all its columns cost three times as much on 10,000 deliveries)
+    joins = " FROM codes c" + (" LEFT JOIN delivery_details x ON x.code_id = c.id" if search else "")
+    condition = " WHERE " + " AND ".join(where)
+    total = int(conn.execute("SELECT count(*)" + joins + condition, params).fetchone()[0])
+    order = " ORDER BY c.created_at DESC, c.id DESC"
+    rows = conn.execute(
+        "SELECT c.id, c.locker_id, c.door, c.kind, c.state, c.item, c.expires, c.created_at, c.loaded_at,"
+        " c.used_at, c.revoked_at, c.taken_back_at, x.case_ref, x.resident_name, x.language, x.source"
+        " FROM codes c LEFT JOIN delivery_details x ON x.code_id = c.id"
+        f" WHERE c.id IN (SELECT c.id{joins}{condition}{order} LIMIT ? OFFSET ?){order}",
+        [*params, max(1, limit), max(0, offset)],
+    ).fetchall()
+    out = []
+    for r in rows:
+        row = dict(zip(r.keys(), r, strict=True))
+        row["status"] = delivery_status(row)
+        out.append(row)
+    return out, total
+
+
+_PHASES = {
+    "prepared": 0, "cancelled": 1, "loaded": 2, "reminder": 3, "notification": 3,
+    "picked_up": 4, "expired": 4, "taken_back": 5,
+}  # fmt: skip
+
+
+def delivery_history(conn: db.Connection, number: int) -> dict[str, Any] | None:
+    """A delivery (its codes and delivery_details columns, `status`, `loaded_by_name`) and
+    `history`: what happened to it, oldest first, as {at, what, door, by, detail} with `what` one of
+    prepared, loaded, reminder, notification, picked_up, expired, taken_back, cancelled. None: no
+    such delivery. Never the resident's code."""
+    row = conn.execute(
+        "SELECT c.id, c.locker_id, c.door, c.kind, c.state, c.item, c.expires, c.created_at, c.loaded_at,"
+        " c.loaded_by, c.used_at, c.revoked_at, c.taken_back_at, c.reminded_at, c.recipient, c.notify_state,"
+        " x.case_ref, x.resident_name, x.email, x.phone, x.language, x.source, x.created_by, x.contact_purged_at"
+        " FROM codes c LEFT JOIN delivery_details x ON x.code_id = c.id"
+        " WHERE c.id = ? AND " + _DELIVERIES,
+        (number,),
+    ).fetchone()
+    if row is None:
+        return None
+    delivery = dict(zip(row.keys(), row, strict=True))
+    delivery["status"] = delivery_status(delivery)
+    loaded_by = staff_name(conn, delivery["locker_id"], delivery["loaded_by"])
+    delivery["loaded_by_name"] = loaded_by
+    door = None if delivery["door"] == ANY_DOOR else delivery["door"]
+
+    def step(at: float | None, what: str, by: str | None = None, detail: str | None = None) -> dict[str, Any]:
+        return {"at": at, "what": what, "door": door, "by": by, "detail": detail}
+
+    history = [step(delivery["created_at"], "prepared", delivery["created_by"], delivery["source"])]
+    if delivery["loaded_at"] is not None:
+        history.append(step(delivery["loaded_at"], "loaded", loaded_by))
+    if delivery["reminded_at"] is not None:
+        history.append(step(delivery["reminded_at"], "reminder"))
+    for n in conn.execute(
+        "SELECT kind, state, created_at, sent_at, error FROM notifications WHERE code_id = ? ORDER BY id", (number,)
+    ):
+        detail = f"{n['kind']}: {n['state']}" + (f" ({n['error']})" if n["error"] else "")
+        history.append(step(n["sent_at"] or n["created_at"], "notification", detail=detail))
+    if delivery["used_at"] is not None:
+        history.append(step(delivery["used_at"], "picked_up"))
+    if delivery["state"] in ("expired", "taken_back"):
+        history.append(step(float(delivery["expires"]), "expired"))
+    if delivery["taken_back_at"] is not None:
+        history.append(step(delivery["taken_back_at"], "taken_back"))
+    if delivery["revoked_at"] is not None:
+        history.append(step(delivery["revoked_at"], "cancelled"))
+    # in the order things happen to a delivery, by time within each phase: a locker's clock may be
+    # behind the host's, and a load must not show before the delivery was prepared
+    history.sort(key=lambda s: (_PHASES[s["what"]], s["at"] or 0.0))
+    delivery["history"] = history
+    return delivery

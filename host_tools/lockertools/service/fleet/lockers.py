@@ -77,6 +77,11 @@ def log_change(conn: db.Connection, locker_id: str, op: Literal["add", "del"], c
     return rev
 
 
+def locker_ids(conn: db.Connection) -> list[str]:
+    """Every registered locker's id, in order."""
+    return [str(r[0]) for r in conn.execute("SELECT id FROM lockers ORDER BY id")]
+
+
 def locker_key(conn: db.Connection, locker_id: str) -> bytes:
     return bytes.fromhex(conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()[0])
 
