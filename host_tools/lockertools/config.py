@@ -97,6 +97,13 @@ class DeskSettings:
 
 
 @dataclass(frozen=True)
+class IncidentSettings:
+    """Incidents the service opens by itself (`lockerctl service run`)."""
+
+    offline_after_min: float = 30.0  # a locker offline this long (since last seen) opens an incident
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -105,6 +112,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     desk: DeskSettings = field(default_factory=DeskSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -260,6 +268,8 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: desk.language: one of {', '.join(DESK_LANGUAGES)}, not {desk.language!r}")
     if desk.idle_minutes < 1:
         problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
+    if not settings.incidents.offline_after_min > 0:
+        problems.append(f"{where}: incidents.offline_after_min: a number of minutes above 0")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")

@@ -101,7 +101,17 @@ def test_a_database_from_before_the_desk_gets_its_tables(tmp_path: Path) -> None
     # A fleet database at the baseline revision (the service's, before the desk) is upgraded on open.
     target = str(tmp_path / "old.db")
     engine = db.engine_for(target, create=True)
-    desk_tables = {"desk_accounts", "desk_sessions", "desk_login_failures", "desk_audit", "door_sizes"}
+    # the tables of the revisions after the baseline
+    desk_tables = {
+        "desk_accounts",
+        "desk_sessions",
+        "desk_login_failures",
+        "desk_audit",
+        "door_sizes",
+        "delivery_details",
+        "incidents",
+        "incident_log",
+    }
     with engine.connect() as conn:
         tables = [t for name, t in schema.metadata.tables.items() if name not in desk_tables]
         schema.metadata.create_all(conn, tables=tables)

@@ -62,6 +62,9 @@ def _register() -> None:
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
     main.add_command(db_cli, "db")
+    from lockertools.cli.incidents import incidents_cli
+
+    main.add_command(incidents_cli, "incidents")
     from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")

@@ -182,6 +182,7 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
+        incident_offline_s=settings_of(click.get_current_context()).incidents.offline_after_min * 60,
     )
     try:
         run_service(config)
@@ -461,6 +462,17 @@ def delivery_cli() -> None:
 @click.option("--item", type=click.Choice(fleet_db.ITEMS), default="parcel", show_default=True)
 @_DAYS
 @click.option("--contact", help="Who to notify when it is loaded (e-mail, phone, ...), for the hook.")
+@click.option("--name", "resident_name", help="The resident's name.")
+@click.option("--email", help="The resident's e-mail address.")
+@click.option("--phone", help="The resident's mobile number, for a text message.")
+@click.option(
+    "--language",
+    type=click.Choice(fleet_db.LANGUAGES),
+    default=fleet_db.LANGUAGES[0],
+    show_default=True,
+    help="The language the resident is told in.",
+)
+@click.option("--case", "case_ref", help="The town's case number (e-loket, appointment).")
 @click.option("--show-code", is_flag=True, help="Also print the resident's code (to hand it over by hand).")
 def delivery_prepare_cmd(
     db_path: str,
@@ -470,13 +482,19 @@ def delivery_prepare_cmd(
     item: str,
     days: float,
     contact: str | None,
+    resident_name: str | None,
+    email: str | None,
+    phone: str | None,
+    language: str,
+    case_ref: str | None,
     show_code: bool,
 ) -> None:
     """Prepare a delivery: staff type its number at the locker, which opens a free door that fits.
     Once the item is in, the service notifies the resident with the code."""
     conn = _open(db_path)
     with _fleet_errors():
-        issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact)
+        resident = fleet_db.Resident(resident_name, email, phone, language, case_ref)
+        issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact, resident)
     load_by = issued.expires - int(days * 86400)
     click.echo(
         f"delivery {issued.number} for {locker_id}: {item}, size {size}{', low door' if low else ''};"
@@ -498,6 +516,7 @@ def delivery_list_cmd(db_path: str, locker_id: str | None) -> None:
         [
             str(d["id"]),
             d["locker_id"],
+            d["case_ref"] or "-",
             d["item"] or "-",
             fleet_db.describe_kind(d["kind"]),
             d["status"],
@@ -510,7 +529,7 @@ def delivery_list_cmd(db_path: str, locker_id: str | None) -> None:
     ]
     _table(
         rows,
-        ["number", "locker", "item", "kind", "status", "until", "contact", "notified", "loaded by"],
+        ["number", "locker", "case", "item", "kind", "status", "until", "contact", "notified", "loaded by"],
         empty="no deliveries",
     )
 

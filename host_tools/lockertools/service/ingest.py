@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lockertools.service import db, fleet_db
+from lockertools.service import db, fleet_db, incidents
 
 MAX_PAYLOAD = 4096  # a locker's messages are at most 4 KB (docs/protocol.md)
 KINDS = ("status", "doors", "events", "reply")
@@ -184,6 +184,7 @@ def apply_event(conn: db.Connection, locker_id: str, msg: dict[str, Any], receiv
                 'UPDATE doors SET "full" = ?, full_seq = ?, updated_at = ?' + where + " AND full_seq < ?",
                 (int(full), seq, when, locker_id, door, seq),
             )
+    incidents.on_event(conn, locker_id, seq, ev, when)  # what needs a person opens (or clears) an incident
     return True
 
 
@@ -299,6 +300,7 @@ def apply_status(conn: db.Connection, locker_id: str, msg: dict[str, Any], recei
             )
     else:  # the last will: the broker lost the locker
         conn.execute("UPDATE lockers SET online = 0 WHERE id = ?", (locker_id,))
+    incidents.on_status(conn, locker_id, msg, received_at)  # safe mode; back online
 
 
 def apply_doors(conn: db.Connection, locker_id: str, msg: dict[str, Any], received_at: float) -> None:

@@ -46,7 +46,7 @@ from typing import Any
 
 import aiomqtt
 
-from lockertools.service import db, fleet_db, ingest, sdnotify
+from lockertools.service import db, fleet_db, incidents, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
@@ -105,6 +105,8 @@ class ServiceConfig:
     # passes without a change. A locker that reconnects now and then changes twice per reconnect.
     flap_changes: int = 10
     flap_window_s: float = 600.0
+    # A locker offline (its last will) for longer than this since it was last seen opens an incident.
+    incident_offline_s: float = incidents.DEFAULT_OFFLINE_S
     # The health endpoint and Prometheus metrics (metrics.py); None: not served.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -663,6 +665,7 @@ class Service:
                         changed = fleet_db.expire_codes(conn, now) > 0 or changed
                         fleet_db.queue_reminders(conn, now)
                         self._settle_flaps(now)
+                        incidents.check(conn, now, self.config.incident_offline_s)
                         next_expiry = now + 30.0
                     if changed:
                         seen = version

@@ -296,3 +296,73 @@ for _dialect, _statements in DESK_AUDIT_GUARDS.items():
     for _statement in _statements:
         guard = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
         sa.event.listen(desk_audit, "after_create", guard)
+# --- deliveries: the resident and the town's case --------------------------------------------------
+# A delivery's row in codes holds what the locker needs; this one what people need: whom it is for,
+# how to reach them, in which language, and the town's own case number (e-loket, appointments).
+# The contact fields are personal data: they are blanked `contact_purged_at` (privacy retention).
+delivery_details = sa.Table(
+    "delivery_details",
+    metadata,
+    sa.Column("code_id", Id, sa.ForeignKey("codes.id"), primary_key=True, autoincrement=False),
+    sa.Column("case_ref", sa.Text),  # the town's case number
+    sa.Column("resident_name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("language", sa.Text, nullable=False, server_default=sa.text("'nl'")),
+    sa.Column("source", sa.Text, nullable=False, server_default=sa.text("'cli'")),  # cli, desk, api
+    sa.Column("created_by", sa.Text),  # a staff account or an API token's name
+    sa.Column("contact_purged_at", Time),
+    sa.CheckConstraint("language IN ('nl', 'fr', 'en')", name="delivery_details_language"),
+)
+sa.Index("delivery_details_case", delivery_details.c.case_ref)
+# --- incidents: what needs a person (service/incidents.py) -----------------------------------------
+
+INCIDENT_STATES = ("new", "in_progress", "resolved")
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("door", sa.Text),  # a label; NULL: the whole locker (or a lock board: subject)
+    # what it is about within the locker, part of the dedup key: the door label, "board 3", or ""
+    sa.Column("subject", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("cause", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'new'")),
+    sa.Column("opened_at", Time, nullable=False),
+    sa.Column("event_seq", Big),  # the event that opened it; NULL: a periodic check did
+    sa.Column("last_seq", Big),  # the latest event that opened or repeated it
+    sa.Column("last_at", Time, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False, server_default=sa.text("1")),  # occurrences while open
+    sa.Column("detail", sa.Text),
+    sa.Column("handled_by", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("resolved_at", Time),
+    sa.Column("resolved_by", sa.Text),  # 'auto' or a staff account name
+    sa.Column("resolution", sa.Text),  # the automatic reason, or the staff member's note
+    sa.CheckConstraint(f"state IN {INCIDENT_STATES!r}", name="incidents_state"),
+)
+# One open incident per cause and subject: a repeat bumps it (a partial unique index, on both databases).
+sa.Index(
+    "incidents_one_open",
+    incidents.c.locker_id,
+    incidents.c.cause,
+    incidents.c.subject,
+    unique=True,
+    sqlite_where=sa.text("state != 'resolved'"),
+    postgresql_where=sa.text("state != 'resolved'"),
+)
+sa.Index("incidents_state_opened", incidents.c.state, incidents.c.opened_at)
+
+# Every state change of an incident ("by" is quoted: a reserved word in SQL); the id only grows.
+incident_log = sa.Table(
+    "incident_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("incident_id", Big, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # opened, taken, note, resolved
+    sa.Column("state", sa.Text, nullable=False),  # the incident's state after it
+    sa.Column("by", sa.Text, nullable=False),  # 'auto' or a staff account name
+    sa.Column("note", sa.Text),
+)
+sa.Index("incident_log_incident", incident_log.c.incident_id)

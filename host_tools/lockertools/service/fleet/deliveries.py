@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from lockertools.service.fleet.common import (
     KIND_DELIVERY,
     KIND_MASK,
     KIND_RETURN,
+    LANGUAGES,
     LOAD_DAYS,
     LOAD_DAYS_SETTING,
     MAX_WINDOW_S,
@@ -42,6 +44,44 @@ class IssuedDelivery:
         return f"IssuedDelivery(number={self.number}, locker_id={self.locker_id!r})"
 
 
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+")
+_PHONE_SEPARATORS = re.compile(r"[\s./()-]")
+_PHONE = re.compile(r"\+?[0-9]{8,15}")
+
+
+@dataclass(frozen=True)
+class Resident:
+    """Whom a delivery is for and how to reach them: all optional but the language. `checked()`
+    normalizes and validates (FleetError naming the field)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    language: str = LANGUAGES[0]
+    case_ref: str | None = None  # the town's case number
+
+    def checked(self) -> Resident:
+        def text(value: str | None, field: str, limit: int) -> str | None:
+            value = (value or "").strip() or None
+            if value is not None and (len(value) > limit or any(ord(ch) < 32 for ch in value)):
+                raise FleetError(f"{field}: at most {limit} characters, on one line")
+            return value
+
+        name = text(self.name, "name", 200)
+        case_ref = text(self.case_ref, "case number", 64)
+        email = text(self.email, "e-mail", 254)
+        if email is not None and not _EMAIL.fullmatch(email):
+            raise FleetError(f"e-mail: {email!r} is not an e-mail address")
+        phone = text(self.phone, "phone", 32)
+        if phone is not None:
+            phone = _PHONE_SEPARATORS.sub("", phone)
+            if not _PHONE.fullmatch(phone):
+                raise FleetError("phone: 8 to 15 digits, optionally starting with +")
+        if self.language not in LANGUAGES:
+            raise FleetError(f"language is one of: {', '.join(LANGUAGES)}")
+        return Resident(name, email, phone, self.language, case_ref)
+
+
 def new_delivery_number(conn: db.Connection) -> int:
     """A random 6-digit delivery number, unused by any code the host holds (it is the code's id)."""
     for _ in range(10000):
@@ -65,6 +105,9 @@ def prepare_delivery(
     days: float = PICKUP_DAYS,
     item: str = "parcel",
     contact: str | None = None,
+    resident: Resident | None = None,
+    source: str = "cli",
+    created_by: str | None = None,
 ) -> IssuedDelivery:
     """A delivery staff will load at the locker: a DELIVERY code (door-free, the size and low-door
     wish in its kind byte, its id the delivery number) that the service syncs to the locker. The
@@ -72,8 +115,12 @@ def prepare_delivery(
 
     `days` is the resident's pickup window, counted from the load: the row expires at the loading
     allowance (load_allowance_s) + `days` from now, and `loaded` moves that to the load + `days`
-    (start_pickup_window). `expires` is the prepared row's."""
+    (start_pickup_window). `expires` is the prepared row's.
+
+    `resident` (name, e-mail, phone, language, the town's case number) goes to delivery_details,
+    with `source` (cli, desk, api) and `created_by` (a staff account or an API token's name)."""
     locker_labels(conn, locker_id)
+    resident = (resident or Resident()).checked()
     if item not in ITEMS:
         raise FleetError(f"item is one of: {', '.join(ITEMS)}")
     kind = kind_byte(KIND_DELIVERY, size, low)
@@ -87,7 +134,32 @@ def prepare_delivery(
         number = new_delivery_number(conn)
         code, _ = new_code(conn, locker_id, ANY_DOOR, kind, expires, contact, code_id=number, item=item, created_at=now)
         conn.execute("INSERT INTO held_codes(code_id, code) VALUES (?, ?)", (number, code))
+        conn.execute(
+            "INSERT INTO delivery_details(code_id, case_ref, resident_name, email, phone, language, source,"
+            " created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                number,
+                resident.case_ref,
+                resident.name,
+                resident.email,
+                resident.phone,
+                resident.language,
+                source,
+                created_by,
+            ),
+        )
     return IssuedDelivery(number, code, number, expires, locker_id)
+
+
+def delivery_resident(conn: db.Connection, number: int) -> Resident | None:
+    """The resident of a delivery (None: a delivery prepared before residents were recorded, or no
+    such delivery); contact fields are None once purged."""
+    row = conn.execute(
+        "SELECT resident_name, email, phone, language, case_ref FROM delivery_details WHERE code_id = ?", (number,)
+    ).fetchone()
+    if row is None:
+        return None
+    return Resident(row["resident_name"], row["email"], row["phone"], row["language"], row["case_ref"])
 
 
 def load_allowance_s(conn: db.Connection) -> int:
@@ -162,9 +234,11 @@ def cancel_delivery(conn: db.Connection, number: int) -> str:
 def delivery_table(conn: db.Connection, locker_id: str | None = None) -> list[dict[str, Any]]:
     """Deliveries (and size-only loads), newest last, with a state for people."""
     sql = (
-        "SELECT c.*, d.full AS door_full, h.code_id IS NOT NULL AS held FROM codes c"
+        "SELECT c.*, d.full AS door_full, h.code_id IS NOT NULL AS held, x.case_ref, x.resident_name,"
+        " x.email, x.phone, x.language, x.source FROM codes c"
         " LEFT JOIN doors d ON d.locker_id = c.locker_id AND d.label = c.door"
         " LEFT JOIN held_codes h ON h.code_id = c.id"
+        " LEFT JOIN delivery_details x ON x.code_id = c.id"
         " WHERE ((c.kind & 15) = 3 OR c.loaded_at IS NOT NULL)"
     )
     params: list[Any] = []

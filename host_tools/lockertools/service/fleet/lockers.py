@@ -51,11 +51,16 @@ def locker_labels(conn: db.Connection, locker_id: str) -> list[str]:
 
 
 def log_change(conn: db.Connection, locker_id: str, op: Literal["add", "del"], code_id: int) -> int:
-    """Append one change and raise H; inside a transaction. Returns the new revision."""
-    row = conn.execute("SELECT host_rev FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-    rev = int(row[0]) + 1
+    """Append one change and raise H; inside a transaction. Returns the new revision.
+
+    H is raised first, in one statement: on PostgreSQL the UPDATE takes the locker's row lock, so
+    two transactions logging changes at once get consecutive revisions (a SELECT then UPDATE read
+    the same H in both and the second INSERT hit the changes table's key)."""
+    row = conn.execute(
+        "UPDATE lockers SET host_rev = host_rev + 1 WHERE id = ? RETURNING host_rev", (locker_id,)
+    ).fetchone()
+    rev = int(row[0])
     conn.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES (?, ?, ?, ?)", (locker_id, rev, op, code_id))
-    conn.execute("UPDATE lockers SET host_rev = ? WHERE id = ?", (rev, locker_id))
     conn.changed()
     return rev
 

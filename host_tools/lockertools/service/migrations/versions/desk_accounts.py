@@ -2,7 +2,7 @@
 doors' sizes (schema.py, "the staff desk").
 
 Revision ID: 0004_desk_accounts
-Revises: 0001_baseline
+Revises: 0003_incidents
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0004_desk_accounts"
-down_revision = "0001_baseline"
+down_revision = "0003_incidents"
 branch_labels = None
 depends_on = None
 
