@@ -21,7 +21,7 @@ from tests.web.websim_support import chromium_page, needs_browser
 pytestmark = needs_browser
 
 # Every page of the desk (a new page adds its path here); the error pages too.
-PAGES = ["/lockers", "/lockers/hall-1", "/audit", "/admin/accounts", "/lockers/nowhere"]
+PAGES = ["/lockers", "/lockers/hall-1", "/audit", "/admin/accounts", "/lockers/nowhere", "/incidents", "/incidents/1"]
 SERIOUS = ("serious", "critical")
 
 

@@ -28,7 +28,7 @@ from lockertools.desk.base import (
     session_middleware,
     trusted_networks,
 )
-from lockertools.desk.pages import accounts, audit_trail, lockers, login
+from lockertools.desk.pages import accounts, audit_trail, incidents, lockers, login
 
 API_MODULE = "lockertools.api.app"  # the integration API, mounted at API_PREFIX when installed
 
@@ -58,6 +58,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     lockers.setup(app)
     audit_trail.setup(app)
     accounts.setup(app)
+    incidents.setup(app)
     live.setup(app)
     mount_api(app, engine, settings)
     return app
