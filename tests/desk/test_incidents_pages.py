@@ -100,6 +100,9 @@ def test_the_list_filters_by_state_locker_and_cause_newest_first_with_counts(
     assert _rows(client.get("/incidents?state=all&cause=forced").text) == [str(forced.id)]
     assert _rows(client.get("/incidents?state=new&locker=hall-2").text) == []
     assert "Geen incidenten." in client.get("/incidents?state=new&locker=hall-2").text
+    # every page's navigation says how many are unresolved
+    nav = client.get("/lockers").text.split('href="/incidents"')[1].split("</a>")[0]
+    assert '<span class="count">2</span>' in nav
     # an unknown filter value is dropped, not an error
     assert client.get("/incidents?state=bogus&cause=bogus").status == 200
 

@@ -52,7 +52,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/incidents/{incident_id:\\d+}/take", take, name="incident_take")
     app.router.add_post("/incidents/{incident_id:\\d+}/note", note, name="incident_note")
     app.router.add_post("/incidents/{incident_id:\\d+}/resolve", resolve, name="incident_resolve")
-    add_nav(app, "incidents", "Incidents", "desk")
+    add_nav(app, "incidents", "Incidents", "desk", badge=lambda conn: counts(conn)["open"])
     app[STOPPING] = asyncio.Event()
 
     async def stop(_app: web.Application) -> None:
