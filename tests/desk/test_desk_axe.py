@@ -23,6 +23,7 @@ pytestmark = needs_browser
 # Every page of the desk (a new page adds its path here); the error pages too.
 PAGES = ["/lockers", "/lockers/hall-1", "/audit", "/admin/accounts", "/lockers/nowhere"]
 PAGES += ["/deliveries", "/deliveries/new", "/codes", "/staff", "/doors", "/doors/hall-1", "/reports"]
+PAGES += ["/incidents", "/incidents/1"]
 SERIOUS = ("serious", "critical")
 
 

@@ -13,7 +13,7 @@ from desk_support import PASSWORDS, DeskClient, DeskServer
 from pages_support import LOCKER, NASTY, NASTY_SHOWN, Locker, get_pages, table_rows
 
 from lockertools.desk import audit
-from lockertools.service import db, fleet_db
+from lockertools.service import db, fleet_db, incidents
 
 ClientFor = Callable[[str | None], DeskClient]
 _CODE = re.compile(r'id="resident-code">(\d+)<')
@@ -69,7 +69,11 @@ def test_no_other_page_shows_the_pickup_code(locker: Locker, desk_client: Client
     with desk_server.connect() as conn:
         staff_id, _pins = fleet_db.add_staff(conn, "Piet")
         account_id = conn.execute("SELECT id FROM desk_accounts WHERE name = 'admin1'").fetchone()[0]
+    locker.event("jammed", "A1")  # an incident, for its page
+    with desk_server.connect() as conn:
+        (incident,) = incidents.list_incidents(conn)
     values = {"number": str(number), "locker_id": LOCKER, "lang": "en", "account_id": str(account_id)}
+    values["incident_id"] = str(incident.id)
     for role in ("desk", "manager", "admin"):
         client = desk_client(role)
         paths = get_pages(desk_server, values)

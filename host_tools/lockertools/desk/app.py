@@ -30,7 +30,7 @@ from lockertools.desk.base import (
     session_middleware,
     trusted_networks,
 )
-from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, lockers, login, manage, reports
+from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, incidents, lockers, login, manage, reports
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -62,6 +62,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     codes.setup(app)
     manage.setup(app)
     reports.setup(app)
+    incidents.setup(app)
     live.setup(app)
     mount_api(app, engine, settings)
 

@@ -77,6 +77,7 @@ class NavItem:
     route: str
     label: str
     role: str
+    badge: Callable[[db.Connection], int] | None = None  # a number shown beside the label (0: none)
 
 
 # --- helpers for pages -------------------------------------------------------------------------------
@@ -225,7 +226,14 @@ def page(role: str, template: str) -> Callable[[Callable[[web.Request], Awaitabl
 async def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
     """`template` with `context` and what every page has (the translator `_`, the session's CSRF
     token, the navigation, ...)."""
-    return aiohttp_jinja2.render_template(template, request, {**_context(request), **context}, status=status)
+    badges: dict[str, int] = {}
+    session = session_of(request)
+    counted = [
+        i for i in request.app[NAV] if i.badge is not None and session is not None and session.account.has(i.role)
+    ]
+    if counted:
+        badges = await run_db(request, lambda conn: {i.route: i.badge(conn) for i in counted if i.badge is not None})
+    return aiohttp_jinja2.render_template(template, request, {**_context(request, badges), **context}, status=status)
 
 
 def redirect(request: web.Request, route: str, **parts: str) -> web.HTTPSeeOther:
@@ -365,7 +373,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
 # --- templates ------------------------------------------------------------------------------------------
 
 
-def _context(request: web.Request) -> dict[str, Any]:
+def _context(request: web.Request, badges: dict[str, int] | None = None) -> dict[str, Any]:
     session = session_of(request)
     language = request.get(LANGUAGE, desk_settings(request).language)
     nav = []
@@ -374,7 +382,8 @@ def _context(request: web.Request) -> dict[str, Any]:
             if session.account.has(item.role):
                 url = str(request.app.router[item.route].url_for())
                 current = request.path == url or request.path.startswith(url.rstrip("/") + "/")
-                nav.append({"url": url, "label": item.label, "current": current})
+                badge = (badges or {}).get(item.route, 0)
+                nav.append({"url": url, "label": item.label, "current": current, "badge": badge})
     flashes = request.app[FLASH].pop(session.id_hash, []) if session is not None else []
     return {
         "_": i18n.translator(language),
@@ -397,6 +406,9 @@ def _when(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
 
-def add_nav(app: web.Application, route: str, label: str, role: str) -> None:
-    """Put a page in the navigation, for `role` and higher (in the order pages are set up)."""
-    app[NAV].append(NavItem(route, label, role))
+def add_nav(
+    app: web.Application, route: str, label: str, role: str, badge: Callable[[db.Connection], int] | None = None
+) -> None:
+    """Put a page in the navigation, for `role` and higher (in the order pages are set up); `badge`
+    counts something to show beside the label on every page (read with the page)."""
+    app[NAV].append(NavItem(route, label, role, badge))
