@@ -396,11 +396,11 @@ def _context(request: web.Request, badges: dict[str, int] | None = None) -> dict
         "nav": nav,
         "flashes": flashes,
         "here": request.path_qs,
-        "when": _when,
+        "when": when_text,
     }
 
 
-def _when(epoch: float | None) -> str:
+def when_text(epoch: float | None) -> str:
     if epoch is None:
         return ""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))

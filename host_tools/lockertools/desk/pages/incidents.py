@@ -21,7 +21,6 @@ from aiohttp import web
 from lockertools.desk import auth
 from lockertools.desk.base import (
     SESSION_COOKIE,
-    _when,
     add_nav,
     audit_action,
     desk_settings,
@@ -34,6 +33,7 @@ from lockertools.desk.base import (
     run_db,
     session_of,
     translate,
+    when_text,
 )
 from lockertools.service import db
 from lockertools.service import incidents as service
@@ -105,7 +105,7 @@ def _view(incident: service.Incident, _: Any) -> dict[str, Any]:
     return {
         "id": incident.id,
         "url": f"/incidents/{incident.id}",
-        "opened": _when(incident.opened_at),
+        "opened": when_text(incident.opened_at),
         "locker": incident.locker_id,
         "subject": incident.subject,
         "cause": incident.cause,
