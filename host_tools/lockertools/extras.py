@@ -11,6 +11,8 @@ from __future__ import annotations
 
 EXTRA_OF_MODULE = {
     "aiomqtt": "service",
+    "jinja2": "service",
+    "fpdf": "service",
     "paho": "tech",
     "esptool": "tech",
     "espefuse": "tech",

@@ -160,10 +160,18 @@ def run_cmd(
         db.set_setting(conn, _NOTIFY_URL, notify_url)
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
+    settings = settings_of(click.get_current_context())
+    if settings.messages.channels:
+        from lockertools.notify import TemplateError, Templates
+
+        try:
+            Templates.load(settings.messages.templates)  # refused here, before the service starts
+        except TemplateError as exc:
+            raise click.ClickException(f"residents' messages: {exc}") from None
     if password_file is not None:
         password: str | None = password_file.read_text().strip()
     else:
-        configured = settings_of(click.get_current_context()).service.password
+        configured = settings.service.password
         password = configured.value if configured is not None else None
     from lockertools.service import logs
 
@@ -182,6 +190,7 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
+        messages=settings,
     )
     try:
         run_service(config)
