@@ -62,12 +62,12 @@ def compose_email(rendered: Rendered, to: str, ref: str, sender: str, town: str,
     message["Subject"] = rendered.subject
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = ref
-    message["Content-Language"] = rendered.language
     message["Auto-Submitted"] = "auto-generated"
     if reply_to:
         message["Reply-To"] = reply_to
     message.set_content(rendered.body + "\n")
     message.add_alternative(html_part(rendered), subtype="html")
+    message["Content-Language"] = rendered.language  # after the parts: set_content drops Content-* headers
     return message
 
 
