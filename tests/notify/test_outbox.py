@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from lockertools.notify import (
     mark_letters_printed,
     messages_of_delivery,
     purge_contacts,
+    words,
 )
-from lockertools.notify import words
 from lockertools.service import db, fleet_db
 
 
@@ -163,7 +164,7 @@ def test_a_send_interrupted_by_a_restart_goes_once_with_the_same_message_id(
     conn = fleet(tmp_path / "fleet.db")
     issued = loaded_delivery(conn, fleet_db.Resident(email="jan@example.org", language="en"))
     first = Outbox(settings(["email"], smtp_port=smtp_sink.port))
-    first.plan(conn, __import__("time").time())
+    first.plan(conn, time.time())
     [row] = conn.execute("SELECT id, ref FROM resident_messages").fetchall()
     # The service stopped after committing the attempt and before the server answered.
     with db.transaction(conn):
@@ -203,7 +204,7 @@ def test_reminders_and_thank_you_go_by_the_residents_channel(tmp_path: Path, smt
     issued = loaded_delivery(conn, fleet_db.Resident(email="jan@example.org", language="nl"))
     outbox = Outbox(settings(["email"], smtp_port=smtp_sink.port, thank_you=True))
     run_until(outbox, conn, lambda: len(smtp_sink.received) == 1, "the first e-mail")
-    now = __import__("time").time()
+    now = time.time()
     with db.transaction(conn):  # a day before the deadline
         conn.execute(
             "UPDATE codes SET expires = ?, loaded_at = ? WHERE id = ?", (now + 3600, now - 90000, issued.number)
@@ -228,7 +229,7 @@ def test_contact_details_are_deleted_after_the_retention(tmp_path: Path, smtp_si
     waiting = loaded_delivery(conn, resident, door="A3")
     outbox = Outbox(settings(["email"], smtp_port=smtp_sink.port))
     run_until(outbox, conn, lambda: len(smtp_sink.received) == 2, "both e-mails")
-    now = __import__("time").time()
+    now = time.time()
     with db.transaction(conn):
         conn.execute("UPDATE codes SET state = 'used', used_at = ? WHERE id = ?", (now - 31 * 86400, done.number))
     assert purge_contacts(conn, now, 30) == 1
@@ -249,7 +250,8 @@ def test_contact_details_are_deleted_after_the_retention(tmp_path: Path, smtp_si
 def test_templates_are_checked_when_the_outbox_starts(tmp_path: Path) -> None:
     (tmp_path / "own" / "nl").mkdir(parents=True)
     (tmp_path / "own" / "nl" / "loaded.txt").write_text(
-        "{% block subject %}x{% endblock %}\n{% block body %}\n{{ straat }}\n{% endblock %}{% block sms %}{% endblock %}"
+        "{% block subject %}x{% endblock %}\n{% block body %}\n{{ straat }}\n{% endblock %}"
+        "{% block sms %}{% endblock %}"
     )
     with pytest.raises(TemplateError, match=r"own/nl/loaded\.txt:3: unknown field 'straat'"):
         Outbox(settings(["email"], templates=tmp_path / "own"))

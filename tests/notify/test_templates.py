@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lockertools.notify import TemplateError, Templates
-from lockertools.notify import words
+from lockertools.notify import TemplateError, Templates, words
 from lockertools.notify.templates import KINDS, LANGUAGES
 
 MAX_WORDS = 15
