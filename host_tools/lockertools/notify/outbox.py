@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeVar
 
 from lockertools.config import Settings
 from lockertools.notify import words
@@ -37,6 +37,7 @@ RESIDENT_KINDS = ("loaded", "reminder")
 THANK_YOU_S = 86400  # a pickup is thanked for within a day, not later (a service that was down long)
 _ACCEPTED = ("sent", "printed", "skipped")
 _BATCH = 50
+_T = TypeVar("_T")
 
 
 class OutboxError(Exception):
@@ -373,10 +374,12 @@ class Outbox:
             (compose_email(r, row["address"], row["ref"], channel.sender, town, self.settings.email.reply_to), code)
             for row, r, code in ready
         ]
-        results = await asyncio.to_thread(channel.send_many, mails)
+        results, stopped = await _to_the_end(channel.send_many, mails)
         with db.transaction(conn):
             for (row, _, _), error in zip(ready, results, strict=True):
                 self._record(conn, row, error, time.time())
+        if stopped:
+            raise asyncio.CancelledError
         if beat is not None:
             beat()
         return sum(1 for e in results if e is None)
@@ -388,17 +391,34 @@ class Outbox:
         ready = self._prepare(conn, rows)
         sent = 0
         for row, rendered, code in ready:
-            error = None
-            try:
-                await asyncio.to_thread(channel.send, row["address"], rendered.sms, row["ref"].strip("<>"), code)
-            except ChannelError as exc:
-                error = scrubbed(str(exc), code)
+            error, stopped = await _to_the_end(_sms_error, channel, row["address"], rendered.sms, row["ref"], code)
             with db.transaction(conn):
                 self._record(conn, row, error, time.time())
+            if stopped:
+                raise asyncio.CancelledError
             sent += error is None
             if beat is not None:
                 beat()
         return sent
+
+
+def _sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | None) -> str | None:
+    try:
+        channel.send(to, text, ref.strip("<>"), code)
+    except ChannelError as exc:
+        return scrubbed(str(exc), code)
+    return None
+
+
+async def _to_the_end(func: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
+    """Run a send in a thread to its end, even when the service stops meanwhile (the task is
+    cancelled): its outcome is then recorded before the stop goes on, so a stopped service never
+    sends a message the server accepted again. Returns (the result, whether a stop came)."""
+    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(future), False
+    except asyncio.CancelledError:
+        return await future, True
 
 
 # --- letters ----------------------------------------------------------------------------------------------
