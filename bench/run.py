@@ -1,7 +1,7 @@
 """make bench: latency, heap, flash-wear and boot-time figures of the real firmware on the simulated
 board, then the host service's fleet figure (bench/fleet.py), the code-sync figures of an online
 locker (bench/sync.py), the web simulator's (bench/web.py), provisioning's (bench/provision.py) and
-the RS485 lock boards' (bench/rs485.py);
+the RS485 lock boards' (bench/rs485.py) and residents' messages' (bench/notify.py);
 docs/benchmarks.md says what each figure means and how it is measured.
 
 Figures are printed, never asserted: a goal that is not met is reported as such. Two jobs run side by
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fleet  # noqa: E402
 import heap32  # noqa: E402
 import heap_probe  # noqa: E402
+import notify  # noqa: E402
 import provision  # noqa: E402
 import rs485  # noqa: E402
 import simlocker as S  # noqa: E402
@@ -410,6 +411,7 @@ def main() -> int:
         ("web simulator", lambda: web.run(web.Settings(), say)),  # page click -> solenoid, door -> page
         ("provisioning", lambda: provision.run(provision.Settings(), say)),  # install, image size, bulk
         ("rs485", lambda: rs485.run(rs485.Settings(), say)),  # `#` -> unlock frame on the 32-door lock-board board
+        ("residents' messages", lambda: notify.run(notify.BenchSettings(), say)),  # outbox -> SMTP sink, letters
     ):
         try:
             rows, notes = job()

@@ -115,3 +115,21 @@ def test_the_service_refuses_to_start_with_a_bad_template(tmp_path: Path) -> Non
     with pytest.raises(ServiceError, match=r"own/fr/loaded\.txt:2: the body block never shows \{\{ code \}\}"):
         _serve(path, settings(["email"], templates=tmp_path / "own"), lambda: False)
     assert db.connect(path).execute("SELECT count(*) FROM resident_messages").fetchone()[0] == 0
+
+
+def test_the_service_deletes_ended_deliveries_contacts_even_without_channels(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.db"
+    conn = fleet(path)
+    resident = fleet_db.Resident(name="Jan Janssens", email="jan@example.org", language="nl")
+    ended = loaded_delivery(conn, resident)
+    waiting = loaded_delivery(conn, resident, door="A3")
+    with db.transaction(conn):
+        conn.execute("UPDATE codes SET state = 'used', used_at = used_at WHERE id = ?", (ended.number,))
+        conn.execute("UPDATE codes SET used_at = ? WHERE id = ?", (1_000_000.0, ended.number))
+
+    def purged() -> bool:
+        return fleet_db.delivery_resident(conn, ended.number) == fleet_db.Resident(language="nl")
+
+    _serve(path, Settings(), purged)
+    assert fleet_db.delivery_resident(conn, waiting.number) == resident.checked()
+    conn.close()

@@ -879,14 +879,12 @@ class Service:
         while True:
             await asyncio.sleep(self.config.messages_poll_s)
             self._beat("messages")
-            outbox = self.outbox
-            if outbox is None:
-                continue
             try:
-                await outbox.run_once(self.conn, lambda: self._beat("messages"))
+                if self.outbox is not None:
+                    await self.outbox.run_once(self.conn, lambda: self._beat("messages"))
                 if time.monotonic() - purged_at >= self.config.housekeeping_s:
                     purged_at = time.monotonic()
-                    days = outbox.settings.messages.contact_retention_days
+                    days = (self.config.messages or Settings()).messages.contact_retention_days
                     if purged := purge_contacts(self.conn, time.time(), days):
                         log.info("deleted the contact details of %d ended deliveries", purged)
             except db.Error:
