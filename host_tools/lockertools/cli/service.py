@@ -509,8 +509,15 @@ def delivery_prepare_cmd(
     )
     if show_code:
         click.echo(f"resident's code {issued.code} (shown once)")
-    if db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None and not show_code:
-        click.echo("warning: no notification hook recorded (service run --notify-...): nobody gets the code", err=True)
+    from lockertools.cli.config import settings_of
+
+    no_hook = db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None
+    if no_hook and not settings_of(click.get_current_context()).messages.channels and not show_code:
+        click.echo(
+            "warning: no notification hook recorded (service run --notify-...) and no residents' messages"
+            " (messages.channels): nobody gets the code",
+            err=True,
+        )
 
 
 @delivery_cli.command("list")
