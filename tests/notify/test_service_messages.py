@@ -17,7 +17,7 @@ import pytest
 from notify_helpers import SmtpSink, fleet, free_port, loaded_delivery, settings
 
 from lockertools.config import Settings
-from lockertools.notify import messages_of_delivery
+from lockertools.notify import messages_of_delivery, words
 from lockertools.service import db, fleet_db
 from lockertools.service.runner import Service, ServiceConfig, ServiceError
 
@@ -132,4 +132,31 @@ def test_the_service_deletes_ended_deliveries_contacts_even_without_channels(tmp
 
     _serve(path, Settings(), purged)
     assert fleet_db.delivery_resident(conn, waiting.number) == resident.checked()
+    conn.close()
+
+
+def test_a_hook_that_took_the_code_first_does_not_take_it_from_the_email(
+    tmp_path: Path, hook: tuple[str, list[dict[str, Any]], threading.Event]
+) -> None:
+    url, received, release = hook
+    release.set()
+    path = tmp_path / "fleet.db"
+    conn = fleet(path)
+    issued = loaded_delivery(conn, fleet_db.Resident(email="jan@example.org", language="nl"))
+    sink = SmtpSink(free_port())  # not started yet: the e-mail fails, the hook goes
+    messages = settings(["email"], smtp_port=sink.port)
+
+    def hook_done_email_failed() -> bool:
+        return len(received) == 1 and any(v.state == "failed" for v in messages_of_delivery(conn, issued.number))
+
+    _serve(path, messages, hook_done_email_failed, notify_url=url)
+    assert conn.execute("SELECT code FROM held_codes WHERE code_id = ?", (issued.number,)).fetchone()[0] == issued.code
+    sink.start()
+    try:
+        _serve(path, messages, lambda: len(sink.received) == 1, notify_url=url)
+    finally:
+        sink.stop()
+    body = sink.received[0].get_body(("plain",))
+    assert body is not None and words.grouped(issued.code) in str(body.get_content())
+    assert conn.execute("SELECT count(*) FROM held_codes").fetchone()[0] == 0
     conn.close()
