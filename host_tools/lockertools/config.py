@@ -310,10 +310,8 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
 def _messages_checks(settings: Settings, where: str, problems: list[str]) -> None:
     messages, email, sms = settings.messages, settings.email, settings.sms
     for channel in messages.channels:
-        if channel not in ("email", "sms"):
-            problems.append(
-                f"{where}: messages.channels: {channel!r} is not a channel (email, sms; the letter is always there)"
-            )
+        if channel not in ("email", "sms", "letter"):
+            problems.append(f"{where}: messages.channels: {channel!r} is not a channel (email, sms, letter)")
     if "email" in messages.channels and (email.host is None or email.sender is None):
         problems.append(f"{where}: email: the e-mail channel needs host and sender")
     if email.security not in ("starttls", "tls", "none"):

@@ -134,3 +134,20 @@ def test_a_syntax_error_and_a_missing_block_are_refused(tmp_path: Path) -> None:
     own = _own(tmp_path, "nl", "loaded", GOOD.replace("{% block sms %}{{ code }}{% endblock %}\n", ""))
     with pytest.raises(TemplateError, match=r"nl/loaded\.txt:1: no \{% block sms %\}"):
         Templates.load(own)
+
+
+def test_the_configuration_files_sections_are_checked(tmp_path: Path) -> None:
+    from lockertools.config import ConfigError, load
+
+    path = tmp_path / "lockertools.toml"
+    path.write_text('[messages]\nchannels = ["email", "fax", "letter"]\n\n[email]\nsecurity = "ssl"\n\n'
+                    '[sms]\nurl = "ftp://x"\nsuccess_status = "ok"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    problems = "\n".join(caught.value.problems)
+    assert "messages.channels: 'fax' is not a channel" in problems
+    assert "'letter'" not in problems
+    assert "email: the e-mail channel needs host and sender" in problems
+    assert "email.security: starttls, tls or none, not 'ssl'" in problems
+    assert "sms.url: must start with http:// or https://" in problems
+    assert 'sms.success_status: "2xx" or statuses like "200,201"' in problems
