@@ -197,6 +197,16 @@ def test_a_resident_without_email_or_phone_gets_the_letter(tmp_path: Path) -> No
     assert mark_letters_printed(conn, [letter.id]) == 1
     assert _held(conn, issued.number) is None
     assert [v.state for v in messages_of_delivery(conn, issued.number)] == ["printed"]
+    # A letter never printed before the delivery ended is not one to print any more.
+    other = loaded_delivery(conn, fleet_db.Resident(language="en"), door="A3")
+    asyncio.run(outbox.run_once(conn))
+    assert [m.delivery for m in letters_to_print(conn)] == [other.number]
+    with db.transaction(conn):
+        conn.execute("DELETE FROM held_codes WHERE code_id = ?", (other.number,))  # as a pickup does
+    asyncio.run(outbox.run_once(conn))
+    assert letters_to_print(conn) == []
+    [moot] = messages_of_delivery(conn, other.number)
+    assert moot.state == "skipped" and moot.error == "the delivery ended before the letter was printed"
 
 
 def test_reminders_and_thank_you_go_by_the_residents_channel(tmp_path: Path, smtp_sink: SmtpSink) -> None:

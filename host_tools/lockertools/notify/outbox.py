@@ -37,6 +37,7 @@ RESIDENT_KINDS = ("loaded", "reminder")
 THANK_YOU_S = 86400  # a pickup is thanked for within a day, not later (a service that was down long)
 _ACCEPTED = ("sent", "printed", "skipped")
 _BATCH = 50
+_LOOK_BACK = 1000  # notification ids looked at again by each plan()
 _T = TypeVar("_T")
 
 
@@ -231,6 +232,7 @@ class Outbox:
         sender = settings.email.sender or ""
         self._domain = sender.rpartition("@")[2] or "lockertools.invalid"
         self.stats = OutboxStats()
+        self._looked_at = 0  # notifications up to this id were planned (plan)
 
     def _ref(self) -> str:
         return f"<{secrets.token_hex(12)}@{self._domain}>"
@@ -247,14 +249,18 @@ class Outbox:
     def plan(self, conn: db.Connection, now: float) -> int:
         """New notifications of deliveries become messages, a row per channel (one transaction)."""
         rows: list[tuple[int, str, str, str | None, str | None, str]] = []
+        # Notifications newer than those looked at already (by id: the primary key), with a margin
+        # for one committed after a later one; NOT EXISTS keeps each message once.
+        newest = int(conn.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()[0])
         for r in conn.execute(
             "SELECT n.code_id, n.locker_id, n.kind, d.email, d.phone, d.language FROM notifications n"
             " JOIN delivery_details d ON d.code_id = n.code_id"
-            " WHERE n.kind IN ('loaded', 'reminder') AND n.created_at >= ? AND NOT EXISTS"
+            " WHERE n.id > ? AND n.kind IN ('loaded', 'reminder') AND n.created_at >= ? AND NOT EXISTS"
             " (SELECT 1 FROM resident_messages m WHERE m.code_id = n.code_id AND m.kind = n.kind)",
-            (now - MAX_WINDOW_S,),
+            (self._looked_at, now - MAX_WINDOW_S),
         ).fetchall():
             rows.append((int(r[0]), r[1], r[2], r[3], r[4], r[5]))
+        self._looked_at = max(self._looked_at, newest - _LOOK_BACK)
         if self.settings.messages.thank_you:
             for r in conn.execute(
                 "SELECT c.id, c.locker_id, d.email, d.phone, d.language FROM codes c"
@@ -335,6 +341,7 @@ class Outbox:
         """Plan, then send what is due (a batch per channel); returns how many were sent."""
         now = time.time()
         self.plan(conn, now)
+        self._drop_moot_letters(conn)
         due = conn.execute(
             "SELECT * FROM resident_messages WHERE state IN ('pending', 'failed') AND next_at <= ?"
             " ORDER BY next_at, id LIMIT ?",
@@ -346,6 +353,20 @@ class Outbox:
             if rows:
                 sent += await send(conn, rows, beat)
         return sent
+
+    def _drop_moot_letters(self, conn: db.Connection) -> None:
+        """A letter not printed before its delivery ended (picked up with a code from the desk,
+        cancelled, expired) is no longer one to print."""
+        moot = (
+            "state = 'to_print' AND NOT EXISTS (SELECT 1 FROM held_codes h WHERE h.code_id = resident_messages.code_id)"
+        )
+        if conn.execute(f"SELECT 1 FROM resident_messages WHERE {moot} LIMIT 1").fetchone() is None:
+            return
+        with db.transaction(conn):
+            conn.execute(
+                f"UPDATE resident_messages SET state = 'skipped', error = ? WHERE {moot}",
+                ("the delivery ended before the letter was printed",),
+            )
 
     def _prepare(self, conn: db.Connection, rows: list[db.Row]) -> list[tuple[db.Row, Rendered, str | None]]:
         """Render each row and commit the attempt (`sending`) before anything goes out."""
