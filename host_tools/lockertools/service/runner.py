@@ -42,17 +42,19 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
 from lockertools.config import Settings
-from lockertools.notify.outbox import Outbox, purge_contacts, release_held_code
-from lockertools.notify.templates import TemplateError
+from lockertools.notify.held import purge_contacts, release_held_code
 from lockertools.service import db, fleet_db, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
+
+if TYPE_CHECKING:
+    from lockertools.notify.outbox import Outbox
 
 log = logging.getLogger("lockertools.service")
 
@@ -187,7 +189,7 @@ class Service:
         self._listener: db.ChangeListener | None = None
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
-        self.outbox: Outbox | None = None
+        self.outbox: Outbox | None = None  # residents' messages (lockertools.notify: the service extra)
         self.systemd = sdnotify.Notifier()
         self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
@@ -252,6 +254,9 @@ class Service:
             self.notifier = make_notifier(command, url, self.config.notify_timeout_s)
             messages = self.config.messages
             if messages is not None and messages.messages.channels:
+                from lockertools.notify.outbox import Outbox
+                from lockertools.notify.templates import TemplateError
+
                 try:
                     self.outbox = Outbox(messages, hook=self.notifier is not None)
                 except (TemplateError, ValueError) as exc:
