@@ -163,7 +163,8 @@ def test_service_run_takes_the_broker_from_the_file(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_passes(tmp_path: Path) -> None:
-    code, output = _run("config", "check", str(EXAMPLE), env={"LOCKERTOOLS_HOST_PASSWORD": PASSWORD})
+    env = {"LOCKERTOOLS_HOST_PASSWORD": PASSWORD, "LOCKERTOOLS_SMTP_PASSWORD": "smtp-" + PASSWORD}
+    code, output = _run("config", "check", str(EXAMPLE), env=env)
     assert code == 0, output
     assert PASSWORD not in output
 
