@@ -84,6 +84,62 @@ class NotifySettings:
     url: str | None = None
 
 
+# --- telling residents (lockertools/notify, docs/notifications.md) -----------------------------------
+
+
+@dataclass(frozen=True)
+class TownSettings:
+    """The town the lockers belong to, as residents are told of it."""
+
+    name: str = "Gemeente"
+    help_phone: str | None = None  # whom to call when the locker does not open
+    help_hours: str | None = None  # when that number answers, as people read it ("ma-vr 9-17 uur")
+
+
+@dataclass(frozen=True)
+class MessagesSettings:
+    """Residents' messages: which channels the town uses (besides the printed letter, always there),
+    its own templates, retries, and how long contact details are kept."""
+
+    channels: list[str] = field(default_factory=list)  # "email", "sms"; empty: no messages (the hook only)
+    templates: Path | None = None  # a directory whose LANG/KIND.txt files replace the shipped ones
+    thank_you: bool = False  # a "picked up, thank you" message
+    retry_min_s: float = 30.0  # a failed send waits this long, doubling up to retry_max_s
+    retry_max_s: float = 3600.0
+    contact_retention_days: float = 30.0  # contact details deleted this long after a delivery ends
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """The SMTP server residents' e-mail goes through."""
+
+    host: str | None = None
+    port: int = field(default=587, metadata=PORT)
+    security: str = "starttls"  # starttls, tls (implicit, port 465), none (a relay on loopback only)
+    user: str | None = None
+    password: Secret | None = None
+    sender: str | None = None  # the From: address
+    reply_to: str | None = None
+    ca_file: Path | None = None  # the server's CA, if not a public one
+    timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """An HTTP SMS gateway: one request per text message (docs/notifications.md has a provider's)."""
+
+    url: str | None = None  # a Jinja2 template too: {{ to }}, {{ sender }}, ...
+    method: str = "POST"
+    headers: list[str] = field(default_factory=list)  # "Name: value", value a template ({{ token }})
+    token: Secret | None = None  # the gateway's credential, for headers and body
+    body: str = ""  # a Jinja2 template: {{ to }}, {{ text }}, {{ sender }}, {{ reference }}, {{ token }}
+    content_type: str = "application/json"
+    success_status: str = "2xx"  # "2xx", or statuses separated by commas ("200,201")
+    success_body: str | None = None  # a text the response must contain, besides the status
+    sender: str | None = None  # the sender name or number the gateway shows
+    timeout_s: float = 10.0
+
+
 @dataclass(frozen=True)
 class IncidentSettings:
     """Incidents the service opens by itself (`lockerctl service run`)."""
@@ -127,6 +183,10 @@ class Settings:
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     desk: DeskSettings = field(default_factory=DeskSettings)
+    town: TownSettings = field(default_factory=TownSettings)
+    messages: MessagesSettings = field(default_factory=MessagesSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -293,9 +353,39 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: desk.language: one of {', '.join(DESK_LANGUAGES)}, not {desk.language!r}")
     if desk.idle_minutes < 1:
         problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
+    _messages_checks(settings, where, problems)
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")
+
+
+def _messages_checks(settings: Settings, where: str, problems: list[str]) -> None:
+    messages, email, sms = settings.messages, settings.email, settings.sms
+    for channel in messages.channels:
+        if channel not in ("email", "sms", "letter"):
+            problems.append(f"{where}: messages.channels: {channel!r} is not a channel (email, sms, letter)")
+    if "email" in messages.channels and (email.host is None or email.sender is None):
+        problems.append(f"{where}: email: the e-mail channel needs host and sender")
+    if email.security not in ("starttls", "tls", "none"):
+        problems.append(f"{where}: email.security: starttls, tls or none, not {email.security!r}")
+    if email.password is not None and email.user is None:
+        problems.append(f"{where}: email.password: give the user too")
+    if "sms" in messages.channels and not sms.url:
+        problems.append(f"{where}: sms: the sms channel needs url (and body)")
+    if sms.url and not sms.url.startswith(("http://", "https://")):
+        problems.append(f"{where}: sms.url: must start with http:// or https://")
+    if sms.method not in ("POST", "PUT", "GET"):
+        problems.append(f"{where}: sms.method: POST, PUT or GET, not {sms.method!r}")
+    for header in sms.headers:
+        if ":" not in header:
+            problems.append(f"{where}: sms.headers: {header!r} is not 'Name: value'")
+    statuses = sms.success_status.replace(" ", "")
+    if statuses != "2xx" and not all(part.isdigit() for part in statuses.split(",")):
+        problems.append(f'{where}: sms.success_status: "2xx" or statuses like "200,201"')
+    if not 0 < messages.retry_min_s <= messages.retry_max_s:
+        problems.append(f"{where}: messages.retry_min_s: positive, at most retry_max_s")
+    if not messages.contact_retention_days >= 0:
+        problems.append(f"{where}: messages.contact_retention_days: zero or more days")
 
 
 def _type_name(t: Any) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 EXTRA_OF_MODULE = {
     "aiomqtt": "service",
+    "jinja2": "service",
+    "fpdf": "service",
     "paho": "tech",
     "esptool": "tech",
     "espefuse": "tech",
@@ -20,7 +22,6 @@ EXTRA_OF_MODULE = {
     "amqtt": "sim",
     "aiohttp": "sim",
     "aiohttp_jinja2": "service",
-    "jinja2": "service",
     "argon2": "service",
 }
 

@@ -482,6 +482,7 @@ def test_a_database_at_the_baseline_gets_delivery_details_and_keeps_its_deliveri
     with db.transaction(conn):  # as the program before this revision left it
         conn.execute("DELETE FROM delivery_details")
         conn.execute("UPDATE alembic_version SET version_num = '0001_baseline'")
+    conn.execute("DROP TABLE resident_messages")  # a later revision's table (0006_notify)
     conn.execute("DROP TABLE delivery_details")
     conn.close()
     again = db.connect(tmp_path / "fleet.db")

@@ -49,6 +49,7 @@ def _register() -> None:
     from lockertools.cli.broker import broker_cli
     from lockertools.cli.config import config_cli
     from lockertools.cli.db import db_cli
+    from lockertools.cli.messages import messages_cli
     from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.cli.sim import sim_cli
 
@@ -69,6 +70,8 @@ def _register() -> None:
     from lockertools.cli.api import api_cli
 
     main.add_command(api_cli, "api")
+    main.add_command(messages_cli, "messages")
+
     from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")

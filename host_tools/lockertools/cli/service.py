@@ -160,12 +160,20 @@ def run_cmd(
         db.set_setting(conn, _NOTIFY_URL, notify_url)
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
+    settings = settings_of(click.get_current_context())
+    if settings.messages.channels:
+        from lockertools.notify import TemplateError, Templates
+
+        try:
+            Templates.load(settings.messages.templates)  # refused here, before the service starts
+        except TemplateError as exc:
+            raise click.ClickException(f"residents' messages: {exc}") from None
     if password_file is not None:
         password: str | None = password_file.read_text().strip()
     else:
-        configured = settings_of(click.get_current_context()).service.password
+        configured = settings.service.password
         password = configured.value if configured is not None else None
-    api = settings_of(click.get_current_context()).api
+    api = settings.api
     from lockertools.service import logs
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
@@ -183,11 +191,12 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
-        incident_offline_s=settings_of(click.get_current_context()).incidents.offline_after_min * 60,
+        incident_offline_s=settings.incidents.offline_after_min * 60,
         webhook_timeout_s=api.webhook_timeout_s,
         webhook_retry_min_s=api.webhook_retry_min_s,
         webhook_retry_max_s=api.webhook_retry_max_s,
         webhook_attempts=api.webhook_attempts,
+        messages=settings,
     )
     try:
         run_service(config)
@@ -507,8 +516,15 @@ def delivery_prepare_cmd(
     )
     if show_code:
         click.echo(f"resident's code {issued.code} (shown once)")
-    if db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None and not show_code:
-        click.echo("warning: no notification hook recorded (service run --notify-...): nobody gets the code", err=True)
+    from lockertools.cli.config import settings_of
+
+    no_hook = db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None
+    if no_hook and not settings_of(click.get_current_context()).messages.channels and not show_code:
+        click.echo(
+            "warning: no notification hook recorded (service run --notify-...) and no residents' messages"
+            " (messages.channels): nobody gets the code",
+            err=True,
+        )
 
 
 @delivery_cli.command("list")

@@ -46,15 +46,20 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
 from lockertools.api.webhooks import SenderOptions, WebhookSender
+from lockertools.config import Settings
+from lockertools.notify.held import purge_contacts, release_held_code
 from lockertools.service import db, fleet_db, incidents, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
+
+if TYPE_CHECKING:
+    from lockertools.notify.outbox import Outbox
 
 log = logging.getLogger("lockertools.service")
 
@@ -106,6 +111,10 @@ class ServiceConfig:
     notify_timeout_s: float = 10.0
     notify_retry_min_s: float = 30.0
     notify_retry_max_s: float = 3600.0
+    # Residents' messages (lockertools/notify): the configuration file's settings; None, or no
+    # messages.channels: the hook only. The outbox looks for due messages every `messages_poll_s`.
+    messages: Settings | None = None
+    messages_poll_s: float = 0.2
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
     # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
     # as flapping: two clients with its password take its session from each other at every login, and
@@ -200,6 +209,7 @@ class Service:
         self._listener: db.ChangeListener | None = None
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
+        self.outbox: Outbox | None = None  # residents' messages (lockertools.notify: the service extra)
         self.systemd = sdnotify.Notifier()
         self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
@@ -274,6 +284,16 @@ class Service:
             if not command and not url:
                 command, url = db.get_setting(self._conn, "notify_command"), db.get_setting(self._conn, "notify_url")
             self.notifier = make_notifier(command, url, self.config.notify_timeout_s)
+            messages = self.config.messages
+            if messages is not None and messages.messages.channels:
+                from lockertools.notify.outbox import Outbox
+                from lockertools.notify.templates import TemplateError
+
+                try:
+                    self.outbox = Outbox(messages, hook=self.notifier is not None)
+                except (TemplateError, ValueError) as exc:
+                    raise ServiceError(f"residents' messages: {exc}") from None
+                self.outbox.recover(self._conn)
             web = None
             if self.config.metrics_port is not None:
                 from lockertools.service import metrics
@@ -288,7 +308,7 @@ class Service:
                 log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
             try:
                 now = time.monotonic()
-                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks"), now)
+                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks", "messages"), now)
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = [
                         tasks.create_task(self._connection_loop()),
@@ -296,6 +316,7 @@ class Service:
                         tasks.create_task(self._poller()),
                         tasks.create_task(self._notifications()),
                         tasks.create_task(self.webhooks.run(self.conn, lambda: self._beat("webhooks"))),
+                        tasks.create_task(self._messages()),
                     ]
                     tasks.create_task(self._watchdog())
             finally:
@@ -953,10 +974,7 @@ class Service:
                     (attempts, now, row["id"]),
                 )
                 if row["kind"] == "loaded":
-                    conn.execute("DELETE FROM held_codes WHERE code_id = ?", (row["code_id"],))
-                    conn.execute(
-                        "UPDATE codes SET notify_state = 'sent', notify_error = NULL WHERE id = ?", (row["code_id"],)
-                    )
+                    release_held_code(conn, int(row["code_id"]), hook=False, outbox=self.outbox is not None)
                 return
             self.counters.notify_failures += 1
             delay = min(self.config.notify_retry_max_s, self.config.notify_retry_min_s * 2 ** (attempts - 1))
@@ -972,6 +990,24 @@ class Service:
             "notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay,
             extra={"locker": row["locker_id"]},
         )  # fmt: skip
+
+    async def _messages(self) -> None:
+        """Residents' messages (lockertools/notify/outbox.py): plan and send what is due; once an hour,
+        delete the contact details whose retention ended (docs/privacy.md)."""
+        purged_at = 0.0
+        while True:
+            await asyncio.sleep(self.config.messages_poll_s)
+            self._beat("messages")
+            try:
+                if self.outbox is not None:
+                    await self.outbox.run_once(self.conn, lambda: self._beat("messages"))
+                if time.monotonic() - purged_at >= self.config.housekeeping_s:
+                    purged_at = time.monotonic()
+                    days = (self.config.messages or Settings()).messages.contact_retention_days
+                    if purged := purge_contacts(self.conn, time.time(), days):
+                        log.info("deleted the contact details of %d ended deliveries", purged)
+            except db.Error:
+                log.exception("database error while sending residents' messages")
 
 
 def _locker_of(message: aiomqtt.Message) -> dict[str, str]:

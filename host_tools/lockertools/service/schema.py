@@ -439,3 +439,32 @@ for _dialect, _statements in DESK_AUDIT_GUARDS.items():
     for _statement in _statements:
         guard = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
         sa.event.listen(desk_audit, "after_create", guard)
+
+# --- residents' messages: the outbox (lockertools/notify, docs/notifications.md) -------------------
+# One row per message per channel: a delivery's `loaded` message by e-mail and by text message is two
+# rows. The plain code is never here (held_codes has it until every channel accepted the message);
+# `address` (an e-mail address or a phone number) is personal data, blanked with the delivery's contact
+# details (privacy retention). `ref` is the message's stable identity (the e-mail's Message-ID, the SMS
+# gateway's reference): a send repeated after a restart carries the same one.
+MESSAGE_STATES = ("pending", "sending", "sent", "failed", "to_print", "printed", "skipped")
+resident_messages = sa.Table(
+    "resident_messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("code_id", Big, nullable=False),  # the delivery (its number)
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # loaded, reminder, picked_up
+    sa.Column("channel", sa.Text, nullable=False),  # email, sms, letter; none: nothing reaches the resident
+    sa.Column("address", sa.Text),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("ref", sa.Text, nullable=False, unique=True),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("error", sa.Text),  # the last failure, never with the code
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("sent_at", Time),  # accepted by the server or gateway; a letter: printed
+    sa.UniqueConstraint("code_id", "kind", "channel", name="resident_messages_once"),
+    sa.CheckConstraint(f"state IN {MESSAGE_STATES!r}", name="resident_messages_state"),
+)
+sa.Index("resident_messages_due", resident_messages.c.state, resident_messages.c.next_at)
