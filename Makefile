@@ -10,7 +10,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Debian packages, as command=package: the broker, the pty that stands in for a USB serial port
 # (provisioning tests), the browser that shows and tests the simulated locker wall, and PostgreSQL
 # (the host service's tests run on it as on SQLite; tests/support/postgres.py starts a throwaway server).
-SYSTEM_PACKAGES := mosquitto=mosquitto socat=socat chromium=chromium pg_ctlcluster=postgresql
+SYSTEM_PACKAGES := mosquitto=mosquitto socat=socat chromium=chromium pg_ctlcluster=postgresql pdftotext=poppler-utils
 # The 32-bit heap runner (bench/heap32.py): MicroPython's webassembly port under Debian's Node,
 # the npm package pinned by bench/wasm/package-lock.json, installed into build/wasm.
 WASM       := build/wasm

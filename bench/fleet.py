@@ -486,7 +486,7 @@ def rig(settings: Settings, say: Say, database: str) -> Iterator[Rig]:
             tmp.mkdir(parents=True)
         target: str | Path = tmp / "fleet.db"
         if database == "postgresql":
-            server = PostgresServer(tmp / "postgres")
+            server = PostgresServer()
             server.start()
             stack.callback(server.stop)
             target = server.create_database("fleet")

@@ -1,7 +1,8 @@
 """make bench: latency, heap, flash-wear and boot-time figures of the real firmware on the simulated
 board, then the host service's fleet figure (bench/fleet.py), the code-sync figures of an online
-locker (bench/sync.py), the web simulator's (bench/web.py), provisioning's (bench/provision.py) and
-the RS485 lock boards' (bench/rs485.py);
+locker (bench/sync.py), the web simulator's (bench/web.py), provisioning's (bench/provision.py),
+the RS485 lock boards' (bench/rs485.py), the town's HTTP API's (bench/api.py), the staff desk's
+(bench/desk.py, bench/desk_pages.py) and residents' messages' (bench/notify.py);
 docs/benchmarks.md says what each figure means and how it is measured.
 
 Figures are printed, never asserted: a goal that is not met is reported as such. Two jobs run side by
@@ -30,9 +31,13 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import api  # noqa: E402
+import desk  # noqa: E402
+import desk_pages  # noqa: E402
 import fleet  # noqa: E402
 import heap32  # noqa: E402
 import heap_probe  # noqa: E402
+import notify  # noqa: E402
 import provision  # noqa: E402
 import rs485  # noqa: E402
 import simlocker as S  # noqa: E402
@@ -410,6 +415,10 @@ def main() -> int:
         ("web simulator", lambda: web.run(web.Settings(), say)),  # page click -> solenoid, door -> page
         ("provisioning", lambda: provision.run(provision.Settings(), say)),  # install, image size, bulk
         ("rs485", lambda: rs485.run(rs485.Settings(), say)),  # `#` -> unlock frame on the 32-door lock-board board
+        ("api", lambda: api.run(api.Settings(), say)),  # the town's HTTP API: POST /deliveries on SQLite
+        ("desk", lambda: desk.run(desk.Settings(postgres=True), say)),  # overview server time, door -> wall's SSE
+        ("desk pages", lambda: desk_pages.run(desk_pages.Settings(postgres=True), say)),  # deliveries list, reports
+        ("residents' messages", lambda: notify.run(notify.BenchSettings(), say)),  # outbox -> SMTP sink, letters
     ):
         try:
             rows, notes = job()

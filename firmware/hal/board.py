@@ -2,7 +2,6 @@
 # Board(spec) switches every solenoid off before it does anything else. The construction is boot
 # only: it lives in hal.boardinit, imported for it and dropped again, so the running locker keeps
 # only refresh() and all_off() of this module.
-import sys
 
 from micropython import const
 
@@ -14,13 +13,13 @@ if TYPE_CHECKING:
 
     from hal.buzzer import Buzzer
     from hal.lcd import Lcd
-    from hal.lockboard import LockBus, _Infrared, _Lock
+    from hal.lockboard import InfraredPin, LockBus, LockPin
     from hal.mcp23017 import MCP23017, ExpanderPin
     from hal.pins import LogicalIn as _In
     from hal.pins import LogicalOut as _Out
 
-    LogicalIn = _In | ExpanderPin | _Lock | _Infrared  # an expander pin applies its polarity itself
-    LogicalOut = _Out | ExpanderPin | _Lock
+    LogicalIn = _In | ExpanderPin | LockPin | InfraredPin  # an expander pin applies its polarity itself
+    LogicalOut = _Out | ExpanderPin | LockPin
 
 
 class Board:
@@ -42,19 +41,15 @@ class Board:
     buzzer: "Optional[Buzzer]"
     led: "Optional[LogicalOut]"
     display: "Optional[Lcd]"
-    _xs: "List[MCP23017]"
+    expander_list: "List[MCP23017]"
 
     def __init__(self, spec: "Dict[str, Any]") -> None:
-        from hal import boardinit
+        from locker import lazy
 
         try:
-            boardinit.init(self, spec)
+            lazy.load("hal.boardinit").init(self, spec)
         finally:
-            import hal
-
-            sys.modules.pop("hal.boardinit", None)
-            if hasattr(hal, "boardinit"):
-                delattr(hal, "boardinit")
+            lazy.drop("hal.boardinit")
 
     @classmethod
     def load(cls, path: str = "board.json") -> "Board":
@@ -68,7 +63,7 @@ class Board:
         """Read every expander's inputs once and move the lock bus on (call once per poll). False if
         any expander failed."""
         ok = True
-        for x in self._xs:
+        for x in self.expander_list:
             if not x.refresh():
                 ok = False
         if self.lockbus is not None:

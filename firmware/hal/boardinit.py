@@ -102,7 +102,7 @@ def init(b: "Board", spec: "Dict[str, Any]") -> None:
         except OSError as exc:
             # The locker still works without its display: report it, carry on.
             b.faults.append("display: %s" % (exc,))
-    b._xs = list(b.expanders.values())  # refresh() iterates a list: no allocation per poll
+    b.expander_list = list(b.expanders.values())  # refresh() iterates a list: no allocation per poll
     b.refresh()
 
 

@@ -188,14 +188,14 @@ class LockBus:
 
     # --- the doors' pins -------------------------------------------------------------------
 
-    def lock(self, door: int) -> "_Lock":
-        """The door's solenoid and door sensor in one pin (see _Lock)."""
-        _Lock.bus = _Infrared.bus = self
-        return _Lock(door)
+    def lock(self, door: int) -> "LockPin":
+        """The door's solenoid and door sensor in one pin (see LockPin)."""
+        LockPin.bus = InfraredPin.bus = self
+        return LockPin(door)
 
-    def infrared(self, door: int) -> "_Infrared":
-        _Lock.bus = _Infrared.bus = self
-        return _Infrared(door)
+    def infrared(self, door: int) -> "InfraredPin":
+        LockPin.bus = InfraredPin.bus = self
+        return InfraredPin(door)
 
     def online(self, door: int) -> bool:
         """False while the door's board is not answering: its state is unknown."""
@@ -210,7 +210,7 @@ class LockBus:
         for i, d in enumerate(doors):
             lock = d.get("lock")
             if lock is not None and lock.get("infrared"):
-                parcels[i] = _Infrared(i)
+                parcels[i] = InfraredPin(i)
 
     def energize(self, door: int, on: bool) -> None:
         if on:
@@ -344,7 +344,7 @@ class LockBus:
 # in the class (a board has one lock bus).
 
 
-class _Lock:
+class LockPin:
     """A lock as locker.doors sees it: written, its solenoid (1 = unlock: frames go out; 0 = no
     more); read, its door sensor (the hook bit: 1 = closed). locker.doors never reads a solenoid."""
 
@@ -360,7 +360,7 @@ class _Lock:
         return None
 
 
-class _Infrared:
+class InfraredPin:
     """A lock's infrared item sensor (1 = something inside), from the last status."""
 
     bus: LockBus

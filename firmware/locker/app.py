@@ -5,7 +5,7 @@ import json
 
 from micropython import const
 
-from locker import messages
+from locker import lazy, messages
 from locker.ticks import ticks_add, ticks_diff
 
 _STICKY = const(-1)  # a screen that stays until something else replaces it
@@ -18,15 +18,59 @@ class Locker:
     """The resident's flow and the door bookkeeping. No hardware, no clock of its own."""
 
     def __init__(self, board, cfg, key, clock, now_ms, codes=None):
+        self.board = board
+        self.cfg = cfg
+        self.clock = clock
+        self.labels = board.labels
+        self.lockbus = getattr(board, "lockbus", None)  # RS485 lock boards (hal.lockboard), if the board has them
+        # Made by locker.appinit.init:
+        self.codes = None  # codes.CodeStore
+        self.problems = None  # what loading the files found, recorded as `problem` events
+        self.throttle = None
+        self.outbox = None
+        self.audit = None
+        self.keypad = None
+        self.entry = None
+        self.doors = None  # doors.DoorBank
+        self.pending = {}  # door index -> code id, for doors opened for a pickup not complete yet
+        self.unseen = 0  # a bit per door of those not seen open yet: the first opening resets the throttle
+        # door index -> [job, code id, staff id, low wanted/got]: doors opened to load, take back
+        # or return an item (locker.flows)
+        self.jobs = {}
+        self.held = {}  # door index -> the code id its item came with (0: a load by size)
+        self.staff = None  # a staff session (locker.staff) while one is open
+        self.grace = None  # (code id, door, ticks until, door unlock count): the last pickup's door may open again
+        self.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
+        self.notify = None  # the uplink's wake-up: called after an event went into the outbox
+        self.lang = cfg.language
+        self._refusals = 0  # codes refused during waits, not reported yet (_report_refusals)
+        self._refusals_at = None  # ticks of the last wait_refused event
+        # What is on the display: what show() asked for, and what was last drawn.
+        self._screen = None
+        self._screen_arg = None
+        self._screen_until = 0
+        self._shown_key = None
+        self._shown_arg = None
+        self._shown_lang = None
+        self._shown_idle = 0
+        # The idle prompt in every language, the default first (appinit), and which one is on
+        # screen until when (ticks): it turns on a timer (cfg.idle_turn_ms).
+        self.idle_texts = ()
+        self._idle_i = 0
+        self._idle_at = 0
+        self.desk = (None, (), "")  # the desk's phone and opening times for the help line (locker.desk)
+        # What a reboot interrupted, settled once the door sensors have settled (appinit.settle):
+        # the journal's pickups and loads, and the doors found open at boot; None: nothing to settle.
+        self._resume = None
+        self._open_at_boot = None
+        self._resume_at = 0
         # The construction runs once: its code is in locker.appinit, dropped again after it.
-        from locker import appinit
-
         try:
-            appinit.init(self, board, cfg, key, clock, now_ms, codes)
+            resume, open_at_boot, self._resume_at = lazy.load("appinit").init(self, key, now_ms, codes)
         finally:
-            _drop("appinit")
-            _drop("throttlefile")  # Throttle.load's, at boot
-            _drop("desk")  # desk.bin's reading, at boot (locker.desk)
+            lazy.drop("appinit")
+        if resume or open_at_boot:
+            self._resume, self._open_at_boot = resume, open_at_boot
 
     # --- the hot loop -------------------------------------------------------------------------
 
@@ -270,24 +314,16 @@ class Locker:
 
     def _settle_interrupted(self, now_ms):
         """After a reboot: finish or undo the pickups (and loads, returns) a power cut interrupted."""
-        from locker import appinit
-
+        resume, open_at_boot = self._resume, self._open_at_boot
+        self._resume = self._open_at_boot = None
         try:
-            appinit.settle(self, now_ms)
+            lazy.load("appinit").settle(self, resume, open_at_boot, now_ms)
         finally:
-            _drop("appinit")
+            lazy.drop("appinit")
 
     def flows(self):
         """locker.flows (staff loads, returns, service): imported when used, dropped when idle."""
-        import sys
-
-        flows = sys.modules.get("locker.flows")
-        if flows is None:
-            import gc
-
-            gc.collect()  # rare, and the module's bytecode wants whole blocks
-            from locker import flows
-        return flows
+        return lazy.load("flows")
 
     # --- feedback and records -----------------------------------------------------------------
 
@@ -325,19 +361,30 @@ class Locker:
                     return None
         return phone
 
+    def showing(self):
+        """The screen show() last asked for (a key of locker.messages)."""
+        return self._screen
+
     def _refresh_screen(self, now_ms):
         if self._screen_until != _STICKY and ticks_diff(now_ms, self._screen_until) >= 0:
             self.lang = self.cfg.language  # the next resident starts in the default language
             self.show("idle", None, _STICKY, now_ms)
-        # The idle prompt in each language in turn (preallocated at boot: idle_texts), unless a
-        # resident chose a language.
+        # The idle prompt in each language in turn, unless a resident chose a language: the texts
+        # were rendered at boot (idle_texts) and a turn only moves an index, so a poll between
+        # turns allocates nothing.
         rotating = self._screen == "idle" and self.lang == self.cfg.language
         if rotating and self.cfg.idle_turn_ms and ticks_diff(now_ms, self._idle_at) >= 0:
             self._idle_i = (self._idle_i + 1) % len(self.idle_texts)
             self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
-        shown = (self._screen, self._screen_arg, self.lang, self._idle_i)
-        if shown != self._shown:
-            self._shown = shown
+        # Field by field: a tuple of them, built on every poll, was the hot loop's allocation.
+        if (
+            self._screen != self._shown_key
+            or self._screen_arg != self._shown_arg
+            or self.lang != self._shown_lang
+            or self._idle_i != self._shown_idle
+        ):
+            self._shown_key, self._shown_arg, self._shown_lang = self._screen, self._screen_arg, self.lang
+            self._shown_idle = self._idle_i
             if rotating:
                 lines = self.idle_texts[self._idle_i]
             else:
@@ -364,20 +411,7 @@ class Locker:
 
     def status(self, now_ms):
         """A summary for the console and diagnostics: no secrets, no codes."""
-        from locker import appinit
-
         try:
-            return appinit.status(self, now_ms)
+            return lazy.load("appinit").status(self, now_ms)
         finally:
-            _drop("appinit")
-
-
-def _drop(name):
-    """locker.<name> out of sys.modules and off the package: its bytecode goes back to the heap."""
-    import sys
-
-    import locker
-
-    sys.modules.pop("locker." + name, None)
-    if hasattr(locker, name):
-        delattr(locker, name)
+            lazy.drop("appinit")

@@ -11,9 +11,13 @@ _SERVICE = "service.bin"  # the door indices out of service (store.save framing;
 _HELD = "held.bin"  # the doors holding an item, with its code id (locker.flows.hold)
 
 
-def init(lk, board, cfg, key, clock, now_ms, codes):
+def init(lk, key, now_ms, codes):
+    """Fills in the Locker's parts (declared in Locker.__init__). Returns what a reboot interrupted:
+    (the journal's pickups and loads to settle, the doors found open at boot, ticks when to settle
+    them: once the door sensors have settled)."""
+    cfg = lk.cfg
     # The idle prompt in every language, default first, rendered once (each language's text is
-    # loaded once, the default last, so it stays): rotating it then builds no string per poll.
+    # loaded once, the default last, so it stays): its turns then build no string in the poll.
     # First thing, so that the other texts' passing blocks are not holes among what stays.
     from locker import messages
 
@@ -23,6 +27,7 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     lk.idle_texts = tuple(texts)
     from locker.codes import CodeStore
 
+    board = lk.board
     # The code store's table is the one large allocation: the runtime makes it right after
     # the board, before the other modules' imports fragment the heap.
     lk.codes = codes or CodeStore(key, board.labels, capacity=cfg.code_capacity)
@@ -35,11 +40,6 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
     from locker.outbox import Outbox
     from locker.throttle import Throttle
 
-    lk.board = board
-    lk.lockbus = getattr(board, "lockbus", None)  # RS485 lock boards (hal.lockboard), if the board has them
-    lk.cfg = cfg
-    lk.clock = clock
-    lk.labels = board.labels
     lk.throttle = Throttle(
         free_failures=cfg.throttle_free,
         base_delay_ms=cfg.throttle_base_ms,
@@ -47,11 +47,9 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         decay_ms=cfg.throttle_decay_ms,
     )
     # A damaged count is reported, and restarts at free; a wait goes on from the stored failure's time.
-    lk.problems.extend(lk.throttle.load(now_ms, clock.now(now_ms)))
-    lk._refusals = 0  # codes refused during waits, not reported yet (Locker._report_refusals)
-    lk._refusals_at = None  # ticks of the last wait_refused event
-    if clock.problem:
-        lk.problems.append(clock.problem)
+    lk.problems.extend(lk.throttle.load(now_ms, lk.clock.now(now_ms)))
+    if lk.clock.problem:
+        lk.problems.append(lk.clock.problem)
     lk.outbox = Outbox(capacity=cfg.outbox_capacity)
     lk.problems.extend(lk.outbox.load())
     lk.audit = AuditLog()
@@ -69,29 +67,11 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
         sensor_debounce_ms=cfg.sensor_debounce_ms,
         now_ms=now_ms,
     )
-    # door index -> code id, for doors opened for a pickup that is not complete yet
-    lk.pending = {}
-    lk.unseen = 0  # a bit per door of those not seen open yet: the first opening resets the throttle
-    # door index -> [job, code id, staff id, low wanted/got]: doors opened to load, take back
-    # or return an item (locker.flows); a staff session (locker.staff) while one is open
-    lk.jobs = {}
-    lk.staff = None
-    lk.grace = None  # (code id, door, ticks until, door unlock count): the last pickup's door may open again
-    lk.key_echo_until = 0  # ticks; while set and not past, keys are echoed (locker.maint)
-    # pickups interrupted by a reboot, settled once the door sensors have settled, with the doors
-    # found open at boot (_open_at_boot) that no journal entry explains; None: nothing to settle
-    lk._resume = lk.codes.pending() + lk.codes.pending(5)  # consumed, and loads (flows)
-    lk._open_at_boot = [d for d in range(len(lk.labels)) if not lk.doors.is_closed(d)]
-    if not lk._resume and not lk._open_at_boot:
-        lk._resume = None
-    lk._resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
-    lk.lang = cfg.language
-    lk._idle_i = 0  # which of them is on screen
-    lk._idle_at = now_ms  # ticks of the next turn
-    lk.notify = None  # the uplink's wake-up: called after an event went into the outbox
-    lk._screen = None
-    lk._screen_until = 0
-    lk._shown = None
+    # pickups interrupted by a reboot (consumed), and loads (flows), with the doors found open at
+    # boot that no journal entry explains
+    resume = lk.codes.pending() + lk.codes.pending(5)
+    open_at_boot = [d for d in range(len(lk.labels)) if not lk.doors.is_closed(d)]
+    resume_at = ticks_add(now_ms, 4 * cfg.sensor_debounce_ms + 2 * cfg.scan_ms)
     lk.show("idle", None, _STICKY, now_ms)
     from locker import store
 
@@ -101,18 +81,19 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
                 lk.doors.set_out_of_service(d, True)
     except Exception as exc:  # damaged: every door in service, and the host hears of it
         lk.problems.append("%s: %s" % (_SERVICE, exc))
-    lk.desk = (None, (), "")  # the desk's phone and hours for the help line: none from the host yet
     try:
         there = store.load("desk.bin") is not None  # read whole again below: small, and rare
     except store.Corrupt:
         there = True
     if there:  # locker.desk only then: a locker the host never sent them to does not load it
-        from locker import desk
+        from locker import lazy
 
-        lk.desk, problem = desk.load()
+        try:
+            lk.desk, problem = lazy.load("desk").load()
+        finally:
+            lazy.drop("desk")
         if problem:
             lk.problems.append(problem)
-    lk.held = {}  # door index -> the code id its item came with (0: a load by size)
     try:
         raw = store.load(_HELD) or b""
         if len(raw) % 5:
@@ -134,21 +115,21 @@ def init(lk, board, cfg, key, clock, now_ms, codes):
             lk.record("lockboard", None, {"a": ev & 0xFF, "r": "up" if ev >> 8 else "down"}, now_ms)
             ev = bus.events.get()
         bus.report = lk.record
+    return resume, open_at_boot, resume_at
 
 
-def settle(lk, now_ms):
-    """After a reboot: finish or undo the pickups a power cut interrupted; a door open at boot that
-    none of them explains was opened by nobody: forced (with the alarm), even if it shut since."""
-    resume, lk._resume = lk._resume, None
+def settle(lk, resume, open_at_boot, now_ms):
+    """After a reboot: finish or undo the pickups a power cut interrupted (`resume`: (code id, door)
+    of the journal's consumed and loading entries); a door open at boot (`open_at_boot`) that none of
+    them explains was opened by nobody: forced (with the alarm), even if it shut since."""
     cs = lk.codes
     staff, taking = last_staff()
     from locker import doors as D
 
-    for d in lk._open_at_boot:
+    for d in open_at_boot:
         # a take-back of a held item whose code has no open journal entry (a return) is staff.bin's
         if not (d in [door for _, door in resume] or taking and lk.held.get(d) == taking):
             lk.on_door_event(D.EV_FORCED, d, now_ms)
-    lk._open_at_boot = None
     for c, _ in resume:  # a load, a return or a take-back cut short: locker.doorops settles those
         if cs.state_of(c)[0] != 1 or (cs.find_id(c) or b"\0\0")[1] & 15 == 2 or c == taking:
             from locker import doorops

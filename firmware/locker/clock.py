@@ -17,7 +17,7 @@ import struct
 
 from micropython import const
 
-from locker import store
+from locker import lazy, store
 from locker.ticks import ticks_diff
 
 _SAVE_EVERY_MS = const(600_000)
@@ -30,49 +30,51 @@ class WallClock:
         self.rtc = rtc  # sets the chip's RTC from epoch seconds (hal.system.set_wall_clock), or None
         self.known = False  # True when the time came from the RTC or the host since boot
         self.vouched = None  # the latest host-signed time seen (epoch), None: never
-        self._base_epoch = None  # epoch at ticks _base_ms
-        self._base_ms = 0
-        self._saved_ms = 0
+        self.base_epoch = None  # epoch at ticks base_ms
+        self.base_ms = 0
+        self.saved_ms = 0
         self.problem = None
 
     def boot(self, rtc_epoch, now_ms):
         """Start from the RTC's time when it has one, otherwise from the last time saved on flash
         (the later of clock.bin and vouched.bin). Boot only: the work is in locker.clockfile."""
-        from locker import clockfile
-
-        clockfile.boot(self, rtc_epoch, now_ms)
+        try:
+            lazy.load("clockfile").boot(self, rtc_epoch, now_ms)
+        finally:
+            lazy.drop("clockfile")
 
     def set(self, epoch, now_ms):
         """A trusted source (the host, NTP) gave the time: adopt it, save it, and set the RTC, which
         keeps it across a reset (not a power cut)."""
-        self._base_epoch, self._base_ms, self.known = int(epoch), now_ms, True
+        self.base_epoch, self.base_ms, self.known = int(epoch), now_ms, True
         if self.rtc is not None:
             self.rtc(int(epoch))
-        self._save(now_ms)
+        self.save(now_ms)
 
     def host_time(self, sent, now_ms, proven=False):
         """An admitted host command's `now` (never an ack's). Adopted when the clock is unknown or
         off by more than 2 s; `proven` (a `time` answering the locker's challenge): adopted, and the
         vouched time follows it down too. Writes only what changed (locker.clockfile)."""
-        from locker import clockfile
-
-        clockfile.host_time(self, sent, now_ms, proven)
+        try:
+            lazy.load("clockfile").host_time(self, sent, now_ms, proven)
+        finally:
+            lazy.drop("clockfile")
 
     def now(self, now_ms):
         """Epoch seconds (known or estimated), or None when the locker has never known the time."""
-        if self._base_epoch is None:
+        if self.base_epoch is None:
             return None
-        return self._base_epoch + ticks_diff(now_ms, self._base_ms) // 1000
+        return self.base_epoch + ticks_diff(now_ms, self.base_ms) // 1000
 
     def tick(self, now_ms):
         """Call now and then: saves the time every few minutes so an estimate after a cut is recent."""
-        if self._base_epoch is not None and ticks_diff(now_ms, self._saved_ms) >= _SAVE_EVERY_MS:
-            self._save(now_ms)
+        if self.base_epoch is not None and ticks_diff(now_ms, self.saved_ms) >= _SAVE_EVERY_MS:
+            self.save(now_ms)
         # Re-base well before ticks_diff's range (2**29 ms, 6 days) runs out.
-        if ticks_diff(now_ms, self._base_ms) > 86_400_000 and self._base_epoch is not None:
-            self._base_epoch = self.now(now_ms)
-            self._base_ms = now_ms
+        if ticks_diff(now_ms, self.base_ms) > 86_400_000 and self.base_epoch is not None:
+            self.base_epoch = self.now(now_ms)
+            self.base_ms = now_ms
 
-    def _save(self, now_ms):
-        self._saved_ms = now_ms
+    def save(self, now_ms):
+        self.saved_ms = now_ms
         store.save(self.path, struct.pack("<I", self.now(now_ms)))

@@ -15,15 +15,15 @@ def boot(clock, rtc_epoch, now_ms):
     clock.vouched = _load(clock, clock.vouched_path)
     if clock.vouched is not None and (saved is None or saved < clock.vouched):
         saved = clock.vouched  # the host said it was at least this late
-    clock._base_ms = clock._saved_ms = now_ms
+    clock.base_ms = clock.saved_ms = now_ms
     if rtc_epoch is not None and (saved is None or rtc_epoch >= saved):
-        clock._base_epoch, clock.known = rtc_epoch, True
+        clock.base_epoch, clock.known = rtc_epoch, True
         if saved is None or rtc_epoch > saved:
             # Saved now, not only in 10 minutes: a power cut right after this boot must not
             # leave a locker that knew the time with no estimate (then no expiry check at all).
-            clock._save(now_ms)
+            clock.save(now_ms)
     elif saved is not None:
-        clock._base_epoch, clock.known = saved, False
+        clock.base_epoch, clock.known = saved, False
 
 
 def host_time(clock, sent, now_ms, proven):

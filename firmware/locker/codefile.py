@@ -14,7 +14,7 @@ from locker.codes import (
     STATE_CONSUMED,
     STATE_LOADING,
     TAG_SIZE,
-    _cmp_tag,
+    cmp_tag,
 )
 
 _MAX_KIND = const(3)  # kinds 1..3 are door-free: door byte 0xFF
@@ -37,12 +37,12 @@ _ID_OFF = const(22)  # code_id within a record
 
 def load(cs, problems):
     _load_codes(cs, problems)
-    _load_journal(cs, problems)
+    load_journal(cs, problems)
     _load_gone(cs, problems)
 
 
 def _load_gone(cs, problems):
-    cs._gone = b""
+    cs.gone = b""
     try:
         raw = store.load(_gone_path(cs))
     except store.Corrupt as exc:  # those used codes count as unknown again: nothing opens
@@ -59,7 +59,7 @@ def _load_gone(cs, problems):
     if raw is not None and (len(raw) % RECORD_SIZE or len(raw) > GONE_KEPT * RECORD_SIZE):
         problems.append("%s: bad length" % _gone_path(cs))
     elif raw is not None:
-        cs._gone = raw
+        cs.gone = raw
 
 
 def _gone_path(cs):
@@ -69,12 +69,12 @@ def _gone_path(cs):
 
 
 def _retire(cs, off):
-    """The record at cs._buf[off] leaves the table: kept in usedtags (RAM) if its code was used.
+    """The record at cs.buf[off] leaves the table: kept in usedtags (RAM) if its code was used.
     True when kept."""
-    door = _used_door(cs, cs._buf, off)
+    door = _used_door(cs, cs.buf, off)
     if door is None:
         return False
-    _keep_gone(cs, cs._mv, off, door)
+    _keep_gone(cs, cs.mv, off, door)
     return True
 
 
@@ -89,7 +89,7 @@ def _used_door(cs, buf, off):
 def _keep_gone(cs, src, off, door):
     """src[off:off + RECORD_SIZE] into usedtags, with the door it was used at; the same code id
     takes its old slot, and when full the oldest goes."""
-    g = bytearray(cs._gone)  # rare (a host update): a new buffer, exactly as long as its records
+    g = bytearray(cs.gone)  # rare (a host update): a new buffer, exactly as long as its records
     cid = struct.unpack_from("<I", src, off + _ID_OFF)[0]
     at = len(g)
     for k in range(0, len(g), RECORD_SIZE):
@@ -103,11 +103,11 @@ def _keep_gone(cs, src, off, door):
         g.extend(bytes(RECORD_SIZE))
     g[at : at + RECORD_SIZE] = src[off : off + RECORD_SIZE]
     g[at + TAG_SIZE] = door  # a door-free code's door byte becomes the door it was used at
-    cs._gone = g
+    cs.gone = g
 
 
 def _save_gone(cs):
-    store.save(_gone_path(cs), cs._gone)
+    store.save(_gone_path(cs), cs.gone)
 
 
 def _load_codes(cs, problems):
@@ -120,7 +120,7 @@ def _load_codes(cs, problems):
     except OSError as exc:
         problems.append("%s: read error %s" % (cs.path, exc))
         cs.revision = 0
-        cs._prune_ok = False
+        cs.prune_ok = False
     finally:
         f.close()
 
@@ -130,7 +130,7 @@ def _read_codes(cs, f, problems):
     head = f.read(_CODES_HEAD_LEN + 4)
     if not head:  # never a cut (tmp + rename): damage; whatever it held may come back
         problems.append("%s: empty" % path)
-        cs._prune_ok = False
+        cs.prune_ok = False
         return
     count = None
     revision = 0
@@ -142,19 +142,19 @@ def _read_codes(cs, f, problems):
         _, version, _, revision, count = struct.unpack(_CODES_HEAD, head[:_CODES_HEAD_LEN])
         if version != _VERSION and version != 1:
             problems.append("%s: version %d" % (path, version))
-            cs._prune_ok = False
+            cs.prune_ok = False
             return
     else:
         problems.append("%s: bad header" % path)
         version = _VERSION
-    buf = cs._buf
-    slot = cs._slot
+    buf = cs.buf
+    slot = cs.slot
     size = RECORD_SIZE if version == _VERSION else _V1_RECORD
     if size != RECORD_SIZE:
         slot = memoryview(slot)[: size + 4]
-    mv = memoryview(cs._slot)
+    mv = memoryview(cs.slot)
     full = size + 4
-    ndoors = len(cs._prefixes)
+    ndoors = len(cs.prefixes)
     seen = bad = n = 0
     while count is None or seen < count:
         got = f.readinto(slot)
@@ -171,7 +171,7 @@ def _read_codes(cs, f, problems):
         if (
             not _valid(slot[TAG_SIZE], slot[TAG_SIZE + 1], ndoors)
             or n >= cs.capacity
-            or (n and _cmp_tag(buf, off - RECORD_SIZE, slot) >= 0)
+            or (n and cmp_tag(buf, off - RECORD_SIZE, slot) >= 0)
         ):
             bad += 1
             continue
@@ -179,7 +179,7 @@ def _read_codes(cs, f, problems):
         if size != RECORD_SIZE:
             buf[off + RECORD_SIZE - 1] = 0  # a version-1 record's item: a parcel
         n += 1
-    cs._n = n
+    cs.n = n
     lost = bad
     if count is not None and seen < count:
         lost += count - seen
@@ -189,20 +189,20 @@ def _read_codes(cs, f, problems):
         problems.append("%s: lost %d records, kept %d" % (path, lost, n))
     if lost or count is None:
         revision = 0
-        cs._prune_ok = False
+        cs.prune_ok = False
     cs.revision = revision
 
 
 # Replay used.bin into RAM. Any problem leaves _appended at -1: the next write rewrites it whole.
-def _load_journal(cs, problems):
-    cs._jn = 0
-    cs._appended = -1
+def load_journal(cs, problems):
+    cs.jn = 0
+    cs.appended = -1
     path = cs.used_path
     try:
         f = open(path, "rb")
     except OSError:
         return
-    slot = cs._jslot
+    slot = cs.jslot
     try:
         head = f.read(_USED_HEAD_LEN + 4)
         base = -1
@@ -226,12 +226,12 @@ def _load_journal(cs, problems):
             if store.checksum(slot[:_ENTRY_LEN]) != slot[_ENTRY_LEN:] or not 0 < state <= STATE_LOADING:
                 bad += 1  # damaged, or the last entry torn: skipped
             else:
-                cs._set(cid, door, state, True)
+                cs.set_state(cid, door, state, True)
         bad += max(base - n, 0)
         if bad:
             problems.append("%s: lost %d used-code entries" % (path, bad))
         elif base >= 0 and head[2] == _USED_VERSION:
-            cs._appended = max(n - base, 0) * _ENTRY_SLOT
+            cs.appended = max(n - base, 0) * _ENTRY_SLOT
     except OSError as exc:
         problems.append("%s: read error %s" % (path, exc))
     finally:
@@ -251,16 +251,16 @@ def adopt(cs, revision, count, problems):
     used = bytearray(GONE_KEPT * RECORD_SIZE)
     mv = memoryview(used)
     nu = 0
-    for i in range(cs._n):
+    for i in range(cs.n):
         off = i * RECORD_SIZE
-        door = _used_door(cs, cs._buf, off)
+        door = _used_door(cs, cs.buf, off)
         if door is not None and nu < GONE_KEPT:
-            used[nu * RECORD_SIZE : (nu + 1) * RECORD_SIZE] = cs._mv[off : off + RECORD_SIZE]
+            used[nu * RECORD_SIZE : (nu + 1) * RECORD_SIZE] = cs.mv[off : off + RECORD_SIZE]
             used[nu * RECORD_SIZE + TAG_SIZE] = door
             nu += 1
-    cs._n = 0
+    cs.n = 0
     cs.revision = 0
-    cs._prune_ok = True
+    cs.prune_ok = True
     _load_codes(cs, problems)
     kept = False
     for k in range(0, nu * RECORD_SIZE, RECORD_SIZE):
@@ -272,13 +272,13 @@ def adopt(cs, revision, count, problems):
             _save_gone(cs)
         except OSError as exc:  # kept in RAM until the next reboot
             problems.append("%s: %s" % (_gone_path(cs), exc))
-    if not problems and (cs._n != count or cs.revision != revision):
-        problems.append("%s: %d records at rev %d, not %d at %d" % (cs.path, cs._n, cs.revision, count, revision))
+    if not problems and (cs.n != count or cs.revision != revision):
+        problems.append("%s: %d records at rev %d, not %d at %d" % (cs.path, cs.n, cs.revision, count, revision))
     if problems:
         cs.revision = 0
-        cs._prune_ok = False
+        cs.prune_ok = False
         return
-    cs._compact(True)
+    cs.compact(True)
 
 
 def _check(cs, rec):
@@ -286,7 +286,7 @@ def _check(cs, rec):
     item = rec[5] if len(rec) > 5 else 0
     if len(t) != TAG_SIZE:
         raise ValueError("tag size")
-    if not (isinstance(kind, int) and isinstance(door, int) and _valid(door, kind, len(cs._prefixes))):
+    if not (isinstance(kind, int) and isinstance(door, int) and _valid(door, kind, len(cs.prefixes))):
         raise ValueError("door index or kind")
     if not (0 <= expiry <= _U32 and 0 <= cid <= _U32):
         raise ValueError("expiry or code_id")
@@ -320,7 +320,7 @@ def _normalize(cs, records):
 
 def _stream(cs, revision, count, records):
     """Chunks of a codes.bin holding count records from the iterable of RECORD_SIZE-byte records."""
-    slot = cs._slot
+    slot = cs.slot
     mv = memoryview(slot)
     head = struct.pack(_CODES_HEAD, _CODES_MAGIC, _VERSION, 0, revision, count)
     yield head + store.checksum(head)
@@ -345,21 +345,21 @@ def replace(cs, revision, records):
         raise ValueError("capacity")
     ids = {r[4] for r in recs}  # the ids kept (a record displaced by another's tag is not)
     retired = False
-    for i in range(cs._n):
+    for i in range(cs.n):
         off = i * RECORD_SIZE
-        if struct.unpack_from("<I", cs._buf, off + _ID_OFF)[0] not in ids:
+        if struct.unpack_from("<I", cs.buf, off + _ID_OFF)[0] not in ids:
             retired = _retire(cs, off) or retired
     if retired:
         _save_gone(cs)
     store.write_atomic(cs.path, _stream(cs, revision, len(recs), _packed(cs, recs)))
     off = 0
     for rec in _packed(cs, recs):
-        cs._buf[off : off + RECORD_SIZE] = rec
+        cs.buf[off : off + RECORD_SIZE] = rec
         off += RECORD_SIZE
-    cs._n = len(recs)
+    cs.n = len(recs)
     cs.revision = revision
-    cs._prune_ok = True  # the host's full snapshot: what is not in it is gone
-    cs._compact(True)
+    cs.prune_ok = True  # the host's full snapshot: what is not in it is gone
+    cs.compact(True)
 
 
 def apply(cs, revision, add_records, remove_ids):
@@ -367,9 +367,9 @@ def apply(cs, revision, add_records, remove_ids):
     same code_id or tag; one atomic write."""
     adds, add_ids, add_tags = _normalize(cs, add_records)
     gone = set(remove_ids)
-    buf = cs._buf
-    mv = cs._mv
-    n = cs._n
+    buf = cs.buf
+    mv = cs.mv
+    n = cs.n
     keep = bytearray(n)
     kept = 0
     for i in range(n):
@@ -403,7 +403,7 @@ def apply(cs, revision, add_records, remove_ids):
     one = bytearray(RECORD_SIZE)
     while j >= 0:
         a = adds[j]
-        if i >= 0 and _cmp_tag(buf, i * RECORD_SIZE, a[0]) > 0:
+        if i >= 0 and cmp_tag(buf, i * RECORD_SIZE, a[0]) > 0:
             buf[k * RECORD_SIZE : (k + 1) * RECORD_SIZE] = mv[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]
             i -= 1
         else:
@@ -412,15 +412,15 @@ def apply(cs, revision, add_records, remove_ids):
             buf[k * RECORD_SIZE : (k + 1) * RECORD_SIZE] = one
             j -= 1
         k -= 1
-    cs._n = total
+    cs.n = total
     cs.revision = revision
-    cs._compact(True)
+    cs.compact(True)
 
 
 def _merged(cs, keep, adds):
     """The kept RAM records and the sorted adds, merged in tag order."""
-    buf = cs._buf
-    mv = cs._mv
+    buf = cs.buf
+    mv = cs.mv
     packed = _packed(cs, adds)
     j = 0
     nxt = next(packed) if adds else None
@@ -428,7 +428,7 @@ def _merged(cs, keep, adds):
         if not keep[i]:
             continue
         off = i * RECORD_SIZE
-        while nxt is not None and _cmp_tag(buf, off, adds[j][0]) > 0:
+        while nxt is not None and cmp_tag(buf, off, adds[j][0]) > 0:
             yield nxt
             j += 1
             nxt = next(packed) if j < len(adds) else None

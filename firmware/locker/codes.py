@@ -60,7 +60,7 @@ import struct
 
 from micropython import const
 
-from locker import hmac256, store
+from locker import hmac256, lazy, store
 
 KIND_PICKUP = const(0)
 KIND_STAFF = const(1)
@@ -112,7 +112,7 @@ def tag(hkey, door_label, code):
     return hkey.digest(door_label, b":", code)[:TAG_SIZE]
 
 
-def _cmp_tag(buf, off, t):
+def cmp_tag(buf, off, t):
     """Sign of buf[off:off+TAG_SIZE] - t[:TAG_SIZE], without slicing."""
     for j in range(TAG_SIZE):
         c = buf[off + j] - t[j]
@@ -121,46 +121,27 @@ def _cmp_tag(buf, off, t):
     return 0
 
 
-def _codefile():
-    from locker import codefile
-
-    return codefile
-
-
-def _drop_codefile():
-    # Out of sys.modules AND off the package, or the module (bytecode, tables) stays on the heap.
-    import sys
-
-    import locker
-
-    sys.modules.pop("locker.codefile", None)
-    try:
-        delattr(locker, "codefile")
-    except AttributeError:
-        pass
-
-
 class CodeStore:
     def __init__(self, key, door_labels, path="codes.bin", used_path="used.bin", capacity=600):
         self._key = key if isinstance(key, hmac256.HmacKey) else hmac256.HmacKey(key)
-        self._prefixes = [(lb.encode() if isinstance(lb, str) else bytes(lb)) + b":" for lb in door_labels]
+        self.prefixes = [(lb.encode() if isinstance(lb, str) else bytes(lb)) + b":" for lb in door_labels]
         self.path = path
         self.used_path = used_path
-        self._gone = b""  # records of used codes the host removed (at most GONE_KEPT): usedtags.bin
+        self.gone = b""  # records of used codes the host removed (at most GONE_KEPT): usedtags.bin
         self.capacity = capacity
         self.revision = 0
-        self._buf = bytearray(capacity * RECORD_SIZE)
-        self._mv = memoryview(self._buf)
-        self._n = 0
-        self._slot = bytearray(_SLOT)
+        self.buf = bytearray(capacity * RECORD_SIZE)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.slot = bytearray(_SLOT)
         # The used-code journal in RAM: _ENTRY_LEN-byte entries (_ENTRY) sorted by code_id.
         self._jbuf = bytearray(capacity * _ENTRY_LEN)
-        self._jn = 0
-        self._jslot = bytearray(_ENTRY_SLOT)  # one entry on flash: read, appended
+        self.jn = 0
+        self.jslot = bytearray(_ENTRY_SLOT)  # one entry on flash: read, appended
         # Bytes appended to used.bin since it was last written whole; -1: missing, damaged or old,
         # so the next write rewrites it whole.
-        self._appended = -1
-        self._prune_ok = True  # False while codes.bin is known damaged (see the header)
+        self.appended = -1
+        self.prune_ok = True  # False while codes.bin is known damaged (see the header)
         # Bytes appended after which complete()/release() compact used.bin (consume(): twice that).
         self.journal_limit = 4096
 
@@ -169,23 +150,23 @@ class CodeStore:
     def load(self):
         """Read codes.bin and used.bin. Never raises on bad data: returns a list of problems."""
         problems = []
-        self._n = 0
+        self.n = 0
         self.revision = 0
-        self._prune_ok = True
-        codefile = _codefile()
+        self.prune_ok = True
+        codefile = lazy.load("codefile")
         try:
             codefile.load(self, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
         return problems
 
     # Replay used.bin into RAM (after a failed write: RAM is read back from flash).
     def _load_journal(self, problems):
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
-            codefile._load_journal(self, problems)
+            codefile.load_journal(self, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -193,22 +174,22 @@ class CodeStore:
     def damaged(self):
         """codes.bin was found damaged (records lost) and no full snapshot has replaced it since:
         the status asks the host for one (`snap`)."""
-        return not self._prune_ok
+        return not self.prune_ok
 
     def count(self):
-        return self._n
+        return self.n
 
     def _find(self, t):
-        buf = self._buf
+        buf = self.buf
         t0 = t[0]
         lo = 0
-        hi = self._n
+        hi = self.n
         while lo < hi:
             mid = (lo + hi) >> 1
             off = mid * RECORD_SIZE
             c = buf[off] - t0  # decides 255 times in 256 without a call
             if not c:
-                c = _cmp_tag(buf, off, t)
+                c = cmp_tag(buf, off, t)
             if c < 0:
                 lo = mid + 1
             elif c > 0:
@@ -226,16 +207,16 @@ class CodeStore:
         now_epoch None (the clock was never known): expiry is not checked, except that a staff PIN
         is then EXPIRED, as is one without an expiry (docs/security.md, "Staff PINs")."""
         key = self._key
-        buf = self._buf
-        mv = self._mv
+        buf = self.buf
+        mv = self.mv
         status = UNKNOWN
         found = None
-        nd = len(self._prefixes)
+        nd = len(self.prefixes)
         for d in range(nd + 1):
-            t = memoryview(key.digest(self._prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
+            t = memoryview(key.digest(self.prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
-                if self._gone and status == UNKNOWN:
+                if self.gone and status == UNKNOWN:
                     g = self._find_gone(t, d if d < nd else NO_DOOR)
                     if g is not None:
                         status = USED
@@ -269,7 +250,7 @@ class CodeStore:
     def _find_gone(self, t, prefix_door):
         """(door, code_id, kind) of a removed used code with this tag, typed at this door's prefix
         (NO_DOOR: "*:"), or None. A scan: GONE_KEPT records at most."""
-        g = self._gone
+        g = self.gone
         mv = memoryview(g)
         t0 = t[0]
         for off in range(0, len(g), RECORD_SIZE):
@@ -282,8 +263,8 @@ class CodeStore:
 
     def find_id(self, cid):
         """(door, kind, expiry) of the record with this code_id, or None (a scan: rare calls)."""
-        buf = self._buf
-        for i in range(self._n):
+        buf = self.buf
+        for i in range(self.n):
             off = i * RECORD_SIZE + TAG_SIZE
             if struct.unpack_from("<I", buf, off + 6)[0] == cid:
                 return struct.unpack_from("<BBI", buf, off)
@@ -292,9 +273,9 @@ class CodeStore:
     def item_of(self, cid):
         """The item number of the record with this code_id (0: a parcel, or no such record). A scan
         comparing bytes in place: once per door opened for a pickup."""
-        buf = self._buf
+        buf = self.buf
         low = cid & 0xFF
-        for off in range(_ID_OFF, self._n * RECORD_SIZE, RECORD_SIZE):
+        for off in range(_ID_OFF, self.n * RECORD_SIZE, RECORD_SIZE):
             if buf[off] == low and struct.unpack_from("<I", buf, off)[0] == cid:
                 return buf[off + 4]
         return 0
@@ -309,8 +290,8 @@ class CodeStore:
 
     def records(self):
         """Every record as (tag, door_index, kind, expiry, code_id), in tag order."""
-        buf = self._buf
-        for i in range(self._n):
+        buf = self.buf
+        for i in range(self.n):
             off = i * RECORD_SIZE
             door, kind, expiry, cid = struct.unpack_from("<BBII", buf, off + TAG_SIZE)
             yield (bytes(buf[off : off + TAG_SIZE]), door, kind, expiry, cid)
@@ -320,32 +301,32 @@ class CodeStore:
 
     def replace(self, revision, records):
         """Full snapshot: the store holds exactly these records afterwards (one atomic write)."""
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.replace(self, revision, records)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     def adopt(self, revision, count):
         """codes.bin was just replaced whole on flash (a staged snapshot, locker.snapshot): read it
         into RAM and settle the journal as replace() does. Returns a list of problems (then the
         store counts as damaged)."""
         problems = []
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.adopt(self, revision, count, problems)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
         return problems
 
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the
         same code_id or tag; one atomic write."""
-        codefile = _codefile()
+        codefile = lazy.load("codefile")
         try:
             codefile.apply(self, revision, add_records, remove_ids)
         finally:
-            _drop_codefile()
+            lazy.drop("codefile")
 
     # --- the used-code journal ------------------------------------------------------------------
 
@@ -353,7 +334,7 @@ class CodeStore:
     def _jfind(self, cid):
         j = self._jbuf
         lo = 0
-        hi = self._jn
+        hi = self.jn
         while lo < hi:
             mid = (lo + hi) >> 1
             c = struct.unpack_from("<I", j, mid * _ENTRY_LEN)[0]
@@ -367,10 +348,10 @@ class CodeStore:
 
     # The one change to the journal: code_id's state (STATE_RELEASED: no entry), in RAM, then on flash
     # unless replay (load()). With consume/complete/release's rules; False when refused.
-    def _set(self, cid, door, state, replay=False):
+    def set_state(self, cid, door, state, replay=False):
         k = self._jfind(cid)
         j = self._jbuf
-        n = self._jn
+        n = self.jn
         if k >= 0:
             p = k * _ENTRY_LEN
             old = j[p + 5]
@@ -384,7 +365,7 @@ class CodeStore:
             if state == STATE_RELEASED:
                 mv = memoryview(j)  # overlapping moves are memmoves, in CPython and MicroPython
                 mv[p : (n - 1) * _ENTRY_LEN] = mv[p + _ENTRY_LEN : n * _ENTRY_LEN]
-                self._jn = n - 1
+                self.jn = n - 1
             else:
                 j[p + 4] = door
                 j[p + 5] = state
@@ -399,21 +380,21 @@ class CodeStore:
             p = (-k - 1) * _ENTRY_LEN
             mv[p + _ENTRY_LEN : (n + 1) * _ENTRY_LEN] = mv[p : n * _ENTRY_LEN]
             struct.pack_into(_ENTRY, j, p, cid, door, state)
-            self._jn = n + 1
+            self.jn = n + 1
         if replay:
             return True
         # On flash: appended (littlefs commits it on close), or in a compaction when due. Committed
         # when this returns; after an error RAM is read back from flash.
-        slot = self._jslot
+        slot = self.jslot
         struct.pack_into(_ENTRY, slot, 0, cid, door, state)
         limit = self.journal_limit * (2 if state == STATE_CONSUMED else 1)  # consume: unlock quickly
         try:
-            if self._appended < 0 or self._appended + _ENTRY_SLOT > limit:
-                self._compact()
+            if self.appended < 0 or self.appended + _ENTRY_SLOT > limit:
+                self.compact()
             else:
                 slot[_ENTRY_LEN:] = store.checksum(slot[:_ENTRY_LEN])
                 store.append(self.used_path, slot)
-                self._appended += _ENTRY_SLOT
+                self.appended += _ENTRY_SLOT
         except BaseException:
             self._load_journal([])
             raise
@@ -422,36 +403,36 @@ class CodeStore:
     # Rewrite used.bin whole from RAM (tmp + rename), without the recorded pickups whose code is no
     # longer in the store; then drop those from RAM. update: after replace()/apply() committed
     # codes.bin (skipped when nothing would change; an error waits for the next journal write).
-    def _compact(self, update=False):
-        n = self._jn
+    def compact(self, update=False):
+        n = self.jn
         j = self._jbuf
         drop = bytearray(n)
-        if self._prune_ok:
+        if self.prune_ok:
             for k in range(n):
                 st = j[k * _ENTRY_LEN + 5]
                 if st == STATE_COMPLETED or (update and st == STATE_LOADED):  # loaded: the host removed it
                     drop[k] = 1
-            for i in range(self._n):
-                k = self._jfind(struct.unpack_from("<I", self._buf, i * RECORD_SIZE + _ID_OFF)[0])
+            for i in range(self.n):
+                k = self._jfind(struct.unpack_from("<I", self.buf, i * RECORD_SIZE + _ID_OFF)[0])
                 if k >= 0:
                     drop[k] = 0
         dropped = sum(drop)
-        if update and not dropped and not self._appended:
+        if update and not dropped and not self.appended:
             return
         try:
             store.write_atomic(self.used_path, self._chunks(drop, n - dropped))
         except OSError:
             if not update:
                 raise
-            self._appended = -1
+            self.appended = -1
             return
-        self._appended = 0
+        self.appended = 0
         w = 0
         for k in range(n):
             if not drop[k]:
                 j[w * _ENTRY_LEN : (w + 1) * _ENTRY_LEN] = j[k * _ENTRY_LEN : (k + 1) * _ENTRY_LEN]
                 w += 1
-        self._jn = w
+        self.jn = w
 
     def _chunks(self, drop, count):
         head = struct.pack(_USED_HEAD, _USED_MAGIC, _USED_VERSION, 0, count)
@@ -466,11 +447,11 @@ class CodeStore:
 
     def consume(self, code_id, door_index):
         """Mark a code used; persisted before this returns (then, and only then, unlock the door)."""
-        self._set(code_id, door_index, STATE_CONSUMED)
+        self.set_state(code_id, door_index, STATE_CONSUMED)
 
     def complete(self, code_id):
         """The pickup was recorded: the door need not be resumed after a reboot. False if unknown."""
-        return self._set(code_id, None, STATE_COMPLETED)
+        return self.set_state(code_id, None, STATE_COMPLETED)
 
     def release(self, code_id):
         """Undo consume() for a door that never opened (the app saw the parcel still inside after a
@@ -480,25 +461,25 @@ class CodeStore:
         if st == STATE_CONSUMED:
             rec = self.find_id(code_id)
             if rec is not None and rec[1] & KIND_MASK == KIND_DELIVERY:
-                return self._set(code_id, None, STATE_LOADED)
-        return self._set(code_id, None, STATE_RELEASED)
+                return self.set_state(code_id, None, STATE_LOADED)
+        return self.set_state(code_id, None, STATE_RELEASED)
 
     def loading(self, code_id, door_index):
         """Staff are given this door for the delivery code_id (0: a load by size); on flash before
         the latch moves, so a power cut mid-load is settled after the reboot."""
-        self._set(code_id, door_index, STATE_LOADING)
+        self.set_state(code_id, door_index, STATE_LOADING)
 
     def loaded(self, code_id, door_index):
         """The delivery is in its door: its code works for that door from now on (code_id 0: the
         load-by-size entry is dropped)."""
         if code_id:
-            return self._set(code_id, door_index, STATE_LOADED)
-        return self._set(0, None, STATE_RELEASED)
+            return self.set_state(code_id, door_index, STATE_LOADED)
+        return self.set_state(0, None, STATE_RELEASED)
 
     def pending(self, state=STATE_CONSUMED):
         """(code_id, door_index) of the entries in this state (consumed: not completed), by code_id."""
         out = []
-        for p in range(0, self._jn * _ENTRY_LEN, _ENTRY_LEN):
+        for p in range(0, self.jn * _ENTRY_LEN, _ENTRY_LEN):
             if self._jbuf[p + 5] == state:
                 out.append(struct.unpack_from("<IB", self._jbuf, p))
         return out
@@ -506,6 +487,6 @@ class CodeStore:
     def used(self):
         """(code_id, door_index, state) of every journal entry, by code_id, for diagnostics and tests."""
         out = []
-        for p in range(0, self._jn * _ENTRY_LEN, _ENTRY_LEN):
+        for p in range(0, self.jn * _ENTRY_LEN, _ENTRY_LEN):
             out.append(struct.unpack_from(_ENTRY, self._jbuf, p))
         return out

@@ -8,7 +8,7 @@ import gc
 
 from micropython import const
 
-from locker import protocol
+from locker import lazy, protocol
 from locker.ticks import ticks_diff
 
 _REFUSED_MS = const(10_000)  # one refused event per reason per this
@@ -23,8 +23,11 @@ _NONCE_MS = const(120_000)
 # Ops after which the tx is remembered (they change the store; the others are safe to run twice).
 _CODES = ("codes.apply", "codes.replace", "codes.snapshot")
 # Technicians' ops (diagnostics, self-test, application updates, the REPL of a production board)
-# live in locker.maint, imported on the first one; maint.REMEMBER lists those whose tx is remembered.
+# live in locker.maint (and locker.update), imported for each one and dropped after it.
 _MAINT = ("diag", "selftest", "app", "repl")
+# Those whose tx is remembered: they act once, a re-send is answered as a duplicate. app.chunk is
+# idempotent by offset; app.status, diag and selftest.keys change nothing that matters twice.
+_MAINT_ONCE = ("app.begin", "app.files", "app.commit", "app.abort")
 # One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
 _DOOR = ("door.open", "door.service")
 _DESK = "desk"  # the desk's phone and opening times (locker.desk): written whole, safe to run twice
@@ -32,9 +35,9 @@ _DESK = "desk"  # the desk's phone and opening times (locker.desk): written whol
 
 def get(rt):
     """The runtime's one Commands (console and network share its gate and sequence)."""
-    c = getattr(rt, "_commands", None)
+    c = getattr(rt, "commands", None)
     if c is None:
-        c = rt._commands = Commands(rt)
+        c = rt.commands = Commands(rt)
     return c
 
 
@@ -99,7 +102,7 @@ class Commands:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             detail = str(exc)
             result = {"ok": False, "error": "capacity" if detail == "capacity" else "bad_args", "detail": detail}
-        if result["ok"] and (op in _CODES or op in _DOOR or _remembered_maint(op)):
+        if result["ok"] and (op in _CODES or op in _DOOR or op in _MAINT_ONCE):
             self.gate.remember(tx)
         return protocol.reply(lid, cmd, result)
 
@@ -143,24 +146,22 @@ class Commands:
         if op == "time":
             return {"ok": True}  # the clock was set from `now` above
         if op.split(".")[0] in _MAINT:
-            from locker import maint
-
-            return maint.run(self.rt, op, args, now_ms)
+            try:
+                return lazy.load("maint").run(self.rt, op, args, now_ms)
+            finally:
+                lazy.drop("maint", "update")  # an update's state is on flash, between its commands
         if op not in _CODES and op not in _DOOR and op != _DESK:
             return {"ok": False, "error": "unknown_op"}
         locker = self.rt.locker
         if locker is None:
             return {"ok": False, "error": "safe_mode"}
         if op == _DESK:
-            from locker import lazy
-
             try:
                 return lazy.load("desk").command(locker, args)
             finally:
                 lazy.drop("desk")
         if op in _DOOR:
-            from locker import doorops
-
+            doorops = lazy.load("doorops")
             try:
                 return doorops.command(locker, op, args, now_ms)
             finally:
@@ -215,9 +216,7 @@ class Commands:
     def _snapshot(self, args, now_ms):
         s = self._snap
         if s is None:
-            from locker.snapshot import Snapshot
-
-            s = self._snap = Snapshot(self.rt.locker.codes)
+            s = self._snap = lazy.load("snapshot").Snapshot(self.rt.locker.codes)
         result = s.part(args, self.rt.locker.labels, now_ms)
         if not s.staging:
             self._drop_snapshot()
@@ -227,14 +226,7 @@ class Commands:
         if self._snap is not None:
             self._snap.abandon()
             self._snap = None
-            # Out of sys.modules AND off the package, or the module stays on the heap.
-            import sys
-
-            import locker
-
-            sys.modules.pop("locker.snapshot", None)
-            if hasattr(locker, "snapshot"):
-                delattr(locker, "snapshot")
+            lazy.drop("snapshot")
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -291,13 +283,6 @@ class Commands:
             gate.challenge = hexlify(urandom(8)).decode()
             self._nonce_at = now_ms
         return gate.challenge
-
-
-def _remembered_maint(op):
-    import sys
-
-    maint = sys.modules.get("locker.maint")
-    return maint is not None and op in maint.REMEMBER
 
 
 def _u32(v):

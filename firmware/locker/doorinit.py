@@ -31,15 +31,15 @@ def init(
         raise ValueError("too many doors")
     if len(closed_sensors) != n or len(parcel_sensors) != n:
         raise ValueError("one closed sensor and one parcel entry (or None) per solenoid")
-    bank._n = n
-    bank._sol = list(solenoids)
-    bank._closed_pin = list(closed_sensors)
-    bank._parcel_pin = list(parcel_sensors)
-    bank._pulse_ms = _clamp(pulse_ms, 1, HARD_MAX_PULSE_MS)
-    bank._gap_ms = _clamp(gap_ms, 0, _MAX_SPAN_MS)
-    bank._confirm_ms = _clamp(confirm_ms, 0, _MAX_SPAN_MS)
-    bank._retries = _clamp(retries, 0, 100)
-    bank._alarm_ms = _clamp(open_alarm_ms, 0, _MAX_SPAN_MS)
+    bank.n = n
+    bank.sol = list(solenoids)
+    bank.closed_pin = list(closed_sensors)
+    bank.parcel_pin = list(parcel_sensors)
+    bank.pulse_ms = _clamp(pulse_ms, 1, HARD_MAX_PULSE_MS)
+    bank.gap_ms = _clamp(gap_ms, 0, _MAX_SPAN_MS)
+    bank.confirm_ms = _clamp(confirm_ms, 0, _MAX_SPAN_MS)
+    bank.retries = _clamp(retries, 0, 100)
+    bank.alarm_ms = _clamp(open_alarm_ms, 0, _MAX_SPAN_MS)
     stable = _clamp(sensor_debounce_ms, 0, _MAX_SPAN_MS)
     bank.events = Ring(queue_size)
     # Unlocks requested per door (mod 256): whoever asks (a code, staff, the host), the app can
@@ -48,38 +48,38 @@ def init(
 
     # Sensor debounce (locker.debounce.Debouncer's rule) kept in flat tables, not one object per
     # sensor: entry d is door d's closed sensor, n + d its parcel sensor (unused without one).
-    bank._stable = stable
-    bank._db = bytearray(2 * n)  # debounced state
+    bank.stable = stable
+    bank.db = bytearray(2 * n)  # debounced state
     for d in range(n):
-        bank._db[d] = 1 if bank._closed_pin[d].value() else 0
-        p = bank._parcel_pin[d]
+        bank.db[d] = 1 if bank.closed_pin[d].value() else 0
+        p = bank.parcel_pin[d]
         if p is not None:
-            bank._db[n + d] = 1 if p.value() else 0
-    bank._dc = bytearray(bank._db)  # last raw level seen
-    bank._dt = [0] * (2 * n)  # ticks when that level was first seen
+            bank.db[n + d] = 1 if p.value() else 0
+    bank.dc = bytearray(bank.db)  # last raw level seen
+    bank.dt = [0] * (2 * n)  # ticks when that level was first seen
     # Per-door small ints (0-255) in bytearrays: a byte each instead of a list slot each.
-    bank._state = bytearray(n)  # LOCKED
-    bank._phase = bytearray(n)  # _P_IDLE
-    bank._tries = bytearray(n)  # pulses given in the current unlock (at most retries + 2)
-    bank._t = [0] * n  # _P_CONFIRM: end of the pulse; OPEN: when the door was seen open
-    bank._alarmed = bytearray(n)  # EV_LEFT_OPEN sent for this open period
-    bank._unlocked = bytearray(n)  # the open period comes from an unlock (-> CLOSED on close)
-    bank._suspect = bytearray(n)  # EV_SENSOR_SUSPECT sent for the current unlock
-    bank._oos = bytearray(n)
-    bank._inq = bytearray(n)  # the door has an entry in the FIFO (maybe a cancelled one)
-    bank._fifo = bytearray(n)  # door indices (< _MAX_DOORS); each queued at most once: n slots
-    bank._qhead = 0
-    bank._qlen = 0
-    bank._active = -1
-    bank._on_at = 0
-    bank._off_at = 0
-    bank._gap_armed = 0  # locker.doors' _GAP_NONE: the first pulse may start at once
+    bank.states = bytearray(n)  # LOCKED
+    bank.phase = bytearray(n)  # _P_IDLE
+    bank.tries = bytearray(n)  # pulses given in the current unlock (at most retries + 2)
+    bank.times = [0] * n  # _P_CONFIRM: end of the pulse; OPEN: when the door was seen open
+    bank.alarmed = bytearray(n)  # EV_LEFT_OPEN sent for this open period
+    bank.unlocked = bytearray(n)  # the open period comes from an unlock (-> CLOSED on close)
+    bank.suspect = bytearray(n)  # EV_SENSOR_SUSPECT sent for the current unlock
+    bank.oos = bytearray(n)
+    bank.inq = bytearray(n)  # the door has an entry in the FIFO (maybe a cancelled one)
+    bank.fifo = bytearray(n)  # door indices (< _MAX_DOORS); each queued at most once: n slots
+    bank.qhead = 0
+    bank.qlen = 0
+    bank.active = -1
+    bank.on_at = 0
+    bank.off_at = 0
+    bank.gap_armed = 0  # locker.doors' _GAP_NONE: the first pulse may start at once
     # A door the sensor reads open at boot is open, not locked, and nobody unlocked it: closing
     # it locks it (EV_CLOSED), its left-open alarm runs from the boot. The app reports it forced
     # unless its journal explains it (then assume_open).
     for d in range(n):
-        if not bank._db[d]:
-            bank._enter_open(d, 0, now_ms)
+        if not bank.db[d]:
+            bank.enter_open(d, 0, now_ms)
 
 
 def _clamp(v, lo, hi):

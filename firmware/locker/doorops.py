@@ -4,17 +4,14 @@
 import sys
 
 from locker import codes as C
+from locker import lazy
 
 _SERVICE = "service.bin"  # as in locker.app
 
 
 def drop(lk):
     """This module goes (and locker.flows, when nothing uses it)."""
-    import locker
-
-    sys.modules.pop("locker.doorops", None)
-    if hasattr(locker, "doorops"):
-        delattr(locker, "doorops")
+    lazy.drop("doorops")
     flows = sys.modules.get("locker.flows")
     if flows is not None:
         flows.idle(lk)
@@ -71,7 +68,7 @@ def settle(lk, resume, now_ms, staff, taking):
             lk.codes.release(cid)
             lk.record("load_abandoned", door, {"id": cid, "staff": staff}, now_ms)
         else:
-            F._outcome(lk, job, door, cid, staff, None, doors.has_parcel(door), now_ms)
+            F.outcome(lk, job, door, cid, staff, None, doors.has_parcel(door), now_ms)
     return out
 
 

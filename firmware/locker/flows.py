@@ -9,7 +9,6 @@
 # (codes.loading() for a load, consume() for a return or a take-back), and an outcome's event is in
 # the outbox before the journal says it is done: a power cut repeats an event, never loses one.
 import struct
-import sys
 
 from micropython import const
 
@@ -34,23 +33,19 @@ _HELD = "held.bin"
 def idle(lk):
     """Drop this module (and the staff session's) when nothing uses them any more."""
     if lk.staff is None and not lk.jobs:
-        import locker
-        from locker import messages
+        from locker import lazy, messages
 
         messages.drop_staff_text()
-        for name in ("flows", "staff"):
-            sys.modules.pop("locker." + name, None)
-            if hasattr(locker, name):
-                delattr(locker, name)
+        lazy.drop("flows", "staff")
 
 
 def reserved(cs):
     """A bytearray, 1 per door some code holds: a pickup code not used up, or a journal entry
     (consumed, loaded, loading). Expired pickups count: their item is still inside."""
-    nd = len(cs._prefixes)
+    nd = len(cs.prefixes)
     out = bytearray(nd)
-    buf = cs._buf
-    for i in range(cs._n):
+    buf = cs.buf
+    for i in range(cs.n):
         off = i * C.RECORD_SIZE + C.TAG_SIZE
         door = buf[off]
         if door < nd and not buf[off + 1] & C.KIND_MASK:
@@ -68,9 +63,9 @@ def expired(cs, now_epoch):
     out = []
     if now_epoch is None:
         return out
-    nd = len(cs._prefixes)
-    buf = cs._buf
-    for i in range(cs._n):
+    nd = len(cs.prefixes)
+    buf = cs.buf
+    for i in range(cs.n):
         door, kind, expiry, cid = struct.unpack_from("<BBII", buf, i * C.RECORD_SIZE + C.TAG_SIZE)
         if not expiry or now_epoch < expiry:
             continue
@@ -180,14 +175,12 @@ def code(lk, cid, kind, now_ms):
     not loaded yet."""
     k = kind & C.KIND_MASK
     if k == C.KIND_STAFF:
-        import gc
+        from locker import lazy
 
-        gc.collect()
-        from locker.staff import Session
-
+        session = lazy.load("staff").Session
         lk.beep("ACCEPTED", now_ms)
         lk.record("staff_in", None, {"staff": cid}, now_ms)
-        lk.staff = Session(lk, cid, now_ms)
+        lk.staff = session(lk, cid, now_ms)
     elif k == C.KIND_RETURN:
         door, low = pick_door(lk, kind)
         if door < 0:
@@ -203,7 +196,7 @@ def code(lk, cid, kind, now_ms):
     idle(lk)
 
 
-def _outcome(lk, job, door, cid, staff, low, full, now_ms):
+def outcome(lk, job, door, cid, staff, low, full, now_ms):
     """The door of a job closed (full: the parcel sensor, None without one). Event, then journal."""
     label = lk.labels[door]
     ms = lk.cfg.message_ms
@@ -279,7 +272,7 @@ def door_event(lk, kind, door, now_ms):
     if kind == D.EV_CLOSED:
         del lk.jobs[door]
         lk.doors.acknowledge(door)
-        _outcome(lk, job, door, j[1], j[2], j[3], lk.doors.has_parcel(door), now_ms)
+        outcome(lk, job, door, j[1], j[2], j[3], lk.doors.has_parcel(door), now_ms)
     elif kind == D.EV_JAMMED:  # never seen open: nothing happened, the code is as it was
         del lk.jobs[door]
         lk.codes.release(j[1])

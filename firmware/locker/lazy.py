@@ -1,30 +1,35 @@
 # Rarely used modules: imported for their work and dropped after it, so the running locker does not
 # hold their bytecode and globals (docs/design.md, "Modules on the heap"). A module stays on the heap
 # while anything names it: sys.modules AND the attribute `import locker.x` set on the package, so
-# drop() takes both.
+# drop() takes both. A bare name is locker's ("appinit": locker.appinit); a dotted one is taken as
+# it is ("hal.boardinit").
 import sys
 
 
+def _full(name):
+    return name if "." in name else "locker." + name
+
+
 def load(name):
-    """locker.<name>, imported now if it is not loaded. A collection first: a module's bytecode wants
+    """The module, imported now if it is not loaded. A collection first: a module's bytecode wants
     whole blocks, and a lazy import is rare enough to afford one."""
-    mod = sys.modules.get("locker." + name)
+    full = _full(name)
+    mod = sys.modules.get(full)
     if mod is None:
         import gc
 
         gc.collect()
-        mod = __import__("locker." + name, None, None, ("_",))
+        mod = __import__(full, None, None, ("_",))
     return mod
 
 
 def drop(*names):
-    """locker.<name> for each name out of sys.modules and off the package: its heap goes back."""
-    import locker
-
+    """Each module out of sys.modules and off its package: its heap goes back."""
     for name in names:
-        sys.modules.pop("locker." + name, None)
-        try:
-            delattr(locker, name)
-        except AttributeError:
-            pass
-
+        full = _full(name)
+        sys.modules.pop(full, None)
+        cut = full.rfind(".")
+        package = sys.modules.get(full[:cut])
+        leaf = full[cut + 1 :]
+        if package is not None and hasattr(package, leaf):  # (delattr of a missing one: KeyError on MicroPython)
+            delattr(package, leaf)

@@ -1,15 +1,12 @@
 # Technicians' operations (docs/maintenance.md): diagnostics, the keypad walk-through of the
-# self-test, and application updates (locker.update, imported on the first `app.*`). Imported by
-# locker.commands on the first such command, never at boot: a locker nobody services never loads it.
+# self-test, and application updates (locker.update, imported for an `app.*`). Imported by
+# locker.commands for each such command and dropped after it (with locker.update): a locker holds
+# them only while a technician's command runs.
 import gc
 
 from micropython import const
 
 from locker.ticks import ticks_add
-
-# Ops whose transaction id is remembered (they act once; a re-send is answered as a duplicate).
-# app.chunk is idempotent by offset and app.status/diag/selftest.keys change nothing that matters twice.
-REMEMBER = ("app.begin", "app.files", "app.commit", "app.abort")
 
 _KEYS_MS = const(120_000)  # the keypad echo switches itself off after this
 

@@ -91,15 +91,11 @@ def _text(lang):
 
 def _load(name):
     """locker.<name>.TEXT, the module itself dropped at once (only its string stays)."""
-    import sys
+    from locker import lazy
 
-    import locker
-
-    mod = __import__("locker." + name, None, None, ("TEXT",))
-    sys.modules.pop("locker." + name, None)
-    if hasattr(locker, name):
-        delattr(locker, name)
-    return mod.TEXT
+    text = lazy.load(name).TEXT
+    lazy.drop(name)
+    return text
 
 
 def keys():

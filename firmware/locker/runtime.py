@@ -10,6 +10,8 @@ import sys
 
 from micropython import const
 
+from locker import lazy
+from locker.log import log
 from locker.ticks import ticks_diff, ticks_ms
 
 _HOUSEKEEPING_MS = const(500)
@@ -18,26 +20,16 @@ _WATCHDOG_CHECK_MS = const(1000)
 _BOOT_WATCHDOG_MS = const(30_000)
 
 
-def log(*parts):
-    print("log|", *parts)
-
-
-def _unload(name):
-    """Drop locker.<name> for good: from sys.modules AND from the locker package, whose attribute
-    would otherwise keep the module (and its bytecode) alive."""
-    import locker
-
-    sys.modules.pop("locker." + name, None)
-    try:
-        delattr(locker, name)
-    except AttributeError:
-        pass
-
-
 class Runtime:
     def __init__(self):
-        self.board = None
-        self.locker = None
+        # Set by the boot (locker.startup) unless it stopped in safe mode before:
+        self.cfg = None  # locker.config's settings
+        self.counter = None  # safemode.BootCounter: this boot counted, marked good after boot_ok_ms
+        self.key = None  # locker.key's bytes; None: not provisioned
+        self.board = None  # hal.board.Board
+        self.clock = None  # locker.clock.WallClock
+        self.fw = None  # the application's version
+        self.locker = None  # app.Locker; None: safe mode
         self.safe_reason = None
         self.started_ms = ticks_ms()
         # Uptime adds up differences between nearby ticks: a single ticks_diff from boot would
@@ -49,6 +41,7 @@ class Runtime:
         self.reset_cause = None  # startup: hal.system.reset_cause()
         self.trial = None  # app.trial (boot.py): the application is on trial until healthy
         self.online_at = None  # on trial: ticks when the uplink was last seen coming up (locker.trial)
+        self.commands = None  # commands.Commands, made on the first command (locker.commands.get)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -61,38 +54,20 @@ class Runtime:
         gc.threshold(4096)
         from locker import startup  # boot-only: the work is there, the module goes afterwards
 
-        startup.boot(self, now)
+        startup.boot(self, now)  # the uplink too, with a net.json
         startup = None
         # Boot-only modules go: their tables and bytecode are heap the running locker can use.
-        _unload("startup")
-        _unload("safemode")
-        if self.net is not None:
-            self._start_uplink()
+        lazy.drop("startup", "safemode")
         from locker import trial  # application updates: a trial to watch, a rollback to report
 
         trial.boot(self, now)
         trial = None
         if self.trial is None:
-            _unload("trial")
+            lazy.drop("trial")
         gc.threshold(-1)
         gc.collect()
         mode = "safe" if self.locker is None else "normal"
         log("ready", mode, ticks_diff(ticks_ms(), now), "ms", "heap", gc.mem_alloc())
-
-    def _start_uplink(self):
-        # Imported only with a net.json: an offline board never loads the MQTT client. Built during
-        # the boot, so its long-lived objects are packed with the others. The network is optional:
-        # if it cannot be set up, the locker runs offline rather than crash into safe mode.
-        if self.key is None:
-            log("net: not provisioned (no locker.key); offline")
-            return
-        try:
-            from locker.uplink import Uplink
-
-            self.uplink = Uplink(self, self.net)
-        except Exception as exc:
-            log("net: uplink failed; offline:", repr(exc))
-            self.uplink = None
 
     def uptime_ms(self, now):
         """Milliseconds since boot, valid for years (housekeeping folds it every 500 ms)."""
@@ -126,7 +101,7 @@ class Runtime:
                 from locker import trial
 
                 if trial.check(self, sup, now, up):
-                    _unload("trial")
+                    lazy.drop("trial")
                 trial = None
             if self.locker is None and up >= self.cfg.safe_mode_reboot_ms:
                 log("safe mode over: rebooting")
@@ -151,7 +126,8 @@ class Runtime:
             await asyncio.sleep_ms(_WATCHDOG_CHECK_MS)
 
     async def console_task(self):
-        console = None  # imported on the first line: most boards never see a console
+        # locker.console is imported for a line and dropped after it: most boards never see a
+        # console, and a technician's session is a few lines (an update's chunks one line each).
         reader = asyncio.StreamReader(sys.stdin)
         line = bytearray()
         while True:
@@ -164,11 +140,10 @@ class Runtime:
             line += c
             if line[-1] != 10:  # b"\n"
                 continue
-            if console is None:
-                from locker.console import Console
-
-                console = Console(self)
-            console.handle(bytes(line).strip(), ticks_ms())
+            try:
+                lazy.load("console").Console(self).handle(bytes(line).strip(), ticks_ms())
+            finally:
+                lazy.drop("console")
             line = bytearray()
 
     def on_exception(self, loop, context):

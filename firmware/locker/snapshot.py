@@ -71,7 +71,7 @@ class Snapshot:
         f = self._f
         if f is not None:
             self._f = None
-            store._abandon(f)
+            store.abandon(f)
             store.remove(self._tmp)
 
     def part(self, args, labels, now_ms):
@@ -132,12 +132,12 @@ class Snapshot:
             off += _SLOT
         tmp = self._tmp
         if part == 1:
-            self._f = store._open(tmp, "wb")
+            self._f = store.open_counted(tmp, "wb")
             self.rev, self.parts, self.total, self._n = rev, parts, total, 0
             head = struct.pack(_CODES_HEAD, _CODES_MAGIC, _VERSION, 0, rev, total)
-            store._write(self._f, head + store.checksum(head), tmp)
+            store.write_counted(self._f, head + store.checksum(head), tmp)
         if n:
-            store._write(self._f, buf, tmp)
+            store.write_counted(self._f, buf, tmp)
         self._n += n
         self._last = prev
         self._next = part + 1
@@ -147,9 +147,9 @@ class Snapshot:
         f = self._f
         self._f = None
         try:
-            store._close(f, tmp)
+            store.close_counted(f, tmp)
         except OSError:
-            store._abandon(f)
+            store.abandon(f)
             store.remove(tmp)
             raise
         store.rename(tmp, self.cs.path)

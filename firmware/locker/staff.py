@@ -111,7 +111,7 @@ class Session:
             limit = lk.cfg.staff_idle_ms
         if ticks_diff(now_ms, self.last) >= limit:
             self.end("timeout", now_ms)
-        elif lk._screen == "idle":  # a message went by: the session's screen again
+        elif lk.showing() == "idle":  # a message went by: the session's screen again
             self._screen(now_ms)
 
     def load_delivery(self, number, now_ms):

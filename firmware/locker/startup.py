@@ -3,8 +3,8 @@
 import gc
 import json
 
-from locker import store
-from locker.runtime import _unload, log
+from locker import lazy, store
+from locker.log import log
 
 _VERSION = "0.1.0"
 # What a networked locker loads only for a command: technicians' ops, door commands, snapshots, the
@@ -18,7 +18,7 @@ def boot(rt, now):
     rt.cfg = config.load()
     key = config.load_key()
     config = None
-    _unload("config")  # boot-only: its tables go before the big imports below
+    lazy.drop("config")  # boot-only: its tables go before the big imports below
     from locker.safemode import BootCounter
 
     # Counted first: a boot that crashes or hangs anywhere after this counts as failed, so a fault
@@ -61,7 +61,6 @@ def boot(rt, now):
         rt.safe_reason = "not provisioned: locker.key missing or malformed"
     rt.clock = WallClock(rtc=system.set_wall_clock)
     rt.clock.boot(system.wall_clock(), now)
-    _unload("clockfile")  # clock.bin/vouched.bin reading: boot only
     rt.key = key
     rt.reset_cause = system.reset_cause()
     rt.fw = _VERSION
@@ -73,7 +72,6 @@ def boot(rt, now):
         from locker.app import Locker
 
         rt.locker = Locker(rt.board, rt.cfg, key, rt.clock, now, codes)
-        _unload("doorinit")  # DoorBank's construction: boot only
         rt.locker.record("boot", None, {"cause": rt.reset_cause, "v": _VERSION}, now)
         # Settings and the boot counter were read before the locker could record anything.
         problems = rt.cfg.problems + ([counter.problem] if counter.problem else [])
@@ -85,8 +83,25 @@ def boot(rt, now):
         if rt.board is not None:
             rt.board.all_off()
             _show_safe(rt)
-    if rt.net is not None and key is not None:
-        _intern_rare()
+    if rt.net is not None:
+        _start_uplink(rt)
+
+
+def _start_uplink(rt):
+    # Imported only with a net.json: an offline board never loads the MQTT client. Built during
+    # the boot, so its long-lived objects are packed with the others. The network is optional:
+    # if it cannot be set up, the locker runs offline rather than crash into safe mode.
+    if rt.key is None:
+        log("net: not provisioned (no locker.key); offline")
+        return
+    _intern_rare()
+    try:
+        from locker.uplink import Uplink
+
+        rt.uplink = Uplink(rt, rt.net)
+    except Exception as exc:
+        log("net: uplink failed; offline:", repr(exc))
+        rt.uplink = None
 
 
 def _intern_rare():
@@ -97,8 +112,6 @@ def _intern_rare():
     Left to the first use, say a technician's update after a day of commands, that one block could
     no longer be found in a heap with 60 KB free in small pieces (MemoryError, the update refused)."""
     import sys
-
-    from locker import lazy
 
     for name in _RARE:
         before = list(sys.modules)

@@ -7,9 +7,10 @@
 #
 # Framed file: b"LK" | version u8 | payload length u32 | sha256(version..payload)[:4] | payload.
 #
-# Every file operation goes through _open/_write/_close/_rename/_remove, which count the bytes
-# written (flash wear per pickup) and call the fault hook after each step: a test's hook raises to
-# simulate a power cut right after the k-th step.
+# Every file operation goes through open_counted/write_counted/close_counted/_rename/_remove, which
+# count the bytes written (flash wear per pickup) and call the fault hook after each step: a test's
+# hook raises to simulate a power cut right after the k-th step. locker.snapshot streams a file with
+# open_counted/write_counted/close_counted (abandon() on an error).
 import hashlib
 import os
 import struct
@@ -66,19 +67,19 @@ def _step(op, path):
         hook(op, path)
 
 
-def _open(path, mode):
+def open_counted(path, mode):
     f = open(path, mode)
     _step("open", path)
     return f
 
 
-def _write(f, data, path):
+def write_counted(f, data, path):
     f.write(data)
     _written[0] += len(data)
     _step("write", path)
 
 
-def _close(f, path):
+def close_counted(f, path):
     f.close()
     _step("close", path)
 
@@ -93,7 +94,7 @@ def _remove(path):
     _step("remove", path)
 
 
-def _abandon(f):
+def abandon(f):
     # After a failure (or a simulated cut): release the handle without counting a step.
     try:
         f.close()
@@ -107,24 +108,24 @@ def _abandon(f):
 def write_atomic(path, data):
     """Replace path with data (bytes-like, or an iterable of bytes-like chunks), via tmp + rename."""
     tmp = path + ".tmp"
-    f = _open(tmp, "wb")
+    f = open_counted(tmp, "wb")
     try:
         if isinstance(data, (bytes, bytearray, memoryview)):
-            _write(f, data, tmp)
+            write_counted(f, data, tmp)
         else:
             for chunk in data:
-                _write(f, chunk, tmp)
+                write_counted(f, chunk, tmp)
     except OSError:
-        _abandon(f)
+        abandon(f)
         try:
             os.remove(tmp)
         except OSError:
             pass
         raise
     except Exception:
-        _abandon(f)
+        abandon(f)
         raise
-    _close(f, tmp)
+    close_counted(f, tmp)
     _rename(tmp, path)
 
 
@@ -163,13 +164,13 @@ def load(path):
 
 def append(path, data):
     """Append data to path (no tmp: the caller tolerates a partial last write)."""
-    f = _open(path, "ab")
+    f = open_counted(path, "ab")
     try:
-        _write(f, data, path)
+        write_counted(f, data, path)
     except Exception:
-        _abandon(f)
+        abandon(f)
         raise
-    _close(f, path)
+    close_counted(f, path)
 
 
 def rename(src, dst):

@@ -16,7 +16,7 @@ import struct
 
 from micropython import const
 
-from locker import store
+from locker import lazy, store
 from locker.ticks import ticks_diff
 
 _MAX_SHIFT = const(30)
@@ -52,48 +52,49 @@ class Throttle:
         self.decay_ms = max(decay_ms, max_delay_ms)
         self.level = cap_level(free_failures, base_delay_ms, max_delay_ms)
         self.failures = 0  # the count now, decay applied
-        self._n = 0  # the count right after the last failure, as on flash
-        self._start = None  # ticks of the last failure; None: nothing left to wait or decay
+        self.stored = 0  # the count right after the last failure, as on flash
+        self.started = None  # ticks of the last failure; None: nothing left to wait or decay
 
     def load(self, now_ms=0, now_epoch=None):
         """Read the stored count and the time of its failure (locker.throttlefile, boot only). now_epoch:
         the wall clock now, known or estimated (None: never known). Returns a list of problems; a
         damaged file counts as free_failures (the next failure is delayed, nobody is locked out)."""
-        from locker import throttlefile
+        try:
+            return lazy.load("throttlefile").load(self, now_ms, now_epoch)
+        finally:
+            lazy.drop("throttlefile")
 
-        return throttlefile.load(self, now_ms, now_epoch)
-
-    def _wait(self):
+    def last_wait(self):
         # The wait the last failure started.
-        return delay_after(self._n, self.free_failures, self.base_delay_ms, self.max_delay_ms)
+        return delay_after(self.stored, self.free_failures, self.base_delay_ms, self.max_delay_ms)
 
     def settle(self, now_ms):
         """Apply the decay due by now (cheap: the app calls it on every loop while there is a count)."""
-        if self._start is None:
+        if self.started is None:
             return
-        elapsed = ticks_diff(now_ms, self._start)
-        quiet = elapsed - self._wait()
+        elapsed = ticks_diff(now_ms, self.started)
+        quiet = elapsed - self.last_wait()
         if elapsed >= 0 and quiet < self.decay_ms:
             return
         # elapsed < 0: the ticks wrapped (days later), so the count is long gone.
-        n = min(self._n, self.level) - quiet // self.decay_ms if elapsed >= 0 else 0
+        n = min(self.stored, self.level) - quiet // self.decay_ms if elapsed >= 0 else 0
         if n > 0:
             self.failures = n
             return
         self.failures = 0
-        self._start = None
+        self.started = None
         try:  # so that a reboot with no clock does not wait for a count that is gone
             store.save(self.path, struct.pack(_FILE, 0, 0))
-            self._n = 0
+            self.stored = 0
         except OSError:
             pass  # success() tries again; a reboot meanwhile may wait longer, never shorter
 
     def wait_ms(self, now_ms):
         """Milliseconds left before the next try is allowed; 0 = may try now."""
-        if self._start is None:
+        if self.started is None:
             return 0
-        elapsed = ticks_diff(now_ms, self._start)
-        wait = self._wait()
+        elapsed = ticks_diff(now_ms, self.started)
+        wait = self.last_wait()
         # elapsed < 0: the ticks wrapped (days later), so the wait is long over.
         return wait - elapsed if 0 <= elapsed < wait else 0
 
@@ -102,13 +103,13 @@ class Throttle:
         clock when it is known (not an estimate), so a reboot can go on with the wait."""
         self.settle(now_ms)
         # In RAM first: a failed write still counts the code until the next boot.
-        self.failures = self._n = min(self.failures + 1, _MAX_COUNT)
-        self._start = now_ms
-        store.save(self.path, struct.pack(_FILE, self._n, epoch or 0))
+        self.failures = self.stored = min(self.failures + 1, _MAX_COUNT)
+        self.started = now_ms
+        store.save(self.path, struct.pack(_FILE, self.stored, epoch or 0))
 
     def success(self):
         """A code that opened a door: back to no delay. Writes only when there was a count."""
-        if self._n:
+        if self.stored:
             store.save(self.path, struct.pack(_FILE, 0, 0))
-        self.failures = self._n = 0
-        self._start = None
+        self.failures = self.stored = 0
+        self.started = None

@@ -20,14 +20,14 @@ def load(th, now_ms, now_epoch):
     except store.Corrupt as exc:
         n = th.free_failures
         problems.append(str(exc))
-    th.failures = th._n = n
-    th._start = None
+    th.failures = th.stored = n
+    th.started = None
     if n:
         elapsed = 0
         if epoch and now_epoch is not None:
             # Whole seconds on both sides: up to 1 s less, never more, than really went by; past the
             # cap the count has decayed to 0 anyway (and ticks_add keeps to its range).
-            elapsed = min(max(0, now_epoch - epoch - 1) * 1000, th._wait() + th.level * th.decay_ms)
-        th._start = ticks_add(now_ms, -elapsed)
+            elapsed = min(max(0, now_epoch - epoch - 1) * 1000, th.last_wait() + th.level * th.decay_ms)
+        th.started = ticks_add(now_ms, -elapsed)
         th.settle(now_ms)
     return problems

@@ -4,7 +4,7 @@
 import json
 import os
 
-from locker.runtime import log
+from locker.log import log
 from locker.ticks import ticks_diff
 
 

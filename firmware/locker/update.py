@@ -423,7 +423,7 @@ async def _reboot(rt):
 
 
 def status():
-    from locker.maint import _json, app_version
+    from locker.maint import app_version
 
     hdr = _read_json(_HDR)
     staged = None
@@ -444,6 +444,6 @@ def status():
         "app": app_version(),
         "staged": staged,
         "swap": _is("app.swap"),
-        "trial": _json("app.trial"),
-        "rollback": _json("app.rolled") or _json("app.rb"),
+        "trial": _read_json("app.trial"),
+        "rollback": _read_json("app.rolled") or _read_json("app.rb"),
     }

@@ -247,6 +247,11 @@ def doors(doc: dict[str, Any]) -> list[Door]:
     return [Door(str(d["label"]), str(d.get("size", DEFAULT_SIZE)), bool(d.get("low", False))) for d in doc["doors"]]
 
 
+def door_sizes(doc: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Each door's size class and low flag by label (what the fleet database keeps of them)."""
+    return {d.label: (d.size, d.low) for d in doors(doc)}
+
+
 def _pin_spec_use(spec: dict[str, Any], path: str, role: str, output: bool) -> _Use:
     return _Use(
         where=f"{path}.pin",

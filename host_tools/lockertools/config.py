@@ -26,6 +26,7 @@ from typing import Any
 ENV_VAR = "LOCKERTOOLS_CONFIG"
 PORT = {"port": True}
 _SECRET_FROM = ("_file", "_env")
+DESK_LANGUAGES = ("nl", "fr", "en")
 
 
 class ConfigError(ValueError):
@@ -83,15 +84,96 @@ class NotifySettings:
     url: str | None = None
 
 
+# --- telling residents (lockertools/notify, docs/notifications.md) -----------------------------------
+
+
+@dataclass(frozen=True)
+class TownSettings:
+    """The town the lockers belong to, as residents are told of it."""
+
+    name: str = "Gemeente"
+    help_phone: str | None = None  # whom to call when the locker does not open
+    help_hours: str | None = None  # when that number answers, as people read it ("ma-vr 9-17 uur")
+    # The desk residents are sent to: while it is open (these intervals, in `timezone`) the lockers'
+    # help line says to ask there, otherwise it gives help_phone (lockertools.helpline).
+    desk_hours: list[str] = field(default_factory=list)  # "mon-fri 09:00-12:30", "sat 10:00-12:00", ...
+    timezone: str = "Europe/Brussels"
+
+
+@dataclass(frozen=True)
+class MessagesSettings:
+    """Residents' messages: which channels the town uses (besides the printed letter, always there),
+    its own templates, retries, and how long contact details are kept."""
+
+    channels: list[str] = field(default_factory=list)  # "email", "sms"; empty: no messages (the hook only)
+    templates: Path | None = None  # a directory whose LANG/KIND.txt files replace the shipped ones
+    thank_you: bool = False  # a "picked up, thank you" message
+    retry_min_s: float = 30.0  # a failed send waits this long, doubling up to retry_max_s
+    retry_max_s: float = 3600.0
+    contact_retention_days: float = 30.0  # contact details deleted this long after a delivery ends
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """The SMTP server residents' e-mail goes through."""
+
+    host: str | None = None
+    port: int = field(default=587, metadata=PORT)
+    security: str = "starttls"  # starttls, tls (implicit, port 465), none (a relay on loopback only)
+    user: str | None = None
+    password: Secret | None = None
+    sender: str | None = None  # the From: address
+    reply_to: str | None = None
+    ca_file: Path | None = None  # the server's CA, if not a public one
+    timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """An HTTP SMS gateway: one request per text message (docs/notifications.md has a provider's)."""
+
+    url: str | None = None  # a Jinja2 template too: {{ to }}, {{ sender }}, ...
+    method: str = "POST"
+    headers: list[str] = field(default_factory=list)  # "Name: value", value a template ({{ token }})
+    token: Secret | None = None  # the gateway's credential, for headers and body
+    body: str = ""  # a Jinja2 template: {{ to }}, {{ text }}, {{ sender }}, {{ reference }}, {{ token }}
+    content_type: str = "application/json"
+    success_status: str = "2xx"  # "2xx", or statuses separated by commas ("200,201")
+    success_body: str | None = None  # a text the response must contain, besides the status
+    sender: str | None = None  # the sender name or number the gateway shows
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """Incidents the service opens by itself (`lockerctl service run`)."""
+
+    offline_after_min: float = 30.0  # a locker offline this long (since last seen) opens an incident
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API for the town's systems (`lockerctl api serve`) and its webhooks (`service run`)."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8470, metadata=PORT)
+    idempotency_hours: float = 24.0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_min_s: float = 30.0
+    webhook_retry_max_s: float = 3600.0
+    webhook_attempts: int = 12
+
+
 @dataclass(frozen=True)
 class DeskSettings:
-    """The desk residents are sent to (lockertools.desk): its phone number, shown on the lockers'
-    help line while it is closed, and its opening hours in `timezone`. No phone: the help line
-    always says to ask at the desk."""
+    """`lockerctl desk run`: the staff desk (docs/desk.md); its database is [service] db."""
 
-    phone: str | None = None
-    hours: list[str] = field(default_factory=list)  # "mon-fri 09:00-12:30", "sat 10:00-12:00", ...
-    timezone: str = "Europe/Amsterdam"
+    host: str = "127.0.0.1"  # loopback: production puts a TLS reverse proxy in front (docs/deployment.md)
+    port: int = field(default=8070, metadata=PORT)
+    language: str = "nl"  # the default language of the pages: nl, fr or en
+    idle_minutes: int = 30  # a session unused this long is over
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
+    https: bool = False  # served over HTTPS (by the proxy): cookies are Secure
 
 
 @dataclass(frozen=True)
@@ -102,7 +184,13 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     desk: DeskSettings = field(default_factory=DeskSettings)
+    town: TownSettings = field(default_factory=TownSettings)
+    messages: MessagesSettings = field(default_factory=MessagesSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -253,13 +341,60 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: notify: command and url: choose one")
     if notify.url is not None and not notify.url.startswith(("http://", "https://")):
         problems.append(f"{where}: notify.url: must start with http:// or https://")
-    from lockertools import desk
+    if not settings.incidents.offline_after_min > 0:
+        problems.append(f"{where}: incidents.offline_after_min: a number of minutes above 0")
+    api = settings.api
+    if not api.idempotency_hours > 0:
+        problems.append(f"{where}: api.idempotency_hours: a number of hours above 0")
+    if not 0 < api.webhook_retry_min_s <= api.webhook_retry_max_s:
+        problems.append(f"{where}: api.webhook_retry_min_s: above 0 and at most webhook_retry_max_s")
+    if api.webhook_attempts < 1:
+        problems.append(f"{where}: api.webhook_attempts: at least 1")
+    if not api.webhook_timeout_s > 0:
+        problems.append(f"{where}: api.webhook_timeout_s: above 0")
+    desk = settings.desk
+    if desk.language not in DESK_LANGUAGES:
+        problems.append(f"{where}: desk.language: one of {', '.join(DESK_LANGUAGES)}, not {desk.language!r}")
+    if desk.idle_minutes < 1:
+        problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
+    _messages_checks(settings, where, problems)
+    from lockertools import helpline
 
-    for problem in desk.check(settings.desk.phone, settings.desk.hours, settings.desk.timezone):
-        problems.append(f"{where}: desk.{problem}")
+    town = settings.town
+    for problem in helpline.check(town.help_phone, town.desk_hours, town.timezone):
+        problems.append(f"{where}: town.{problem}")
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")
+
+
+def _messages_checks(settings: Settings, where: str, problems: list[str]) -> None:
+    messages, email, sms = settings.messages, settings.email, settings.sms
+    for channel in messages.channels:
+        if channel not in ("email", "sms", "letter"):
+            problems.append(f"{where}: messages.channels: {channel!r} is not a channel (email, sms, letter)")
+    if "email" in messages.channels and (email.host is None or email.sender is None):
+        problems.append(f"{where}: email: the e-mail channel needs host and sender")
+    if email.security not in ("starttls", "tls", "none"):
+        problems.append(f"{where}: email.security: starttls, tls or none, not {email.security!r}")
+    if email.password is not None and email.user is None:
+        problems.append(f"{where}: email.password: give the user too")
+    if "sms" in messages.channels and not sms.url:
+        problems.append(f"{where}: sms: the sms channel needs url (and body)")
+    if sms.url and not sms.url.startswith(("http://", "https://")):
+        problems.append(f"{where}: sms.url: must start with http:// or https://")
+    if sms.method not in ("POST", "PUT", "GET"):
+        problems.append(f"{where}: sms.method: POST, PUT or GET, not {sms.method!r}")
+    for header in sms.headers:
+        if ":" not in header:
+            problems.append(f"{where}: sms.headers: {header!r} is not 'Name: value'")
+    statuses = sms.success_status.replace(" ", "")
+    if statuses != "2xx" and not all(part.isdigit() for part in statuses.split(",")):
+        problems.append(f'{where}: sms.success_status: "2xx" or statuses like "200,201"')
+    if not 0 < messages.retry_min_s <= messages.retry_max_s:
+        problems.append(f"{where}: messages.retry_min_s: positive, at most retry_max_s")
+    if not messages.contact_retention_days >= 0:
+        problems.append(f"{where}: messages.contact_retention_days: zero or more days")
 
 
 def _type_name(t: Any) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 EXTRA_OF_MODULE = {
     "aiomqtt": "service",
+    "jinja2": "service",
+    "fpdf": "service",
     "paho": "tech",
     "esptool": "tech",
     "espefuse": "tech",
@@ -19,6 +21,8 @@ EXTRA_OF_MODULE = {
     "serial": "tech",
     "amqtt": "sim",
     "aiohttp": "sim",
+    "aiohttp_jinja2": "service",
+    "argon2": "service",
 }
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from e2e_chain import LABELS, LID, Chain
 
 from lockertools.cli import main
+from lockertools.service import db
 from tests.support.mosquitto import wait_until
 
 
@@ -46,7 +47,9 @@ def test_lockerctl_diag_right_after_a_service_restart(chain: Callable[..., Chain
     assert by_clock.exit_code == 1 and "no reply" in by_clock.output, by_clock.output
     c.wait(lambda: c.fw_count("refused", r="replay") >= 1, "the locker to refuse the clock-numbered diag")
 
-    shared = CliRunner().invoke(main, ["diag", LID, *link, "--db", str(c.db_path), "--json", "--timeout", "10"])
+    # The database as `service run --db` takes it: a URL (PostgreSQL's, or sqlite:///PATH).
+    url = db.database_url(c.db_path).render_as_string(hide_password=False)
+    shared = CliRunner().invoke(main, ["diag", LID, *link, "--db", url, "--json", "--timeout", "10"])
     assert shared.exit_code == 0, shared.output
     d = json.loads(shared.output)
     assert len(d["doors"]) == len(LABELS) and d["heap_free"] > 0

@@ -241,10 +241,10 @@ def _run(target, op):
 def _gone(s):
     """usedtags as the store holds it: (tag, door, kind, expiry, code_id) records, oldest first."""
     out = []
-    for k in range(len(s._gone) // codes.RECORD_SIZE):
+    for k in range(len(s.gone) // codes.RECORD_SIZE):
         off = k * codes.RECORD_SIZE
-        door, kind, expiry, cid = struct.unpack_from("<BBII", s._gone, off + codes.TAG_SIZE)
-        out.append((bytes(s._gone[off : off + codes.TAG_SIZE]), door, kind, expiry, cid))
+        door, kind, expiry, cid = struct.unpack_from("<BBII", s.gone, off + codes.TAG_SIZE)
+        out.append((bytes(s.gone[off : off + codes.TAG_SIZE]), door, kind, expiry, cid))
     return out
 
 

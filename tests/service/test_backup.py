@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from service_helpers import Rig
 
 from lockertools.cli import main
-from lockertools.service import db, fleet_db
+from lockertools.service import db, fleet_db, ingest
 from lockertools.service.backup import SQLITE_MAGIC
 from tests.support.fixtures import Broker
 from tests.support.postgres import PostgresServer
@@ -197,3 +197,50 @@ def test_postgresql_backup_and_restore_through_pg_dump(
     code, output = _cli("db", "restore", str(out), "--db", target_url, "--identity", str(identity))
     assert code != 0 and "--force" in output
     assert _cli("db", "restore", str(out), "--db", target_url, "--identity", str(identity), "--force")[0] == 0
+
+
+def test_a_postgresql_fleet_backed_up_and_restored_through_lockerctl_keeps_its_codes_and_events(
+    postgres_url: str, postgres_server: PostgresServer, tmp_path: Path, keys: tuple[str, Path], database: str
+) -> None:
+    """The whole way through lockerctl on a real fleet database: lockers and codes from the CLI, events
+    recorded as the service records them, `db backup`, `db restore` into an empty database; the
+    restored fleet answers the CLI as the original does, and the service's layer opens it at its schema."""
+    if database != "postgresql":
+        pytest.skip("PostgreSQL's backup (SQLite's: the test above)")
+    recipient, identity = keys
+    key = tmp_path / "hall-1.key"
+    key.write_text(bytes(range(32)).hex())
+    board = Path(__file__).resolve().parents[2] / "boards" / "esp32-4door.json"
+    assert _cli("locker", "add", "hall-1", "--db", postgres_url, "--board", str(board), "--key-file", str(key))[0] == 0
+    for door in ("1", "2"):
+        code, output = _cli("codes", "issue", "--db", postgres_url, "--locker", "hall-1", "--door", door)
+        assert code == 0, output
+    conn = db.connect(postgres_url)
+    picked = int(conn.execute("SELECT id FROM codes WHERE door = '1'").scalar())
+    with db.transaction(conn):
+        for seq, ev in enumerate(
+            [{"k": "unlock", "d": "1"}, {"k": "opened", "d": "1"}, {"k": "pickup", "d": "1", "id": picked}]
+        ):
+            assert ingest.apply_event(
+                conn, "hall-1", {"v": 1, "lid": "hall-1", "seq": seq + 1, "ev": ev}, 1_800_000_000.0
+            )
+    conn.close()
+
+    out = tmp_path / "fleet.db.age"
+    code, output = _cli("db", "backup", "--db", postgres_url, "--recipient", recipient, "-o", str(out))
+    assert code == 0, output
+    target = postgres_server.create_database("fleet_restored")
+    code, output = _cli("db", "restore", str(out), "--db", target, "--identity", str(identity))
+    assert code == 0, output
+
+    for listing in (["codes", "list"], ["events", "-n", "10"], ["lockers"]):
+        original, restored = _cli(*listing, "--db", postgres_url), _cli(*listing, "--db", target)
+        assert restored == original and original[0] == 0, (listing, restored, original)
+    restored_conn = db.connect(target)
+    assert db.schema_revision(restored_conn) == db.schema_head()
+    codes = restored_conn.execute("SELECT door, state FROM codes ORDER BY door").fetchall()
+    assert [tuple(r) for r in codes] == [("1", "used"), ("2", "issued")]
+    events = restored_conn.execute("SELECT seq, kind FROM events ORDER BY seq").fetchall()
+    assert [tuple(r) for r in events] == [(1, "unlock"), (2, "opened"), (3, "pickup")]
+    assert restored_conn.execute("SELECT key_hex FROM lockers WHERE id = 'hall-1'").scalar() == bytes(range(32)).hex()
+    restored_conn.close()

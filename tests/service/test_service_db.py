@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,26 @@ def test_pruned_log_forces_a_snapshot(tmp_path: Path) -> None:
     from lockertools.service.sync import plan
 
     assert [p.op for p in plan(inputs)] == ["codes.snapshot"]
+
+
+def test_changes_logged_by_two_transactions_at_once_get_consecutive_revisions(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.db"
+    first = db.connect(path, create=True)
+    fleet_db.add_locker(first, "hall-1", KEY, ["A1", "A2"])
+    code = fleet_db.issue_code(first, "hall-1", "A1")
+    second = db.connect(path)
+    start = int(first.execute("SELECT host_rev FROM lockers WHERE id = 'hall-1'").fetchone()[0])
+    logged: list[int] = []
+    with db.transaction(first):
+        logged.append(fleet_db.log_change(first, "hall-1", "del", code.code_id))
+
+        def other() -> None:  # waits for the first transaction's lock, then logs on top of it
+            with db.transaction(second):
+                logged.append(fleet_db.log_change(second, "hall-1", "add", code.code_id))
+
+        worker = threading.Thread(target=other)
+        worker.start()
+    worker.join()
+    assert sorted(logged) == [start + 1, start + 2]
+    revs = [int(r[0]) for r in first.execute("SELECT rev FROM changes WHERE locker_id = 'hall-1' ORDER BY rev")]
+    assert revs[-2:] == [start + 1, start + 2]

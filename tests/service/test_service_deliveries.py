@@ -458,3 +458,59 @@ def test_a_delivery_that_expires_unloaded_drops_its_held_code(tmp_path: Path) ->
     assert _held(conn, issued.number) is None
     assert [d["status"] for d in fleet_db.delivery_table(conn)] == ["expired, not loaded"]
     assert fleet_db.take_back_table(conn) == []  # nothing in a door
+
+
+# --- the resident and the town's case --------------------------------------------------------------
+
+
+def test_a_delivery_records_its_resident_and_case(tmp_path: Path) -> None:
+    conn = _fleet(tmp_path / "fleet.db")
+    resident = fleet_db.Resident(" Anne Peeters ", "anne@example.be", "+32 470 12.34.56", "fr", "EL-2026-0042")
+    issued = fleet_db.prepare_delivery(
+        conn, "hall-1", item="document", resident=resident, source="desk", created_by="lea"
+    )
+    assert fleet_db.delivery_resident(conn, issued.number) == fleet_db.Resident(
+        "Anne Peeters", "anne@example.be", "+32470123456", "fr", "EL-2026-0042"
+    )
+    (row,) = fleet_db.delivery_table(conn, "hall-1")
+    assert (row["case_ref"], row["language"], row["source"]) == ("EL-2026-0042", "fr", "desk")
+    plain = fleet_db.prepare_delivery(conn, "hall-1")  # no resident given: the default language only
+    assert fleet_db.delivery_resident(conn, plain.number) == fleet_db.Resident()
+
+
+@pytest.mark.parametrize(
+    ("resident", "field"),
+    [
+        (fleet_db.Resident(email="anne.example.be"), "e-mail"),
+        (fleet_db.Resident(phone="0470 12"), "phone"),
+        (fleet_db.Resident(language="de"), "language"),
+        (fleet_db.Resident(case_ref="x" * 65), "case number"),
+        (fleet_db.Resident(name="Anne\nPeeters"), "name"),
+    ],
+)
+def test_a_bad_resident_field_is_refused_by_name_and_nothing_is_written(
+    tmp_path: Path, resident: fleet_db.Resident, field: str
+) -> None:
+    conn = _fleet(tmp_path / "fleet.db")
+    with pytest.raises(fleet_db.FleetError, match=field):
+        fleet_db.prepare_delivery(conn, "hall-1", resident=resident)
+    assert conn.execute("SELECT count(*) FROM codes").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM delivery_details").fetchone()[0] == 0
+
+
+def test_a_database_at_the_baseline_gets_delivery_details_and_keeps_its_deliveries(tmp_path: Path) -> None:
+    conn = _fleet(tmp_path / "fleet.db")
+    issued = fleet_db.prepare_delivery(conn, "hall-1", item="permit")
+    with db.transaction(conn):  # as the program before this revision left it
+        conn.execute("DELETE FROM delivery_details")
+        conn.execute("UPDATE alembic_version SET version_num = '0001_baseline'")
+    conn.execute("DROP TABLE resident_messages")  # a later revision's table (0006_notify)
+    conn.execute("DROP TABLE delivery_details")
+    conn.close()
+    again = db.connect(tmp_path / "fleet.db")
+    assert db.schema_revision(again) == db.schema_head()
+    (row,) = fleet_db.delivery_table(again, "hall-1")
+    assert (row["id"], row["item"], row["case_ref"]) == (issued.number, "permit", None)
+    assert fleet_db.delivery_resident(again, issued.number) is None
+    later = fleet_db.prepare_delivery(again, "hall-1", resident=fleet_db.Resident(case_ref="EL-7"))
+    assert fleet_db.delivery_resident(again, later.number) == fleet_db.Resident(case_ref="EL-7")

@@ -38,7 +38,7 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_delivery_prepare_list_cancel(fleet: Path) -> None:
     code, output = _run("delivery", "prepare", "hall-1", "--size", "L", "--low", "--item", "waste bags",
-                        "--contact", "ann@example.org")  # fmt: skip
+                        "--contact", "ann@example.org", "--case", "EL-2026-9", "--language", "fr")  # fmt: skip
     assert code == 0, output
     found = re.search(
         r"delivery (\d{6}) for hall-1: waste bags, size L, low door; load it by .*, then the resident has 5 days",
@@ -50,11 +50,13 @@ def test_delivery_prepare_list_cancel(fleet: Path) -> None:
     conn = db.connect(fleet)
     held = conn.execute("SELECT code FROM held_codes").fetchone()[0]
     assert held not in output  # the resident's code waits for the notification after `loaded`
+    assert fleet_db.delivery_resident(conn, int(number)) == fleet_db.Resident(language="fr", case_ref="EL-2026-9")
     code, output = _run("delivery", "prepare", "hall-1", "--show-code")
     shown = re.search(r"resident's code (\d{8})", output)
     assert code == 0 and shown is not None
     code, listing = _run("delivery", "list")
-    assert code == 0 and re.search(rf"{number}\s+hall-1\s+waste bags\s+delivery L low\s+to load", listing), listing
+    row = rf"{number}\s+hall-1\s+EL-2026-9\s+waste bags\s+delivery L low\s+to load"
+    assert code == 0 and re.search(row, listing), listing
     assert held not in listing and shown.group(1) not in listing
     code, output = _run("delivery", "cancel", number)
     assert code == 0 and "cancelled" in output

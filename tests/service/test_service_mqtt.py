@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,17 @@ def _host_rev(rig: Rig, lid: str = "hall-1") -> int:
 def _status_rev(rig: Rig, lid: str = "hall-1") -> int | None:
     row = rig.query("SELECT status_json FROM lockers WHERE id = ?", lid)[0]
     return None if row[0] is None else int(json.loads(row[0])["rev"])
+
+
+def test_the_services_broker_socket_sends_small_writes_at_once(rig: Rig) -> None:
+    """TCP_NODELAY: a command written right after a PUBACK would otherwise wait for the broker's
+    delayed ACK of the first write (Nagle; tens of ms on Linux), on the way issue -> locker."""
+    service = rig.start_service()
+    client = service.mqtt
+    assert client is not None
+    sock = client._client.socket()
+    assert isinstance(sock, socket.socket)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_issued_code_reaches_the_locker_and_its_status_shows_h(rig: Rig) -> None:

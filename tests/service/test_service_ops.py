@@ -120,7 +120,7 @@ def test_a_stalled_loop_is_reported_and_starves_the_watchdog(rig: Rig, tmp_path:
     listener = NotifySocket()
     gate = tmp_path / "release"
     hang = f'{sys.executable} -c "import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.05)"'
-    rig.config.update(notify_command=hang, notify_timeout_s=120, loop_stall_s=0.5, metrics_port=0)
+    rig.config.update(notify_command=hang, notify_timeout_s=120, loop_stall_s=0.5, webhook_poll_s=0.05, metrics_port=0)
     prev = os.environ.get("NOTIFY_SOCKET"), os.environ.get("WATCHDOG_USEC")
     os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"] = listener.env, "200000"
     try:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from service_helpers import DeliverySim, Rig
 
 from lockertools.cli import main
-from lockertools.service import db, fleet_db
+from lockertools.service import db, fleet_db, schema
 from lockertools.service.migrations.legacy import LEGACY_STEPS, LEGACY_VERSION
 from lockertools.service.sync import plan
 from tests.support.fixtures import Broker
@@ -265,7 +265,14 @@ def test_the_service_gives_a_pin_to_its_locker_only_and_removes_it_once_expired(
 def test_old_fleet_wide_pins_leave_every_locker_after_the_upgrade(
     make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _v3_database(Path(), monkeypatch)
+    # The program of version 3 is played by today's service on a version-3 database, with the tables
+    # of the later revisions that today's service reads as it runs (incidents, webhooks, ...), empty;
+    # their revisions create a table only where it is missing.
+    def v3_and_later_tables(conn: db.Connection) -> None:
+        db.legacy_upgrade(conn, LEGACY_STEPS[:3], stamp=False)
+        schema.metadata.create_all(conn.sa_connection)  # checkfirst: only the tables version 3 lacks
+
+    monkeypatch.setattr(db, "migrate", v3_and_later_tables)
     rig = make_rig()
     ann, ids = _old_add_staff(rig.conn, "Ann", None)  # today's `lockerctl staff add Ann`
     rig.start_service()

@@ -340,7 +340,7 @@ def test_not_provisioned():
     try:
         rig.rt.key = None
         assert rig.send(rig.wire("status")) is None
-        rig.rt._commands = None
+        rig.rt.commands = None
         assert rig.send(rig.wire("status"), console=True)["error"] == "not_provisioned"
     finally:
         rig.close()

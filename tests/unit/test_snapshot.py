@@ -241,7 +241,7 @@ def test_a_power_cut_at_every_step_leaves_the_old_store_or_the_new_one():
             store.set_fault_hook(None)
         s2, problems = _reboot(d)
         if snap._f is not None:  # the cut process's handle (the file is gone)
-            store._abandon(snap._f)
+            store.abandon(snap._f)
         assert problems == [], (k, problems)
         assert _state(s2) == (after if k >= switch else before), k
         assert _tmp(d) == [], k

@@ -49,6 +49,7 @@ def _register() -> None:
     from lockertools.cli.broker import broker_cli
     from lockertools.cli.config import config_cli
     from lockertools.cli.db import db_cli
+    from lockertools.cli.messages import messages_cli
     from lockertools.cli.service import codes_cli, events_cmd, locker_cli, lockers_cmd, service_cli
     from lockertools.cli.sim import sim_cli
 
@@ -62,6 +63,15 @@ def _register() -> None:
     main.add_command(codes_cli, "codes")
     main.add_command(events_cmd, "events")
     main.add_command(db_cli, "db")
+    from lockertools.cli.incidents import incidents_cli
+
+    main.add_command(incidents_cli, "incidents")
+
+    from lockertools.cli.api import api_cli
+
+    main.add_command(api_cli, "api")
+    main.add_command(messages_cli, "messages")
+
     from lockertools.cli.maint import console_cmd, diag_cmd, repl_cmd, selftest_cmd, update_cli
 
     main.add_command(diag_cmd, "diag")
@@ -72,6 +82,11 @@ def _register() -> None:
     from lockertools.cli.provision import provision_cli
 
     main.add_command(provision_cli, "provision")
+    from lockertools.cli.desk import desk_cli
+    from lockertools.cli.user import user_cli
+
+    main.add_command(desk_cli, "desk")
+    main.add_command(user_cli, "user")
     from lockertools.cli.service import STAFF_COMMANDS
 
     for name, command in STAFF_COMMANDS.items():  # notifications, delivery, returns, staff, door

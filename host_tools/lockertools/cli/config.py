@@ -45,6 +45,8 @@ def _defaults(settings: Settings) -> tuple[dict[str, Any], dict[tuple[str, ...],
             "tls": b.tls,
         },
         ("broker", "add-host"): {"user": s.user},
+        ("api", "serve"): {"host": settings.api.host, "port": settings.api.port},
+        ("desk", "run"): {"host": settings.desk.host, "port": settings.desk.port},
     }
     return everywhere, per_command
 

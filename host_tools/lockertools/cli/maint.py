@@ -45,8 +45,8 @@ def _key_options(f: F) -> F:
                 "--db",
                 "db_path",
                 envvar="LOCKER_DB",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="The fleet database, for the key ($LOCKER_DB).",
+                help="The fleet database, for the key: a path (SQLite) or a URL, sqlite:///PATH or"
+                " postgresql+psycopg://USER@HOST/DB ($LOCKER_DB).",
             ),
         ]
     ):
@@ -73,7 +73,7 @@ def _link_options(f: F) -> F:
     return f
 
 
-def locker_key(locker_id: str, key_file: Path | None, flash_dir: Path | None, db_path: Path | None) -> bytes:
+def locker_key(locker_id: str, key_file: Path | None, flash_dir: Path | None, db_path: str | None) -> bytes:
     """The locker's key from one of the sources; a ClickException that says what to pass otherwise."""
     try:
         if key_file is not None:
@@ -83,18 +83,23 @@ def locker_key(locker_id: str, key_file: Path | None, flash_dir: Path | None, db
         if db_path is not None:
             from lockertools.service import db
 
-            conn = db.connect(db_path)
-            row = conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-            conn.close()
+            try:
+                conn = db.connect(db_path)  # a path or a URL (db.database_url), as `service run --db`
+            except db.Error as exc:
+                raise click.ClickException(f"{db.describe(db_path)}: {exc}") from None
+            try:
+                row = conn.execute("SELECT key_hex FROM lockers WHERE id = ?", (locker_id,)).fetchone()
+            finally:
+                conn.close()
             if row is None:
-                raise click.ClickException(f"locker {locker_id!r} is not in {db_path}")
+                raise click.ClickException(f"locker {locker_id!r} is not in {db.describe(db_path)}")
             return bytes.fromhex(row[0])
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read the locker's key: {exc}") from None
     raise click.UsageError("give the locker's key: --key-file, --flash or --db (or $LOCKER_DB)")
 
 
-def shared_seqs(db_path: Path | None, locker_id: str) -> SeqBlocks | None:
+def shared_seqs(db_path: str | None, locker_id: str) -> SeqBlocks | None:
     """Command seqs shared with the host service when its database is at hand and knows the locker
     (maint.SeqBlocks); None: the tool numbers by the clock."""
     if db_path is None:

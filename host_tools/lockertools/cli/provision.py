@@ -128,8 +128,8 @@ def _shared(f: Callable[..., Any]) -> Callable[..., Any]:
             "--db",
             "db_path",
             envvar="LOCKER_DB",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="The host service's fleet database [$LOCKER_DB].",
+            help="The host service's fleet database: a path (SQLite) or a URL, sqlite:///PATH or"
+            " postgresql+psycopg://USER@HOST/DB [$LOCKER_DB].",
         ),
         click.option(
             "--broker-dir",
@@ -276,7 +276,7 @@ def _options(
     "--efuse-keys",
     "efuse_keys_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="With --burn-efuses: where each board's flash encryption key is kept [efuse-keys/ beside --db].",
+    help="With --burn-efuses: where each board's flash encryption key is kept [efuse-keys/ beside a --db file].",
 )
 @_shared
 @click.pass_context
@@ -339,7 +339,13 @@ def _efuse_options(opts: Options, port: str, signing_key: Path | None, keys_dir:
 
     if signing_key is None:
         raise click.UsageError("--burn-efuses needs --signing-key PEM (the fleet's Secure Boot V2 signing key)")
-    keys = EfuseKeys(signing_key, keys_dir or opts.db_path.parent / "efuse-keys")
+    if keys_dir is None:
+        if "://" in str(opts.db_path):
+            raise click.UsageError(
+                "--burn-efuses with a database URL needs --keys-dir (no database file to keep them beside)"
+            )
+        keys_dir = Path(opts.db_path).parent / "efuse-keys"
+    keys = EfuseKeys(signing_key, keys_dir)
     if opts.dry_run:
         return {"efuse_keys": keys}
     try:

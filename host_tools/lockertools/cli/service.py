@@ -160,12 +160,20 @@ def run_cmd(
         db.set_setting(conn, _NOTIFY_URL, notify_url)
     lockers = conn.execute("SELECT count(*) FROM lockers").fetchone()[0]
     conn.close()
-    desk = settings_of(click.get_current_context()).desk
+    settings = settings_of(click.get_current_context())
+    if settings.messages.channels:
+        from lockertools.notify import TemplateError, Templates
+
+        try:
+            Templates.load(settings.messages.templates)  # refused here, before the service starts
+        except TemplateError as exc:
+            raise click.ClickException(f"residents' messages: {exc}") from None
     if password_file is not None:
         password: str | None = password_file.read_text().strip()
     else:
-        configured = settings_of(click.get_current_context()).service.password
+        configured = settings.service.password
         password = configured.value if configured is not None else None
+    api = settings.api
     from lockertools.service import logs
 
     logs.setup(logging.INFO if verbose else logging.WARNING, log_format)
@@ -183,7 +191,13 @@ def run_cmd(
         metrics_host=metrics_host or "127.0.0.1",
         metrics_port=metrics_port,
         watchdog=not no_watchdog,
-        desk=desk if desk.phone is not None else None,
+        incident_offline_s=settings.incidents.offline_after_min * 60,
+        webhook_timeout_s=api.webhook_timeout_s,
+        webhook_retry_min_s=api.webhook_retry_min_s,
+        webhook_retry_max_s=api.webhook_retry_max_s,
+        webhook_attempts=api.webhook_attempts,
+        messages=settings,
+        helpline=settings.town if settings.town.help_phone is not None else None,
     )
     try:
         run_service(config)
@@ -218,7 +232,7 @@ def _read_key(path: Path) -> bytes:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) -> None:
     """Register LOCKER_ID with its key and the door labels of its board (creates the database)."""
-    from lockertools.boards import validate
+    from lockertools.boards import door_sizes, validate
     from lockertools.flash import board_labels
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", locker_id):
@@ -226,10 +240,11 @@ def locker_add_cmd(db_path: str, locker_id: str, board: Path, key_file: Path) ->
     report = validate(board)
     if not report.ok:
         raise click.ClickException("board file has errors:\n" + "\n".join(str(e) for e in report.errors))
-    labels = board_labels(json.loads(board.read_text()))
+    doc = json.loads(board.read_text())
+    labels = board_labels(doc)
     conn = _open(db_path, create=True)
     with _fleet_errors():
-        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels)
+        fleet_db.add_locker(conn, locker_id, _read_key(key_file), labels, door_sizes(doc))
     click.echo(f"locker {locker_id} registered with {len(labels)} doors: {', '.join(labels)}")
 
 
@@ -462,6 +477,17 @@ def delivery_cli() -> None:
 @click.option("--item", type=click.Choice(fleet_db.ITEMS), default="parcel", show_default=True)
 @_DAYS
 @click.option("--contact", help="Who to notify when it is loaded (e-mail, phone, ...), for the hook.")
+@click.option("--name", "resident_name", help="The resident's name.")
+@click.option("--email", help="The resident's e-mail address.")
+@click.option("--phone", help="The resident's mobile number, for a text message.")
+@click.option(
+    "--language",
+    type=click.Choice(fleet_db.LANGUAGES),
+    default=fleet_db.LANGUAGES[0],
+    show_default=True,
+    help="The language the resident is told in.",
+)
+@click.option("--case", "case_ref", help="The town's case number (e-loket, appointment).")
 @click.option("--show-code", is_flag=True, help="Also print the resident's code (to hand it over by hand).")
 def delivery_prepare_cmd(
     db_path: str,
@@ -471,13 +497,19 @@ def delivery_prepare_cmd(
     item: str,
     days: float,
     contact: str | None,
+    resident_name: str | None,
+    email: str | None,
+    phone: str | None,
+    language: str,
+    case_ref: str | None,
     show_code: bool,
 ) -> None:
     """Prepare a delivery: staff type its number at the locker, which opens a free door that fits.
     Once the item is in, the service notifies the resident with the code."""
     conn = _open(db_path)
     with _fleet_errors():
-        issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact)
+        resident = fleet_db.Resident(resident_name, email, phone, language, case_ref)
+        issued = fleet_db.prepare_delivery(conn, locker_id, size, low, days, item, contact, resident)
     load_by = issued.expires - int(days * 86400)
     click.echo(
         f"delivery {issued.number} for {locker_id}: {item}, size {size}{', low door' if low else ''};"
@@ -485,8 +517,15 @@ def delivery_prepare_cmd(
     )
     if show_code:
         click.echo(f"resident's code {issued.code} (shown once)")
-    if db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None and not show_code:
-        click.echo("warning: no notification hook recorded (service run --notify-...): nobody gets the code", err=True)
+    from lockertools.cli.config import settings_of
+
+    no_hook = db.get_setting(conn, _NOTIFY_COMMAND) is None and db.get_setting(conn, _NOTIFY_URL) is None
+    if no_hook and not settings_of(click.get_current_context()).messages.channels and not show_code:
+        click.echo(
+            "warning: no notification hook recorded (service run --notify-...) and no residents' messages"
+            " (messages.channels): nobody gets the code",
+            err=True,
+        )
 
 
 @delivery_cli.command("list")
@@ -499,6 +538,7 @@ def delivery_list_cmd(db_path: str, locker_id: str | None) -> None:
         [
             str(d["id"]),
             d["locker_id"],
+            d["case_ref"] or "-",
             d["item"] or "-",
             fleet_db.describe_kind(d["kind"]),
             d["status"],
@@ -511,7 +551,7 @@ def delivery_list_cmd(db_path: str, locker_id: str | None) -> None:
     ]
     _table(
         rows,
-        ["number", "locker", "item", "kind", "status", "until", "contact", "notified", "loaded by"],
+        ["number", "locker", "case", "item", "kind", "status", "until", "contact", "notified", "loaded by"],
         empty="no deliveries",
     )
 

@@ -77,7 +77,8 @@ def sim_cli() -> None:
 @click.option("--heap", default=NET_HEAP, show_default=True, help="Each locker's MicroPython heap.")
 def web_cmd(board_path: Path, n_lockers: int, port: int, no_browser: bool, workdir: Path, heap: str) -> None:
     """The locker wall in a browser: broker, host service and simulated locker(s) on loopback, and a
-    web page with the doors, the keypad, the display and a staff panel. Ctrl-C stops everything."""
+    web page with the doors, the keypad and the display, and the staff desk beside them (logged in as
+    a demo account). Ctrl-C stops everything."""
     from lockertools.sim.web.server import run_web
 
     run_web(board_path, n_lockers, port, not no_browser, workdir, heap, say=say)

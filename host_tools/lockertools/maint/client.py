@@ -19,7 +19,7 @@ class SeqBlocks:
     and right after a service restart (whose reservation runs up to 10 minutes ahead of the clock) the
     locker refuses the tool's commands as replays."""
 
-    def __init__(self, db_path: Path, locker_id: str) -> None:
+    def __init__(self, db_path: str | Path, locker_id: str) -> None:
         self.db_path = db_path
         self.locker_id = locker_id
         self.blocks = 0  # how many blocks were reserved
@@ -36,7 +36,7 @@ class SeqBlocks:
                 self._next, self._end = first, first + db.SEQ_BLOCK - 1
                 self.blocks += 1
         except KeyError:
-            raise MaintError(f"locker {self.locker_id!r} is not in {self.db_path}") from None
+            raise MaintError(f"locker {self.locker_id!r} is not in {db.describe(self.db_path)}") from None
         finally:
             conn.close()
         seq = self._next

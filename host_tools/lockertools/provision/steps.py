@@ -30,7 +30,6 @@ import os
 import secrets as pysecrets
 import shutil
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -142,7 +141,7 @@ class SerialBoard:
 class Options:
     board: Path
     locker_id: str
-    db_path: Path
+    db_path: str | Path  # a path (SQLite) or a URL (db.database_url)
     broker_dir: Path | None  # the broker's set-up; None only for a dry run
     broker: str | None = None  # HOST:PORT the locker connects to (default: the broker set-up's)
     plain: bool = False  # plain MQTT instead of TLS (the broker's plain listener): a lab or loopback only
@@ -433,16 +432,21 @@ class Provisioner:
         except db.DatabaseMissing:
             raise ProvisionError(
                 "register",
-                f"no host database at {o.db_path}: give the service's (--db, or $LOCKER_DB); a new fleet's is "
-                "made by `lockerctl service run --db FILE` on first start",
+                f"no host database at {db.describe(o.db_path)}: give the service's (--db, or $LOCKER_DB); a new"
+                " fleet's is made by `lockerctl service run --db FILE` on first start",
             ) from None
-        except sqlite3.DatabaseError as exc:
-            raise ProvisionError("register", f"{o.db_path}: {exc}") from None
+        except db.Error as exc:
+            raise ProvisionError("register", f"{db.describe(o.db_path)}: {exc}") from None
         try:
             row = conn.execute("SELECT key_hex, doors_json FROM lockers WHERE id = ?", (lid,)).fetchone()
             if row is None:
                 key = pysecrets.token_bytes(32)
-                fleet_db.add_locker(conn, lid, key, labels)
+                import json
+
+                from lockertools.boards import door_sizes
+
+                sizes = door_sizes(json.loads(self.opts.board.read_text()))
+                fleet_db.add_locker(conn, lid, key, labels, sizes)
                 self.result.registered = "new"
             else:
                 import json
@@ -729,14 +733,15 @@ class Provisioner:
                     conn.close()
                 if row is not None and row[0] and (row[1] or 0) >= since - 1.0:
                     return time.monotonic() - t0
-            except sqlite3.Error:
+            except db.Error:
                 pass  # the service is writing: the next poll
             if time.monotonic() > deadline:
                 raise ProvisionError(
                     "boot",
                     f"{o.locker_id} did not come online within {o.online_timeout_s:g} s. Is the host service running "
-                    f"on {o.db_path} (`lockerctl service run`)? Can the board reach the broker (Wi-Fi name and "
-                    "password, the broker's address from the locker's network)? `lockerctl console` shows its log",
+                    f"on {db.describe(o.db_path)} (`lockerctl service run`)? Can the board reach the broker (Wi-Fi"
+                    " name and password, the broker's address from the locker's network)? `lockerctl console` shows"
+                    " its log",
                 )
             time.sleep(ONLINE_POLL_S)
 

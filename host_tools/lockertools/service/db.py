@@ -15,7 +15,9 @@ for tools that want one of their own.
 A `Connection` runs in autocommit mode: every write goes through `transaction()` (BEGIN IMMEDIATE on
 SQLite, BEGIN on PostgreSQL), so what is one transaction is visible in the code. Its `execute()`
 takes a SQLAlchemy statement or SQL text in the form both databases read, with `?` placeholders;
-rows answer to an index and to a column name, like sqlite3.Row.
+rows answer to an index and to a column name, like sqlite3.Row. The service's hot paths use `Query`
+(Core, compiled once, run on the driver: `run`, `run_many`) and `send()` (a write whose answer
+nobody reads goes with the next answered statement: one round trip on PostgreSQL).
 
 The service and the CLI use it from different processes. The service notices the other's commits
 through `data_version()` (SQLite: `PRAGMA data_version`; PostgreSQL: a NOTIFY that every change to a
@@ -33,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,9 @@ IntegrityError: tuple[type[Exception], ...] = (sa.exc.IntegrityError, sqlite3.In
 
 # PostgreSQL: the channel a commit that changed a locker's codes (or the lockers) notifies.
 CHANGES_CHANNEL = "lockers_changed"
+# PostgreSQL: the channel a commit that moved a locker's doors notifies, with the locker's id (the
+# staff desk's live door states listen to it).
+DOORS_CHANNEL = "doors_changed"
 
 
 class DatabaseMissing(FileNotFoundError):
@@ -188,6 +193,65 @@ class Result:
 _PLACEHOLDERS = re.compile(r"'[^']*'|\?|%")
 
 
+class Query:
+    """A SQLAlchemy Core statement for the service's hot paths, compiled once per database kind to the
+    driver's SQL (named parameters: `:name` for sqlite3, `%(name)s` for psycopg) and run on the driver
+    (`Connection.run`, `Connection.run_many`): SQLAlchemy builds and quotes it, but its per-statement
+    machinery (costlier than SQLite's own work on a small statement) runs once, not per execution.
+    `build(dialect)` gets "sqlite" or "postgresql" (for what differs: ON CONFLICT, greatest/max).
+    Parameters are plain values (no type processing): text, numbers, None; booleans become 0/1."""
+
+    def __init__(self, build: Callable[[str], sa.ClauseElement]) -> None:
+        self.build = build
+        self._compiled: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def compiled(self, conn: Connection) -> tuple[str, dict[str, Any]]:
+        """The driver's SQL and the values of the statement's own parameters (its literals: `+ 1`)."""
+        out = self._compiled.get(conn.dialect)
+        if out is None:
+            dialect: Any = conn.engine.dialect
+            if conn.sqlite:
+                dialect = type(dialect)(paramstyle="named")
+            compiled: Any = self.build(conn.dialect).compile(dialect=dialect)
+            own = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+            out = self._compiled[conn.dialect] = (str(compiled), own)
+        return out
+
+    def sql(self, conn: Connection) -> str:
+        return self.compiled(conn)[0]
+
+    def params(self, conn: Connection, given: dict[str, Any]) -> dict[str, Any]:
+        """The parameters for one execution: the statement's own, and the given ones (booleans as 0/1)."""
+        own = self.compiled(conn)[1]
+        plain = {k: int(v) if isinstance(v, bool) else v for k, v in given.items()}
+        return own | plain if own else plain
+
+
+def query(build: Callable[[str], sa.ClauseElement]) -> Query:
+    """Decorator: a module-level Query from its builder."""
+    return Query(build)
+
+
+def insert_ignoring(dialect: str, table: sa.Table, conflict: Sequence[sa.Column[Any]], **values: Any) -> sa.Insert:
+    """INSERT .. ON CONFLICT (conflict) DO NOTHING on either database (Core)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+
+
+def greatest_of(dialect: str) -> Any:
+    """The SQL function for the larger of its arguments (Core): max on SQLite, greatest on PostgreSQL."""
+    return sa.func.max if dialect == "sqlite" else sa.func.greatest
+
+
+def least_of(dialect: str) -> Any:
+    return sa.func.min if dialect == "sqlite" else sa.func.least
+
+
 def _driver_token(match: re.Match[str]) -> str:
     token = match.group(0)
     return "%s" if token == "?" else token.replace("%", "%%")
@@ -208,9 +272,13 @@ class Connection:
         self._driver_sql: dict[str, str] = {}  # SQL text with ? -> the driver's placeholders
         self.in_transaction = False
         self._changed = False  # a change to notify at commit (changed())
+        self._notified = False  # this transaction sent its NOTIFY already
+        self._pending: list[tuple[str, Any]] = []  # statements waiting to go (send())
+        self._binder: Any = None  # PostgreSQL: a psycopg ClientCursor, for its client-side binding
 
     @property
     def sa_connection(self) -> sa.Connection:
+        self.flush()  # what waits (a BEGIN, send()) goes before anything done on it
         return self._conn
 
     def _to_driver(self, sql: str) -> str:
@@ -230,20 +298,16 @@ class Connection:
 
     def execute(self, statement: str | sa.Executable, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
         if isinstance(statement, str):
-            cursor = self._driver.cursor()
-            try:
-                if params:
-                    args = params if isinstance(params, dict) else self._plain(params)
-                    cursor.execute(self._to_driver(statement), args)
-                else:
-                    cursor.execute(statement)  # no parameters: the text as it is (no placeholders)
-                return Result.of_cursor(cursor)
-            finally:
-                cursor.close()
+            if params:
+                args = params if isinstance(params, dict) else self._plain(params)
+                return self._answered(self._to_driver(statement), args)
+            return self._answered(statement, None)  # no parameters: the text as it is (no placeholders)
+        self.flush()
         return Result.of(self._conn.execute(statement, params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [self._plain(r) for r in rows]
+        self.flush()
         if batch:
             cursor = self._driver.cursor()
             try:
@@ -251,12 +315,122 @@ class Connection:
             finally:
                 cursor.close()
 
+    def run(self, statement: Query, params: dict[str, Any] | None = None) -> Result:
+        """A Query with named parameters, on the driver."""
+        return self._answered(statement.sql(self), statement.params(self, params or {}))
+
+    def send(self, statement: str | Query, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        """A statement whose answer nobody reads (a write, SAVEPOINT, NOTIFY). On PostgreSQL inside a
+        transaction it waits to go with the next statement that is answered (execute, run, RELEASE,
+        COMMIT): one round trip for all of them (`_together`), and an error of it is raised there.
+        Elsewhere it runs at once. ROLLBACK (TO) drops what waits."""
+        if self.sqlite or not self.in_transaction:
+            if isinstance(statement, Query):
+                self.run(statement, params if isinstance(params, dict) else None)
+            else:
+                self.execute(statement, params)
+            return
+        if isinstance(statement, Query):
+            self._pending.append((statement.sql(self), statement.params(self, dict(params or {}))))
+        elif params:
+            args = params if isinstance(params, dict) else self._plain(params)
+            self._pending.append((self._to_driver(statement), args))
+        else:
+            self._pending.append((statement, None))
+
+    def flush(self) -> None:
+        """Send what waits (send()) now, and raise its error if any."""
+        if self._pending:
+            self._pipelined(None, None)
+
+    def _answered(self, sql: str, args: Any) -> Result:
+        if self._pending:
+            return self._pipelined(sql, args)
+        cursor = self._driver.cursor()
+        try:
+            if args is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, args)
+            return Result.of_cursor(cursor)
+        finally:
+            cursor.close()
+
+    def _pipelined(self, sql: str | None, args: Any) -> Result:
+        """What waits (send()), then `sql` if any, in one round trip; the last statement's result."""
+        pending, self._pending = self._pending, []
+        results = self._together(pending if sql is None else [*pending, (sql, args)])
+        return results[-1] if sql is not None else Result(0, None, ())
+
+    def _together(self, statements: Sequence[tuple[str, Any]]) -> list[Result]:
+        """PostgreSQL: statements (driver SQL and parameters, or None) as ONE query message of the simple
+        protocol, their parameters bound on the client (psycopg's own quoting): one round trip and
+        one wake-up of the server process for all of them, where each statement on its own costs
+        both (psycopg's pipeline mode measured slower than this here). Inside a transaction block an
+        error stops the rest and is raised. Every statement's result, in order."""
+        if self._binder is None:
+            self._binder = psycopg.ClientCursor(self._driver)
+        bind = self._binder.mogrify
+        text = ";\n".join(sql if args is None else bind(sql, args) for sql, args in statements)
+        cursor = self._driver.cursor()
+        try:
+            cursor.execute(text)  # no parameters: the simple query protocol, several statements
+            results = [Result.of_cursor(cursor)]
+            while cursor.nextset():
+                results.append(Result.of_cursor(cursor))
+            return results
+        finally:
+            cursor.close()
+
+    def run_many(self, steps: Sequence[tuple[Query | str, Sequence[dict[str, Any]]]]) -> list[list[Result]]:
+        """Each Query once per parameter set, steps in order, and every result: on PostgreSQL all of it
+        in one round trip (with what waits; see `_together`: an error is raised at the end, and the
+        statements after it are not run), on SQLite a loop (in-process: a round trip costs nothing
+        there). A step that is SQL text (SAVEPOINT, RELEASE) runs once, without parameters (give it
+        `[{}]`)."""
+        out: list[list[Result]] = []
+        if self.sqlite:
+            for statement, rows in steps:
+                if isinstance(statement, str):
+                    out.append([self.execute(statement)])
+                else:
+                    out.append([self.run(statement, row) for row in rows])
+            return out
+        pending, self._pending = self._pending, []
+        statements: list[tuple[str, Any]] = []
+        for statement, rows in steps:
+            if isinstance(statement, str):
+                statements.append((statement, None))
+            else:
+                statements += [(statement.sql(self), statement.params(self, row)) for row in rows]
+        results = iter(self._together([*pending, *statements])[len(pending) :])
+        for statement, rows in steps:
+            out.append([next(results) for _ in range(1 if isinstance(statement, str) else len(rows))])
+        return out
+
     def changed(self) -> None:
         """This transaction changed a locker's codes or the lockers: wake the service's sync at commit
         (in this process at once; on PostgreSQL, other processes through NOTIFY)."""
+        if not self.sqlite and not self._notified:
+            self.send(f"NOTIFY {CHANGES_CHANNEL}")  # delivered at commit, and only if it commits
+            self._notified = self.in_transaction  # one per transaction is enough
         self._changed = True
-        if not self.sqlite:
-            self.execute(f"NOTIFY {CHANGES_CHANNEL}")  # delivered at commit, and only if it commits
+
+    def rollback_to(self, savepoint: str) -> None:
+        """ROLLBACK TO a savepoint (a NOTIFY sent after it is undone too: the next change sends another)."""
+        mark = (f"SAVEPOINT {savepoint}", None)
+        if mark in self._pending:  # not sent yet: what came before it still goes, what came after does not
+            del self._pending[len(self._pending) - self._pending[::-1].index(mark) :]
+        else:
+            self._pending.clear()
+        self.execute(f"ROLLBACK TO {savepoint}")
+        self._notified = False
+
+    def doors_changed(self, locker_id: str) -> None:
+        """This transaction moved a door of `locker_id`: PostgreSQL tells DOORS_CHANNEL's listeners at
+        commit (SQLite's readers see the commit in `data_version`)."""
+        if not self.sqlite:  # sent with the next statement (or the COMMIT): no round trip of its own
+            self.send("SELECT pg_notify(?, ?)", (DOORS_CHANNEL, locker_id))
 
     def backend_pid(self) -> int | None:
         """PostgreSQL: this connection's server process (what a NOTIFY it sends carries)."""
@@ -427,18 +601,30 @@ def _alembic_upgrade(conn: Connection, head: str) -> None:
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Connection]:
     """BEGIN (IMMEDIATE on SQLite: the write lock at once) ... COMMIT, or ROLLBACK on an exception."""
-    conn.execute("BEGIN IMMEDIATE" if conn.sqlite else "BEGIN")
     conn.in_transaction = True
-    conn._changed = False
+    conn._changed = conn._notified = False
+    if conn.sqlite:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn._pending.append(("BEGIN", None))  # goes with the transaction's first answered statement
     try:
         yield conn
     except BaseException:
         conn.in_transaction = False
-        conn._changed = False
+        conn._changed = conn._notified = False
+        conn._pending.clear()
         conn.execute("ROLLBACK")
         raise
     conn.in_transaction = False
-    conn.execute("COMMIT")
+    conn._notified = False
+    try:
+        conn.execute("COMMIT")  # with what waits (send()): an error there leaves nothing committed
+    except Error:
+        conn._changed = False
+        conn._pending.clear()
+        with suppress(*Error):
+            conn.execute("ROLLBACK")
+        raise
     if conn._changed:
         conn._changed = False
         with _listeners_lock:
@@ -482,8 +668,12 @@ class CommandSeqs:
     """Command sequence numbers as `next_command_seq` hands them out (max(last + 1, ms since the
     epoch), strictly increasing per locker), with one database write per locker every 10 minutes
     instead of one per command (the service sends an ack for nearly every event). The stored top is
-    read on every take: a technician's tool that reserved a block above it (reserve_seq_block) moves
-    the service's numbers past that block.
+    read again before a take whenever another process may have moved it: a technician's tool that
+    reserved a block above it (reserve_seq_block) moves the service's numbers past that block. With
+    no `outside` counter that is every take (a primary-key lookup; SQLite: in-process). With one (the
+    service on PostgreSQL: the count of NOTIFYs from other processes, which reserve_seq_block sends
+    at commit) it is when the counter moved, or after `stale(locker)` (this process moved the top:
+    a locker's status reported a higher seq), so an ack costs no round trip.
 
     The database holds the top of each locker's reservation (`last_cmd_seq`, SEQ_RESERVE_MS above the
     seq that opened it), written before any seq of it is used; the seqs themselves come from memory.
@@ -492,25 +682,33 @@ class CommandSeqs:
     (the caller publishes only after it commits) or on its own (autocommit) otherwise; after a
     rollback call `forget()`, and the next `take()` reads and reserves again."""
 
-    def __init__(self, reserve_ms: int = SEQ_RESERVE_MS) -> None:
+    def __init__(self, reserve_ms: int = SEQ_RESERVE_MS, outside: Callable[[], int] | None = None) -> None:
         self.reserve_ms = reserve_ms
+        self.outside = outside
         self.writes = 0
+        self.reads = 0
         self._last: dict[str, int] = {}  # the last seq handed out (kept over forget(): never reused)
         self._top: dict[str, int] = {}  # the reservation's top, as stored
+        self._read_at: dict[str, int] = {}  # the `outside` count when the top was last read or written
 
     def take(self, conn: Connection, locker_id: str) -> int:
         top = self._top.get(locker_id)
         last = self._last.get(locker_id, 0)
-        # Read every time (a primary-key lookup): a stored top above ours is a block a technician's tool
-        # reserved (reserve_seq_block), and our numbers go on above it.
-        stored = stored_seq_top(conn, locker_id)
-        if top is None or stored > top:
-            top = stored
-            last = max(last, stored)
+        count = None if self.outside is None else self.outside()
+        if top is None or count is None or self._read_at.get(locker_id) != count:
+            # A stored top above ours is a block a technician's tool reserved (reserve_seq_block), or a
+            # seq a locker reported (its status's cseq): our numbers go on above it.
+            stored = stored_seq_top(conn, locker_id)
+            self.reads += 1
+            if count is not None:
+                self._read_at[locker_id] = count
+            if top is None or stored > top:
+                top = stored
+                last = max(last, stored)
         seq = max(last + 1, int(time.time() * 1000))
         if seq > top:
             top = seq + self.reserve_ms
-            conn.execute(
+            conn.send(
                 f"UPDATE lockers SET last_cmd_seq = {greatest(conn)}(last_cmd_seq, ?) WHERE id = ?",
                 (top, locker_id),
             )
@@ -521,6 +719,11 @@ class CommandSeqs:
     def forget(self) -> None:
         """A transaction that may have held reservations was rolled back: read them again."""
         self._top.clear()
+        self._read_at.clear()
+
+    def stale(self, locker_id: str) -> None:
+        """This process may have moved the locker's stored top: read it before the next take."""
+        self._read_at.pop(locker_id, None)
 
 
 SEQ_BLOCK = 100_000  # a technician's tool reserves this many command seqs at a time
@@ -544,6 +747,7 @@ def reserve_seq_block(conn: Connection, locker_id: str, n: int = SEQ_BLOCK) -> i
     with transaction(conn):
         first = max(stored_seq_top(conn, locker_id) + 1, int(time.time() * 1000))
         conn.execute("UPDATE lockers SET last_cmd_seq = ? WHERE id = ?", (first + n - 1, locker_id))
+        conn.changed()  # the service (CommandSeqs with an `outside` count) reads the top again
     return first
 
 
@@ -630,14 +834,15 @@ def libpq_url(url: sa.URL) -> str:
 
 
 class ChangeListener:
-    """PostgreSQL: LISTEN for CHANGES_CHANNEL on a connection of its own. `fileno()` turns readable
-    when a notification arrives; `drain()` reads them and returns how many."""
+    """PostgreSQL: LISTEN for CHANGES_CHANNEL (or another channel) on a connection of its own.
+    `fileno()` turns readable when a notification arrives; `drain()` reads them and returns how
+    many, `drain_payloads()` returns their payloads."""
 
-    def __init__(self, url: sa.URL, ignore_pid: int | None = None) -> None:
+    def __init__(self, url: sa.URL, ignore_pid: int | None = None, channel: str = CHANGES_CHANNEL) -> None:
         import psycopg
 
         self._pg = psycopg.connect(libpq_url(url), autocommit=True)
-        self._pg.execute(f"LISTEN {CHANGES_CHANNEL}")
+        self._pg.execute(f"LISTEN {channel}")
         self.ignore_pid = ignore_pid  # the listener's own process's connection: its commits wake it already
         self.count = 0
 
@@ -652,6 +857,16 @@ class ChangeListener:
             got += note.be_pid != self.ignore_pid
         self.count += got
         return got
+
+    def drain_payloads(self) -> list[str]:
+        pgconn = self._pg.pgconn
+        pgconn.consume_input()
+        payloads = []
+        while (note := pgconn.notifies()) is not None:
+            if note.be_pid != self.ignore_pid:
+                payloads.append(note.extra.decode())
+        self.count += len(payloads)
+        return payloads
 
     def close(self) -> None:
         self._pg.close()

@@ -11,5 +11,6 @@ from lockertools.service.fleet.codes import *  # noqa: F403
 from lockertools.service.fleet.common import *  # noqa: F403
 from lockertools.service.fleet.deliveries import *  # noqa: F403
 from lockertools.service.fleet.lockers import *  # noqa: F403
+from lockertools.service.fleet.reports import *  # noqa: F403
 from lockertools.service.fleet.requests import *  # noqa: F403
 from lockertools.service.fleet.staff import *  # noqa: F403

@@ -9,8 +9,9 @@ Tasks (one asyncio loop, so database work never interleaves):
   the inbox, and run the sender (sender.py: at most `max_inflight` publishes awaiting PUBACK, sync
   commands first, acks coalesced per locker); on any broker trouble, reconnect with backoff, forever;
 - the processor: takes messages in batches (up to `batch_max` or `batch_s`), applies them in ONE
-  transaction (a savepoint per message: a bad one costs only itself), then, once committed, hands
-  the acks and sync commands that came out of it to the sender;
+  transaction (a savepoint per message, or per run of door events, which is redone one by one if it
+  fails: a bad one costs only itself), then, once committed, hands the acks and sync commands that
+  came out of it to the sender;
 - the poller: woken by a commit that changed a locker's codes (in this process: db.on_change; on
   PostgreSQL from any process: LISTEN/NOTIFY), else every `poll_s`, when `PRAGMA data_version`
   (SQLite) tells whether another process (the CLI) wrote the database; the lockers whose host
@@ -22,6 +23,8 @@ Tasks (one asyncio loop, so database work never interleaves):
   went online/offline `flap_changes` times within `flap_window_s`);
 - the notifier: hands due notifications to the hook (in a thread), records failures and retries
   them with a growing delay; a `loaded` notification's held plain code is deleted once it went;
+- the webhook sender (api/webhooks.py): POSTs the queued delivery events to the webhooks the town's
+  systems registered, signed, one at a time per webhook in order, failures retried with a growing delay;
 - the watchdog (under systemd, sdnotify.py): WATCHDOG=1 while every loop above is healthy (each
   checks in as it goes round; the processor only while messages wait), READY=1 once first connected
   and subscribed; and the health endpoint and metrics (metrics.py), when configured.
@@ -36,22 +39,28 @@ import logging
 import os
 import random
 import signal
+import socket
 import ssl
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from lockertools.config import DeskSettings
-from lockertools.desk import command_args as desk_args
-from lockertools.service import db, fleet_db, ingest, sdnotify
+from lockertools import helpline
+from lockertools.api.webhooks import SenderOptions, WebhookSender
+from lockertools.config import Settings, TownSettings
+from lockertools.notify.held import purge_contacts, release_held_code
+from lockertools.service import db, fleet_db, incidents, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
 from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
+
+if TYPE_CHECKING:
+    from lockertools.notify.outbox import Outbox
 
 log = logging.getLogger("lockertools.service")
 
@@ -60,6 +69,9 @@ MAX_SYNC_FAILURES = 5  # errors in a row before a locker's sync waits for its ne
 # echoes the status's clock challenge (docs/protocol.md, "The clock"): it sets a clock that runs
 # ahead too, which refuses every other command as expired.
 CLOCK_SLACK_S = 5
+# A message within this long of the last batch's end is taken for part of a burst: the processor
+# gathers more for its batch (a millisecond at a time, up to batch_s) instead of committing it alone.
+BURST_GAP_S = 0.002
 
 
 class ServiceError(Exception):
@@ -100,9 +112,14 @@ class ServiceConfig:
     notify_timeout_s: float = 10.0
     notify_retry_min_s: float = 30.0
     notify_retry_max_s: float = 3600.0
-    # The desk's phone and hours ([desk] in the configuration file): sent to every locker whose status
-    # holds other ones (a `desk` command, renewed daily). None: nothing is sent.
-    desk: DeskSettings | None = None
+    # Residents' messages (lockertools/notify): the configuration file's settings; None, or no
+    # messages.channels: the hook only. The outbox looks for due messages every `messages_poll_s`.
+    messages: Settings | None = None
+    messages_poll_s: float = 0.2
+    # The lockers' help line: [town]'s help_phone and the desk's hours (lockertools.helpline), sent
+    # to every locker whose status holds other ones (a `desk` command, renewed daily). None: nothing
+    # is sent.
+    helpline: TownSettings | None = None
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
     # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
     # as flapping: two clients with its password take its session from each other at every login, and
@@ -110,6 +127,8 @@ class ServiceConfig:
     # passes without a change. A locker that reconnects now and then changes twice per reconnect.
     flap_changes: int = 10
     flap_window_s: float = 600.0
+    # A locker offline (its last will) for longer than this since it was last seen opens an incident.
+    incident_offline_s: float = incidents.DEFAULT_OFFLINE_S
     # The health endpoint and Prometheus metrics (metrics.py); None: not served.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -117,6 +136,14 @@ class ServiceConfig:
     watchdog: bool = True
     loop_stall_s: float = 60.0
     lease_retry_s: float = 1.0  # a service waiting for the database's lease tries again this often
+    # The webhooks of the town's API (api/webhooks.py): queued events looked for every webhook_poll_s,
+    # a failed request retried after webhook_retry_min_s, doubling up to webhook_retry_max_s, given up
+    # after webhook_attempts.
+    webhook_poll_s: float = 1.0
+    webhook_timeout_s: float = 10.0
+    webhook_retry_min_s: float = 30.0
+    webhook_retry_max_s: float = 3600.0
+    webhook_attempts: int = 12
 
 
 @dataclass
@@ -176,7 +203,9 @@ class Service:
         self.config = config
         self.counters = Counters()
         self.connected = asyncio.Event()
+        self.mqtt: aiomqtt.Client | None = None  # the broker connection, while there is one
         self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._last_batch_end = 0.0  # monotonic: when the processor last finished a batch
         self._sync: dict[str, LockerSync] = {}
         self._keys = ingest.KeyRing()
         self._conn: db.Connection | None = None
@@ -185,11 +214,21 @@ class Service:
         self._listener: db.ChangeListener | None = None
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
+        self.outbox: Outbox | None = None  # residents' messages (lockertools.notify: the service extra)
         self.systemd = sdnotify.Notifier()
         self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_port: int | None = None  # the port actually bound (config.metrics_port 0: any)
         self.watchdog_skipped = 0  # WATCHDOG=1 held back because a loop had stalled
+        self.webhooks = WebhookSender(
+            SenderOptions(
+                poll_s=config.webhook_poll_s,
+                timeout_s=config.webhook_timeout_s,
+                retry_min_s=config.webhook_retry_min_s,
+                retry_max_s=config.webhook_retry_max_s,
+                attempts=config.webhook_attempts,
+            )
+        )
         self.sender = Sender(
             self._sign_ack,
             window=config.max_inflight,
@@ -237,6 +276,9 @@ class Service:
                     self._wake.set()
 
             loop.add_reader(listener.fileno(), notified)
+            # The stored seq tops are read again only when another process committed a change (a
+            # technician's tool reserving seqs notifies): an ack costs no round trip to the server.
+            self._seqs.outside = self._outside_commits
         try:
             self._keys.reload(self._conn)
             for row in self._conn.execute("SELECT id, host_rev FROM lockers"):
@@ -247,6 +289,16 @@ class Service:
             if not command and not url:
                 command, url = db.get_setting(self._conn, "notify_command"), db.get_setting(self._conn, "notify_url")
             self.notifier = make_notifier(command, url, self.config.notify_timeout_s)
+            messages = self.config.messages
+            if messages is not None and messages.messages.channels:
+                from lockertools.notify.outbox import Outbox
+                from lockertools.notify.templates import TemplateError
+
+                try:
+                    self.outbox = Outbox(messages, hook=self.notifier is not None)
+                except (TemplateError, ValueError) as exc:
+                    raise ServiceError(f"residents' messages: {exc}") from None
+                self.outbox.recover(self._conn)
             web = None
             if self.config.metrics_port is not None:
                 from lockertools.service import metrics
@@ -261,13 +313,15 @@ class Service:
                 log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
             try:
                 now = time.monotonic()
-                self._beats = dict.fromkeys(("poller", "notifier", "processor"), now)
+                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks", "messages"), now)
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = [
                         tasks.create_task(self._connection_loop()),
                         tasks.create_task(self._processor()),
                         tasks.create_task(self._poller()),
                         tasks.create_task(self._notifications()),
+                        tasks.create_task(self.webhooks.run(self.conn, lambda: self._beat("webhooks"))),
+                        tasks.create_task(self._messages()),
                     ]
                     tasks.create_task(self._watchdog())
             finally:
@@ -279,8 +333,17 @@ class Service:
                 loop.remove_reader(self._listener.fileno())
                 self._listener.close()
                 self._listener = None
+                self._seqs.outside = None
             self._conn.close()
             self._conn = None
+
+    def _outside_commits(self) -> int:
+        """How many NOTIFYs other processes' commits sent (read from the listener's socket now)."""
+        listener = self._listener
+        assert listener is not None
+        if listener.drain():
+            self._wake.set()  # the poller's reader callback will find nothing left to drain
+        return listener.count
 
     @property
     def conn(self) -> db.Connection:
@@ -364,6 +427,9 @@ class Service:
             tls_context=tls,
             timeout=self.config.mqtt_timeout_s,  # connect and subscribe; publishes wait as the sender says
             max_inflight_messages=self.config.max_inflight,
+            # A command right after a PUBACK (two small writes) would wait for the broker's delayed
+            # ACK of the first under Nagle (paho does not set it; the firmware and mosquitto do).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # The sender bounds the publishes; aiomqtt would warn from 10 pending calls on.
         client.pending_calls_threshold = self.config.max_inflight + 10
@@ -374,6 +440,7 @@ class Service:
         while True:
             try:
                 async with self._client() as client:
+                    self.mqtt = client
                     await client.subscribe([(f"lockers/+/{kind}", 1) for kind in ingest.KINDS])
                     self.counters.connects += 1
                     self.connected.set()
@@ -387,6 +454,7 @@ class Service:
                 log.warning("broker connection: %s; retrying in %.1f s", exc, delay)
             finally:
                 self.connected.clear()
+                self.mqtt = None
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.config.reconnect_max_s)
 
@@ -413,11 +481,14 @@ class Service:
             self._beat("processor")
             batch = [await self._inbox.get()]
             deadline = time.monotonic() + self.config.batch_s
-            # Gather while messages keep coming (a burst from many lockers: one commit for all of them);
-            # a lone message waits about a millisecond at most.
+            # Gather while messages keep coming (a burst from many lockers: one commit for all of them),
+            # waiting a millisecond at a time for more. A message after a quiet spell (a reply to a
+            # sync command) does not wait for the timer: one turn of the loop lets the pump hand over
+            # what the broker's connection already holds.
+            burst = not self._inbox.empty() or time.monotonic() - self._last_batch_end < BURST_GAP_S
             while len(batch) < self.config.batch_max and time.monotonic() < deadline:
                 if self._inbox.empty():
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.001 if burst else 0)
                     if self._inbox.empty():
                         break
                 batch.append(self._inbox.get_nowait())
@@ -429,6 +500,7 @@ class Service:
                 self._seqs.forget()
                 log.exception("database error; %d messages dropped unacknowledged", len(batch))
             self.counters.busy_s += time.perf_counter() - began
+            self._last_batch_end = time.monotonic()
             self._beat("processor")
 
     def _process(self, batch: list[aiomqtt.Message]) -> None:
@@ -439,6 +511,10 @@ class Service:
         out: list[tuple[str, bytes]] = []
         self.counters.batches += 1
         with db.transaction(conn):
+            # Door events (most of what lockers send) are recorded a run at a time: a few statements for
+            # the run, one round trip on PostgreSQL. Any other message ends the run first, so the
+            # database sees every message in the order it came.
+            run: list[tuple[ingest.Incoming, str]] = []
             for message in batch:
                 self.counters.messages += 1
                 payload = message.payload
@@ -450,15 +526,12 @@ class Service:
                     self.counters.rejected[exc.reason] += 1
                     log.warning("rejected message on %s: %s", message.topic, exc, extra=_locker_of(message))
                     continue
-                conn.execute("SAVEPOINT message")
-                try:
-                    self._apply(incoming, now, acks, touched, out)
-                except Exception:
-                    conn.execute("ROLLBACK TO message")
-                    self._seqs.forget()
-                    self.counters.errors += 1
-                    log.exception("could not apply a message on %s", message.topic, extra=_locker_of(message))
-                conn.execute("RELEASE message")
+                if incoming.kind == "events" and ingest.is_door_event(incoming.msg):
+                    run.append((incoming, str(message.topic)))
+                    continue
+                self._record_run(run, now, acks, touched, out)
+                self._apply_alone(incoming, str(message.topic), now, acks, touched, out)
+            self._record_run(run, now, acks, touched, out)
             for locker_id in touched:
                 out.extend(self._advance(locker_id, now))
         # Committed: now the acks may go (signed when they leave, coalesced per locker) and the commands.
@@ -466,6 +539,68 @@ class Service:
             self.sender.ack(locker_id, seqs)
         for topic, wire in out:
             self.sender.command(topic, wire)
+
+    def _apply_alone(
+        self,
+        incoming: ingest.Incoming,
+        topic: str,
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """One message in a savepoint of its own: one that raises costs only itself (rolled back,
+        not acknowledged: the locker sends it again)."""
+        conn = self.conn
+        conn.send("SAVEPOINT message")
+        try:
+            self._apply(incoming, now, acks, touched, out)
+            conn.execute("RELEASE message")  # with the message's writes that wait (db.Connection.send)
+        except Exception:
+            conn.rollback_to("message")
+            conn.execute("RELEASE message")
+            self._seqs.forget()
+            self.counters.errors += 1
+            log.exception("could not apply a message on %s", topic, extra={"locker": incoming.locker_id})
+
+    def _record_run(
+        self,
+        run: list[tuple[ingest.Incoming, str]],
+        now: float,
+        acks: dict[str, list[int]],
+        touched: set[str],
+        out: list[tuple[str, bytes]],
+    ) -> None:
+        """Record a run of door events together (ingest.record_door_events), in a savepoint; if that
+        fails, each of them alone, as any other message."""
+        if not run:
+            return
+        events = [(incoming.locker_id, incoming.msg) for incoming, _ in run]
+        conn = self.conn
+        try:
+            new = ingest.record_door_events(conn, events, now, savepoint="door_events")
+        except db.Error:
+            conn.rollback_to("door_events")
+            conn.execute("RELEASE door_events")
+            log.exception("could not record %d door events together; recording them one by one", len(run))
+            for incoming, topic in run:
+                self._apply_alone(incoming, topic, now, acks, touched, out)
+        else:
+            for (lid, msg), was_new in zip(events, new, strict=True):
+                self._event_recorded(lid, msg, was_new, acks)
+        run.clear()
+
+    def _event_recorded(self, lid: str, msg: dict[str, Any], new: bool, acks: dict[str, list[int]]) -> None:
+        """After an event was recorded (new) or found recorded already (a duplicate delivery)."""
+        if new:
+            self.counters.events += 1
+            ev = msg["ev"]
+            if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
+                n = ev.get("n")
+                self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+        else:
+            self.counters.duplicates += 1
+        acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
 
     def _apply(
         self,
@@ -478,27 +613,22 @@ class Service:
         lid, msg = incoming.locker_id, incoming.msg
         state = self.sync_state(lid)
         if incoming.kind == "events":
-            if ingest.apply_event(self.conn, lid, msg, now):
-                self.counters.events += 1
-                ev = msg["ev"]
-                if ev.get("k") == "refused":  # n: refusals of that reason since the locker's last such event
-                    n = ev.get("n")
-                    self.counters.locker_refusals[str(ev.get("r"))] += n if ingest._is_int(n) and n > 0 else 1
+            new = ingest.apply_event(self.conn, lid, msg, now)
+            if new and not ingest.is_door_event(msg):
                 touched.add(lid)  # a pickup deletes its code from the locker's store: sync now, not at the next status
-            else:
-                self.counters.duplicates += 1
-            acks.setdefault(lid, []).append(msg["seq"])  # duplicates too: the first ack may be lost
+            self._event_recorded(lid, msg, new, acks)
         elif incoming.kind == "status":
             ingest.apply_status(self.conn, lid, msg, now)
+            self._seqs.stale(lid)  # its cseq may have moved the stored top
             was_online, state.online = state.online, bool(msg["online"])
             self._watch_connection(lid, state, now)
             if state.online:
                 state.blocked, state.failures = None, 0
                 if clock_off(msg.get("t"), now):
                     out.append(self._set_clock(lid, msg.get("nonce"), now))
-                desk = self.config.desk
-                if desk is not None and isinstance(msg.get("desk"), str):  # older firmware has no desk
-                    args = desk_args(desk.phone, desk.hours, desk.timezone, now)
+                town = self.config.helpline
+                if town is not None and isinstance(msg.get("desk"), str):  # older firmware has no desk
+                    args = helpline.command_args(town.help_phone, town.desk_hours, town.timezone, now)
                     if msg["desk"] != args["tag"]:
                         out.append(self._set_desk(lid, args, now))
                 if not was_online and state.outstanding is not None:
@@ -548,7 +678,8 @@ class Service:
         state = self.sync_state(lid)
         pending = state.outstanding
         tx = msg["tx"]
-        if self._on_request_reply(lid, tx, msg, now):
+        # The sync command in flight has its own tx: only another reply can be a request's.
+        if (pending is None or pending.tx != tx) and self._on_request_reply(lid, tx, msg, now):
             return
         if pending is None or pending.tx != tx:
             self._close_command(lid, tx, "ok" if msg["ok"] else "failed", msg.get("error"))
@@ -563,7 +694,7 @@ class Service:
                 out.append(self._send(lid, pending.rest[0], pending.rest[1:], now))
                 return
             if rev is not None:
-                self.conn.execute("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
+                self.conn.send("UPDATE lockers SET locker_rev = ?, snap = 0 WHERE id = ?", (rev, lid))
             return
         error = str(msg.get("error"))
         self._close_command(lid, tx, "failed", error)
@@ -571,7 +702,7 @@ class Service:
         state.failures += 1
         log.warning("locker %s refused %s: %s", lid, pending.planned.op, error, extra={"locker": lid})
         if error == "revision_mismatch" and ingest._is_int(msg.get("rev")):
-            self.conn.execute("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
+            self.conn.send("UPDATE lockers SET locker_rev = ? WHERE id = ?", (msg["rev"], lid))
         elif error != "snapshot_order":
             state.blocked = error  # capacity, bad_args, safe_mode...: wait for the locker's next status
         if state.failures >= MAX_SYNC_FAILURES:
@@ -603,7 +734,7 @@ class Service:
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, planned.op, planned.args, tx)
         self.sync_state(lid).outstanding = Outstanding(tx, planned, rest, seq, time.monotonic())
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, 'sent', ?, ?)",
             (lid, tx, seq, planned.op, now, now),
@@ -616,7 +747,7 @@ class Service:
         sync command (none waits for it): its reply only closes its record."""
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, "time", {"nonce": nonce} if isinstance(nonce, str) else {}, tx)
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, 'time', 'sent', ?, ?)",
             (lid, tx, seq, now, now),
@@ -630,7 +761,7 @@ class Service:
         command either; the next status shows whether it took them."""
         tx = uuid.uuid4().hex[:12]
         seq, wire = self._command(lid, "desk", args, tx)
-        self.conn.execute(
+        self.conn.send(
             "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
             " VALUES (?, ?, ?, 'desk', 'sent', ?, ?)",
             (lid, tx, seq, now, now),
@@ -640,7 +771,7 @@ class Service:
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:
-        self.conn.execute(
+        self.conn.send(
             "UPDATE commands SET state = ?, detail = ?, updated_at = ?"
             " WHERE locker_id = ? AND tx = ? AND state = 'sent'",
             (state, detail, time.time(), lid, tx),
@@ -687,6 +818,7 @@ class Service:
                         changed = fleet_db.expire_codes(conn, now) > 0 or changed
                         fleet_db.queue_reminders(conn, now)
                         self._settle_flaps(now)
+                        incidents.check(conn, now, self.config.incident_offline_s)
                         next_expiry = now + 30.0
                     if changed:
                         seen = version
@@ -696,6 +828,9 @@ class Service:
                             if state.host_rev != int(row[1]):
                                 state.host_rev = int(row[1])
                                 out.extend(self._advance(row[0], now))
+            for topic, wire in out:  # committed: the sync commands go before anything else is looked at
+                self.sender.command(topic, wire)
+            out = []
             try:
                 out.extend(self._resend_overdue(now))
                 out.extend(self._send_requests(now))
@@ -787,7 +922,7 @@ class Service:
         if row is None:
             return False
         if row["state"] in ("queued", "sent", "expired"):
-            self.conn.execute(
+            self.conn.send(
                 "UPDATE requests SET state = ?, reply_json = ?, done_at = ? WHERE id = ?",
                 ("ok" if msg["ok"] else "failed", json.dumps(msg), now, row["id"]),
             )
@@ -863,10 +998,7 @@ class Service:
                     (attempts, now, row["id"]),
                 )
                 if row["kind"] == "loaded":
-                    conn.execute("DELETE FROM held_codes WHERE code_id = ?", (row["code_id"],))
-                    conn.execute(
-                        "UPDATE codes SET notify_state = 'sent', notify_error = NULL WHERE id = ?", (row["code_id"],)
-                    )
+                    release_held_code(conn, int(row["code_id"]), hook=False, outbox=self.outbox is not None)
                 return
             self.counters.notify_failures += 1
             delay = min(self.config.notify_retry_max_s, self.config.notify_retry_min_s * 2 ** (attempts - 1))
@@ -882,6 +1014,24 @@ class Service:
             "notification %d (%s) failed: %s; retry in %.0f s", row["id"], row["kind"], error, delay,
             extra={"locker": row["locker_id"]},
         )  # fmt: skip
+
+    async def _messages(self) -> None:
+        """Residents' messages (lockertools/notify/outbox.py): plan and send what is due; once an hour,
+        delete the contact details whose retention ended (docs/privacy.md)."""
+        purged_at = 0.0
+        while True:
+            await asyncio.sleep(self.config.messages_poll_s)
+            self._beat("messages")
+            try:
+                if self.outbox is not None:
+                    await self.outbox.run_once(self.conn, lambda: self._beat("messages"))
+                if time.monotonic() - purged_at >= self.config.housekeeping_s:
+                    purged_at = time.monotonic()
+                    days = (self.config.messages or Settings()).messages.contact_retention_days
+                    if purged := purge_contacts(self.conn, time.time(), days):
+                        log.info("deleted the contact details of %d ended deliveries", purged)
+            except db.Error:
+                log.exception("database error while sending residents' messages")
 
 
 def _locker_of(message: aiomqtt.Message) -> dict[str, str]:

@@ -205,3 +205,266 @@ connection_flaps = sa.Table(
     sa.Column("ended_at", Time),  # NULL: still flapping
 )
 sa.Index("connection_flaps_open", connection_flaps.c.locker_id, connection_flaps.c.ended_at)
+
+# --- deliveries: the resident and the town's case --------------------------------------------------
+# A delivery's row in codes holds what the locker needs; this one what people need: whom it is for,
+# how to reach them, in which language, and the town's own case number (e-loket, appointments).
+# The contact fields are personal data: they are blanked `contact_purged_at` (privacy retention).
+delivery_details = sa.Table(
+    "delivery_details",
+    metadata,
+    sa.Column("code_id", Id, sa.ForeignKey("codes.id"), primary_key=True, autoincrement=False),
+    sa.Column("case_ref", sa.Text),  # the town's case number
+    sa.Column("resident_name", sa.Text),
+    sa.Column("email", sa.Text),
+    sa.Column("phone", sa.Text),
+    sa.Column("language", sa.Text, nullable=False, server_default=sa.text("'nl'")),
+    sa.Column("source", sa.Text, nullable=False, server_default=sa.text("'cli'")),  # cli, desk, api
+    sa.Column("created_by", sa.Text),  # a staff account or an API token's name
+    sa.Column("contact_purged_at", Time),
+    sa.CheckConstraint("language IN ('nl', 'fr', 'en')", name="delivery_details_language"),
+)
+sa.Index("delivery_details_case", delivery_details.c.case_ref)
+# --- incidents: what needs a person (service/incidents.py) -----------------------------------------
+
+INCIDENT_STATES = ("new", "in_progress", "resolved")
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("door", sa.Text),  # a label; NULL: the whole locker (or a lock board: subject)
+    # what it is about within the locker, part of the dedup key: the door label, "board 3", or ""
+    sa.Column("subject", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("cause", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'new'")),
+    sa.Column("opened_at", Time, nullable=False),
+    sa.Column("event_seq", Big),  # the event that opened it; NULL: a periodic check did
+    sa.Column("last_seq", Big),  # the latest event that opened or repeated it
+    sa.Column("last_at", Time, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False, server_default=sa.text("1")),  # occurrences while open
+    sa.Column("detail", sa.Text),
+    sa.Column("handled_by", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("resolved_at", Time),
+    sa.Column("resolved_by", sa.Text),  # 'auto' or a staff account name
+    sa.Column("resolution", sa.Text),  # the automatic reason, or the staff member's note
+    sa.CheckConstraint(f"state IN {INCIDENT_STATES!r}", name="incidents_state"),
+)
+# One open incident per cause and subject: a repeat bumps it (a partial unique index, on both databases).
+sa.Index(
+    "incidents_one_open",
+    incidents.c.locker_id,
+    incidents.c.cause,
+    incidents.c.subject,
+    unique=True,
+    sqlite_where=sa.text("state != 'resolved'"),
+    postgresql_where=sa.text("state != 'resolved'"),
+)
+sa.Index("incidents_state_opened", incidents.c.state, incidents.c.opened_at)
+
+# Every state change of an incident ("by" is quoted: a reserved word in SQL); the id only grows.
+incident_log = sa.Table(
+    "incident_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("incident_id", Big, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # opened, taken, note, resolved
+    sa.Column("state", sa.Text, nullable=False),  # the incident's state after it
+    sa.Column("by", sa.Text, nullable=False),  # 'auto' or a staff account name
+    sa.Column("note", sa.Text),
+)
+sa.Index("incident_log_incident", incident_log.c.incident_id)
+
+# --- the HTTP API for the town's systems, and its webhooks (lockertools/api, docs/api.md) ------------
+# An integration's token: only its SHA-256 is kept (a token is 256 random bits: a fast hash is safe).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),  # the integration: e-loket, appointments, ...
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated: read, deliveries
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time),
+    sa.Column("revoked_at", Time),
+)
+
+# A request's Idempotency-Key, per token, with the request's hash and the answer given (kept 24 h).
+# `status` NULL: the first request with the key is still running.
+api_idempotency = sa.Table(
+    "api_idempotency",
+    metadata,
+    sa.Column("token_id", Big, sa.ForeignKey("api_tokens.id"), primary_key=True, autoincrement=False),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_sha256", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("response_json", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+)
+sa.Index("api_idempotency_age", api_idempotency.c.created_at)
+
+# Door sizes and low doors of a locker's board (lockerctl locker add records them): the API's free
+# doors per size. A locker without rows here counts its free doors as of unknown size.
+
+# --- the staff desk: accounts, sessions, login throttle, audit trail (lockertools/desk) ------------
+
+DESK_ROLES = ("desk", "manager", "admin")
+desk_accounts = sa.Table(
+    "desk_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, with its parameters and salt
+    sa.Column("language", sa.Text),  # NULL: the desk's default
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("disabled_at", Time),
+    sa.CheckConstraint(f"role IN {DESK_ROLES!r}", name="desk_accounts_role"),
+)
+
+# A session's row is found by the SHA-256 of the cookie's random value: a copy of the database does
+# not hold a cookie anyone could present.
+desk_sessions = sa.Table(
+    "desk_sessions",
+    metadata,
+    sa.Column("id_hash", sa.Text, primary_key=True),
+    sa.Column("account_id", Big, sa.ForeignKey("desk_accounts.id"), nullable=False),
+    sa.Column("csrf", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen", Time, nullable=False),
+)
+sa.Index("desk_sessions_account", desk_sessions.c.account_id)
+
+# Failed logins per account name ("account:NAME") and per client address ("address:IP").
+desk_login_failures = sa.Table(
+    "desk_login_failures",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_at", Time, nullable=False),
+)
+
+# Every staff action: who, what, when, from which address. Append-only: the database refuses an
+# UPDATE or DELETE (DESK_AUDIT_GUARDS), and the desk has no path that would ask.
+desk_audit = sa.Table(
+    "desk_audit",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("account_id", Big),  # NULL: no account (a failed login under an unknown name)
+    sa.Column("account_name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("detail_json", sa.Text, nullable=False, server_default=sa.text("'{}'")),
+)
+sa.Index("desk_audit_at", desk_audit.c.at)
+
+# Each door's size class and whether it is low, from the locker's board file (`lockerctl locker add`),
+# for the desk's free doors per size. A locker registered before has none: its doors count as
+# "size unknown".
+door_sizes = sa.Table(
+    "door_sizes",
+    metadata,
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), primary_key=True),
+    sa.Column("label", sa.Text, primary_key=True),
+    sa.Column("size", sa.Text, nullable=False),
+    sa.Column("low", sa.Integer, nullable=False, server_default=_zero()),
+    sa.CheckConstraint("size IN ('S', 'M', 'L')", name="door_sizes_size"),
+)
+
+# URLs an admin registered; `secret` signs the bodies (HMAC-SHA256), so it is kept as it is.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("removed_at", Time),
+)
+
+# The outbox: one row per delivery state change, written in the change's own transaction, with the
+# body sent as it is on every attempt.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("code_id", Big, nullable=False),  # the delivery number
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+# Each event to each webhook registered when it happened: pending until a 2xx, retried with a growing
+# delay, `failed` once the attempts ran out (listed for staff with the last error).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("event_id", Big, sa.ForeignKey("webhook_events.id"), primary_key=True, autoincrement=False),
+    sa.Column("webhook_id", Big, sa.ForeignKey("webhooks.id"), primary_key=True, autoincrement=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_attempt_at", Time),
+    sa.Column("sent_at", Time),
+    sa.CheckConstraint("state IN ('pending', 'sent', 'failed')", name="webhook_deliveries_state"),
+)
+sa.Index("webhook_deliveries_due", webhook_deliveries.c.state, webhook_deliveries.c.next_at)
+DESK_AUDIT_GUARDS = {
+    "sqlite": [
+        "CREATE TRIGGER desk_audit_no_update BEFORE UPDATE ON desk_audit"
+        " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+        "CREATE TRIGGER desk_audit_no_delete BEFORE DELETE ON desk_audit"
+        " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION desk_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
+        "CREATE TRIGGER desk_audit_no_change BEFORE UPDATE OR DELETE ON desk_audit"
+        " FOR EACH ROW EXECUTE FUNCTION desk_audit_append_only()",
+        "CREATE TRIGGER desk_audit_no_truncate BEFORE TRUNCATE ON desk_audit"
+        " FOR EACH STATEMENT EXECUTE FUNCTION desk_audit_append_only()",
+    ],
+}
+for _dialect, _statements in DESK_AUDIT_GUARDS.items():
+    for _statement in _statements:
+        guard = sa.DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
+        sa.event.listen(desk_audit, "after_create", guard)
+
+# --- residents' messages: the outbox (lockertools/notify, docs/notifications.md) -------------------
+# One row per message per channel: a delivery's `loaded` message by e-mail and by text message is two
+# rows. The plain code is never here (held_codes has it until every channel accepted the message);
+# `address` (an e-mail address or a phone number) is personal data, blanked with the delivery's contact
+# details (privacy retention). `ref` is the message's stable identity (the e-mail's Message-ID, the SMS
+# gateway's reference): a send repeated after a restart carries the same one.
+MESSAGE_STATES = ("pending", "sending", "sent", "failed", "to_print", "printed", "skipped")
+resident_messages = sa.Table(
+    "resident_messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("code_id", Big, nullable=False),  # the delivery (its number)
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # loaded, reminder, picked_up
+    sa.Column("channel", sa.Text, nullable=False),  # email, sms, letter; none: nothing reaches the resident
+    sa.Column("address", sa.Text),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("ref", sa.Text, nullable=False, unique=True),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("error", sa.Text),  # the last failure, never with the code
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("sent_at", Time),  # accepted by the server or gateway; a letter: printed
+    sa.UniqueConstraint("code_id", "kind", "channel", name="resident_messages_once"),
+    sa.CheckConstraint(f"state IN {MESSAGE_STATES!r}", name="resident_messages_state"),
+)
+sa.Index("resident_messages_due", resident_messages.c.state, resident_messages.c.next_at)

@@ -34,6 +34,7 @@ from types import FrameType
 
 import click
 
+from lockertools.boards import door_sizes
 from lockertools.broker import BrokerError, BrokerSetup, find_mosquitto, free_port
 from lockertools.sim.board import Event, VirtualBoard
 
@@ -142,7 +143,7 @@ def prepare_workdir(workdir: Path, board: Path, n_lockers: int) -> tuple[BrokerS
                 key = bytes.fromhex(row["key_hex"]) if row else secrets.token_bytes(32)
                 flash.prepare(flash_dir, board, codes=[], locker_id=lid, key=key, revision=0)
             if row is None:
-                fleet_db.add_locker(conn, lid, key, labels)
+                fleet_db.add_locker(conn, lid, key, labels, door_sizes(json.loads(board_bytes)))
             elif bytes.fromhex(row["key_hex"]) != key:
                 raise click.ClickException(
                     f"{lid}: the fleet database and the flash hold different keys; delete {workdir}"

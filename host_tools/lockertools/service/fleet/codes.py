@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lockertools.api import outbox
 from lockertools.service import db
 from lockertools.service.fleet.common import (
     ANY_DOOR,
@@ -123,7 +124,9 @@ def revoke_code(conn: db.Connection, code_id: int) -> str:
             raise FleetError(f"no code with id {code_id}")
         if row["state"] not in ("issued", "expired"):
             raise FleetError(f"code {code_id} is {row['state']}: nothing to revoke")
-        conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (time.time(), code_id))
+        now = time.time()
+        conn.execute("UPDATE codes SET state = 'revoked', revoked_at = ? WHERE id = ?", (now, code_id))
+        outbox.queue_delivery_event(conn, "cancelled", code_id, now)
         conn.execute("DELETE FROM held_codes WHERE code_id = ?", (code_id,))
         log_change(conn, row["locker_id"], "del", code_id)
         return str(row["locker_id"])
@@ -146,6 +149,7 @@ def expire_codes(conn: db.Connection, now: float) -> int:
         "SELECT id, locker_id FROM codes WHERE state = 'issued' AND expires > 0 AND expires <= ? AND (kind & 15) = ?",
         (now, KIND_STAFF),
     ).fetchall()
+    outbox.queue_expiries(conn, now)
     cur = conn.execute(
         "UPDATE codes SET state = 'expired' WHERE state = 'issued' AND expires > 0 AND expires <= ?", (now,)
     )

@@ -14,6 +14,7 @@ SIZES = {"any": 0, "S": 1, "M": 2, "L": 3}
 SIZE_NAMES = {v: k for k, v in SIZES.items()}
 LOW_BIT = 0x40
 ITEMS = ("parcel", "document", "permit", "waste bags", "borrowed material")
+LANGUAGES = ("nl", "fr", "en")  # what residents are told in; the first is the default
 CODE_DIGITS = 8
 PICKUP_DAYS = 5.0  # the default pickup window
 # A prepared delivery's row expires LOAD_DAYS + its pickup window after it is prepared: staff have

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from lockertools.service import db
-from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, ITEMS, KIND_MASK, FleetError
+import sqlalchemy as sa
+
+from lockertools.service import db, schema
+from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, ITEMS, KIND_DELIVERY, KIND_MASK, FleetError
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
 
-def add_locker(conn: db.Connection, locker_id: str, key: bytes, labels: list[str]) -> None:
+def add_locker(
+    conn: db.Connection, locker_id: str, key: bytes, labels: list[str], sizes: dict[str, tuple[str, bool]] | None = None
+) -> None:
+    """Register a locker with its doors; `sizes`: each door's size class and whether it is low (the
+    board's, `lockertools.boards.doors`), for the staff desk's free doors per size."""
     if len(key) != 32:
         raise FleetError("a locker key is 32 bytes")
     if len(set(labels)) != len(labels) or not labels:
@@ -30,6 +36,10 @@ def add_locker(conn: db.Connection, locker_id: str, key: bytes, labels: list[str
             (locker_id, key.hex(), json.dumps(labels), now),
         )
         conn.executemany("INSERT INTO doors(locker_id, label) VALUES (?, ?)", [(locker_id, label) for label in labels])
+        conn.executemany(
+            "INSERT INTO door_sizes(locker_id, label, size, low) VALUES (?, ?, ?, ?)",
+            [(locker_id, label, size, int(low)) for label, (size, low) in (sizes or {}).items() if label in labels],
+        )
         conn.changed()  # a new key for the service
 
 
@@ -42,14 +52,34 @@ def locker_labels(conn: db.Connection, locker_id: str) -> list[str]:
     return labels
 
 
+_RAISE_HOST_REV = db.Query(
+    lambda _: (
+        sa.update(schema.lockers)
+        .where(schema.lockers.c.id == sa.bindparam("lid"))
+        .values(host_rev=schema.lockers.c.host_rev + 1)
+        .returning(schema.lockers.c.host_rev)
+    )
+)
+_INSERT_CHANGE = db.Query(
+    lambda _: sa.insert(schema.changes).values(
+        locker_id=sa.bindparam("lid"), rev=sa.bindparam("rev"), op=sa.bindparam("op"), code_id=sa.bindparam("code_id")
+    )
+)
+
+
 def log_change(conn: db.Connection, locker_id: str, op: Literal["add", "del"], code_id: int) -> int:
-    """Append one change and raise H; inside a transaction. Returns the new revision."""
-    row = conn.execute("SELECT host_rev FROM lockers WHERE id = ?", (locker_id,)).fetchone()
-    rev = int(row[0]) + 1
-    conn.execute("INSERT INTO changes(locker_id, rev, op, code_id) VALUES (?, ?, ?, ?)", (locker_id, rev, op, code_id))
-    conn.execute("UPDATE lockers SET host_rev = ? WHERE id = ?", (rev, locker_id))
+    """Append one change and raise H; inside a transaction. Returns the new revision. H is raised in
+    one statement (UPDATE .. RETURNING): on PostgreSQL it takes the locker's row lock, so two
+    transactions logging changes at once get consecutive revisions."""
+    rev = int(conn.run(_RAISE_HOST_REV, {"lid": locker_id}).fetchone()[0])
+    conn.send(_INSERT_CHANGE, {"lid": locker_id, "rev": rev, "op": op, "code_id": code_id})
     conn.changed()
     return rev
+
+
+def locker_ids(conn: db.Connection) -> list[str]:
+    """Every registered locker's id, in order."""
+    return [str(r[0]) for r in conn.execute("SELECT id FROM lockers ORDER BY id")]
 
 
 def locker_key(conn: db.Connection, locker_id: str) -> bytes:
@@ -82,34 +112,82 @@ def item_number(item: str | None) -> int:
     return ITEMS.index(item) if item in ITEMS else 0
 
 
+_lockers, _changes, _codes = schema.lockers, schema.changes, schema.codes
+
+
+def _locker_value(dialect: str, column: str) -> Any:
+    """A column of the locker's row (:lid), as a scalar subquery: the queries below read it on the
+    server, in the same round trip as the row itself."""
+    if column == "after":  # the log is read from min(R, H)
+        value: Any = db.least_of(dialect)(_lockers.c.locker_rev, _lockers.c.host_rev)
+    else:
+        value = _lockers.c[column]
+    return sa.select(value).where(_lockers.c.id == sa.bindparam("lid")).scalar_subquery()
+
+
+_SYNC_STATE = db.Query(
+    lambda _: sa.select(
+        _lockers.c.host_rev, _lockers.c.log_floor, _lockers.c.locker_rev, _lockers.c.snap, _lockers.c.status_json
+    ).where(_lockers.c.id == sa.bindparam("lid"))
+)
+# The changes after min(R, H), each with whether it may repeat an add the locker has: a delivery's row
+# goes again on `loaded` (its new expiry, start_pickup_window), so any `add` of a delivery the locker
+# reported at a door may repeat one the locker already has.
+_SYNC_CHANGES = db.Query(
+    lambda dialect: (
+        sa.select(
+            _changes.c.rev,
+            _changes.c.op,
+            _changes.c.code_id,
+            sa.and_(
+                _codes.c.kind.op("&")(KIND_MASK) == KIND_DELIVERY,
+                sa.or_(_codes.c.loaded_at.is_not(None), _codes.c.door_seq.is_not(None)),
+            ),
+        )
+        .join(_codes, _codes.c.id == _changes.c.code_id)
+        .where(_changes.c.locker_id == sa.bindparam("lid"), _changes.c.rev > _locker_value(dialect, "after"))
+        .order_by(_changes.c.rev)
+    )
+)
+# The host's set (issued codes) and every code a change after the locker's revision names.
+_SYNC_CODES = db.Query(
+    lambda dialect: (
+        sa.select(
+            _codes.c.id, _codes.c.tag_hex, _codes.c.door, _codes.c.kind, _codes.c.expires, _codes.c.state, _codes.c.item
+        )
+        .where(_codes.c.locker_id == sa.bindparam("lid"))
+        .where(
+            sa.or_(
+                _codes.c.state == "issued",
+                _codes.c.id.in_(
+                    sa.select(_changes.c.code_id).where(
+                        _changes.c.locker_id == sa.bindparam("lid"),
+                        _changes.c.rev > _locker_value(dialect, "locker_rev"),
+                    )
+                ),
+            )
+        )
+    )
+)
+
+
 def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) -> SyncInput | None:
-    """What the planner needs for one locker, or None when the locker never reported a revision."""
-    row = conn.execute(
-        "SELECT host_rev, log_floor, locker_rev, snap, status_json FROM lockers WHERE id = ?", (locker_id,)
-    ).fetchone()
+    """What the planner needs for one locker, or None when the locker never reported a revision.
+    One round trip on PostgreSQL: the locker's row, its changes and codes together (the last two
+    read R and H from the row on the server; in one transaction, all three see the same row)."""
+    ask = [{"lid": locker_id}]
+    [state], [change_rows], [code_rows] = conn.run_many([(_SYNC_STATE, ask), (_SYNC_CHANGES, ask), (_SYNC_CODES, ask)])
+    row = state.fetchone()
     if row is None or row["locker_rev"] is None:
         return None
     items = reads_items(row["status_json"])
     now = time.time() if now is None else now
     locker_rev = int(row["locker_rev"])
-    # A delivery's row goes again on `loaded` (its new expiry, start_pickup_window): any `add` of a
-    # delivery the locker reported at a door may repeat one the locker already has.
-    changes = [
-        Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3]))
-        for r in conn.execute(
-            "SELECT g.rev, g.op, g.code_id, (c.kind & 15) = 3 AND (c.loaded_at IS NOT NULL OR c.door_seq IS NOT NULL)"
-            " FROM changes g JOIN codes c ON c.id = g.code_id WHERE g.locker_id = ? AND g.rev > ? ORDER BY g.rev",
-            (locker_id, min(locker_rev, int(row["host_rev"]))),
-        )
-    ]
+    changes = [Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3])) for r in change_rows]
     ids = {c.code_id for c in changes if c.op == "add"}
     codes = {}
     active = []
-    for r in conn.execute(
-        "SELECT id, tag_hex, door, kind, expires, state, item FROM codes WHERE locker_id = ?"
-        " AND (state = 'issued' OR id IN (SELECT code_id FROM changes WHERE locker_id = ? AND rev > ?))",
-        (locker_id, locker_id, locker_rev),
-    ):
+    for r in code_rows:
         # A door-free code travels as "*" even once the host knows its door (a loaded delivery, a used
         # return): the locker keeps that in its own journal, and its rows must stay door-free.
         door = ANY_DOOR if int(r["kind"]) & KIND_MASK in DOOR_FREE else r["door"]

@@ -40,6 +40,7 @@ import click
 from aiohttp import WSMsgType, web
 
 from lockertools.sim.board import Event, SimError, VirtualBoard, format_event
+from lockertools.sim.web.desk import DEMO_NAME, SimDesk
 
 if TYPE_CHECKING:
     from lockertools.service.db import Connection
@@ -143,6 +144,7 @@ class WebSim:
         self._last_event_id = 0
         self._data_version = -1
         self.poller: asyncio.Task[None] | None = None
+        self.desk: SimDesk | None = None  # the staff desk beside the lockers (run_web starts it)
         for lid, vb in boards or []:
             self.add_board(lid, vb)
 
@@ -588,6 +590,15 @@ class WebSim:
             await self._send_str(owner, json.dumps({"type": "note", "note": note}, separators=(",", ":")))
         return web.Response(text="ok")
 
+    async def desk_handler(self, request: web.Request) -> web.StreamResponse:
+        """The staff desk, logged in as the demo account: a one-time login link, for the page that
+        has the run's token only (desk.py)."""
+        if not self._has_token(request):
+            return _refused_token()
+        if self.desk is None:
+            return web.Response(status=503, text="the staff desk is not running")
+        raise web.HTTPSeeOther(self.desk.login_url(), headers={"Cache-Control": "no-store"})
+
     def _has_token(self, request: web.Request) -> bool:
         return secrets.compare_digest(request.query.get("token", "").encode(), self.token.encode())
 
@@ -616,6 +627,7 @@ class WebSim:
         app.router.add_get("/", index)
         app.router.add_get("/ws", self.ws_handler)
         app.router.add_post("/hook", self.hook_handler)
+        app.router.add_get("/desk", self.desk_handler)
         app.router.add_static("/static/", STATIC_DIR)
         return app
 
@@ -665,6 +677,7 @@ def run_web(
     mosquitto = sim_net.find_broker()
     setup, lockers = sim_net.prepare_workdir(workdir, board, n_lockers)
     sock = _listen(port)
+    desk_sock = _listen(0)  # the staff desk: a port of its own (its pages' paths are its own)
     url = f"http://{LOOPBACK}:{sock.getsockname()[1]}/"
     token = secrets.token_urlsafe(32)  # this run's: in the served page and the service's hook URL
     loop = asyncio.new_event_loop()
@@ -678,13 +691,14 @@ def run_web(
         with sim_net.exit_on_signals(), contextlib.ExitStack() as stack:
             stack.callback(_stop_loop, loop, thread)  # the very last
             sim, runner = on_loop(_start_web(workdir / "fleet.db", sock, token))
+            desk_runner = on_loop(_start_desk(sim, workdir / "fleet.db", desk_sock))
             stopped = False
 
             def stop_web() -> None:
                 nonlocal stopped
                 if not stopped:
                     stopped = True
-                    on_loop(_stop_web(sim, runner))
+                    on_loop(_stop_web(sim, runner, desk_runner))
 
             stack.callback(stop_web)  # if start-up fails before the lockers are up
             # Callbacks run last-registered first: the web server, the boards, the service, the broker.
@@ -709,6 +723,8 @@ def run_web(
             doors = len(lockers[0].labels)
             say(f"\nSimulator ready: lockers {labels} ({doors} doors each, parcels behind the first half).")
             say(f"Open {url} in a browser. Ctrl-C stops everything.")
+            assert sim.desk is not None
+            say(f"The staff desk ({sim.desk.url}) opens from that page, logged in as {DEMO_NAME!r}.")
             if open_browser and _can_open_browser():
                 with contextlib.suppress(webbrowser.Error):
                     webbrowser.open(url)
@@ -739,7 +755,15 @@ async def _start_web(db_path: Path, sock: socket.socket, token: str) -> tuple[We
     return sim, runner
 
 
-async def _stop_web(sim: WebSim, runner: web.AppRunner) -> None:
+async def _start_desk(sim: WebSim, db_path: Path, sock: socket.socket) -> web.AppRunner:
+    sim.desk = SimDesk(db_path, sock.getsockname()[1])
+    runner = web.AppRunner(sim.desk.app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
+
+
+async def _stop_web(sim: WebSim, runner: web.AppRunner, desk_runner: web.AppRunner) -> None:
     if sim.poller is not None:
         sim.poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -748,6 +772,9 @@ async def _stop_web(sim: WebSim, runner: web.AppRunner) -> None:
         with contextlib.suppress(Exception):
             await ws.close()
     await runner.cleanup()
+    await desk_runner.cleanup()
+    if sim.desk is not None:
+        sim.desk.engine.dispose()
     sim.close()
 
 

@@ -1,7 +1,10 @@
-"""The desk's phone number and opening hours, as a locker gets them (docs/protocol.md, "desk").
+"""The lockers' help line: the town's help number and when its desk is open, as a locker gets them
+(docs/protocol.md, "desk"): while the desk is open the help line says to ask there, otherwise it
+gives the number.
 
-The configuration file's `[desk]` section (lockertools.config.DeskSettings) says when the desk is
-open, in the town's time zone: `hours = ["mon-fri 09:00-12:30", "mon-fri 13:30-17:00", "sat 10:00-12:00"]`.
+The configuration file's `[town]` section (lockertools.config.TownSettings) holds both, the number
+the residents' messages give too (`help_phone`) and the desk's opening intervals in the town's time
+zone: `desk_hours = ["mon-fri 09:00-12:30", "mon-fri 13:30-17:00", "sat 10:00-12:00"]`, `timezone`.
 A locker has no calendar and no time zone: the host sends it the open intervals of the next
 DAYS_AHEAD days in epoch seconds (daylight saving time worked out here) and renews them every day.
 """
@@ -44,23 +47,23 @@ def parse_hours(lines: list[str]) -> list[Span]:
 
 
 def check(phone: str | None, hours: list[str], timezone: str) -> list[str]:
-    """What is wrong with a [desk] section, as `field: problem` lines."""
+    """What is wrong with the help line's fields of [town], as `field: problem` lines."""
     problems = []
     if phone is not None and (not 0 < len(phone) <= PHONE_MAX or not _PHONE.match(phone)):
         problems.append(
-            f"phone: {phone!r}: 1-{PHONE_MAX} characters, digits, spaces and + - ( ) / ."
-            " (it follows 'Bel ' on a 16-column line)"
+            f"help_phone: {phone!r}: 1-{PHONE_MAX} characters, digits, spaces and + - ( ) / ."
+            " (the lockers show it after 'Bel ' on a 16-column line)"
         )
     try:
         parse_hours(hours)
     except ValueError as exc:
-        problems.append(f"hours: {exc}")
+        problems.append(f"desk_hours: {exc}")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"timezone: {timezone!r} is not a time zone (e.g. 'Europe/Amsterdam')")
+        problems.append(f"timezone: {timezone!r} is not a time zone (e.g. 'Europe/Brussels')")
     if hours and phone is None:
-        problems.append("hours: without a phone the locker always says to ask at the desk: give phone too")
+        problems.append("desk_hours: without help_phone the lockers always say to ask at the desk: give help_phone too")
     return problems
 
 

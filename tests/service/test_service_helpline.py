@@ -1,6 +1,6 @@
-"""The desk's phone and hours ([desk] in the configuration file) reach every locker that reads them,
-through a real mosquitto: sent when the locker's status shows other settings, not again once it
-holds them, never to a locker whose firmware has no desk."""
+"""The help line's phone and the desk's hours ([town] in the configuration file) reach every locker
+that reads them, through a real mosquitto: sent when the locker's status shows other settings, not
+again once it holds them, never to a locker whose firmware has no desk."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 from service_helpers import Rig
 
-from lockertools.config import DeskSettings
-from lockertools.desk import command_args
+from lockertools.config import TownSettings
 from lockertools.fleet import SimLocker
+from lockertools.helpline import command_args
 from tests.support.fixtures import Broker
 
-DESK = DeskSettings(phone="020 1234567", hours=["mon-fri 09:00-17:00"], timezone="Europe/Amsterdam")
+TOWN = TownSettings(help_phone="09 210 10 10", desk_hours=["mon-fri 09:00-17:00"], timezone="Europe/Brussels")
 
 
 class DeskSim(SimLocker):
@@ -44,15 +44,16 @@ def _desk_commands(rig: Rig) -> list[str]:
 
 
 def test_the_desk_settings_reach_a_locker_once(broker: Broker, tmp_path: Path) -> None:
-    rig = Rig(broker, tmp_path, sim_class=DeskSim, desk=DESK)
+    rig = Rig(broker, tmp_path, sim_class=DeskSim, helpline=TOWN)
     try:
         rig.start_service()
         sim = rig.start_locker()
         assert isinstance(sim, DeskSim)
         rig.wait(lambda: _desk_commands(rig) == ["ok"], "the desk command answered")
-        assert sim.desk["phone"] == "020 1234567"
+        assert sim.desk["phone"] == "09 210 10 10"
         assert sim.desk["open"] and all(a < b for a, b in sim.desk["open"])
-        assert sim.desk["tag"] == command_args(DESK.phone, DESK.hours, DESK.timezone, sim.status()["t"])["tag"]
+        today = command_args(TOWN.help_phone, TOWN.desk_hours, TOWN.timezone, sim.status()["t"])
+        assert sim.desk["tag"] == today["tag"]
         # Its next status shows the tag: nothing is sent again (a command would be in the same
         # transaction as the status's last_seen).
         seen = _last_seen(rig)
@@ -65,7 +66,7 @@ def test_the_desk_settings_reach_a_locker_once(broker: Broker, tmp_path: Path) -
 
 
 def test_a_locker_without_desk_in_its_status_gets_none(broker: Broker, tmp_path: Path) -> None:
-    rig = Rig(broker, tmp_path, desk=DESK)
+    rig = Rig(broker, tmp_path, helpline=TOWN)
     try:
         rig.start_service()
         sim = rig.start_locker()
