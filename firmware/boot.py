@@ -24,6 +24,7 @@ import sys
 
 _ROM = "/rom"  # the romfs partition's mount point; the application's manifest is at its root
 
+
 def _is(p):
     try:
         os.stat(p)

@@ -2,7 +2,7 @@
 # (LOCKER_SIM_ROMFS, as long as the partition) stands for the flash. Two uses:
 # - install(): the virtual board's REPL (lockertools.provision.virtual) answers vfs.rom_ioctl as an
 #   ESP32 image with a romfs partition does (1: one segment; 2: the segment, a memoryview; 3: erase
-#   for writing; 4: write; 5: written, saved to the file; 6: the erase block), so provisioning and
+#   for writing; 4: write, both through to the file; 5: written; 6: the erase block), so provisioning and
 #   `mpremote romfs` deploy to it. `import vfs` then finds this module (sys.modules comes first).
 # - mount_rom(): at the locker's start (_launch), the partition mounted at /rom and /rom, /rom/lib put on
 #   sys.path, as MicroPython's start-up does on a board before boot.py, when it holds a ROMFS image.
@@ -26,6 +26,14 @@ def _load():
     return _part
 
 
+def _put(off, data):
+    # Through to the file at once, as flash is written: a power cut keeps what was written.
+    _part[off : off + len(data)] = data
+    with open(_path, "r+b") as f:
+        f.seek(off)
+        f.write(data)
+
+
 def rom_ioctl(op, *args):
     if op == 1:
         return 1
@@ -38,18 +46,16 @@ def rom_ioctl(op, *args):
         off, n = (0, args[1]) if len(args) == 2 else (args[1], args[2])
         if off < 0 or off + n > len(part) or off % _BLOCK:
             return -22
-        for i in range(off, min(off + (n + _BLOCK - 1) // _BLOCK * _BLOCK, len(part))):
-            part[i] = 0xFF
+        end = min(off + (n + _BLOCK - 1) // _BLOCK * _BLOCK, len(part))
+        _put(off, b"\xff" * (end - off))
         return 4  # the smallest write
     if op == 4:
         off, data = args[1], args[2]
         if off < 0 or off + len(data) > len(part):
             return -22
-        part[off : off + len(data)] = data
+        _put(off, data)
         return 0
     if op == 5:
-        with open(_path, "wb") as f:
-            f.write(part)
         return 0
     if op == 6:
         return _BLOCK
@@ -74,6 +80,9 @@ def mount_rom():
                 break
         f.seek(0)
         data = f.read(i + 1 + n)
-    _vfs.mount(_vfs.VfsRom(data), "/rom")
+    try:
+        _vfs.mount(_vfs.VfsRom(data), "/rom")
+    except Exception:  # noqa: BLE001 - a damaged image is not mounted, as MicroPython's start-up does
+        return
     sys.path.insert(1 if sys.path and sys.path[0] == "" else 0, "/rom")
     sys.path.insert(sys.path.index("/rom") + 1, "/rom/lib")

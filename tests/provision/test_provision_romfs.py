@@ -6,7 +6,9 @@ the ESP32's image does, the partition a file), one without it is a board with th
 - no partition, or one too small: everything on the filesystem, and a note says why;
 - the same board with a partition: the application goes there as a ROMFS image, app/ leaves the
   filesystem, the locker boots from /rom (nothing else could give it its modules) and comes online;
-  a second run finds the image there and copies nothing.
+  a second run finds the image there and copies nothing;
+- a board that dies while its partition is written has no main.py (no locker) and the next run
+  finishes the job.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lockertools.build import ROMFS_MAGIC
+from lockertools.provision import ProvisionError
 from lockertools.provision.stage import MARKER
 from lockertools.provision.steps import Provisioner, SilentReporter
 from lockertools.provision.virtual import VirtualSerialBoard
@@ -24,6 +27,7 @@ from lockertools.sim import default_micropython
 from tests.e2e.e2e_chain import ServiceThread
 from tests.provision.test_provision_virtual import (  # noqa: F401 - fixtures
     LID,
+    KillAfter,
     board_files,
     fleet_db_path,
     options,
@@ -98,3 +102,24 @@ def test_a_board_with_a_romfs_partition_runs_the_application_from_it(
         assert again.app_in == "romfs" and again.install is not None and again.install.already, rep2.lines
         assert any("there already (read back)" in ln for ln in rep2.lines), rep2.lines
         assert (flash.parent / "romfs.bin").read_bytes() == part
+
+
+def test_a_board_that_dies_while_its_partition_is_written_is_not_a_locker_until_the_next_run(
+    broker: Broker,
+    fleet_db_path: Path,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    flash = tmp_path / "b1" / "flash"
+    opts = options(broker, fleet_db_path, tmp_path, wait_online=False)
+    with VirtualSerialBoard(flash, romfs=PARTITION) as vb:
+        with pytest.raises(ProvisionError) as exc:
+            Provisioner(opts, vb.power_on(), KillAfter(vb, 40_000)).run()
+        assert exc.value.step == "install" and "run the same command again" in exc.value.message
+        assert not (flash / "main.py").exists() and not (flash / MARKER).exists()
+        part = (flash.parent / "romfs.bin").read_bytes()
+        # Cut short: the first 40 KB or so of a 106 KB image written, the rest still erased.
+        assert part.startswith(ROMFS_MAGIC) and 30_000 < len(part.rstrip(b"\xff")) < 50_000
+
+        res = Provisioner(opts, vb.power_on(), rep := SilentReporter()).run()
+        assert res.app_in == "romfs" and any("written and read back" in ln for ln in rep.lines), rep.lines
+        assert (flash / "main.py").exists() and (flash / MARKER).exists() and not (flash / "app").exists()

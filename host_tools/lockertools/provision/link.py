@@ -338,16 +338,22 @@ def install_romfs(link: BoardLink, staged: Staged, image: bytes, progress: Progr
     application file is read back through /rom and checked against the manifest. True if written."""
     digest = _sha(image)
     written = False
-    if link.romfs_hash(len(image)) != digest:
-        link.remove([MARKER, ENTRY, PART])
-        link.romfs_write(image, progress)
+    try:
         if link.romfs_hash(len(image)) != digest:
-            raise ProvisionError(
-                "verify", "the romfs partition does not read back as written: run the same command again"
-            )
-        written = True
-    else:  # MicroPython mounted it at start-up; not if the REPL unmounted it since (an earlier write cut short)
-        link.exec("import vfs\ntry:\n vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,0)),'/rom')\nexcept OSError:\n pass\n")
+            link.remove([MARKER, ENTRY, PART])
+            link.romfs_write(image, progress)
+            written = True
+        else:  # mounted at start-up; not if an earlier run's write was cut short in this REPL
+            link.exec("import vfs\ntry:\n vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,0)),'/rom')\nexcept OSError:\n pass\n")
+        same = link.romfs_hash(len(image)) == digest
+    except Exception as exc:  # noqa: BLE001 - mpremote/pyserial raise many kinds when the board goes away
+        raise ProvisionError(
+            "install",
+            f"writing the romfs partition failed ({type(exc).__name__}): the board will not start as a locker "
+            "(main.py goes last). Check the USB cable and power, then run the same command again",
+        ) from None
+    if not same:
+        raise ProvisionError("verify", "the romfs partition does not read back as written: run the same command again")
     app = {rel: d for rel, d in staged.files.items() if rel.startswith(APP_DIR + "/")}
     on_rom = link.hashes([ROM + rel[len(APP_DIR) :] for rel in app])
     bad = [rel for rel, d in app.items() if on_rom.get(ROM + rel[len(APP_DIR) :]) != d]
