@@ -40,7 +40,7 @@ def setup(app: web.Application) -> None:
 def _read(conn: db.Connection) -> dict[str, Any]:
     return {
         "tokens": tokens.list_tokens(conn, include_revoked=True),
-        "webhooks": webhooks.list_webhooks(conn),
+        "webhooks": webhooks.list_webhooks(conn, include_removed=True),
         "failures": webhooks.webhook_failures(conn),
     }
 
