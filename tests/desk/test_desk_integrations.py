@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from desk_support import DeskClient, DeskServer
-from pages_support import LOCKER, Locker, get_pages, table_rows
+from pages_support import LOCKER, NASTY, NASTY_SHOWN, Locker, get_pages, table_rows
 
 from lockertools.api import tokens, webhooks
 from lockertools.desk import audit
@@ -305,9 +305,11 @@ def test_a_given_up_webhook_request_is_retried_from_its_first_attempt(
 def test_a_webhook_is_removed_after_a_confirmation(desk_client: ClientFor, desk_server: DeskServer) -> None:
     admin = desk_client("admin")
     admin.get("/language/en?next=/lockers")
-    _secret_of(admin.post(f"{PAGE}/webhooks", {"url": "http://127.0.0.1:9/old"}))
+    _secret_of(admin.post(f"{PAGE}/webhooks", {"url": "http://127.0.0.1:9/old", "description": NASTY}))
     with desk_server.connect() as conn:
         (hook,) = webhooks.list_webhooks(conn)
+    listed = admin.get(PAGE).text  # what an admin typed comes back as text
+    assert NASTY_SHOWN in listed and NASTY not in listed and hook.description == NASTY
     confirm = admin.get(f"{PAGE}/confirm?webhook={hook.id}")
     assert confirm.status == 200 and f"Remove the webhook {hook.id}?" in confirm.text
     assert "http://127.0.0.1:9/old" in confirm.text
