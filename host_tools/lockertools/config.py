@@ -27,6 +27,7 @@ ENV_VAR = "LOCKERTOOLS_CONFIG"
 PORT = {"port": True}
 _SECRET_FROM = ("_file", "_env")
 DESK_LANGUAGES = ("nl", "fr", "en")
+_FROM_FILE, _FROM_ENV = "file ", "environment variable "  # a Secret's source
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,14 @@ class Secret:
 
     def __str__(self) -> str:
         return f"****** ({self.source})"
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """("file", its path) or ("env", the variable's name): where the value was read."""
+        for kind, prefix in (("file", _FROM_FILE), ("env", _FROM_ENV)):
+            if self.source.startswith(prefix):
+                return kind, self.source[len(prefix) :]
+        return "other", self.source
 
 
 @dataclass(frozen=True)
@@ -310,7 +319,7 @@ def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> 
         if not value:
             problems.append(f"{at}: the environment variable {raw} is not set")
             return None
-        return Secret(value.strip(), f"environment variable {raw}")
+        return Secret(value.strip(), _FROM_ENV + raw)
     path = base / Path(raw).expanduser()
     try:
         mode = path.stat().st_mode
@@ -324,7 +333,7 @@ def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> 
     if not text.strip():
         problems.append(f"{at}: {path} is empty")
         return None
-    return Secret(text.strip(), f"file {path}")
+    return Secret(text.strip(), f"{_FROM_FILE}{path}")
 
 
 def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
@@ -403,20 +412,30 @@ def _shown(v: Any) -> str:
     return f"the {_toml_type(v)} {v!r}" if not isinstance(v, dict) else "a table"
 
 
+def effective(settings: Settings) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Each section's (field, value) pairs in effect, in `Settings`' order, with what must not be
+    shown masked: a Secret stays a Secret (its str and `origin` name its source only), a
+    notification URL's query is starred (it may carry a key)."""
+    out: list[tuple[str, list[tuple[str, Any]]]] = []
+    for name in sections():
+        section = getattr(settings, name)
+        values: list[tuple[str, Any]] = []
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if name == "notify" and f.name == "url" and value:
+                value = value.split("?")[0] + ("?******" if "?" in value else "")
+            values.append((f.name, value))
+        out.append((name, values))
+    return out
+
+
 def describe(settings: Settings) -> list[str]:
     """The effective settings as TOML-like lines, secrets masked (their source shown)."""
     lines: list[str] = []
-    for name in sections():
-        section = getattr(settings, name)
+    for name, values in effective(settings):
         lines.append(f"[{name}]")
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if isinstance(value, Secret):
-                lines.append(f"{f.name} = {value}")
-            elif name == "notify" and f.name == "url" and value:
-                lines.append(f"{f.name} = {_toml(value.split('?')[0] + ('?******' if '?' in value else ''))}")
-            else:
-                lines.append(f"{f.name} = {_toml(value)}")
+        for key, value in values:
+            lines.append(f"{key} = {value if isinstance(value, Secret) else _toml(value)}")
         lines.append("")
     return lines
 

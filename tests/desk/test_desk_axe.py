@@ -13,6 +13,7 @@ import pytest
 from desk_support import PASSWORDS, DeskServer
 
 from lockertools import BOARDS_DIR
+from lockertools.api import tokens, webhooks
 from lockertools.boards import door_sizes
 from lockertools.desk import i18n
 from lockertools.service import db, fleet_db, ingest
@@ -24,6 +25,8 @@ pytestmark = needs_browser
 PAGES = ["/lockers", "/lockers/hall-1", "/audit", "/admin/accounts", "/lockers/nowhere"]
 PAGES += ["/deliveries", "/deliveries/new", "/codes", "/staff", "/doors", "/doors/hall-1", "/reports"]
 PAGES += ["/incidents", "/incidents/1"]
+PAGES += ["/admin/integrations", "/admin/integrations/confirm?token=erp", "/admin/integrations/confirm?webhook=1"]
+PAGES += ["/admin/settings"]
 SERIOUS = ("serious", "critical")
 
 
@@ -32,6 +35,8 @@ def page(desk_server: DeskServer) -> Iterator[Any]:
     with desk_server.connect() as conn:
         board = json.loads((BOARDS_DIR / "esp32-4door.json").read_text())
         fleet_db.add_locker(conn, "hall-1", bytes(32), ["1", "2", "3", "4"], door_sizes(board))
+        tokens.create_token(conn, "erp", ["read"])  # the integrations page with a row in each table
+        webhooks.add_webhook(conn, "http://127.0.0.1:9/hook", "town ERP")
         delivery = fleet_db.prepare_delivery(conn, "hall-1", "L", item="document")
         with db.transaction(conn):
             ingest.apply_status(
@@ -42,6 +47,7 @@ def page(desk_server: DeskServer) -> Iterator[Any]:
             ):
                 ev = {"t": int(time.time()), "k": kind, "d": door, **extra}
                 ingest.apply_event(conn, "hall-1", {"seq": seq, "ev": ev}, time.time())
+            conn.execute("UPDATE webhook_deliveries SET state = 'failed', attempts = 12, last_error = 'HTTP 500'")
     with chromium_page() as browser_page:
         yield browser_page
 

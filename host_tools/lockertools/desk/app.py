@@ -30,7 +30,19 @@ from lockertools.desk.base import (
     session_middleware,
     trusted_networks,
 )
-from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, incidents, lockers, login, manage, reports
+from lockertools.desk.pages import (
+    accounts,
+    audit_trail,
+    codes,
+    configuration,
+    deliveries,
+    incidents,
+    integrations,
+    lockers,
+    login,
+    manage,
+    reports,
+)
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -58,6 +70,8 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     lockers.setup(app)
     audit_trail.setup(app)
     accounts.setup(app)
+    integrations.setup(app)  # the admin's pages, beside the accounts
+    configuration.setup(app)
     deliveries.setup(app)  # the staff's pages: after the foundation's, in the navigation too
     codes.setup(app)
     manage.setup(app)
