@@ -412,18 +412,23 @@ def _shown(v: Any) -> str:
     return f"the {_toml_type(v)} {v!r}" if not isinstance(v, dict) else "a table"
 
 
+def masked_url(url: str) -> str:
+    """`url` with its query starred: a gateway's or a receiver's key often rides there."""
+    return url.split("?")[0] + ("?******" if "?" in url else "")
+
+
 def effective(settings: Settings) -> list[tuple[str, list[tuple[str, Any]]]]:
     """Each section's (field, value) pairs in effect, in `Settings`' order, with what must not be
-    shown masked: a Secret stays a Secret (its str and `origin` name its source only), a
-    notification URL's query is starred (it may carry a key)."""
+    shown masked: a Secret stays a Secret (its str and `origin` name its source only), a URL's
+    query is starred (it may carry a key: the notification hook's, the SMS gateway's)."""
     out: list[tuple[str, list[tuple[str, Any]]]] = []
     for name in sections():
         section = getattr(settings, name)
         values: list[tuple[str, Any]] = []
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if name == "notify" and f.name == "url" and value:
-                value = value.split("?")[0] + ("?******" if "?" in value else "")
+            if f.name == "url" and isinstance(value, str):
+                value = masked_url(value)
             values.append((f.name, value))
         out.append((name, values))
     return out

@@ -330,3 +330,16 @@ def test_a_webhook_is_removed_after_a_confirmation(desk_client: ClientFor, desk_
         ("webhook.add", "admin1", "admin", "127.0.0.1", str(hook.id)),
         ("webhook.remove", "admin1", "admin", "127.0.0.1", str(hook.id)),
     ]
+
+
+def test_a_key_in_a_webhook_urls_query_is_shown_starred(desk_client: ClientFor, desk_server: DeskServer) -> None:
+    """Some receivers take their key in the query: the pages that list and confirm show it starred."""
+    key = "receiver-key-5d1f"
+    with desk_server.connect() as conn:
+        hook = webhooks.add_webhook(conn, f"http://127.0.0.1:9/in?key={key}").webhook
+    admin = desk_client("admin")
+    admin.get("/language/en?next=/lockers")
+    listed = admin.get(PAGE).text
+    confirm = admin.get(f"{PAGE}/confirm?webhook={hook.id}").text
+    for text in (listed, confirm):
+        assert "http://127.0.0.1:9/in?******" in text and key not in text

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from lockertools.api.app import ApiOptions, create_api_app
-from lockertools.config import Settings
+from lockertools.config import Settings, masked_url
 from lockertools.desk import live
 from lockertools.desk.base import (
     API_PREFIX,
@@ -65,6 +65,8 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
+    # a webhook receiver's key may ride in its URL's query: pages show it starred
+    aiohttp_jinja2.get_env(app).filters["masked_url"] = masked_url
     app.router.add_static("/static/", HERE / "static", name="static")
     login.setup(app)
     lockers.setup(app)
