@@ -36,6 +36,7 @@ from tests.web.websim_support import (
     chromium_page,
     needs_browser,
     needs_the_stack,
+    to_front,
 )
 
 # The simulator's fleet database is a SQLite file in its work directory: one run, not one per database.
@@ -142,6 +143,7 @@ def test_the_desk_s_whole_chain_in_the_browser(websim: WebSimProc, receiver: Rec
         me.keys(jammed_code + "#")
         me.wait_event("host", "jammed")
         assert me.door_attr(stuck, "state") == "closed"
+        to_front(desk.page)  # back at the desk's list: the incident arrives there by itself
         row = desk.page.locator('#incidents tr[data-cause="jammed"]')
         row.wait_for(timeout=WAIT_MS)
         cells = row.locator("td").all_inner_texts()

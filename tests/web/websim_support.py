@@ -186,6 +186,14 @@ WAIT_MS = 60_000  # a sync round trip or a boot on a loaded host
 STEP_MS = 20_000
 
 
+def to_front(page: Any) -> None:
+    """Make `page` the tab a person looks at: Chromium stops drawing a hidden tab (no animation
+    frames, which Playwright's waits and the page's `shown` stamps run on) and slows its timers."""
+    if getattr(page.context, "front", None) is not page:
+        page.bring_to_front()
+        page.context.front = page
+
+
 class Driver:
     """A person at the simulated locker: every action is a click on the page (counted in `clicks`),
     every wait is on the page's DOM, which the server updates as things happen. Staff work happens
@@ -196,10 +204,12 @@ class Driver:
         self.clicks = 0
 
     def click(self, selector: str) -> None:
+        to_front(self.page)
         self.page.click(selector)
         self.clicks += 1
 
     def open(self, url: str) -> None:
+        to_front(self.page)
         self.page.goto(url)
         self.page.wait_for_selector("#door-0", timeout=WAIT_MS)
         self.page.wait_for_selector('#net[data-online="1"]', timeout=WAIT_MS)  # the locker is online
@@ -223,11 +233,13 @@ class Driver:
         return value
 
     def wait_door(self, label: str, timeout: int = STEP_MS, **attrs: str) -> None:
+        to_front(self.page)
         sel = f'.door[data-door="{label}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
         self.page.wait_for_selector(sel, timeout=timeout)
 
     def wait_open_door(self, timeout: int = STEP_MS) -> str:
         """The label of the door that is open (there must be exactly one)."""
+        to_front(self.page)
         self.page.wait_for_selector('.door[data-state="open"]', timeout=timeout)
         labels: list[str] = self.page.eval_on_selector_all(
             '.door[data-state="open"]', "ds => ds.map(d => d.dataset.door)"
@@ -238,6 +250,7 @@ class Driver:
     def wait_synced_after(self, host_rev: int) -> None:
         """Until the locker holds what staff issued on the desk since the page showed `host_rev`: the
         host's revision moved past it and the locker reports that revision."""
+        to_front(self.page)
         self.page.wait_for_function(
             """(rev) => { const n = document.querySelector('#net');
                  return n.dataset.online === '1' && +n.dataset.hostRev > rev
@@ -247,6 +260,7 @@ class Driver:
         )
 
     def wait_event(self, source: str, kind: str, count: int = 1, timeout: int = WAIT_MS) -> None:
+        to_front(self.page)
         self.page.wait_for_function(
             "([s, k, n]) => document.querySelectorAll(`#events li[data-source='${s}'][data-kind='${k}']`).length >= n",
             arg=[source, kind, count],
@@ -255,6 +269,7 @@ class Driver:
 
     def wait_note(self, kind: str, count: int = 1, timeout: int = WAIT_MS) -> None:
         """Until the page shows `count` messages of `kind` from the service's hook."""
+        to_front(self.page)
         self.page.wait_for_function(
             "([k, n]) => document.querySelectorAll(`#notes .note[data-kind='${k}']`).length >= n",
             arg=[kind, count],
@@ -270,6 +285,7 @@ class Driver:
     def keys_applied(self) -> None:
         """Until every key clicked so far has been applied on the board (a person typing at a
         person's pace never gets ahead of the locker)."""
+        to_front(self.page)
         self.page.wait_for_selector('body[data-keys-pending="0"]', timeout=STEP_MS)
 
     def door_index(self, label: str) -> str:
@@ -352,6 +368,7 @@ class Desk:
         return desk
 
     def go(self, path: str) -> None:
+        to_front(self.page)
         self.page.goto(self.url + path)
 
     def submit(self, button: str, within: str = "main") -> None:
