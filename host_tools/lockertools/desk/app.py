@@ -31,6 +31,7 @@ from lockertools.desk.base import (
     trusted_networks,
 )
 from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, incidents, lockers, login, manage, reports
+from lockertools.desk.pages import messages as resident_messages
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -59,6 +60,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     audit_trail.setup(app)
     accounts.setup(app)
     deliveries.setup(app)  # the staff's pages: after the foundation's, in the navigation too
+    resident_messages.setup(app)  # residents' messages: letters to print, failed messages
     codes.setup(app)
     manage.setup(app)
     reports.setup(app)
