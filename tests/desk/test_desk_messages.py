@@ -20,7 +20,7 @@ from desk_support import PASSWORDS, DeskClient, DeskServer, Reply
 from pages_support import LOCKER, Locker, table_rows
 
 from lockertools.config import Settings
-from lockertools.desk import audit, i18n
+from lockertools.desk import audit, i18n, i18n_messages
 from lockertools.notify import Outbox, words
 from lockertools.service import db, fleet_db, incidents
 from tests.notify.notify_helpers import GatewaySink, SmtpSink, free_port
@@ -30,6 +30,7 @@ Serve = Callable[[Settings], DeskServer]
 STEPS_FR = ("Tapez le code.", "Appuyez sur #.", "La porte s'ouvre.")
 _NUMBER = re.compile(r'id="delivery-number">(\d+)<')
 _CODE = re.compile(r'id="resident-code">(\d+)<')
+_TAGS = re.compile(r"<[^>]+>")
 
 
 @pytest.fixture
@@ -206,8 +207,10 @@ def test_letters_to_print_per_locker_as_one_pdf_then_marked_printed(serve: Serve
     there = Locker(server, "hall-2")
     first, first_code = _loaded(server, here, fleet_db.Resident("Jan", language="nl", case_ref="C-1"))
     second, second_code = _loaded(server, there, fleet_db.Resident("Rita", language="en"))
-    _loaded(server, here, fleet_db.Resident("Ann", email="ann@example.org"))  # e-mail: no letter
+    _loaded(server, here, fleet_db.Resident("Ann", email="ann@example.org"), door="3")  # e-mail: no letter
+    picked, _code = _loaded(server, here, fleet_db.Resident("Piet", language="fr"), door="2")
     _plan(server)
+    here.event("pickup", "2", id=picked)  # the code was handed over at the counter: no letter to print now
     client = _client(server)
     page = client.get("/messages/letters")
     assert [r[:4] for r in table_rows(page.text, 'id="letters"')] == [
@@ -323,3 +326,25 @@ def test_failed_messages_are_listed_and_retried(serve: Serve) -> None:
     with server.connect() as conn:
         due = conn.execute("SELECT next_at FROM notifications WHERE id = ?", (hook_id,)).fetchone()[0]
     assert due <= time.time() + 1 and len(_trail(server, "message.retry")) == 2
+
+
+def test_the_messages_pages_speak_dutch_and_french(serve: Serve) -> None:
+    server = serve(message_settings(["email"], smtp_port=free_port()))
+    locker = Locker(server)
+    letter, _code = _loaded(server, locker, fleet_db.Resident("Jan", language="nl"), door="1")
+    failed, _code = _loaded(server, locker, fleet_db.Resident(email="jan@example.org"), door="3")
+    _send(server, _plan(server))  # nothing listens on the SMTP port: the e-mail fails
+    paths = ["/messages/letters", "/messages/failed", f"/deliveries/{letter}", f"/deliveries/{failed}"]
+    # each English text of these pages of two words or more (up to its first field) that the language
+    # says otherwise
+    for language, catalogue in (("nl", i18n_messages.NL), ("fr", i18n_messages.FR)):
+        english = {k.split("{")[0].strip() for k, v in catalogue.items() if k != v}
+        english = {t for t in english if " " in t}
+        client = _client(server, language=language)
+        for path in paths:
+            page = client.get(path)
+            assert page.status == 200 and f'<html lang="{language}">' in page.text, path
+            shown = " ".join(_TAGS.sub(" ", page.text).split())
+            left = sorted(t for t in english if t in shown)
+            assert not left, (language, path, left)
+            assert catalogue["Letters to print"] in shown and catalogue["Failed messages"] in shown

@@ -133,8 +133,13 @@ def failed_messages(conn: db.Connection, locker_id: str | None = None) -> list[M
     return [_view(r) for r in conn.execute(sql + " ORDER BY next_at", params).fetchall()]
 
 
+# a letter whose delivery ended (its code gone) before the service dropped it cannot be printed
+_PRINTABLE = "state = 'to_print' AND EXISTS (SELECT 1 FROM held_codes h WHERE h.code_id = resident_messages.code_id)"
+
+
 def letters_to_print(conn: db.Connection, locker_id: str | None = None) -> list[MessageView]:
-    sql, params = "SELECT * FROM resident_messages WHERE state = 'to_print'", []
+    """The letters waiting to be printed (those that still can be: their code is held)."""
+    sql, params = f"SELECT * FROM resident_messages WHERE {_PRINTABLE}", []
     if locker_id is not None:
         sql, params = sql + " AND locker_id = ?", [locker_id]
     return [_view(r) for r in conn.execute(sql + " ORDER BY id", params).fetchall()]
@@ -181,7 +186,7 @@ def failed_count(conn: db.Connection) -> int:
 
 
 def letters_count(conn: db.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM resident_messages WHERE state = 'to_print'").fetchone()[0])
+    return int(conn.execute(f"SELECT count(*) FROM resident_messages WHERE {_PRINTABLE}").fetchone()[0])
 
 
 def retry_now(conn: db.Connection, channel: str, message_id: int, now: float) -> MessageView | None:
