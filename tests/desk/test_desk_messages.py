@@ -7,6 +7,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from desk_support import PASSWORDS, DeskClient, DeskServer, Reply
 from pages_support import LOCKER, Locker, table_rows
 
-from lockertools.config import Settings
+from lockertools.config import NotifySettings, Settings
 from lockertools.desk import audit, i18n, i18n_messages
 from lockertools.notify import Outbox, words
 from lockertools.service import db, fleet_db, incidents
@@ -348,3 +349,19 @@ def test_the_messages_pages_speak_dutch_and_french(serve: Serve) -> None:
             left = sorted(t for t in english if t in shown)
             assert not left, (language, path, left)
             assert catalogue["Letters to print"] in shown and catalogue["Failed messages"] in shown
+
+
+def test_a_printed_letter_s_code_waits_for_the_hook_when_there_is_one(serve: Serve) -> None:
+    hooked = dataclasses.replace(
+        message_settings(["email"], smtp_port=free_port()), notify=NotifySettings(command="/bin/true")
+    )
+    server = serve(hooked)
+    number, _code = _loaded(server, Locker(server), fleet_db.Resident("Jan"))
+    _plan(server)
+    with server.connect() as conn:
+        (letter,) = conn.execute("SELECT id FROM resident_messages WHERE channel = 'letter'").fetchone()
+    assert _client(server).post("/messages/letters/printed", {"letter": str(letter)}).status == 303
+    with server.connect() as conn:
+        state = conn.execute("SELECT state FROM resident_messages WHERE id = ?", (letter,)).fetchone()[0]
+        held = conn.execute("SELECT count(*) FROM held_codes WHERE code_id = ?", (number,)).fetchone()[0]
+    assert state == "printed" and held == 1  # the hook has not taken its `loaded` notification yet
