@@ -51,11 +51,13 @@ def _every_page(server: DeskServer, locker: Locker, desk_client: ClientFor) -> I
     values["incident_id"] = str(incident.id)
     paths = get_pages(server, values)
     assert PAGE in paths and "/admin/settings" in paths
+    # the printed letters (tests/desk/test_desk_messages.py): this desk plans none, so there is none
+    letters = (f"/deliveries/{number}/letter", "/messages/letters.pdf")
     for role in ("desk", "manager", "admin"):
         client = desk_client(role)
         for path in paths + [f"{PAGE}/confirm?webhook=1", f"{PAGE}/confirm?token=erp"]:
             reply = client.get(path)
-            assert reply.status in (200, 303, 403), (role, path, reply.status)
+            assert reply.status in ((404,) if path in letters else (200, 303, 403)), (role, path, reply.status)
             yield role, path, reply.text
 
 

@@ -43,6 +43,7 @@ from lockertools.desk.pages import (
     manage,
     reports,
 )
+from lockertools.desk.pages import messages as resident_messages
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     integrations.setup(app)  # the admin's pages, beside the accounts
     configuration.setup(app)
     deliveries.setup(app)  # the staff's pages: after the foundation's, in the navigation too
+    resident_messages.setup(app)  # residents' messages: letters to print, failed messages
     codes.setup(app)
     manage.setup(app)
     reports.setup(app)
