@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -141,3 +143,27 @@ def test_a_database_before_the_alerts_gets_their_tables(tmp_path: Path) -> None:
     door_event(again, "forced", "A1")
     assert sender.plan(again, time.time()) == 1  # one item, for hall-1's contact
     again.close()
+
+
+WITHOUT_JINJA2 = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("jinja2", "fpdf"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Blocked())
+from lockertools.config import Settings
+from lockertools.notify.alerts import AlertSender
+sender = AlertSender(Settings())
+print("channels", sender.email, sender.sms)
+"""
+
+
+@pytest.mark.sqlite_only
+def test_the_alert_sender_starts_without_jinja2_when_no_channel_is_configured() -> None:
+    # The simulator's service has neither Jinja2 nor channels: its alerts wait, and it runs.
+    done = subprocess.run([sys.executable, "-c", WITHOUT_JINJA2], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "channels None None"
