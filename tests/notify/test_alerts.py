@@ -13,7 +13,7 @@ from alert_helpers import DESK, alert_settings, door_event, text_of
 from notify_helpers import GatewaySink, SmtpSink, fleet, free_port, loaded_delivery
 
 from lockertools.config import Settings
-from lockertools.notify.alerts import AlertError, AlertSender, contacts_of, set_contacts, staff_alerts
+from lockertools.notify.alerts import KEEP_S, AlertError, AlertSender, contacts_of, set_contacts, staff_alerts
 from lockertools.service import db, fleet_db, incidents
 
 T0 = 2_000_000_000.0  # the alert sender's clock in these tests
@@ -296,6 +296,24 @@ def test_incidents_before_the_first_start_are_not_alerted(tmp_path: Path, smtp_s
     round_at(sender, conn, T0 + 1)
     [message] = smtp_sink.received
     assert "door A2" in str(message["Subject"])
+
+
+def test_sent_alerts_are_pruned_after_a_month_and_their_incidents_not_alerted_again(
+    tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    conn = fleet(tmp_path / "fleet.db")
+    set_contacts(conn, "hall-1", ["ops@gent.example"], [])
+    sender = started(conn, alert_settings(smtp_sink.port))
+    door_event(conn, "forced", "A2")
+    round_at(sender, conn, T0)
+    door_event(conn, "closed", "A2")
+    round_at(sender, conn, T0 + KEEP_S - 1)  # the resolution, a month later
+    assert len(smtp_sink.received) == 2
+    assert sender.prune(conn, T0 + KEEP_S + 1) == 1  # the first one only
+    assert [a.sent_at for a in staff_alerts(conn)] == [T0 + KEEP_S - 1]
+    assert conn.execute("SELECT count(*) FROM alert_items").fetchone()[0] == 1
+    round_at(sender, conn, T0 + KEEP_S + 3600)
+    assert len(smtp_sink.received) == 2
 
 
 # --- contacts ------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ _PLAN_BATCH = 500  # log entries taken per round
 _ITEMS_PER_MESSAGE = 1000  # a contact's items in one message (more: the next message)
 _SEND_BATCH = 50
 _SMS_MAX = 600
+KEEP_S = 30 * 86400.0  # a sent alert (and what it carried) is kept this long, for the record
+_PRUNE_EVERY_S = 3600.0
 
 
 class AlertError(Exception):
@@ -325,6 +327,7 @@ class AlertSender:
         sender = settings.email.sender or ""
         self._domain = sender.rpartition("@")[2] or "lockertools.invalid"
         self.stats = AlertStats()
+        self._pruned_at: float | None = None
 
     def start(self, conn: db.Connection, now: float) -> None:
         """At the service's start: a send interrupted by a crash is due again (with its own ref); the
@@ -407,6 +410,21 @@ class AlertSender:
         self.stats.messages += len(due)
         return len(due)
 
+    def prune(self, conn: db.Connection, now: float) -> int:
+        """Delete the alerts sent more than KEEP_S ago, with their items (alert_seen, not the items,
+        keeps an entry from being taken twice). Returns how many alerts."""
+        before = now - KEEP_S
+        with db.transaction(conn):
+            conn.execute(
+                "DELETE FROM alert_items WHERE alert_id IN"
+                " (SELECT id FROM staff_alerts WHERE state = 'sent' AND sent_at < ?)",
+                (before,),
+            )
+            count: int = conn.execute(
+                "DELETE FROM staff_alerts WHERE state = 'sent' AND sent_at < ?", (before,)
+            ).rowcount
+        return count
+
     def _ref(self) -> str:
         return f"<alert.{secrets.token_hex(12)}@{self._domain}>"
 
@@ -417,6 +435,9 @@ class AlertSender:
     ) -> int:
         """Follow, batch, then send what is due; returns how many were sent."""
         now = time.time() if now is None else now
+        if self._pruned_at is None or now - self._pruned_at >= _PRUNE_EVERY_S:
+            self._pruned_at = now
+            self.prune(conn, now)
         self.plan(conn, now)
         self.close_batches(conn, now)
         due = conn.execute(
