@@ -34,9 +34,10 @@ def started(conn: db.Connection, s: Settings, now: float = T0) -> AlertSender:
     return sender
 
 
-def forced_incident(conn: db.Connection, door: str) -> incidents.Incident:
-    [incident] = incidents.list_incidents(conn, state="open", locker="hall-1", cause="forced")
-    assert incident.door == door
+def forced_incident(conn: db.Connection, door: str, among: int = 1) -> incidents.Incident:
+    found = incidents.list_incidents(conn, state="open", locker="hall-1", cause="forced")
+    assert len(found) == among
+    [incident] = [i for i in found if i.door == door]
     return incident
 
 
@@ -314,6 +315,22 @@ def test_sent_alerts_are_pruned_after_a_month_and_their_incidents_not_alerted_ag
     assert conn.execute("SELECT count(*) FROM alert_items").fetchone()[0] == 1
     round_at(sender, conn, T0 + KEEP_S + 3600)
     assert len(smtp_sink.received) == 2
+
+
+def test_an_incident_deleted_by_hand_before_its_batch_closed_is_left_out(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    conn = fleet(tmp_path / "fleet.db")
+    set_contacts(conn, "hall-1", ["ops@gent.example"], [])
+    sender = started(conn, alert_settings(smtp_sink.port, window_min=5))
+    door_event(conn, "forced", "A1")
+    door_event(conn, "forced", "A3")
+    round_at(sender, conn, T0)
+    gone = forced_incident(conn, "A1", among=2)
+    with db.transaction(conn):
+        conn.execute("DELETE FROM incident_log WHERE incident_id = ?", (gone.id,))
+        conn.execute("DELETE FROM incidents WHERE id = ?", (gone.id,))
+    round_at(sender, conn, T0 + 300)
+    [message] = smtp_sink.received
+    assert "door A3" in str(message["Subject"]) and "door A1" not in text_of(message)
 
 
 # --- contacts ------------------------------------------------------------------------------------------

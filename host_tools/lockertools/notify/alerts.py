@@ -197,10 +197,10 @@ def _where(incident: incidents.Incident, words: dict[str, str]) -> str:
 
 def alert_text(
     conn: db.Connection, items: Sequence[tuple[int, str]], language: str, town: str, desk_url: str | None
-) -> AlertText:
+) -> AlertText | None:
     """The message for a batch of (incident id, action) items: one paragraph per locker, subject and
     cause, in the order they first came, with how often it happened, whether it is still open, and
-    the link to its latest incident on the desk."""
+    the link to its latest incident on the desk. None: none of the incidents is there any more."""
     words = _TEXTS.get(language, _TEXTS["en"])
     translate = translator(language)
     actions: dict[int, set[str]] = {}
@@ -208,8 +208,13 @@ def alert_text(
         actions.setdefault(incident_id, set()).add(action)
     groups: dict[tuple[str, str, str], list[incidents.Incident]] = {}
     for incident_id in actions:
-        incident = incidents.get_incident(conn, incident_id)
+        try:
+            incident = incidents.get_incident(conn, incident_id)
+        except incidents.IncidentError:
+            continue  # deleted by hand: nothing to tell of it
         groups.setdefault((incident.locker_id, incident.subject, incident.cause), []).append(incident)
+    if not groups:
+        return None
     paragraphs, sms_parts = [], []
     opened_groups = 0
     for group in groups.values():
@@ -389,6 +394,7 @@ class AlertSender:
             return 0
         town = self.settings.town.name
         desk_url = self.settings.alerts.desk_url
+        made = 0
         with db.transaction(conn):
             for channel, address in due:
                 items = conn.execute(
@@ -397,6 +403,13 @@ class AlertSender:
                     (channel, address, _ITEMS_PER_MESSAGE),
                 ).fetchall()
                 text = alert_text(conn, [(int(r[1]), str(r[2])) for r in items], self.language, town, desk_url)
+                last = int(items[-1][0])
+                if text is None:
+                    conn.execute(
+                        "DELETE FROM alert_items WHERE alert_id IS NULL AND channel = ? AND address = ? AND id <= ?",
+                        (channel, address, last),
+                    )
+                    continue
                 alert_id = conn.execute(
                     "INSERT INTO staff_alerts(channel, address, language, ref, subject, body, sms, state, next_at,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
@@ -405,10 +418,11 @@ class AlertSender:
                 conn.execute(
                     "UPDATE alert_items SET alert_id = ? WHERE alert_id IS NULL AND channel = ? AND address = ?"
                     " AND id <= ?",
-                    (alert_id, channel, address, int(items[-1][0])),
+                    (alert_id, channel, address, last),
                 )
-        self.stats.messages += len(due)
-        return len(due)
+                made += 1
+        self.stats.messages += made
+        return made
 
     def prune(self, conn: db.Connection, now: float) -> int:
         """Delete the alerts sent more than KEEP_S ago, with their items (alert_seen, not the items,
