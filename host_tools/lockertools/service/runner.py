@@ -118,8 +118,8 @@ class ServiceConfig:
     messages: Settings | None = None
     messages_poll_s: float = 0.2
     # Staff alerts of incidents (notify/alerts.py) follow the same file's [alerts] (None: no alerts);
-    # the alert sender goes round every `alerts_poll_s`.
-    alerts_poll_s: float = 1.0
+    # the alert sender goes round every `alerts_poll_s` (its loop checks in then: keep it short).
+    alerts_poll_s: float = 0.2
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
     # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
     # as flapping: two clients with its password take its session from each other at every login, and
