@@ -91,6 +91,8 @@ def test_alert_contacts_from_the_command_line(tmp_path: Path) -> None:
                                 "--email", "techniek@gent.example", "--sms", "+32 470 12 34 56"])  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "email ops@gent.example, email techniek@gent.example, sms +32470123456" in done.output
+    assert "warning: no [sms] url is configured: SMS alerts wait until it is" in done.output
+    assert "no [email] host" not in done.output
     listed = runner.invoke(main, [*alerts, "list", "--db", str(db_path)])
     assert "hall-1  own       email ops@gent.example, email techniek@gent.example, sms +32470123456" in listed.output
     before = contacts_of(conn, "hall-1")

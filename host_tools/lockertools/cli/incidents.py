@@ -151,6 +151,13 @@ def alerts_set_cmd(db_path: str, locker_id: str, emails: tuple[str, ...], phones
     except AlertError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{locker_id}: alerts go to " + ", ".join(f"{c.channel} {c.address}" for c in contacts))
+    from lockertools.cli.config import settings_of
+
+    settings = settings_of(click.get_current_context())
+    if emails and (settings.email.host is None or settings.email.sender is None):
+        click.echo("warning: no [email] host and sender are configured: e-mail alerts wait until they are", err=True)
+    if phones and not settings.sms.url:
+        click.echo("warning: no [sms] url is configured: SMS alerts wait until it is", err=True)
 
 
 @alerts_cli.command("clear")
