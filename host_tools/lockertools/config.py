@@ -182,6 +182,19 @@ class DeskSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Staff alerts of incidents (`service run`, docs/notifications.md "Staff alerts"): the contacts of
+    a locker that has none of its own (`lockerctl incidents alerts set`), the batch window, retries."""
+
+    default_email: list[str] = field(default_factory=list)  # staff e-mail addresses
+    default_sms: list[str] = field(default_factory=list)  # staff phone numbers
+    window_min: float = 5.0  # a contact's alerts are gathered this long into one message
+    desk_url: str | None = None  # the desk's public URL ("https://balie.gent.example"): links to incidents
+    retry_min_s: float = 30.0  # a failed send waits this long, doubling up to retry_max_s
+    retry_max_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -196,6 +209,7 @@ class Settings:
     messages: MessagesSettings = field(default_factory=MessagesSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -363,6 +377,7 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
     if desk.idle_minutes < 1:
         problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
     _messages_checks(settings, where, problems)
+    _alerts_checks(settings, where, problems)
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")
@@ -395,6 +410,21 @@ def _messages_checks(settings: Settings, where: str, problems: list[str]) -> Non
         problems.append(f"{where}: messages.retry_min_s: positive, at most retry_max_s")
     if not messages.contact_retention_days >= 0:
         problems.append(f"{where}: messages.contact_retention_days: zero or more days")
+
+
+def _alerts_checks(settings: Settings, where: str, problems: list[str]) -> None:
+    # The addresses and numbers themselves are checked when the service starts (notify/alerts.py).
+    alerts = settings.alerts
+    if alerts.default_email and (settings.email.host is None or settings.email.sender is None):
+        problems.append(f"{where}: email: staff alerts by e-mail need host and sender")
+    if alerts.default_sms and not settings.sms.url:
+        problems.append(f"{where}: sms: staff alerts by SMS need url (and body)")
+    if not alerts.window_min >= 0:
+        problems.append(f"{where}: alerts.window_min: zero or more minutes")
+    if alerts.desk_url is not None and not alerts.desk_url.startswith(("http://", "https://")):
+        problems.append(f"{where}: alerts.desk_url: must start with http:// or https://")
+    if not 0 < alerts.retry_min_s <= alerts.retry_max_s:
+        problems.append(f"{where}: alerts.retry_min_s: positive, at most retry_max_s")
 
 
 def _type_name(t: Any) -> str:

@@ -429,7 +429,7 @@ class Outbox:
             (compose_email(r, row["address"], row["ref"], channel.sender, town, self.settings.email.reply_to), code)
             for row, r, code in ready
         ]
-        results, stopped = await _to_the_end(channel.send_many, mails)
+        results, stopped = await to_the_end(channel.send_many, mails)
         with db.transaction(conn):
             for (row, _, _), error in zip(ready, results, strict=True):
                 self._record(conn, row, error, time.time())
@@ -446,7 +446,7 @@ class Outbox:
         ready = self._prepare(conn, rows)
         sent = 0
         for row, rendered, code in ready:
-            error, stopped = await _to_the_end(_sms_error, channel, row["address"], rendered.sms, row["ref"], code)
+            error, stopped = await to_the_end(sms_error, channel, row["address"], rendered.sms, row["ref"], code)
             with db.transaction(conn):
                 self._record(conn, row, error, time.time())
             if stopped:
@@ -457,7 +457,7 @@ class Outbox:
         return sent
 
 
-def _sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | None) -> str | None:
+def sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | None) -> str | None:
     try:
         channel.send(to, text, ref.strip("<>"), code)
     except ChannelError as exc:
@@ -465,7 +465,7 @@ def _sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | No
     return None
 
 
-async def _to_the_end(func: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
+async def to_the_end(func: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
     """Run a send in a thread to its end, even when the service stops meanwhile (the task is
     cancelled): its outcome is then recorded before the stop goes on, so a stopped service never
     sends a message the server accepted again. Returns (the result, whether a stop came)."""
