@@ -1,5 +1,6 @@
 """Dutch and French texts of the manager's staff alert contacts (pages/alert_contacts.py and its
-templates); i18n.py merges them into its catalogues."""
+templates) and of a code's kind as the desk shows it (pages/deliveries.py, kind_text); i18n.py
+merges them into its catalogues."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ NL: dict[str, str] = {
     "Locker {id} has no contacts of its own: its alerts go to the defaults.": (
         "Kluis {id} heeft geen eigen contactpersonen meer: haar meldingen gaan naar de standaardwaarden."
     ),
+    # a code's kind (the size letters S, M, L stay as they are)
+    "pickup": "ophaling",
+    "staff": "personeel",
+    "return": "terugbrengen",
+    "delivery": "levering",
+    "low": "lage deur",
 }
 
 FR: dict[str, str] = {
@@ -73,4 +80,10 @@ FR: dict[str, str] = {
     "Locker {id} has no contacts of its own: its alerts go to the defaults.": (
         "La consigne {id} n'a plus de contacts propres : ses alertes vont aux valeurs par défaut."
     ),
+    # a code's kind (the size letters S, M, L stay as they are)
+    "pickup": "retrait",
+    "staff": "personnel",
+    "return": "retour",
+    "delivery": "livraison",
+    "low": "porte basse",
 }
