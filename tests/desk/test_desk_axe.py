@@ -17,6 +17,7 @@ from lockertools.api import tokens, webhooks
 from lockertools.boards import door_sizes
 from lockertools.desk import i18n
 from lockertools.notify import Outbox
+from lockertools.notify.alerts import set_contacts
 from lockertools.service import db, fleet_db, ingest
 from tests.notify.notify_helpers import free_port
 from tests.notify.notify_helpers import settings as message_settings
@@ -30,6 +31,7 @@ PAGES += ["/deliveries", "/deliveries/new", "/codes", "/staff", "/doors", "/door
 PAGES += ["/incidents", "/incidents/1"]
 PAGES += ["/admin/integrations", "/admin/integrations/confirm?token=erp", "/admin/integrations/confirm?webhook=1"]
 PAGES += ["/admin/settings"]
+PAGES += ["/alerts", "/alerts/hall-1"]  # staff alert contacts (hall-1 has one of its own: the table)
 # residents' messages: a delivery only a letter reaches ({letter}), another whose e-mail failed ({failed})
 PAGES += ["/messages/letters", "/messages/failed", "/deliveries/{letter}", "/deliveries/{failed}"]
 SERIOUS = ("serious", "critical")
@@ -42,6 +44,7 @@ def deliveries(desk_server: DeskServer) -> dict[str, str]:
         board = json.loads((BOARDS_DIR / "esp32-4door.json").read_text())
         fleet_db.add_locker(conn, "hall-1", bytes(32), ["1", "2", "3", "4"], door_sizes(board))
         tokens.create_token(conn, "erp", ["read"])  # the integrations page with a row in each table
+        set_contacts(conn, "hall-1", ["wacht@gent.example"], ["+32470123456"])
         webhooks.add_webhook(conn, "http://127.0.0.1:9/hook", "town ERP")
         delivery = fleet_db.prepare_delivery(conn, "hall-1", "L", item="document")
         letter = fleet_db.prepare_delivery(conn, "hall-1", "S", resident=fleet_db.Resident("Élise", language="fr"))

@@ -32,6 +32,7 @@ from lockertools.desk.base import (
 )
 from lockertools.desk.pages import (
     accounts,
+    alert_contacts,
     audit_trail,
     codes,
     configuration,
@@ -79,6 +80,7 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
     resident_messages.setup(app)  # residents' messages: letters to print, failed messages
     codes.setup(app)
     manage.setup(app)
+    alert_contacts.setup(app)  # the manager's staff alert contacts, beside the doors
     reports.setup(app)
     incidents.setup(app)
     live.setup(app)

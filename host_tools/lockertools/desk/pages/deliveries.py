@@ -102,6 +102,24 @@ def size_labels(_: Callable[..., str]) -> dict[str, str]:
     return {"any": _("any size"), "S": "S", "M": "M", "L": "L"}
 
 
+def kind_text(_: Callable[..., str], byte: int) -> str:
+    """A code's kind byte in the reader's language ("levering L lage deur"): fleet_db.describe_kind's
+    words, which stay the CLI's English; the size letters are the same in every language."""
+    kinds = {
+        fleet_db.KIND_PICKUP: _("pickup"),
+        fleet_db.KIND_STAFF: _("staff"),
+        fleet_db.KIND_RETURN: _("return"),
+        fleet_db.KIND_DELIVERY: _("delivery"),
+    }
+    words = [kinds.get(byte & fleet_db.KIND_MASK, str(byte & fleet_db.KIND_MASK))]
+    size = (byte >> 4) & 3
+    if size:
+        words.append(fleet_db.SIZE_NAMES[size])
+    if byte & fleet_db.LOW_BIT:
+        words.append(_("low"))
+    return " ".join(words)
+
+
 # --- the list ----------------------------------------------------------------------------------------
 
 
@@ -264,7 +282,7 @@ async def _delivery_context(request: web.Request, number: int, error: str | None
         "items": item_labels(_),
         "languages_for_residents": language_labels(_),
         "can_cancel": delivery["state"] == "issued" and delivery["door"] == fleet_db.ANY_DOOR,
-        "kind": fleet_db.describe_kind(int(delivery["kind"])),
+        "kind": kind_text(_, int(delivery["kind"])),
     }
 
 
