@@ -201,3 +201,18 @@ def test_the_pages_speak_dutch_and_french(
     assert refused.status == 400 and "oops" in refused.text
     assert ("niet toegevoegd" if language == "nl" else "non ajouté") in refused.text
     assert table_rows(manager.get("/alerts").text, 'id="alert-lockers"')[0][1] == defaults
+
+
+def test_the_same_contact_added_by_two_managers_at_once_is_refused_not_an_error(
+    locker: Locker, desk_client: ClientFor, desk_server: DeskServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second of two simultaneous adds passes the page's own check and meets the table's unique
+    constraint: it gets the same "already" answer, not a server error, and nothing changes."""
+    manager = desk_client("manager")
+    assert manager.post(f"{PAGE}/add", {"channel": "sms", "address": "+32470123456"}).status == 303
+    before = _state(desk_server)
+    # as if the other manager's insert committed between this request's check and its insert
+    monkeypatch.setattr("lockertools.desk.pages.alert_contacts.contacts_of", lambda conn, locker_id: [])
+    reply = manager.post(f"{PAGE}/add", {"channel": "sms", "address": "+32470123456"})
+    assert reply.status == 400 and "is a contact of this locker already" in reply.text
+    assert _state(desk_server) == before

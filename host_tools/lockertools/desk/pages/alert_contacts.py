@@ -147,6 +147,9 @@ async def add_contact(request: web.Request) -> web.StreamResponse:
         contact = await run_db(request, add)
     except AlertError as exc:
         return await _refused(request, _("{address} not added: {reason}", address=address, reason=str(exc)), form)
+    except db.IntegrityError:  # another manager added the same contact in the same instant
+        reason = f"{address} is a contact of this locker already"
+        return await _refused(request, _("{address} not added: {reason}", address=address, reason=reason), form)
     flash(request, _("Alerts of locker {id} also go to {address}.", id=locker_id, address=contact.address))
     raise redirect(request, "locker_alerts", locker_id=locker_id)
 
