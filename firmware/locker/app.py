@@ -76,6 +76,8 @@ class Locker:
         while ev >= 0:
             self.on_key(ev, now_ms)
             ev = keypad.events.get()
+        if self.lockbus is not None:  # no status exchange while a code is typed (hal.lockboard)
+            self.lockbus.keypad(keypad.keys_down() > 0, self.entry.length)
         if self.entry.tick(now_ms):
             self.show("idle", None, _STICKY, now_ms)
         if self.staff is not None:
