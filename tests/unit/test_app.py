@@ -55,6 +55,31 @@ class FakeBoard:
             pin.value(0)
 
 
+class MatrixCol:
+    """A keypad column of the matrix on FakeBoard: low while its row is driven low and the key at
+    that row and column is held (board.held: the key's index in board.keys, or None)."""
+
+    def __init__(self, board, col):
+        self.board = board
+        self.col = col
+
+    def value(self, v=None):
+        held = self.board.held
+        if v is not None or held is None:
+            return 1
+        ncols = len(self.board.cols)
+        return 0 if held % ncols == self.col and self.board.rows[held // ncols].level == 0 else 1
+
+
+class KeyBoard(FakeBoard):
+    """FakeBoard whose keys are held on the matrix (scanned, debounced) instead of sent to on_key."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.held = None
+        self.cols = [MatrixCol(self, c) for c in range(3)]
+
+
 class LockBoardBoard(FakeBoard):
     """The fake board with its four doors on one RS485 lock board (hal.lockboard, on
     test_lockboard's model of the bus): each lock is its door's solenoid and door sensor."""
@@ -285,5 +310,64 @@ def test_the_lock_bus_is_left_free_while_a_code_is_typed():
         board.cols[0].level = 1
         rig.run(300)
         assert board.status_reads(n)
+    finally:
+        rig.close()
+
+
+class CountingLookups:
+    """The locker's code store with its lookups counted."""
+
+    def __init__(self, locker):
+        self.count = 0
+        store = locker.codes
+        real = store.lookup
+
+        def lookup(code, now_epoch):
+            self.count += 1
+            return real(code, now_epoch)
+
+        store.lookup = lookup
+
+
+def hold(rig, key, ms):
+    rig.board.held = rig.board.keys.index(key)
+    rig.run(ms)
+
+
+def test_the_code_is_looked_up_once_while_hash_is_debounced_and_opens_on_its_report():
+    rig = Rig("app-early", codes=[("12345678", "2", 0)], board=KeyBoard)
+    try:
+        lookups = CountingLookups(rig.locker)
+        rig.type("12345678")
+        hold(rig, "#", 10)  # down, not reported yet (key_debounce_ms 20)
+        assert lookups.count == 1
+        assert rig.energized_doors() == []  # nothing moves before the key is reported
+        hold(rig, "#", 30)
+        assert rig.energized_doors() == [1]
+        assert lookups.count == 1  # the report used that lookup: not done twice
+        rig.board.held = None
+        rig.run(100)
+        assert [e["id"] for e in rig.events("unlock")] == [100]
+    finally:
+        rig.close()
+
+
+def test_a_hash_that_bounces_opens_nothing_and_a_code_removed_meanwhile_is_not_used():
+    rig = Rig("app-early-bounce", codes=[("12345678", "2", 0)], board=KeyBoard)
+    try:
+        lookups = CountingLookups(rig.locker)
+        rig.type("12345678")
+        hold(rig, "#", 10)
+        rig.board.held = None  # a bounce: released before it was reported
+        rig.run(100)
+        assert lookups.count == 1 and rig.energized_doors() == []
+        assert rig.locker.entry.length == 8  # the entry is as it was
+        hold(rig, "#", 10)  # pressed again: looked up again
+        assert lookups.count == 2
+        rig.locker.codes.replace(2, [])  # the host removes the code while # is debounced
+        hold(rig, "#", 30)
+        assert lookups.count == 3  # looked up again at the report: the table changed
+        assert rig.energized_doors() == []
+        assert rig.events("denied")[-1]["r"] == "wrong"
     finally:
         rig.close()
