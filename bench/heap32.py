@@ -94,6 +94,19 @@ STAFF = (
 )
 
 
+# The firmware from a ROMFS image (run_unix's and run_wasm's `romfs`): the image is read into the heap and mounted
+# at /rom before the first step, as a board's romfs partition is mounted before boot.py runs; its
+# bytes are in every reading alike, so the firmware's share (over the `machine` step) leaves them out.
+ROMFS_MOUNT = (
+    "import vfs, sys\n"
+    "with open(%r, 'rb') as _h32_f:\n"
+    "    _h32_rom = _h32_f.read()\n"
+    "vfs.mount(vfs.VfsRom(_h32_rom), '/rom')\n"
+    "sys.path.append('/rom')\n"
+    "_h32_f = None"
+)
+
+
 class Heap32Error(RuntimeError):
     """The 32-bit runner is missing, refused the firmware, or a step failed."""
 
@@ -221,26 +234,31 @@ def _parse(out: str) -> Run:
     return Run(alloc, lines)
 
 
-def run_wasm(flash: Path, steps: list[tuple[str, str]]) -> Run:
-    """The steps on the webassembly port (32-bit), the flash folder as its working directory."""
+def run_wasm(flash: Path, steps: list[tuple[str, str]], romfs: Path | None = None) -> Run:
+    """The steps on the webassembly port (32-bit), the flash folder as its working directory.
+    `romfs`: as for run_unix (the port has VfsRom: the image is copied into its file system)."""
     pkg = package_dir()
     mp = S.default_micropython()
     with tempfile.TemporaryDirectory(prefix="locker-heap32-") as tmp:
         stand_in = Path(tmp) / "stand-in"
         stand_in.mkdir()
         (stand_in / "socket.py").write_text("# no sockets in the webassembly port: enough to import\n")
-        job = {
-            "heapsize": WASM_HEAP,
-            "copy": [
-                [str(compiled_sim_board(SIM_BOARD_DIR, mp)), "/sim"],
-                [str(compiled_firmware(FIRMWARE_DIR, mp)), "/fw"],
-                [str(stand_in), "/stand-in"],
-                [str(flash), "/flash"],
-            ],
-            "cwd": "/flash",
-            "path": ["/sim", "/fw", ".frozen", "/stand-in"],
-            "steps": steps,
-        }
+        copy = [
+            [str(compiled_sim_board(SIM_BOARD_DIR, mp)), "/sim"],
+            [str(stand_in), "/stand-in"],
+            [str(flash), "/flash"],
+        ]
+        path = ["/sim", ".frozen", "/stand-in"]
+        if romfs is None:
+            copy.append([str(compiled_firmware(FIRMWARE_DIR, mp)), "/fw"])
+            path.insert(1, "/fw")
+        else:
+            image_dir = Path(tmp) / "romfs"
+            image_dir.mkdir()
+            shutil.copyfile(romfs, image_dir / "firmware.romfs")
+            copy.append([str(image_dir), "/romfs"])
+            steps = [("romfs", ROMFS_MOUNT % "/romfs/firmware.romfs"), *steps]
+        job = {"heapsize": WASM_HEAP, "copy": copy, "cwd": "/flash", "path": path, "steps": steps}
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job))
         proc = subprocess.run(
@@ -262,8 +280,10 @@ def run_wasm(flash: Path, steps: list[tuple[str, str]]) -> Run:
     return run
 
 
-def run_unix(flash: Path, steps: list[tuple[str, str]]) -> Run:
-    """The same steps on the unix port (64-bit), in one script, a collection before each reading."""
+def run_unix(flash: Path, steps: list[tuple[str, str]], romfs: Path | None = None) -> Run:
+    """The same steps on the unix port (64-bit), in one script, a collection before each reading.
+    `romfs`: a ROMFS image of the compiled firmware (lockertools.build.romfs_image), mounted at /rom
+    and imported from there (executed in place) instead of the compiled firmware's folder."""
     mp = S.default_micropython()
     body = [
         "import gc",
@@ -271,12 +291,16 @@ def run_unix(flash: Path, steps: list[tuple[str, str]]) -> Run:
         "    gc.collect()",
         '    print(\'H32 {"step": "%s", "alloc": %d}\' % (name, gc.mem_alloc()))',
     ]
+    if romfs is not None:
+        steps = [("romfs", ROMFS_MOUNT % str(romfs)), *steps]
     for name, source in steps:
         body += [source, "_h32(%r)" % name]
     with tempfile.TemporaryDirectory(prefix="locker-heap64-") as tmp:
         script = Path(tmp) / "steps.py"
         script.write_text("\n".join(body) + "\n")
-        path = [str(compiled_sim_board(SIM_BOARD_DIR, mp)), str(compiled_firmware(FIRMWARE_DIR, mp)), ".frozen"]
+        path = [str(compiled_sim_board(SIM_BOARD_DIR, mp)), ".frozen"]
+        if romfs is None:
+            path.insert(1, str(compiled_firmware(FIRMWARE_DIR, mp)))
         env = dict(os.environ, MICROPYPATH=":".join(path))
         for var in [v for v in env if v.startswith("LOCKER_SIM_")]:  # no controller: the board runs alone
             env.pop(var)

@@ -83,6 +83,13 @@ def run(settings: Settings, say: Callable[[str], None]) -> tuple[list[tuple[str,
                 continue
             p99 = pct(lat, 99)
             goal = goal_ms(baud)
+            # How many are over, and by how much: a few slow ones on a loaded VM (the process waited
+            # for a core) read differently from a share of them a status exchange late (the bus).
+            over = sorted(x for x in lat if x > goal)
+            notes.append(
+                f"rs485 {baud} baud: {len(over)} of {len(lat)} pickups over {goal:.1f} ms"
+                + (f" ({', '.join(f'{x:.1f}' for x in over[-8:])})" if over else "")
+            )
             rows.append(
                 (
                     f"# down -> unlock frame out, RS485 {baud} baud (32 doors, {len(lat)} pickups)",

@@ -10,7 +10,8 @@ side (the machine the figures are quoted for has 2 cores): the 100-pickup latenc
 else. Usage: python bench/run.py [--pickups N] [--only heap]
 
 The heap goal is checked on a 32-bit MicroPython (bench/heap32.py: the webassembly port under Node),
-the 64-bit unix port's figures beside it.
+the 64-bit unix port's figures beside it; bench/heap_romfs.py measures the same with the firmware
+imported from a ROMFS image.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import desk_pages  # noqa: E402
 import fleet  # noqa: E402
 import heap32  # noqa: E402
 import heap_probe  # noqa: E402
+import heap_romfs  # noqa: E402
 import notify  # noqa: E402
 import provision  # noqa: E402
 import rs485  # noqa: E402
@@ -323,6 +325,13 @@ def heap_job(tmp: Path, report: Report) -> None:
         report.notes.extend(heap32.notes(figures))
     except (heap32.Heap32Error, S.SimError, OSError, subprocess.SubprocessError) as exc:
         report.note(f"32-bit heap figures failed: {type(exc).__name__}: {str(exc)[:600]}")
+
+    # 2c. what a romfs partition saves: the same steps with the firmware imported from a ROMFS image
+    try:
+        savings = [s for board in S.BOARDS for s in heap_romfs.measure(board, CODES)]
+        report.rows.extend(Row(*r) for r in heap_romfs.rows(savings, CODES))
+    except (heap32.Heap32Error, S.SimError, OSError, subprocess.SubprocessError) as exc:
+        report.note(f"ROMFS heap figures failed: {type(exc).__name__}: {str(exc)[:600]}")
 
 
 def flash_boot_job(tmp: Path, report: Report) -> None:

@@ -8,7 +8,10 @@
 #   without reaching "healthy" (locker.runtime then deletes app.trial), the previous application is
 #   put back (app -> app.bad, app.old -> app) and app.rolled says so (reported as `app_rollback`).
 #   A trial boot arms the watchdog: an application that dies before its own main loop runs is reset.
-# - then the application folder goes first on sys.path; on a production board, Ctrl-C is turned off.
+# - then the application goes first on sys.path: app/ on the filesystem when there is one (an update or
+#   a filesystem install put it there), else the application in the romfs partition (/rom, where
+#   MicroPython mounts it before boot.py runs: its modules run in place, off the heap), installed
+#   there by provisioning when the image has the partition. On a production board, Ctrl-C is off.
 #
 # hal.board switches the solenoids off as the first thing main.py does (gate pull-downs hold them
 # off until then); nothing here touches a pin.
@@ -18,6 +21,8 @@ import gc
 import json
 import os
 import sys
+
+_ROM = "/rom"  # the romfs partition's mount point; the application's manifest is at its root
 
 
 def _is(p):
@@ -74,11 +79,14 @@ def _loader():
         return
     n = t.get("n", 0)
     if n >= t.get("k", 3):
-        if _is("app.old"):
+        # The previous application is app.old/, or, after the first update of a board installed in
+        # its romfs partition, the one in /rom, which runs again once app/ is out of the way.
+        if _is("app.old") or _is(_ROM + "/app.json"):
             if _is("app"):
                 _rm("app.bad")
                 os.rename("app", "app.bad")
-            os.rename("app.old", "app")
+            if _is("app.old"):
+                os.rename("app.old", "app")
         _write("app.rolled", {"from": t.get("v"), "to": t.get("prev"), "n": n})
         os.remove("app.trial")
         print("log| boot: application", t.get("v"), "not healthy after", n, "boots: rolled back to", t.get("prev"))
@@ -102,7 +110,9 @@ if _is("production.json"):
     import micropython
 
     micropython.kbd_intr(-1)
-if "app" not in sys.path:
-    sys.path.insert(0, "app")
-_loader = _read = _write = _rm = _is = None
+_app = "app" if _is("app") or not _is(_ROM + "/app.json") else _ROM
+if _app in sys.path:
+    sys.path.remove(_app)
+sys.path.insert(0, _app)
+_loader = _read = _write = _rm = _is = _app = _ROM = None
 gc.collect()

@@ -15,6 +15,10 @@
 # buffer, nothing allocated per poll. A timeout or a bad reply is retried; a board that fails
 # _DOWN_AFTER exchanges in a row is down (an event), and its pins keep their last known levels
 # (no open/closed change can be invented) until it answers again (another event).
+# While a code is being typed (the app sets `typing`), no status exchange starts, so the bus is free
+# when `#` comes and the unlock frame goes out at once: a board is read then only when its last
+# status is _TYPING_POLL_MS old (between keys; twice that while a key is held down), and a failed
+# exchange's retry waits as long. Door states are read less often meanwhile, never less than that.
 # No machine import: the UART and the DE pin come in (hal.board makes them from board.json).
 from micropython import const
 
@@ -106,6 +110,12 @@ _DOWN_AFTER = const(3)  # failed exchanges in a row before a board is reported d
 _UNLOCK_FRAMES = const(2)  # unlock frames for one pulse at most (the first, one retry)
 _TURNAROUND_MS = const(20)  # the board's own time to answer, beyond the bytes on the wire
 _ALL_CLOSED = const(0xFFFF)  # hooks assumed before a board has ever answered
+_TYPING_POLL_MS = const(1000)  # the longest a board goes unread while a code is being typed
+
+# LockBus.typing, as the app sets it on every poll
+NOT_TYPING = const(0)
+TYPING = const(1)  # the entry holds digits: the next key may be `#`
+KEY_DOWN = const(2)  # a key is down, not debounced yet: it may be `#`, due within key_debounce_ms
 
 _IDLE = const(0)
 _WAIT = const(1)
@@ -166,6 +176,8 @@ class LockBus:
         self._polled: "List[int]" = [0] * nb  # ticks of the last status request
         self._next = 0  # round-robin position
         self._poll_ms = poll_ms
+        self._typing_poll_ms = poll_ms if poll_ms > _TYPING_POLL_MS else _TYPING_POLL_MS
+        self.typing = NOT_TYPING  # set by the app (see the header)
         # the reply's deadline after the request's last byte: both frames' time on the wire + margin
         self._reply_ms = (wire_us(REQUEST_LEN + REPLY_LEN, baud) + 999) // 1000 + _TURNAROUND_MS
         self._tx = bytearray(REQUEST_LEN)
@@ -201,6 +213,10 @@ class LockBus:
         """False while the door's board is not answering: its state is unknown."""
         b = self._dboard[door]
         return b == _NOT_ON_BUS or self._up[b] == 1
+
+    def keypad(self, key_down: bool, digits: int) -> None:
+        """What the keypad shows, on every poll: a key down (not debounced yet), the digits typed."""
+        self.typing = KEY_DOWN if key_down else (TYPING if digits else NOT_TYPING)
 
     def tick(self) -> None:
         self.poll(self._clock())
@@ -263,11 +279,16 @@ class LockBus:
             self._send(self._dboard[d], True, now_ms)
             return
         n = len(self.addresses)
+        typing = self.typing
+        every = self._poll_ms
+        if typing:
+            # A status exchange now could hold up the unlock frame of a `#` typed meanwhile.
+            every = self._typing_poll_ms if typing == TYPING else 2 * self._typing_poll_ms
         for _ in range(n):
             b = self._next
             self._next = b + 1 if b + 1 < n else 0
-            retry = self._fails[b] and self._fails[b] < _DOWN_AFTER
-            if retry or ticks_diff(now_ms, self._polled[b]) >= self._poll_ms:
+            retry = not typing and self._fails[b] and self._fails[b] < _DOWN_AFTER
+            if retry or ticks_diff(now_ms, self._polled[b]) >= every:
                 self._polled[b] = now_ms
                 self._send(b, False, now_ms)
                 return

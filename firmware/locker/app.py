@@ -12,6 +12,7 @@ _STICKY = const(-1)  # a screen that stays until something else replaces it
 # Codes refused during a throttle wait reach the host at most once a minute, counted: staff can be
 # alerted to someone at the keypad, and a finger on # cannot wear the flash.
 _REFUSALS_EVERY_MS = const(60000)
+_HASH = const(35)  # "#"
 
 
 class Locker:
@@ -45,6 +46,9 @@ class Locker:
         self.lang = cfg.language
         self._refusals = 0  # codes refused during waits, not reported yet (_report_refusals)
         self._refusals_at = None  # ticks of the last wait_refused event
+        # The typed code's lookup, done while `#` is being debounced (_look_early): (the store's
+        # changes count then, the answer); 0: no answer to keep (too short an entry).
+        self._early = None
         # What is on the display: what show() asked for, and what was last drawn.
         self._screen = None
         self._screen_arg = None
@@ -83,6 +87,13 @@ class Locker:
         while ev >= 0:
             self.on_key(ev, now_ms)
             ev = keypad.events.get()
+        if keypad.settling() == _HASH:
+            if self._early is None:
+                self._look_early(now_ms)
+        elif self._early is not None:
+            self._early = None  # `#` was reported (and used it) or bounced
+        if self.lockbus is not None:  # no status exchange while a code is typed (hal.lockboard)
+            self.lockbus.keypad(keypad.keys_down() > 0, self.entry.length)
         if self.entry.tick(now_ms):
             self.show("idle", None, _STICKY, now_ms)
         if self.staff is not None:
@@ -136,6 +147,15 @@ class Locker:
         elif result == E.SUBMIT:
             self.submit(now_ms)
 
+    def _look_early(self, now_ms):
+        """`#` is down, reported after key_debounce_ms unless it bounces: the lookup (the HMAC
+        tag of every door) is done now, so the door opens on the report without it. The lookup
+        changes nothing; the answer is used only by that `#`, while the store is unchanged."""
+        entry = self.entry
+        self._early = 0
+        if self.staff is None and not self.key_echo_until and entry.min_len <= entry.length <= entry.max_len:
+            self._early = (self.codes.changes, self.codes.lookup(entry.code(), self.clock.now(now_ms)))
+
     def submit(self, now_ms):
         from locker import codes as C
 
@@ -153,7 +173,12 @@ class Locker:
             if self._refusals_at is None or not 0 <= ticks_diff(now_ms, self._refusals_at) < _REFUSALS_EVERY_MS:
                 self._report_refusals(now_ms)
             return
-        status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
+        early = self._early
+        self._early = None
+        if early and early[0] == self.codes.changes:
+            status, door, code_id, kind = early[1]
+        else:
+            status, door, code_id, kind = self.codes.lookup(self.entry.code(), self.clock.now(now_ms))
         # The digits leave memory as soon as they are checked: nothing can replay them later.
         self.entry.wipe()
         k = kind & C.KIND_MASK if kind is not None else 0

@@ -144,6 +144,8 @@ class CodeStore:
         self.prune_ok = True  # False while codes.bin is known damaged (see the header)
         # Bytes appended after which complete()/release() compact used.bin (consume(): twice that).
         self.journal_limit = 4096
+        # Counts the changes to the table and the journal: a lookup's answer holds while it stays.
+        self.changes = 0
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -153,6 +155,7 @@ class CodeStore:
         self.n = 0
         self.revision = 0
         self.prune_ok = True
+        self.changes += 1
         codefile = lazy.load("codefile")
         try:
             codefile.load(self, problems)
@@ -162,6 +165,7 @@ class CodeStore:
 
     # Replay used.bin into RAM (after a failed write: RAM is read back from flash).
     def _load_journal(self, problems):
+        self.changes += 1
         codefile = lazy.load("codefile")
         try:
             codefile.load_journal(self, problems)
@@ -301,6 +305,7 @@ class CodeStore:
 
     def replace(self, revision, records):
         """Full snapshot: the store holds exactly these records afterwards (one atomic write)."""
+        self.changes += 1
         codefile = lazy.load("codefile")
         try:
             codefile.replace(self, revision, records)
@@ -312,6 +317,7 @@ class CodeStore:
         into RAM and settle the journal as replace() does. Returns a list of problems (then the
         store counts as damaged)."""
         problems = []
+        self.changes += 1
         codefile = lazy.load("codefile")
         try:
             codefile.adopt(self, revision, count, problems)
@@ -322,6 +328,7 @@ class CodeStore:
     def apply(self, revision, add_records, remove_ids):
         """Delta: remove codes by id, then add records in order, each displacing any record with the
         same code_id or tag; one atomic write."""
+        self.changes += 1
         codefile = lazy.load("codefile")
         try:
             codefile.apply(self, revision, add_records, remove_ids)
@@ -349,6 +356,7 @@ class CodeStore:
     # The one change to the journal: code_id's state (STATE_RELEASED: no entry), in RAM, then on flash
     # unless replay (load()). With consume/complete/release's rules; False when refused.
     def set_state(self, cid, door, state, replay=False):
+        self.changes += 1
         k = self._jfind(cid)
         j = self._jbuf
         n = self.jn
@@ -404,6 +412,7 @@ class CodeStore:
     # longer in the store; then drop those from RAM. update: after replace()/apply() committed
     # codes.bin (skipped when nothing would change; an error waits for the next journal write).
     def compact(self, update=False):
+        self.changes += 1
         n = self.jn
         j = self._jbuf
         drop = bytearray(n)

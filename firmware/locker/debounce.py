@@ -12,6 +12,10 @@ class Debouncer:
         self._cand = initial  # last raw level seen
         self._since = 0  # ticks when _cand was first seen
 
+    def settling(self):
+        """The raw level being timed to replace `state` (`state` itself when none is)."""
+        return self._cand
+
     def update(self, raw, now_ms):
         """Feed one raw sample; True when the debounced `state` changed.
 

@@ -38,6 +38,15 @@ class MatrixKeypad:
         """How many keys the last raw scan saw down (ghost keys included)."""
         return self._down
 
+    def settling(self):
+        """The key (ord) down alone and not reported yet: it is, after debounce_ms, unless it
+        bounces first. -1: none."""
+        deb = self._deb
+        s = deb.settling()
+        if s < 0 or s == deb.state or self._blocked:
+            return -1
+        return self._codes[s]
+
     def scan(self, now_ms):
         n = 0
         idx = _NONE

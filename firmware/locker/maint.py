@@ -51,6 +51,23 @@ def keys(rt, args, now_ms):
     return {"ok": True, "on": on, "s": _KEYS_MS // 1000 if on else 0, "keys": board.keys if board is not None else ""}
 
 
+def app_root():
+    """Where the running application is, by boot.py's rule: app/ on the filesystem when there is one
+    (an update put it there), else the romfs partition (/rom) when it holds an application."""
+    import os
+
+    try:
+        os.stat("app")
+        return "app"
+    except OSError:
+        pass
+    try:
+        os.stat("/rom/app.json")
+        return "/rom"
+    except OSError:
+        return "app"
+
+
 def app_version():
     """The running application as {v: version, h: first 12 hex digits of SHA-256(app/app.json)}, or
     None when it was installed without a manifest (a development tree). The manifest is hashed in
@@ -59,7 +76,7 @@ def app_version():
     from binascii import hexlify
 
     try:
-        f = open("app/app.json", "rb")
+        f = open(app_root() + "/app.json", "rb")
     except OSError:
         return None
     h = hashlib.sha256()

@@ -369,7 +369,7 @@ def commit(rt, args):
     busy = _busy()
     if busy is not None:
         return busy
-    if not _is("app"):
+    if not _is("app") and not _is("/rom/app.json"):
         return {"ok": False, "error": "no_app"}  # a flat install: nothing to roll back to
     k, ok_s, wdt, reboot = args.get("k", 3), args.get("ok_s", 60), args.get("wdt", 30000), args.get("reboot", True)
     for v, lo, hi in ((k, 1, 10), (ok_s, 1, 3600), (wdt, 2000, 60000)):

@@ -103,3 +103,35 @@ def compile_tree(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+ROMFS_MAGIC = b"\xd2\xcd\x31"  # the first bytes of every ROMFS image (MicroPython's extmod/vfs_rom.c)
+
+
+def romfs_image(tree: Path) -> bytes:
+    """A ROMFS image of `tree` as it is (an already compiled tree: nothing is compiled here), in the
+    format `mpremote romfs build` writes, with mpremote's own writer. Its files run in place from
+    the board's romfs partition, mounted at /rom: bytecode and constant strings stay in flash."""
+    try:
+        from mpremote.romfs import VfsRomWriter  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise BuildError(f"mpremote is not installed: {install_hint('tech')}") from exc
+
+    writer = VfsRomWriter()
+
+    def add(folder: Path) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+            if entry.name == "__pycache__":
+                continue
+            if not entry.name.isascii():
+                raise BuildError(f"{entry}: a ROMFS name must be ASCII")
+            if entry.is_dir():
+                writer.opendir(entry.name)
+                add(entry)
+                writer.closedir()
+            else:
+                writer.mkfile(entry.name, entry.read_bytes())
+
+    add(tree)
+    image: bytes = writer.finalise()
+    return image

@@ -27,6 +27,7 @@ ENV_VAR = "LOCKERTOOLS_CONFIG"
 PORT = {"port": True}
 _SECRET_FROM = ("_file", "_env")
 DESK_LANGUAGES = ("nl", "fr", "en")
+_FROM_FILE, _FROM_ENV = "file ", "environment variable "  # a Secret's source
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,14 @@ class Secret:
 
     def __str__(self) -> str:
         return f"****** ({self.source})"
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """("file", its path) or ("env", the variable's name): where the value was read."""
+        for kind, prefix in (("file", _FROM_FILE), ("env", _FROM_ENV)):
+            if self.source.startswith(prefix):
+                return kind, self.source[len(prefix) :]
+        return "other", self.source
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,19 @@ class DeskSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Staff alerts of incidents (`service run`, docs/notifications.md "Staff alerts"): the contacts of
+    a locker that has none of its own (`lockerctl incidents alerts set`), the batch window, retries."""
+
+    default_email: list[str] = field(default_factory=list)  # staff e-mail addresses
+    default_sms: list[str] = field(default_factory=list)  # staff phone numbers
+    window_min: float = 5.0  # a contact's alerts are gathered this long into one message
+    desk_url: str | None = None  # the desk's public URL ("https://balie.gent.example"): links to incidents
+    retry_min_s: float = 30.0  # a failed send waits this long, doubling up to retry_max_s
+    retry_max_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole file. `path` is None when no file was given (every section at its defaults)."""
 
@@ -191,6 +213,7 @@ class Settings:
     messages: MessagesSettings = field(default_factory=MessagesSettings)
     email: EmailSettings = field(default_factory=EmailSettings)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def sections() -> dict[str, type[Any]]:
@@ -314,7 +337,7 @@ def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> 
         if not value:
             problems.append(f"{at}: the environment variable {raw} is not set")
             return None
-        return Secret(value.strip(), f"environment variable {raw}")
+        return Secret(value.strip(), _FROM_ENV + raw)
     path = base / Path(raw).expanduser()
     try:
         mode = path.stat().st_mode
@@ -328,7 +351,7 @@ def _secret(raw: Any, suffix: str, base: Path, at: str, problems: list[str]) -> 
     if not text.strip():
         problems.append(f"{at}: {path} is empty")
         return None
-    return Secret(text.strip(), f"file {path}")
+    return Secret(text.strip(), f"{_FROM_FILE}{path}")
 
 
 def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
@@ -363,6 +386,7 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
     town = settings.town
     for problem in helpline.check(town.help_phone, town.desk_hours, town.timezone):
         problems.append(f"{where}: town.{problem}")
+    _alerts_checks(settings, where, problems)
     broker = settings.broker
     if broker.port is not None and not broker.plain:
         problems.append(f"{where}: broker.port: the plain MQTT port needs plain = true (TLS: tls_port)")
@@ -397,6 +421,21 @@ def _messages_checks(settings: Settings, where: str, problems: list[str]) -> Non
         problems.append(f"{where}: messages.contact_retention_days: zero or more days")
 
 
+def _alerts_checks(settings: Settings, where: str, problems: list[str]) -> None:
+    # The addresses and numbers themselves are checked when the service starts (notify/alerts.py).
+    alerts = settings.alerts
+    if alerts.default_email and (settings.email.host is None or settings.email.sender is None):
+        problems.append(f"{where}: email: staff alerts by e-mail need host and sender")
+    if alerts.default_sms and not settings.sms.url:
+        problems.append(f"{where}: sms: staff alerts by SMS need url (and body)")
+    if not alerts.window_min >= 0:
+        problems.append(f"{where}: alerts.window_min: zero or more minutes")
+    if alerts.desk_url is not None and not alerts.desk_url.startswith(("http://", "https://")):
+        problems.append(f"{where}: alerts.desk_url: must start with http:// or https://")
+    if not 0 < alerts.retry_min_s <= alerts.retry_max_s:
+        problems.append(f"{where}: alerts.retry_min_s: positive, at most retry_max_s")
+
+
 def _type_name(t: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(t, str(t))
 
@@ -412,20 +451,35 @@ def _shown(v: Any) -> str:
     return f"the {_toml_type(v)} {v!r}" if not isinstance(v, dict) else "a table"
 
 
+def masked_url(url: str) -> str:
+    """`url` with its query starred: a gateway's or a receiver's key often rides there."""
+    return url.split("?")[0] + ("?******" if "?" in url else "")
+
+
+def effective(settings: Settings) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Each section's (field, value) pairs in effect, in `Settings`' order, with what must not be
+    shown masked: a Secret stays a Secret (its str and `origin` name its source only), a URL's
+    query is starred (it may carry a key: the notification hook's, the SMS gateway's)."""
+    out: list[tuple[str, list[tuple[str, Any]]]] = []
+    for name in sections():
+        section = getattr(settings, name)
+        values: list[tuple[str, Any]] = []
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.name == "url" and isinstance(value, str):
+                value = masked_url(value)
+            values.append((f.name, value))
+        out.append((name, values))
+    return out
+
+
 def describe(settings: Settings) -> list[str]:
     """The effective settings as TOML-like lines, secrets masked (their source shown)."""
     lines: list[str] = []
-    for name in sections():
-        section = getattr(settings, name)
+    for name, values in effective(settings):
         lines.append(f"[{name}]")
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if isinstance(value, Secret):
-                lines.append(f"{f.name} = {value}")
-            elif name == "notify" and f.name == "url" and value:
-                lines.append(f"{f.name} = {_toml(value.split('?')[0] + ('?******' if '?' in value else ''))}")
-            else:
-                lines.append(f"{f.name} = {_toml(value)}")
+        for key, value in values:
+            lines.append(f"{key} = {value if isinstance(value, Secret) else _toml(value)}")
         lines.append("")
     return lines
 

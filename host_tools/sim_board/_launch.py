@@ -18,6 +18,12 @@ def _run(name):
     exec(src, {"__name__": "__main__"})
 
 
+if os.getenv("LOCKER_SIM_ROMFS"):  # the board's romfs partition, mounted before boot.py (_simrom)
+    import _simrom
+
+    _simrom.mount_rom()
+    del sys.modules["_simrom"]
+    _simrom = None
 _script = os.getenv("LOCKER_SIM_SCRIPT")
 try:
     if _script:

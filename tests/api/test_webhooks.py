@@ -5,13 +5,8 @@ them, in order, once it is back, and meanwhile the failures are listed with thei
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,49 +15,9 @@ from api_support import Contract
 
 from lockertools.api import openapi, webhooks
 from lockertools.service import fleet_db
-from tests.service.service_helpers import DeliverySim, Rig, free_port
+from tests.service.service_helpers import DeliverySim, Rig
 from tests.support.fixtures import Broker
-
-
-class Receiver:
-    """A webhook receiver on loopback: records each request (time received, headers, raw body)."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.got: list[tuple[float, dict[str, str], bytes]] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/town/hooks?src=lockers"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver._lock:
-                    receiver.got.append((time.time(), dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def bodies(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [json.loads(body) for _, _, body in self.got]
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+from tests.support.webhook_receiver import Receiver, check_signed
 
 
 @pytest.fixture
@@ -89,18 +44,6 @@ def make_rig(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     finally:
         for rig in made:
             rig.close()
-
-
-def _check_signed(receiver: Receiver, secret: str, contract: Contract) -> None:
-    """Every request: its signature over f"{t}.{body}" with the webhook's secret, t when it was sent."""
-    for received, headers, body in receiver.got:
-        fields = dict(part.split("=", 1) for part in headers["Locker-Signature"].split(","))
-        assert set(fields) == {"t", "v1"}
-        expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(fields["v1"], expected)
-        assert abs(received - int(fields["t"])) < 5
-        assert headers["Content-Type"] == "application/json"
-        contract.check_webhook(json.loads(body))
 
 
 def _deliver(rig: Rig, case: str) -> tuple[DeliverySim, fleet_db.IssuedDelivery]:
@@ -146,7 +89,7 @@ def test_a_receiver_gets_loaded_then_picked_up_once_each_signed(
     assert [b["door"] for b in bodies] == ["A2", "A2", None]
     assert all(b["locker"] == "hall-1" for b in bodies) and len({b["id"] for b in bodies}) == 3
     assert issued.code not in json.dumps(bodies)  # never the resident's code
-    _check_signed(receiver, hook.secret, Contract(openapi.document()))
+    check_signed(receiver, hook.secret, Contract(openapi.document()))
     assert webhooks.webhook_failures(rig.conn) == []
 
 
@@ -171,7 +114,7 @@ def test_a_receiver_that_is_down_gets_them_once_it_is_back(make_rig: Callable[..
         fleet_db.cancel_delivery(rig.conn, second.number)
         rig.wait(lambda: len(receiver.got) >= 3, "the next event")
         assert [b["event"] for b in receiver.bodies()] == ["loaded", "picked_up", "cancelled"]
-        _check_signed(receiver, hook.secret, Contract(openapi.document()))
+        check_signed(receiver, hook.secret, Contract(openapi.document()))
         assert webhooks.webhook_failures(rig.conn) == []
     finally:
         receiver.stop()

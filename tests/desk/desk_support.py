@@ -100,6 +100,7 @@ class Reply:
     headers: http.client.HTTPMessage
     location: str | None = None
     cookies: dict[str, Any] = field(default_factory=dict)
+    body: bytes = b""  # as received (a PDF); `text` is it decoded, an undecodable byte replaced
 
 
 class DeskClient:
@@ -122,7 +123,8 @@ class DeskClient:
                 sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
             conn.request(method, path, body=body, headers=sent)
             response = conn.getresponse()
-            text = response.read().decode()
+            body = response.read()
+            text = body.decode(errors="replace")
             got: dict[str, Any] = {}
             for header in response.headers.get_all("Set-Cookie") or []:
                 jar = SimpleCookie()
@@ -133,7 +135,7 @@ class DeskClient:
                         self.cookies.pop(name, None)
                     else:
                         self.cookies[name] = morsel.value
-            reply = Reply(response.status, text, response.headers, response.headers.get("Location"), got)
+            reply = Reply(response.status, text, response.headers, response.headers.get("Location"), got, body)
         finally:
             conn.close()
         found = _CSRF.search(reply.text)

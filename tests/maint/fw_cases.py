@@ -535,3 +535,80 @@ def test_staging_without_app_swap_is_left_alone():
     os.remove("app.swap")  # a staging not committed: the loader does not touch it
     _loader()
     assert _v("app") == "1.0" and _v("app.new") == "2.0" and not _exists("app.trial")
+
+
+# --- an application in the romfs partition (MicroPython only: CPython has no vfs.VfsRom) -----------
+
+
+def _rom_image(files):
+    """A ROMFS image (MicroPython's extmod/vfs_rom.c format, as mpremote romfs build writes it) of a
+    few small files at its root: every length below 128, so each is one byte."""
+    body = b""
+    for name, data in files.items():
+        payload = bytes([len(name)]) + name.encode() + bytes([2, len(data)]) + data
+        body += bytes([5, len(payload)]) + payload
+    head = b"\xd2\xcd\x31" + (b"\x80" if (4 + len(body)) % 2 else b"") + bytes([len(body)])
+    return head + body
+
+
+def _with_rom(test, version="1.0"):
+    """Run `test` with a romfs partition mounted at /rom holding an application's manifest, and
+    sys.path as it was afterwards (the loader changes it)."""
+    try:
+        import vfs
+    except ImportError:
+        return False  # CPython
+    manifest = json.dumps({"version": version, "files": []}).encode()
+    vfs.mount(vfs.VfsRom(_rom_image({"app.json": manifest})), "/rom")
+    path = list(sys.path)
+    try:
+        test()
+    finally:
+        sys.path[:] = path
+        vfs.umount("/rom")
+    return True
+
+
+def test_loader_runs_the_romfs_application_when_the_filesystem_has_none():
+    def check():
+        _fresh("boot-rom")
+        _loader()
+        assert sys.path[0] == "/rom"
+        assert maint.app_version()["v"] == "1.0-rom"
+        _install_v1()  # an update's application on the filesystem comes first
+        _loader()
+        assert sys.path[0] == "app" and sys.path.count("app") == 1
+        assert maint.app_version()["v"] == "1.0"
+
+    ran = _with_rom(check, "1.0-rom")
+    assert ran or sys.implementation.name != "micropython"
+
+
+def test_an_update_commits_on_a_board_whose_application_is_in_romfs():
+    def check():
+        _fresh("upd-rom")
+        rt = FakeRt()
+        assert _begin(rt)["ok"] and _send(rt)["ok"]
+        r = _run(rt, "app.commit", {"reboot": False})
+        assert r["ok"] and r["version"] == "2.0", r
+        assert json.loads(_read("app.swap"))["prev"] == "1.0-rom"
+
+    ran = _with_rom(check, "1.0-rom")
+    assert ran or sys.implementation.name != "micropython"
+
+
+def test_loader_rolls_a_first_update_back_to_the_romfs_application():
+    def check():
+        _fresh("boot-rom-rollback")
+        os.mkdir("app.new")
+        _write("app.new/app.json", b'{"version": "2.0", "files": []}')
+        _write("app.swap", b'{"v": "2.0", "prev": "1.0-rom", "k": 1, "ok_s": 5, "wdt": 4000}')
+        _loader()  # swapped in (no app/ to keep: the previous application is the romfs one), on trial
+        assert _v("app") == "2.0" and not _exists("app.old") and sys.path[0] == "app"
+        _loader()  # never healthy: app/ goes, the romfs application runs again
+        assert not _exists("app") and _v("app.bad") == "2.0" and not _exists("app.trial")
+        assert json.loads(_read("app.rolled")) == {"from": "2.0", "to": "1.0-rom", "n": 1}
+        assert sys.path[0] == "/rom"
+
+    ran = _with_rom(check, "1.0-rom")
+    assert ran or sys.implementation.name != "micropython"

@@ -265,3 +265,15 @@ def test_templates_are_checked_when_the_outbox_starts(tmp_path: Path) -> None:
     )
     with pytest.raises(TemplateError, match=r"own/nl/loaded\.txt:3: unknown field 'straat'"):
         Outbox(settings(["email"], templates=tmp_path / "own"))
+
+
+def test_an_error_loses_the_code_in_whatever_form_a_server_echoes_it() -> None:
+    from lockertools.notify.channels import scrubbed
+
+    for echoed in ("12345678", "1234 5678", "1234-5678", "1234.5678"):
+        assert scrubbed(f"550 refused:  code {echoed} looks like spam", "12345678") == (
+            "550 refused: code [code] looks like spam"
+        )
+    cut = scrubbed("x" * 295 + " 1234 5678", "12345678")  # bounded after the code is out: no digits left
+    assert len(cut) == 300 and "1234" not in cut
+    assert scrubbed("HTTP 503 from the gateway", None) == "HTTP 503 from the gateway"

@@ -55,15 +55,75 @@ class FakeBoard:
             pin.value(0)
 
 
+class MatrixCol:
+    """A keypad column of the matrix on FakeBoard: low while its row is driven low and the key at
+    that row and column is held (board.held: the key's index in board.keys, or None)."""
+
+    def __init__(self, board, col):
+        self.board = board
+        self.col = col
+
+    def value(self, v=None):
+        held = self.board.held
+        if v is not None or held is None:
+            return 1
+        ncols = len(self.board.cols)
+        return 0 if held % ncols == self.col and self.board.rows[held // ncols].level == 0 else 1
+
+
+class KeyBoard(FakeBoard):
+    """FakeBoard whose keys are held on the matrix (scanned, debounced) instead of sent to on_key."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.held = None
+        self.cols = [MatrixCol(self, c) for c in range(3)]
+
+
+class LockBoardBoard(FakeBoard):
+    """The fake board with its four doors on one RS485 lock board (hal.lockboard, on
+    test_lockboard's model of the bus): each lock is its door's solenoid and door sensor."""
+
+    def __init__(self, clock):
+        from test_lockboard import FakeBus
+
+        from hal import lockboard as L
+
+        super().__init__(clock)
+        de = fakes.FakePin(0)
+        self.uart = FakeBus(de, [0], clock)
+        self.uart.split = 1  # a byte a millisecond: a status exchange takes about 14 ms
+        self._clock = clock
+        self._booting = True
+        self.lockbus = L.LockBus(self.uart, de, 19200, [0], [(0, i) for i in range(4)], clock=self._ticks)
+        self.solenoids = self.closed = [self.lockbus.lock(i) for i in range(4)]
+        self.lockbus.start()
+        self._booting = False
+
+    def _ticks(self):
+        if self._booting:  # the boot's blocking read waits on the clock: a millisecond a reading
+            self._clock.now += 1
+        return self._clock.now
+
+    def refresh(self):
+        self.lockbus.tick()
+
+    def all_off(self):
+        self.lockbus.all_off()
+
+    def status_reads(self, since):
+        return [r for r in self.uart.sent[since:] if r[2] == 0x30]
+
+
 class Rig:
     """A locker on a fake board in a scratch directory, with a fake tick clock."""
 
-    def __init__(self, name, codes=(), cfg=None, rtc=T0):
+    def __init__(self, name, codes=(), cfg=None, rtc=T0, board=FakeBoard):
         self.dir = fakes.scratch_dir(name)
         self.home = os.getcwd()
         os.chdir(self.dir)
         self.ticks = fakes.FakeClock(1000)
-        self.board = FakeBoard(self.ticks)
+        self.board = board(self.ticks)
         hkey = HmacKey(KEY)
         rows = []
         for i, spec in enumerate(codes):  # (code, label, expiry[, item])
@@ -261,6 +321,73 @@ def test_d_takes_a_mistyped_digit_back():
         rig.close()
 
 
+def test_the_lock_bus_is_left_free_while_a_code_is_typed():
+    rig = Rig("app-lockbus", codes=[("12345678", "2", 0)], board=LockBoardBoard)
+    try:
+        board = rig.board
+        uart = board.uart
+        n = len(uart.sent)
+        rig.run(300)
+        assert len(board.status_reads(n)) >= 2  # idle: the board is read every poll_ms
+        rig.type("1")  # (keys come in here, not through the keypad: no key is seen down first)
+        n = len(uart.sent)
+        rig.type("234567")
+        rig.run(600)
+        assert board.status_reads(n) == []  # digits typed: `#` may come next
+        rig.type("8#")
+        assert uart.sent[n] == bytes([0x02, 0x01, 0x31, 0x03, 0x37])  # door 2's unlock, first
+        assert uart.unlocked == [(0, 1)]
+        rig.run(300)
+        assert len(board.status_reads(n)) >= 2  # the entry is wiped: read as before
+        n = len(uart.sent)
+        board.cols[0].level = 0  # keys held down (not debounced yet): one may be `#`
+        rig.run(1500)
+        assert board.status_reads(n) == []
+        board.cols[0].level = 1
+        rig.run(300)
+        assert board.status_reads(n)
+    finally:
+        rig.close()
+
+
+class CountingLookups:
+    """The locker's code store with its lookups counted."""
+
+    def __init__(self, locker):
+        self.count = 0
+        store = locker.codes
+        real = store.lookup
+
+        def lookup(code, now_epoch):
+            self.count += 1
+            return real(code, now_epoch)
+
+        store.lookup = lookup
+
+
+def hold(rig, key, ms):
+    rig.board.held = rig.board.keys.index(key)
+    rig.run(ms)
+
+
+def test_the_code_is_looked_up_once_while_hash_is_debounced_and_opens_on_its_report():
+    rig = Rig("app-early", codes=[("12345678", "2", 0)], board=KeyBoard)
+    try:
+        lookups = CountingLookups(rig.locker)
+        rig.type("12345678")
+        hold(rig, "#", 10)  # down, not reported yet (key_debounce_ms 20)
+        assert lookups.count == 1
+        assert rig.energized_doors() == []  # nothing moves before the key is reported
+        hold(rig, "#", 30)
+        assert rig.energized_doors() == [1]
+        assert lookups.count == 1  # the report used that lookup: not done twice
+        rig.board.held = None
+        rig.run(100)
+        assert [e["id"] for e in rig.events("unlock")] == [100]
+    finally:
+        rig.close()
+
+
 def test_the_idle_prompt_shows_each_language_in_turn():
     cfg = settings({"locker_id": "t1", "idle_turn_ms": 3000, "code_capacity": 64})
     rig = Rig("app-idle-turn", cfg=cfg)
@@ -336,5 +463,26 @@ def test_the_help_line_gives_the_number_outside_the_desks_hours():
         rig.type("12345678#")
         assert rig.board.display.lines == ("Code expiré", "Tél 020 1234567")
         assert desk.PATH == "desk.bin"
+    finally:
+        rig.close()
+
+
+def test_a_hash_that_bounces_opens_nothing_and_a_code_removed_meanwhile_is_not_used():
+    rig = Rig("app-early-bounce", codes=[("12345678", "2", 0)], board=KeyBoard)
+    try:
+        lookups = CountingLookups(rig.locker)
+        rig.type("12345678")
+        hold(rig, "#", 10)
+        rig.board.held = None  # a bounce: released before it was reported
+        rig.run(100)
+        assert lookups.count == 1 and rig.energized_doors() == []
+        assert rig.locker.entry.length == 8  # the entry is as it was
+        hold(rig, "#", 10)  # pressed again: looked up again
+        assert lookups.count == 2
+        rig.locker.codes.replace(2, [])  # the host removes the code while # is debounced
+        hold(rig, "#", 30)
+        assert lookups.count == 3  # looked up again at the report: the table changed
+        assert rig.energized_doors() == []
+        assert rig.events("denied")[-1]["r"] == "wrong"
     finally:
         rig.close()

@@ -162,7 +162,8 @@ def test_the_poll_allocates_nothing_while_keys_doors_and_the_display_are_busy():
         assert lk.entry.length == 7 and board.display.shown > 7
         rig.key("7")
         board.pressed = KEYS.index("#")  # the code submitted: the door's latch opens
-        rig.steady(KEY_DEBOUNCE - 2 * STEP)
+        rig.active(STEP)  # seen down: the code is looked up now, while `#` is debounced
+        rig.steady(KEY_DEBOUNCE - 3 * STEP)
         rig.active(3 * STEP)
         assert board.solenoids[1].level == 1
         rig.steady(100)  # the pulse on, the key still held

@@ -296,3 +296,77 @@ def test_all_off_stops_unlock_frames():
     run(bus, clock, 300)
     assert uart.unlocked == []
     assert bus.lock(4).value() == 1  # reading a lock gives its hook, not the request
+
+
+# --- typing: the bus is kept free for the unlock frame ----------------------------------------
+
+
+def status_requests(uart, since=0):
+    """(address, index in uart.sent) of the status requests sent since index `since`."""
+    return [(r[1] >> 4, i) for i, r in enumerate(uart.sent) if i >= since and r[2] == 0x30]
+
+
+def test_no_status_exchange_starts_while_a_code_is_typed_so_the_unlock_goes_out_at_once():
+    bus, uart, de, clock = make(split=1)
+    bus.start()
+    run(bus, clock, 300)
+    assert status_requests(uart, 2)  # not typing: each board is read every poll_ms
+    n = len(uart.sent)
+    bus.keypad(False, 3)  # three digits typed
+    run(bus, clock, 200)
+    bus.keypad(True, 3)  # a key is down: it may be `#`
+    run(bus, clock, 100)
+    assert status_requests(uart, n) == []
+    bus.keypad(False, 8)
+    run(bus, clock, 300)
+    assert status_requests(uart, n) == []
+    bus.lock(3).value(1)  # the code was right: the bus is free, the frame is out now
+    assert uart.sent[n:] == [bytes([0x02, 0x03, 0x31, 0x03, 0x39])]
+    bus.keypad(False, 0)  # the entry is wiped after the lookup: the boards are read again
+    run(bus, clock, 300)
+    assert len(status_requests(uart, n)) >= 4
+
+
+def test_a_long_typing_session_still_reads_every_board_and_notices_a_door():
+    bus, uart, de, clock = make()
+    bus.start()
+    run(bus, clock, 300)
+    n = len(uart.sent)
+    bus.keypad(False, 1)
+    uart.hooks[1] = 0xFFFE  # door 17 is pried open while someone types
+    reads = {0: [], 1: []}
+    for _ in range(1000):  # 5 s of typing, read every 5 ms as the app polls
+        clock.now += 5
+        before = len(uart.sent)
+        bus.poll(clock.now)
+        for a, _i in status_requests(uart, before):
+            reads[a].append(clock.now)
+    for a in (0, 1):
+        assert len(reads[a]) >= 4, reads  # about once a second each, not every 100 ms
+        gaps = [t1 - t0 for t0, t1 in zip(reads[a], reads[a][1:])]
+        assert min(gaps) >= 1000 and max(gaps) <= 1100, gaps
+    assert bus.lock(16).value() == 0  # the pause did not hide the open door
+    assert len(status_requests(uart, n)) <= 12
+
+
+def test_a_key_held_down_pauses_the_reads_longer_but_not_for_ever():
+    bus, uart, de, clock = make()
+    bus.start()
+    run(bus, clock, 300)
+    n = len(uart.sent)
+    bus.keypad(True, 0)
+    run(bus, clock, 1500)
+    assert status_requests(uart, n) == []  # a key down may be `#`: not even the second's read
+    run(bus, clock, 1000)
+    assert sorted(a for a, _ in status_requests(uart, n)) == [0, 1]  # after two seconds: read anyway
+
+
+def test_a_failed_exchange_is_retried_after_the_typing_pause_and_a_silent_board_still_goes_down():
+    bus, uart, de, clock = make()
+    bus.start()
+    run(bus, clock, 300)
+    uart.silent.append(0)
+    bus.keypad(False, 2)
+    run(bus, clock, 5000)
+    assert drain(bus) == [0]  # three failed exchanges, a second apart: down
+    assert bus.online(16) and not bus.online(0)

@@ -24,6 +24,7 @@ import pytest
 
 from lockertools.sim import default_micropython
 from tests.support import REPO_ROOT
+from tests.support.mosquitto import wait_until
 
 LOCKERCTL = REPO_ROOT / ".venv" / "bin" / "lockerctl"
 CHROMIUM = Path(os.environ.get("LOCKER_CHROMIUM", "/usr/bin/chromium"))
@@ -185,23 +186,30 @@ WAIT_MS = 60_000  # a sync round trip or a boot on a loaded host
 STEP_MS = 20_000
 
 
+def to_front(page: Any) -> None:
+    """Make `page` the tab a person looks at: Chromium stops drawing a hidden tab (no animation
+    frames, which Playwright's waits and the page's `shown` stamps run on) and slows its timers."""
+    if getattr(page.context, "front", None) is not page:
+        page.bring_to_front()
+        page.context.front = page
+
+
 class Driver:
-    """A person at the page: every action is a click on a button (counted in `clicks`) or typing in
-    a form field; every wait is on the page's DOM, which the server updates as things happen."""
+    """A person at the simulated locker: every action is a click on the page (counted in `clicks`),
+    every wait is on the page's DOM, which the server updates as things happen. Staff work happens
+    on the desk (`Desk`), in another tab."""
 
     def __init__(self, page: Any) -> None:
         self.page = page
         self.clicks = 0
 
     def click(self, selector: str) -> None:
+        to_front(self.page)
         self.page.click(selector)
         self.clicks += 1
 
-    def button(self, name: str) -> None:
-        self.page.get_by_role("button", name=name, exact=True).click()
-        self.clicks += 1
-
     def open(self, url: str) -> None:
+        to_front(self.page)
         self.page.goto(url)
         self.page.wait_for_selector("#door-0", timeout=WAIT_MS)
         self.page.wait_for_selector('#net[data-online="1"]', timeout=WAIT_MS)  # the locker is online
@@ -212,6 +220,11 @@ class Driver:
         text: str = self.page.inner_text("#lcd")
         return text
 
+    def lid(self) -> str:
+        """The locker on the current tab."""
+        text: str = self.page.inner_text('#tabs [aria-selected="true"]')
+        return text.split(" ", 1)[0]
+
     def host_rev(self) -> int:
         return int(self.page.get_attribute("#net", "data-host-rev"))
 
@@ -220,11 +233,13 @@ class Driver:
         return value
 
     def wait_door(self, label: str, timeout: int = STEP_MS, **attrs: str) -> None:
+        to_front(self.page)
         sel = f'.door[data-door="{label}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
         self.page.wait_for_selector(sel, timeout=timeout)
 
     def wait_open_door(self, timeout: int = STEP_MS) -> str:
         """The label of the door that is open (there must be exactly one)."""
+        to_front(self.page)
         self.page.wait_for_selector('.door[data-state="open"]', timeout=timeout)
         labels: list[str] = self.page.eval_on_selector_all(
             '.door[data-state="open"]', "ds => ds.map(d => d.dataset.door)"
@@ -232,36 +247,34 @@ class Driver:
         assert len(labels) == 1, f"one door open, not {labels}"
         return labels[0]
 
-    def wait_synced(self) -> None:
-        """Until the locker holds every code the staff desk issued on this page: the newest message's
-        `rev` (the host's revision once it was issued) is the locker's revision, or an older one."""
+    def wait_synced_after(self, host_rev: int) -> None:
+        """Until the locker holds what staff issued on the desk since the page showed `host_rev`: the
+        host's revision moved past it and the locker reports that revision."""
+        to_front(self.page)
         self.page.wait_for_function(
-            """() => { const revs = [...document.querySelectorAll('#notes .note[data-rev]')].map(n => +n.dataset.rev);
-                 const n = document.querySelector('#net');
-                 return n.dataset.online === '1' && +n.dataset.lockerRev >= Math.max(0, ...revs); }""",
+            """(rev) => { const n = document.querySelector('#net');
+                 return n.dataset.online === '1' && +n.dataset.hostRev > rev
+                   && +n.dataset.lockerRev >= +n.dataset.hostRev; }""",
+            arg=host_rev,
             timeout=WAIT_MS,
         )
 
     def wait_event(self, source: str, kind: str, count: int = 1, timeout: int = WAIT_MS) -> None:
+        to_front(self.page)
         self.page.wait_for_function(
             "([s, k, n]) => document.querySelectorAll(`#events li[data-source='${s}'][data-kind='${k}']`).length >= n",
             arg=[source, kind, count],
             timeout=timeout,
         )
 
-    def notes(self, kind: str) -> int:
-        n: int = self.page.locator(f'#notes .note[data-kind="{kind}"]').count()
-        return n
-
-    def wait_note(self, kind: str, count_before: int, timeout: int = WAIT_MS) -> str:
-        """The code (or number) of the next message of `kind` on the page (the newest is on top)."""
+    def wait_note(self, kind: str, count: int = 1, timeout: int = WAIT_MS) -> None:
+        """Until the page shows `count` messages of `kind` from the service's hook."""
+        to_front(self.page)
         self.page.wait_for_function(
-            "([k, n]) => document.querySelectorAll(`#notes .note[data-kind='${k}']`).length > n",
-            arg=[kind, count_before],
+            "([k, n]) => document.querySelectorAll(`#notes .note[data-kind='${k}']`).length >= n",
+            arg=[kind, count],
             timeout=timeout,
         )
-        text: str = self.page.locator(f'#notes .note[data-kind="{kind}"]').first.locator(".code").inner_text()
-        return text.strip()
 
     # what a person does
 
@@ -272,6 +285,7 @@ class Driver:
     def keys_applied(self) -> None:
         """Until every key clicked so far has been applied on the board (a person typing at a
         person's pace never gets ahead of the locker)."""
+        to_front(self.page)
         self.page.wait_for_selector('body[data-keys-pending="0"]', timeout=STEP_MS)
 
     def door_index(self, label: str) -> str:
@@ -281,55 +295,16 @@ class Driver:
         self.click(f"#parcel-{self.door_index(label)}")
         self.wait_door(label, parcel="1" if present else "0")
 
+    def jam(self, label: str, on: bool = True) -> None:
+        """The fault: door `label`'s latch sticks (its spring no longer pops the door), or works again."""
+        self.click(f"#jam-{self.door_index(label)}")
+        self.wait_door(label, jammed="1" if on else "0")
+
     def push_shut(self, label: str) -> None:
         """Wait for the latch's click (shut while energized, the door springs open again), push it shut."""
         self.wait_door(label, solenoid="0")
         self.click(f'.door[data-door="{label}"]')
         self.wait_door(label, state="closed")
-
-    def issue_pickup(self, label: str) -> str:
-        before = self.notes("code")
-        self.page.select_option("#pickup-door", label)
-        self.button("Issue pickup code")
-        return self.wait_note("code", before)
-
-    def add_staff(self, name: str) -> str:
-        before = self.notes("staff")
-        self.page.fill('#f-staff input[name="name"]', name)
-        self.button("Add staff member")
-        return self.wait_note("staff", before)
-
-    def prepare_delivery(self, size: str = "M", low: bool = False) -> str:
-        before = self.notes("delivery")
-        self.page.select_option('#f-delivery select[name="size"]', size)
-        if low:
-            self.page.check('#f-delivery input[name="low"]')
-        self.button("Prepare delivery")
-        return self.wait_note("delivery", before)
-
-    def remote_open(self, label: str, by: str = "desk", reason: str = "") -> str:
-        """The staff desk opens a door (a signed door.open the host service sends); it is shut again."""
-        self.page.select_option("#remote-door", self.door_index(label))
-        self.page.fill('#f-remote input[name="by"]', by)
-        self.page.fill('#f-remote input[name="reason"]', reason)
-        self.button("Open door")
-        opened = self.wait_open_door(timeout=WAIT_MS)
-        self.push_shut(opened)
-        return opened
-
-    def return_item(self, size: str = "M") -> tuple[str, str]:
-        """A return code from the staff desk; the resident types it, the locker opens a free door that
-        fits, the item goes in, the door is shut. Returns (code, door)."""
-        before = self.notes("return")
-        self.page.select_option('#f-return select[name="size"]', size)
-        self.button("Issue return code")
-        code = self.wait_note("return", before)
-        self.wait_synced()
-        self.keys(code + "#")
-        label = self.wait_open_door()
-        self.parcel(label, True)
-        self.push_shut(label)
-        return code, label
 
     def pickup(self, code: str) -> str:
         """A resident: the code and #, the door opens, the parcel out, the door shut. Returns the door."""
@@ -339,31 +314,129 @@ class Driver:
         self.push_shut(label)
         return label
 
-    def delivery_and_pickup(self, staff_name: str = "Alex") -> dict[str, str]:
-        """Staff add themselves and prepare a delivery; at the locker: PIN, #, 1 (load), the number, #;
-        the locker opens a door that fits; the parcel in, the door shut; * ends the session; the
-        resident gets the code (the hook's `loaded` message) and picks it up.
-        Returns the PIN, the delivery number, the door and the resident's code."""
-        pin = self.add_staff(staff_name)
-        number = self.prepare_delivery("M")
-        self.wait_synced()  # both codes on the locker
-        loaded_before = self.notes("loaded")
+    def load(self, pin: str, number: str) -> str:
+        """Staff at the keypad: PIN, #, 1 (load), the delivery number, #; the locker opens a door that
+        fits; the parcel in, the door shut; * ends the session. Returns the door."""
         self.keys(pin + "#")
         self.wait_event("host", "staff_in")
         self.keys("1" + number + "#")
         label = self.wait_open_door()
         self.parcel(label, True)
         self.push_shut(label)
-        code = self.wait_note("loaded", loaded_before)
         self.keys("*")
         self.wait_event("host", "staff_out")
-        assert self.pickup(code) == label
-        return {"pin": pin, "number": number, "door": label, "code": code}
+        return label
 
-    # the fewest clicks these flows can take on this page
+    def return_item(self, code: str) -> str:
+        """A resident returns an item with a return code: an empty door that fits opens, the item goes
+        in, the door is shut. Returns the door."""
+        self.keys(code + "#")
+        label = self.wait_open_door()
+        self.parcel(label, True)
+        self.push_shut(label)
+        return label
+
+    # the fewest clicks on the locker's page a delivery loaded and picked up takes
     @staticmethod
-    def fewest_delivery_and_pickup(pin_digits: int, number_digits: int, code_digits: int) -> int:
-        staff_desk = 2  # add staff member, prepare delivery
+    def fewest_load_and_pickup(pin_digits: int, number_digits: int, code_digits: int) -> int:
         staff = pin_digits + 1 + 1 + number_digits + 1 + 2 + 1  # PIN #, 1, number #, parcel in, shut, *
         resident = code_digits + 1 + 2  # code #, parcel out, shut
-        return staff_desk + staff + resident
+        return staff + resident
+
+
+class Desk:
+    """A member of staff on the real desk, in a browser tab of its own, in English; every action a
+    form filled in and submitted, every answer read from the page the desk renders."""
+
+    def __init__(self, page: Any, url: str) -> None:
+        self.page = page
+        self.url = url.rstrip("/")
+        if not hasattr(page, "errors"):  # the page's uncaught JavaScript errors, as chromium_page's
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.errors = errors
+
+    @classmethod
+    def from_sim(cls, sim_page: Any) -> Desk:
+        """The desk opened from the simulator's page (its link: a new tab, logged in as demo)."""
+        with sim_page.context.expect_page() as opened:
+            sim_page.click("#desk-link")
+        page = opened.value
+        page.wait_for_url(re.compile(r"/lockers$"), timeout=WAIT_MS)
+        desk = cls(page, page.url.rsplit("/lockers", 1)[0])
+        desk.go("/language/en?next=/lockers")
+        return desk
+
+    def go(self, path: str) -> None:
+        to_front(self.page)
+        self.page.goto(self.url + path)
+
+    def submit(self, button: str, within: str = "main") -> None:
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            self.page.locator(within).get_by_role("button", name=button).first.click()
+
+    def log_in(self, name: str, password: str) -> None:
+        self.go("/language/en?next=/login")
+        self.page.fill("#name", name)
+        self.page.fill("#password", password)
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            self.page.keyboard.press("Enter")
+        assert self.page.url.endswith("/lockers"), self.page.url
+        assert name in self.page.inner_text("header")
+
+    def prepare_delivery(self, locker: str, size: str = "M", case: str = "", name: str = "") -> tuple[str, str]:
+        """New delivery: (the delivery number staff type at the locker, the resident's code)."""
+        self.go("/deliveries/new")
+        self.page.select_option("#d-locker", locker)
+        self.page.select_option("#d-size", size)
+        self.page.fill("#d-name", name)
+        self.page.fill("#d-case", case)
+        self.submit("Prepare the delivery")
+        return self.page.inner_text("#delivery-number").strip(), self.page.inner_text("#resident-code").strip()
+
+    def staff_pin(self, name: str, locker: str) -> str:
+        """A member of staff added (once) and today's PIN for `locker`, shown once."""
+        self.go("/staff")
+        row = self.page.locator("main tbody tr", has=self.page.locator("th", has_text=name))
+        if row.count() == 0:
+            self.page.fill("#staff-name", name)
+            self.submit("Add")
+            row = self.page.locator("main tbody tr", has=self.page.locator("th", has_text=name))
+        row.locator("select").select_option(locker)
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            row.get_by_role("button").click()
+        pin: str = self.page.inner_text("#staff-pin")
+        return pin.strip()
+
+    def pickup_code(self, locker: str, door: str) -> str:
+        self.go("/codes")
+        self.page.select_option("#p-locker", locker)
+        self.page.fill("#p-door", door)
+        self.submit("Issue a pickup code")
+        code: str = self.page.inner_text("#resident-code")
+        return code.strip()
+
+    def return_code(self, locker: str, size: str = "M") -> str:
+        self.go("/codes")
+        self.page.select_option("#r-locker", locker)
+        self.page.select_option("#r-size", size)
+        self.submit("Issue a return code")
+        code: str = self.page.inner_text("#resident-code")
+        return code.strip()
+
+    def remote_open(self, locker: str, door: str, reason: str) -> None:
+        self.go(f"/doors/{locker}")
+        row = self.page.locator("main tbody tr", has=self.page.locator("th", has_text=door)).first
+        row.locator('input[name="reason"]').fill(reason)
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            row.get_by_role("button", name=re.compile(r"^Open")).click()
+
+    def wait_delivery_state(self, number: str, state: str) -> None:
+        """Until the delivery's page says `state` (reloaded: the server renders it as it is now)."""
+
+        def shows() -> bool:
+            self.go(f"/deliveries/{number}")
+            text: str = self.page.inner_text("#delivery-state")
+            return text.strip() == state
+
+        wait_until(shows, WAIT_MS / 1000, f"delivery {number}'s page to say {state!r}", poll=0.25)

@@ -156,6 +156,31 @@ def retry_failed(conn: db.Connection, webhook_id: int | None = None) -> int:
         return conn.execute(sql, params).rowcount
 
 
+def failure_count(conn: db.Connection) -> int:
+    """How many events `webhook_failures` lists (the desk's navigation shows it)."""
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+            " WHERE w.removed_at IS NULL AND (d.state = 'failed' OR (d.state = 'pending' AND d.attempts > 0))"
+        ).scalar()
+    )
+
+
+def retry_now(conn: db.Connection, event_id: int, webhook_id: int) -> FailedDelivery:
+    """Attempt one listed event at the sender's next round: a given-up one from its first attempt
+    again (as `retry_failed`), one waiting for its next attempt without waiting. Returns it as it was."""
+    with db.transaction(conn):
+        found = [f for f in webhook_failures(conn, webhook_id) if f.event_id == event_id]
+        if not found:
+            raise FleetError(f"webhook {webhook_id} has no failed event {event_id}")
+        conn.execute(
+            "UPDATE webhook_deliveries SET attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,"
+            " state = 'pending', next_at = ? WHERE event_id = ? AND webhook_id = ?",
+            (time.time(), event_id, webhook_id),
+        )
+    return found[0]
+
+
 @dataclass(frozen=True)
 class SenderOptions:
     poll_s: float = 1.0  # how often due events are looked for

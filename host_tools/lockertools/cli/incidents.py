@@ -124,3 +124,73 @@ def resolve_cmd(db_path: str, incident_id: int, by: str, note: str) -> None:
     except incidents.IncidentError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"incident {incident.id} ({incident.cause} at {incident.locker_id}) resolved by {incident.resolved_by}")
+
+
+# --- staff alerts: whom a locker's incidents are alerted to (docs/notifications.md, "Staff alerts") ---
+
+
+@incidents_cli.group("alerts")
+def alerts_cli() -> None:
+    """Whom each locker's incidents are alerted to, by e-mail or text message."""
+
+
+@alerts_cli.command("set")
+@_DB
+@click.argument("locker_id")
+@click.option("--email", "emails", multiple=True, help="A staff e-mail address (repeat for several).")
+@click.option("--sms", "phones", multiple=True, help="A staff phone number for text messages (repeat for several).")
+def alerts_set_cmd(db_path: str, locker_id: str, emails: tuple[str, ...], phones: tuple[str, ...]) -> None:
+    """Set LOCKER_ID's alert contacts, replacing the ones it had."""
+    from lockertools.notify.alerts import AlertError, set_contacts
+
+    if not emails and not phones:
+        raise click.UsageError("give --email and/or --sms (to go back to the defaults: alerts clear)")
+    conn = _open(db_path)
+    try:
+        contacts = set_contacts(conn, locker_id, emails, phones)
+    except AlertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{locker_id}: alerts go to " + ", ".join(f"{c.channel} {c.address}" for c in contacts))
+    from lockertools.cli.config import settings_of
+
+    settings = settings_of(click.get_current_context())
+    if emails and (settings.email.host is None or settings.email.sender is None):
+        click.echo("warning: no [email] host and sender are configured: e-mail alerts wait until they are", err=True)
+    if phones and not settings.sms.url:
+        click.echo("warning: no [sms] url is configured: SMS alerts wait until it is", err=True)
+
+
+@alerts_cli.command("clear")
+@_DB
+@click.argument("locker_id")
+def alerts_clear_cmd(db_path: str, locker_id: str) -> None:
+    """Remove LOCKER_ID's own alert contacts: its alerts go to the configuration's defaults."""
+    from lockertools.notify.alerts import AlertError, set_contacts
+
+    conn = _open(db_path)
+    try:
+        set_contacts(conn, locker_id, (), ())
+    except AlertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{locker_id}: alerts go to the defaults ([alerts] default_email, default_sms)")
+
+
+@alerts_cli.command("list")
+@_DB
+def alerts_list_cmd(db_path: str) -> None:
+    """Each locker's alert contacts (or the defaults it falls back on)."""
+    from lockertools.cli.config import settings_of
+    from lockertools.notify.alerts import all_contacts
+
+    alerts = settings_of(click.get_current_context()).alerts
+    defaults = [f"email {a}" for a in alerts.default_email] + [f"sms {n}" for n in alerts.default_sms]
+    conn = _open(db_path)
+    own = all_contacts(conn)
+    rows = []
+    for (locker_id,) in conn.execute("SELECT id FROM lockers ORDER BY id").fetchall():
+        contacts = own.get(str(locker_id))
+        if contacts:
+            rows.append([str(locker_id), "own", ", ".join(f"{c.channel} {c.address}" for c in contacts)])
+        else:
+            rows.append([str(locker_id), "default", ", ".join(defaults) or "nobody: no alerts"])
+    _table(rows, ["locker", "contacts", "alerts go to"], "no lockers")

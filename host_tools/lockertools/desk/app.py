@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from lockertools.api.app import ApiOptions, create_api_app
-from lockertools.config import Settings
+from lockertools.config import Settings, masked_url
 from lockertools.desk import live
 from lockertools.desk.base import (
     API_PREFIX,
@@ -30,7 +30,21 @@ from lockertools.desk.base import (
     session_middleware,
     trusted_networks,
 )
-from lockertools.desk.pages import accounts, audit_trail, codes, deliveries, incidents, lockers, login, manage, reports
+from lockertools.desk.pages import (
+    accounts,
+    alert_contacts,
+    audit_trail,
+    codes,
+    configuration,
+    deliveries,
+    incidents,
+    integrations,
+    lockers,
+    login,
+    manage,
+    reports,
+)
+from lockertools.desk.pages import messages as resident_messages
 
 # --- the application --------------------------------------------------------------------------------------
 
@@ -53,14 +67,20 @@ def create_app(engine: sa.Engine, settings: Settings, *, clock: Callable[[], flo
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
+    # a webhook receiver's key may ride in its URL's query: pages show it starred
+    aiohttp_jinja2.get_env(app).filters["masked_url"] = masked_url
     app.router.add_static("/static/", HERE / "static", name="static")
     login.setup(app)
     lockers.setup(app)
     audit_trail.setup(app)
     accounts.setup(app)
+    integrations.setup(app)  # the admin's pages, beside the accounts
+    configuration.setup(app)
     deliveries.setup(app)  # the staff's pages: after the foundation's, in the navigation too
+    resident_messages.setup(app)  # residents' messages: letters to print, failed messages
     codes.setup(app)
     manage.setup(app)
+    alert_contacts.setup(app)  # the manager's staff alert contacts, beside the doors
     reports.setup(app)
     incidents.setup(app)
     live.setup(app)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockertools.service import db, schema
-from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK, describe_kind
+from lockertools.service.fleet.common import ANY_DOOR, KIND_DELIVERY, KIND_MASK
 
 SIZES = ("S", "M", "L")
 ALARM_STATES = ("jammed", "forced")
@@ -136,7 +136,7 @@ def _doors(conn: db.Connection, locker_id: str | None, with_contents: bool) -> d
         holder.contents.append(
             {
                 "code_id": int(r["id"]),
-                "kind": describe_kind(kind),
+                "kind": kind,  # the byte: the page words it in the reader's language
                 "delivery": int(r["id"]) if kind & KIND_MASK == KIND_DELIVERY else None,
                 "item": r["item"],
                 "since": r["loaded_at"] or r["created_at"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lockertools.desk import i18n_pages
+from lockertools.desk import i18n_admin, i18n_alerts, i18n_messages, i18n_pages
 
 LANGUAGES = ("nl", "fr", "en")
 LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "en": "English"}
@@ -338,6 +338,14 @@ FR: dict[str, str] = {
 # the deliveries, codes, staff, doors and reports pages keep their texts in a module of their own
 NL.update(i18n_pages.NL)
 FR.update(i18n_pages.FR)
+NL.update(i18n_admin.NL)  # the integrations and settings pages
+FR.update(i18n_admin.FR)
+# residents' messages at the desk (letters, failed messages, a delivery's messages)
+NL.update(i18n_messages.NL)
+FR.update(i18n_messages.FR)
+# the manager's staff alert contacts; a code's kind
+NL.update(i18n_alerts.NL)
+FR.update(i18n_alerts.FR)
 
 CATALOGUES: dict[str, dict[str, str]] = {"nl": NL, "fr": FR, "en": {}}
 

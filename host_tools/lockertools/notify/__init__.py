@@ -3,7 +3,8 @@ printed letter), the outbox that plans and sends messages (outbox.py), and what 
 templates nor PDF (held.py: a locker's place, the held code's release, contact retention).
 docs/notifications.md.
 
-What the staff desk uses: messages_of_delivery, failed_messages, letters_to_print, delivery_reach,
+What the staff desk uses: messages_of_delivery, hook_messages_of_delivery, failed_messages,
+failed_hook_messages, failed_count, retry_now, letters_to_print, letters_count, delivery_reach,
 letter_pdf (one letter or a batch, as PDF bytes) and mark_letters_printed. The names are imported on
 first use, so `lockertools.notify.held` needs neither Jinja2 nor fpdf2 (the service extra's).
 """
@@ -20,12 +21,17 @@ if TYPE_CHECKING:
         Outbox,
         OutboxError,
         delivery_reach,
+        failed_count,
+        failed_hook_messages,
         failed_messages,
+        hook_messages_of_delivery,
         letter_pdf,
+        letters_count,
         letters_to_print,
         mark_letters_printed,
         messages_of_delivery,
         reach,
+        retry_now,
     )
     from lockertools.notify.templates import TemplateError, Templates
 
@@ -37,7 +43,12 @@ _WHERE = {
     "Outbox": "outbox",
     "OutboxError": "outbox",
     "delivery_reach": "outbox",
+    "failed_count": "outbox",
+    "failed_hook_messages": "outbox",
     "failed_messages": "outbox",
+    "hook_messages_of_delivery": "outbox",
+    "letters_count": "outbox",
+    "retry_now": "outbox",
     "letter_pdf": "outbox",
     "letters_to_print": "outbox",
     "mark_letters_printed": "outbox",
@@ -53,14 +64,19 @@ __all__ = [
     "TemplateError",
     "Templates",
     "delivery_reach",
+    "failed_count",
+    "failed_hook_messages",
     "failed_messages",
+    "hook_messages_of_delivery",
     "letter_pdf",
+    "letters_count",
     "letters_to_print",
     "locker_place",
     "mark_letters_printed",
     "messages_of_delivery",
     "purge_contacts",
     "reach",
+    "retry_now",
     "set_locker_place",
 ]
 

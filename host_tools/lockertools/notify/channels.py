@@ -5,6 +5,7 @@ raises ChannelError, whose text never holds the code: it names the server's stat
 from __future__ import annotations
 
 import html
+import re
 import smtplib
 import ssl
 import urllib.error
@@ -23,12 +24,13 @@ class ChannelError(Exception):
 
 
 def scrubbed(text: str, code: str | None) -> str:
-    """An error text with the code taken out, whatever a server echoed back; one line, bounded."""
-    text = " ".join(text.split())[:300]
+    """An error text with the code taken out, whatever a server echoed back (as sent: in groups of
+    four, "1234 5678"; or with other separators); one line, bounded."""
+    text = " ".join(text.split())
     if code:
-        for form in {code, code.replace(" ", "")}:
-            text = text.replace(form, "[code]")
-    return text
+        digits = code.replace(" ", "")
+        text = re.sub(r"[\s.\-]?".join(re.escape(d) for d in digits), "[code]", text)
+    return text[:300]
 
 
 # --- e-mail -----------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ address and the town uses e-mail, a text message likewise, and the printed lette
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, TypeVar
@@ -43,6 +44,16 @@ _T = TypeVar("_T")
 
 class OutboxError(Exception):
     """A desk action the outbox refuses (the text says why)."""
+
+
+@contextlib.contextmanager
+def _joined(conn: db.Connection) -> Iterator[None]:
+    """The caller's transaction when it has one (the desk writes its audit row in it), else one."""
+    if conn.in_transaction:
+        yield
+    else:
+        with db.transaction(conn):
+            yield
 
 
 # --- which channels reach a resident -----------------------------------------------------------------
@@ -122,11 +133,73 @@ def failed_messages(conn: db.Connection, locker_id: str | None = None) -> list[M
     return [_view(r) for r in conn.execute(sql + " ORDER BY next_at", params).fetchall()]
 
 
+# a letter whose delivery ended (its code gone) before the service dropped it cannot be printed
+_PRINTABLE = "state = 'to_print' AND EXISTS (SELECT 1 FROM held_codes h WHERE h.code_id = resident_messages.code_id)"
+
+
 def letters_to_print(conn: db.Connection, locker_id: str | None = None) -> list[MessageView]:
-    sql, params = "SELECT * FROM resident_messages WHERE state = 'to_print'", []
+    """The letters waiting to be printed (those that still can be: their code is held)."""
+    sql, params = f"SELECT * FROM resident_messages WHERE {_PRINTABLE}", []
     if locker_id is not None:
         sql, params = sql + " AND locker_id = ?", [locker_id]
     return [_view(r) for r in conn.execute(sql + " ORDER BY id", params).fetchall()]
+
+
+def _hook_view(row: db.Row) -> MessageView:
+    return MessageView(
+        id=int(row["id"]),
+        delivery=int(row["code_id"] or 0),  # 0: a staff notification of no delivery
+        locker_id=row["locker_id"],
+        kind=row["kind"],
+        channel="hook",
+        language="",
+        state=row["state"],
+        attempts=int(row["attempts"]),
+        error=row["error"],
+        created_at=float(row["created_at"]),
+        sent_at=None if row["sent_at"] is None else float(row["sent_at"]),
+        next_at=float(row["next_at"]) if row["state"] == "failed" else None,
+    )
+
+
+def hook_messages_of_delivery(conn: db.Connection, number: int) -> list[MessageView]:
+    """The notification hook's messages of a delivery (the `notifications` queue), channel `hook`."""
+    rows = conn.execute("SELECT * FROM notifications WHERE code_id = ? ORDER BY id", (number,)).fetchall()
+    return [_hook_view(r) for r in rows]
+
+
+def failed_hook_messages(conn: db.Connection, locker_id: str | None = None) -> list[MessageView]:
+    """The hook's notifications whose last try failed (what a `notify_failed` incident counts)."""
+    sql, params = "SELECT * FROM notifications WHERE state = 'failed'", []
+    if locker_id is not None:
+        sql, params = sql + " AND locker_id = ?", [locker_id]
+    return [_hook_view(r) for r in conn.execute(sql + " ORDER BY next_at", params).fetchall()]
+
+
+def failed_count(conn: db.Connection) -> int:
+    """Messages and hook notifications whose last try failed."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM resident_messages WHERE state = 'failed')"
+        " + (SELECT count(*) FROM notifications WHERE state = 'failed')"
+    ).fetchone()
+    return int(row[0])
+
+
+def letters_count(conn: db.Connection) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM resident_messages WHERE {_PRINTABLE}").fetchone()[0])
+
+
+def retry_now(conn: db.Connection, channel: str, message_id: int, now: float) -> MessageView | None:
+    """A failed message (channel `hook`: a hook notification) is due again at once instead of after
+    its back-off: the service's next round sends it. Its state, tries and error stay until that try.
+    None: no such failed message (sent meanwhile, or never failed). Joins a transaction in progress."""
+    table = "notifications" if channel == "hook" else "resident_messages"
+    with _joined(conn):
+        row = conn.execute(f"SELECT * FROM {table} WHERE id = ? AND state = 'failed'", (message_id,)).fetchone()
+        if row is None or (channel != "hook" and row["channel"] != channel):
+            return None
+        conn.execute(f"UPDATE {table} SET next_at = ? WHERE id = ?", (now, message_id))
+    return _hook_view(row) if channel == "hook" else _view(row)
 
 
 # --- what a message says --------------------------------------------------------------------------------
@@ -356,7 +429,7 @@ class Outbox:
             (compose_email(r, row["address"], row["ref"], channel.sender, town, self.settings.email.reply_to), code)
             for row, r, code in ready
         ]
-        results, stopped = await _to_the_end(channel.send_many, mails)
+        results, stopped = await to_the_end(channel.send_many, mails)
         with db.transaction(conn):
             for (row, _, _), error in zip(ready, results, strict=True):
                 self._record(conn, row, error, time.time())
@@ -373,7 +446,7 @@ class Outbox:
         ready = self._prepare(conn, rows)
         sent = 0
         for row, rendered, code in ready:
-            error, stopped = await _to_the_end(_sms_error, channel, row["address"], rendered.sms, row["ref"], code)
+            error, stopped = await to_the_end(sms_error, channel, row["address"], rendered.sms, row["ref"], code)
             with db.transaction(conn):
                 self._record(conn, row, error, time.time())
             if stopped:
@@ -384,7 +457,7 @@ class Outbox:
         return sent
 
 
-def _sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | None) -> str | None:
+def sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | None) -> str | None:
     try:
         channel.send(to, text, ref.strip("<>"), code)
     except ChannelError as exc:
@@ -392,7 +465,7 @@ def _sms_error(channel: SmsChannel, to: str, text: str, ref: str, code: str | No
     return None
 
 
-async def _to_the_end(func: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
+async def to_the_end(func: Callable[..., _T], *args: Any) -> tuple[_T, bool]:
     """Run a send in a thread to its end, even when the service stops meanwhile (the task is
     cancelled): its outcome is then recorded before the stop goes on, so a stopped service never
     sends a message the server accepted again. Returns (the result, whether a stop came)."""
@@ -448,10 +521,10 @@ def letter_pdf(
 
 def mark_letters_printed(conn: db.Connection, message_ids: list[int], hook: bool = False) -> int:
     """The desk printed (or handed over) these letters: accepted, so the code is let go when every
-    other channel accepted too. Returns how many were marked."""
+    other channel accepted too. Returns how many were marked. Joins a transaction in progress."""
     count = 0
     now = time.time()
-    with db.transaction(conn):
+    with _joined(conn):
         for message_id in message_ids:
             row = conn.execute(
                 "SELECT code_id, state FROM resident_messages WHERE id = ? AND channel = 'letter'", (message_id,)

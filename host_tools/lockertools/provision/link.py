@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockertools.maint.bundle import APP_DIR
 from lockertools.provision import ProvisionError
 from lockertools.provision.stage import ENTRY, INITIAL_ONLY, MARKER, Staged
 
@@ -80,6 +81,18 @@ def _rm(p):
  else:
   os.remove(p)
 """
+
+# The romfs partition (segment 0 of vfs.rom_ioctl), as the image offers it: a memoryview over the
+# mapped flash (the ESP32's), else None (no vfs.rom_ioctl, no segment, or a block device, unused here).
+_ROM_FN = """import vfs,hashlib,binascii
+def _seg():
+ if not hasattr(vfs,'rom_ioctl') or vfs.rom_ioctl(1)<1:
+  return None
+ d=vfs.rom_ioctl(2,0)
+ return None if isinstance(d,int) or hasattr(d,'ioctl') else d
+"""
+ROM = "/rom"  # where MicroPython mounts the romfs partition (firmware/boot.py finds the application there)
+ROM_CHUNK = 2048  # image bytes per write exec, base64 on the wire
 
 Progress = Callable[[str, int], None]  # (file being written, bytes of it just sent)
 
@@ -265,6 +278,41 @@ class BoardLink:
         except (TransportError, OSError):
             return None
 
+    def romfs_size(self) -> int:
+        """The romfs partition's size in bytes; 0 when the image has none (or none this can write)."""
+        out = self.exec(_ROM_FN + "d=_seg()\nprint(len(d) if d is not None else 0)\n").decode().strip()
+        return int(out.splitlines()[-1]) if out else 0
+
+    def romfs_hash(self, n: int) -> str:
+        """SHA-256 (hex) of the partition's first `n` bytes, read in place."""
+        code = _ROM_FN + f"print(binascii.hexlify(hashlib.sha256(memoryview(_seg())[:{n}]).digest()).decode())\n"
+        return self.exec(code).decode().strip().splitlines()[-1]
+
+    def romfs_write(self, image: bytes, progress: Progress | None = None) -> None:
+        """Write `image` to the partition as `mpremote romfs deploy` does (vfs.rom_ioctl: 3 erases
+        what the image needs, 4 writes, 5 completes), then mount it at /rom, where it is checked."""
+        from binascii import b2a_base64
+
+        n = len(image)
+        self.exec(
+            "import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
+            f"b=vfs.rom_ioctl(6,0)\nn={n}\n"
+            "if 0<b<len(vfs.rom_ioctl(2,0)):\n"
+            " o=0\n while o<n:\n  k=min(n-o,32768)\n  k=(k+b-1)//b*b\n"
+            "  r=vfs.rom_ioctl(3,0,o,k)\n  assert r>=0,r\n  o+=k\n"
+            "else:\n r=vfs.rom_ioctl(3,0,n)\n assert r>=0,r\n"
+        )
+        for off in range(0, n, ROM_CHUNK):
+            chunk = image[off : off + ROM_CHUNK]
+            data = b2a_base64(chunk, newline=False).decode()
+            self.exec(
+                "import vfs\nfrom binascii import a2b_base64\n"
+                f"r=vfs.rom_ioctl(4,0,{off},a2b_base64({data!r}))\nassert r>=0,r\n"
+            )
+            if progress is not None:
+                progress("romfs", len(chunk))
+        self.exec("import vfs\nr=vfs.rom_ioctl(5,0)\nassert r>=0,r\nvfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,0)),'/rom')\n")
+
     def reset(self) -> None:
         """Hard-reset the board into its application (what `mpremote reset` does)."""
         self.t.exec_raw_no_follow("import machine\nmachine.reset()\n")
@@ -281,6 +329,41 @@ def verify(link: BoardLink, staged: Staged) -> list[str]:
     if on_board.get(MARKER) != _sha(staged.marker):
         bad.append(MARKER)
     return bad
+
+
+def install_romfs(link: BoardLink, staged: Staged, image: bytes, progress: Progress | None = None) -> bool:
+    """The application (`image`: staged app/ as ROMFS) in the romfs partition, before `install` puts
+    the rest on the filesystem. Written unless the partition holds this image already, main.py and
+    the marker removed first (the board is no locker until `install` writes them again); then every
+    application file is read back through /rom and checked against the manifest. True if written."""
+    digest = _sha(image)
+    written = False
+    try:
+        if link.romfs_hash(len(image)) != digest:
+            link.remove([MARKER, ENTRY, PART])
+            link.romfs_write(image, progress)
+            written = True
+        else:  # mounted at start-up; not if an earlier run's write was cut short in this REPL
+            link.exec("import vfs\ntry:\n vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,0)),'/rom')\nexcept OSError:\n pass\n")
+        same = link.romfs_hash(len(image)) == digest
+    except Exception as exc:  # noqa: BLE001 - mpremote/pyserial raise many kinds when the board goes away
+        raise ProvisionError(
+            "install",
+            f"writing the romfs partition failed ({type(exc).__name__}): the board will not start as a locker "
+            "(main.py goes last). Check the USB cable and power, then run the same command again",
+        ) from None
+    if not same:
+        raise ProvisionError("verify", "the romfs partition does not read back as written: run the same command again")
+    app = {rel: d for rel, d in staged.files.items() if rel.startswith(APP_DIR + "/")}
+    on_rom = link.hashes([ROM + rel[len(APP_DIR) :] for rel in app])
+    bad = [rel for rel, d in app.items() if on_rom.get(ROM + rel[len(APP_DIR) :]) != d]
+    if bad:
+        raise ProvisionError(
+            "verify",
+            f"{len(bad)} application file(s) read back differently through {ROM} (e.g. {bad[0]}): "
+            "run the same command again",
+        )
+    return written
 
 
 def install(link: BoardLink, staged: Staged, progress: Progress | None = None) -> InstallResult:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lockertools import flash
-from lockertools.build import BuildError, MpyCrossMissing, mpy_cross_path
+from lockertools.build import BuildError, MpyCrossMissing, mpy_cross_path, romfs_image
 from lockertools.maint.bundle import APP_DIR, LOADER_FILES, MANIFEST, UPDATE_STATE, AppBundle, build_app, install_app
 
 MARKER = "provisioned.json"
@@ -82,6 +82,8 @@ class Staged:
     marker: bytes
     _owned: bool = field(default=True, repr=False)
     app_version: str = ""  # app/app.json's "version" ("" when the folder has no manifest)
+    app_in_romfs: bool = False  # `without_app()`: the application goes to the romfs partition
+    romfs_packages: frozenset[str] = frozenset()  # its packages then (an old flat install's go too)
 
     @property
     def total_bytes(self) -> int:
@@ -106,16 +108,33 @@ class Staged:
         this application does not have. `root_entries`: name -> is a folder, at the board's root;
         `app_files`: every file under app/ (board paths)."""
         packages = {rel.split("/")[1] for rel in self.files if rel.startswith(APP_DIR + "/") and rel.count("/") > 1}
+        packages |= self.romfs_packages
         out = []
         for name, is_dir in sorted(root_entries.items()):
             if is_dir:
-                gone = name in packages or name in UPDATE_STATE
+                gone = name in packages or name in UPDATE_STATE or (self.app_in_romfs and name == APP_DIR)
             else:  # a root .mpy is an old flat install's module; data files are .json, .bin, .key ...
                 gone = name.endswith(".mpy") or name in UPDATE_STATE or name == APP_DIR
             if gone:
                 out.append(name)
-        out += sorted(rel for rel in app_files if rel not in self.files)
+        if not self.app_in_romfs:  # else app/ goes whole
+            out += sorted(rel for rel in app_files if rel not in self.files)
         return out
+
+    def romfs_image(self) -> bytes:
+        """The staged application (app/, its manifest too) as a ROMFS image: its root is /rom."""
+        return romfs_image(self.root / APP_DIR)
+
+    def without_app(self) -> Staged:
+        """The filesystem's part when the application is in the romfs partition: every file but
+        app/, the same marker (it names the whole install), and app/ on the board to be removed
+        (firmware/boot.py runs app/ when there is one)."""
+        files = {rel: d for rel, d in self.files.items() if not rel.startswith(APP_DIR + "/")}
+        sizes = {rel: n for rel, n in self.sizes.items() if rel in files}
+        packages = frozenset(
+            rel.split("/")[1] for rel in self.files if rel.startswith(APP_DIR + "/") and rel.count("/") > 1
+        )
+        return Staged(self.root, files, sizes, self.app_hash, self.marker, False, self.app_version, True, packages)
 
     def close(self) -> None:
         if self._owned:

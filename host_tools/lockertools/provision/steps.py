@@ -14,7 +14,10 @@ stage     the board's files: boot.py, main.py, the application compiled for the 
 firmware  esptool finds the chip on the port (the board file's, or nothing is written), then writes
           MicroPython (and, with --install littlefs, the application's filesystem)
 install   mpremote copies what is missing or differs, removes what an earlier (flat) install or an
-          update left, reads every hash back, main.py and marker last
+          update left, reads every hash back, main.py and marker last. When the image has a romfs
+          partition (vfs.rom_ioctl) the application fits in, it goes there as a ROMFS image (run in
+          place: off the heap), each of its files read back through /rom, and the rest on the
+          filesystem; otherwise everything goes on the filesystem
 verify    (littlefs) every file's hash read back from the board once esptool has written the image
 mode      production.json written (--production: Ctrl-C off, signed console commands only) or removed,
           over the REPL: the last step that needs it
@@ -42,7 +45,7 @@ from lockertools.maint.bundle import AppBundle
 from lockertools.maint.links import Console
 from lockertools.maint.selftest import SelftestResult, Technician
 from lockertools.provision import ProvisionError, efuse, esp
-from lockertools.provision.link import BoardLink, InstallResult, install
+from lockertools.provision.link import BoardLink, InstallResult, install, install_romfs
 from lockertools.provision.stage import (
     ESP32_ARCH,
     BrokerAddress,
@@ -182,6 +185,7 @@ class Result:
     password: Literal["kept", "rotated", "new", ""] = ""
     online_s: float | None = None
     app_version: str = ""
+    app_in: Literal["romfs", "filesystem", ""] = ""  # where the application was installed (mpremote)
     selftest: SelftestResult | None = None
     secret_texts: list[str] = field(default_factory=list, repr=False)
 
@@ -655,9 +659,16 @@ class Provisioner:
         if o.dry_run:
             self._end("install", f"dry run: would copy up to {staged.total_bytes} bytes to {self.target.port}")
             return
-        self.r.copy_total(staged.total_bytes)
         with BoardLink(self.target.port) as link:
-            res = install(link, staged, self.r.copy_advance)
+            target, image = self._romfs_plan(link, staged)
+            self.r.copy_total(target.total_bytes + len(image or b""))
+            if image is not None:
+                written = install_romfs(link, staged, image, self.r.copy_advance)
+                self.r.note(
+                    f"application in the romfs partition ({len(image)} bytes), "
+                    + ("written and read back" if written else "there already (read back)")
+                )
+            res = install(link, target, self.r.copy_advance)
         self.result.install = res
         if res.already:
             self._end("install", f"already installed: {len(staged.files)} files verified on the board, nothing sent")
@@ -666,6 +677,25 @@ class Provisioner:
             gone += ", ...)" if len(res.removed) > 4 else ")" if res.removed else ""
             sent = f"{res.bytes_payload} bytes ({res.bytes_sent} sent)"
             self._end("install", f"{len(res.copied)} files, {sent}, every hash verified{gone}")
+
+    def _romfs_plan(self, link: BoardLink, staged: Staged) -> tuple[Staged, bytes | None]:
+        """(what goes on the filesystem, the application's ROMFS image or None): the image when the
+        MicroPython image has a romfs partition the application fits in; else all of `staged`
+        on the filesystem, and a note says why."""
+        size = link.romfs_size()
+        self.result.app_in = "filesystem"
+        if size <= 0:
+            self.r.note("the MicroPython image has no romfs partition: the application goes on the filesystem")
+            return staged, None
+        image = staged.romfs_image()
+        if len(image) > size:
+            self.r.note(
+                f"the application's ROMFS image ({len(image)} bytes) does not fit the romfs partition "
+                f"({size} bytes): the application goes on the filesystem"
+            )
+            return staged, None
+        self.result.app_in = "romfs"
+        return staged.without_app(), image
 
     def boot(self) -> None:
         o = self.opts

@@ -8,6 +8,11 @@ after the install is what a reset does on a board: the REPL process ends, and th
 True)`, with only the simulated `machine` on MICROPYPATH: the application is what boot.py puts on
 sys.path (app/, or an old flat install's modules at the root), as on an ESP32.
 
+With `romfs=N` the board's MicroPython image has a romfs partition of N bytes (a file beside the
+flash folder, `romfs.bin`; host_tools/sim_board/_simrom.py): its REPL answers `vfs.rom_ioctl` as an
+ESP32's does, so provisioning deploys the application there, and the booted locker finds the
+partition mounted at /rom before boot.py runs.
+
 With `usb_console=True` the booted locker stays on the same port, as a board's USB serial port is
 its console once the application runs (`UsbUart`): its log comes out of TTY, lines typed to TTY
 reach its console, and Ctrl-C does what it does on an ESP32.
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from lockertools.maint.links import SimConsole
 from lockertools.provision import ProvisionError
-from lockertools.sim.board import NET_HEAP, VirtualBoard, compiled_sim_board, default_micropython
+from lockertools.sim.board import NET_HEAP, VirtualBoard, compiled_sim_board, default_micropython, heap_bytes
 
 START_TIMEOUT_S = 10.0
 
@@ -130,10 +135,19 @@ class VirtualSerialBoard:
     """A board's REPL on a pty (`tty`), its filesystem in `flash_dir`; `boot()` starts the locker."""
 
     def __init__(
-        self, flash_dir: Path, tty: Path | None = None, *, heap: str = NET_HEAP, usb_console: bool = False
+        self,
+        flash_dir: Path,
+        tty: Path | None = None,
+        *,
+        heap: str = NET_HEAP,
+        usb_console: bool = False,
+        romfs: int | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.romfs = self.flash_dir.parent / "romfs.bin" if romfs else None
+        if self.romfs is not None and not self.romfs.exists():
+            self.romfs.write_bytes(b"\xff" * int(romfs or 0))  # erased flash
         self.tty = Path(tty) if tty else self.flash_dir.parent / "tty"
         self.heap = heap
         self.usb_console = usb_console
@@ -152,10 +166,26 @@ class VirtualSerialBoard:
             return self
         self.tty.unlink(missing_ok=True)
         mp = default_micropython()
-        argv = [socat_path(), f"PTY,link={self.tty},rawer", f"EXEC:{mp},pty,rawer,stderr,setsid,ctty"]
+        program = str(mp)
+        env = dict(os.environ)
+        if self.romfs is not None:  # the REPL with the partition's vfs.rom_ioctl (_simrom.install)
+            start = self.flash_dir.parent / "romfs_repl.py"
+            start.write_text(
+                f"import sys\nsys.path.append({str(compiled_sim_board())!r})\nimport _simrom\n"
+                "_simrom.install()\n_simrom.mount_rom()\nsys.path.remove(sys.path[-1])\n"
+            )
+            program = f"{mp} -i {start}"
+            env["LOCKER_SIM_ROMFS"] = str(self.romfs)
+        argv = [socat_path(), f"PTY,link={self.tty},rawer", f"EXEC:{program},pty,rawer,stderr,setsid,ctty"]
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=self.flash_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                argv,
+                cwd=self.flash_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.tty.exists():  # socat makes the link once the pty is open: nothing to block on
@@ -227,9 +257,15 @@ class VirtualSerialBoard:
             kw = {**kw, "console_fd": self.uart.board_fd, "env": {"MICROPYINSPECT": "1"}}
             self.tty.unlink(missing_ok=True)
             self.tty.symlink_to(self.uart.path)
+        heap = self.heap
+        if self.romfs is not None:
+            # A board maps the partition from flash; here the image is read onto the heap: as much more.
+            env = kw.get("env")
+            kw = {**kw, "env": {**(env if isinstance(env, dict) else {}), "LOCKER_SIM_ROMFS": str(self.romfs)}}
+            heap = str(heap_bytes(heap) + self.romfs.stat().st_size)
         board = VirtualBoard(
             self.flash_dir,
-            heap=self.heap,
+            heap=heap,
             sim_board_dir=compiled_sim_board(),
             precompile=False,  # the board runs what was installed: boot.py, main.py, app/
             app_on_flash=True,

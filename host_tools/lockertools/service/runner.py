@@ -23,6 +23,7 @@ Tasks (one asyncio loop, so database work never interleaves):
   went online/offline `flap_changes` times within `flap_window_s`);
 - the notifier: hands due notifications to the hook (in a thread), records failures and retries
   them with a growing delay; a `loaded` notification's held plain code is deleted once it went;
+- the alert sender (notify/alerts.py): staff alerts of incidents, batched per contact, sent once;
 - the webhook sender (api/webhooks.py): POSTs the queued delivery events to the webhooks the town's
   systems registered, signed, one at a time per webhook in order, failures retried with a growing delay;
 - the watchdog (under systemd, sdnotify.py): WATCHDOG=1 while every loop above is healthy (each
@@ -60,6 +61,7 @@ from lockertools.service.sender import Sender, SenderStats
 from lockertools.service.sync import Planned, plan
 
 if TYPE_CHECKING:
+    from lockertools.notify.alerts import AlertSender
     from lockertools.notify.outbox import Outbox
 
 log = logging.getLogger("lockertools.service")
@@ -120,6 +122,9 @@ class ServiceConfig:
     # to every locker whose status holds other ones (a `desk` command, renewed daily). None: nothing
     # is sent.
     helpline: TownSettings | None = None
+    # Staff alerts of incidents (notify/alerts.py) follow the same file's [alerts] (None: no alerts);
+    # the alert sender goes round every `alerts_poll_s` (its loop checks in then: keep it short).
+    alerts_poll_s: float = 0.2
     request_ttl_s: float = 300.0  # a door.open nobody could deliver in 5 minutes is dropped, not sent later
     # A locker whose status goes online/offline `flap_changes` times within `flap_window_s` is flagged
     # as flapping: two clients with its password take its session from each other at every login, and
@@ -215,6 +220,7 @@ class Service:
         self._seqs = db.CommandSeqs()
         self.notifier: Notifier | None = None
         self.outbox: Outbox | None = None  # residents' messages (lockertools.notify: the service extra)
+        self.alerts: AlertSender | None = None  # staff alerts of incidents
         self.systemd = sdnotify.Notifier()
         self._beats: dict[str, float] = {}  # loop name -> when it last went round (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
@@ -299,6 +305,14 @@ class Service:
                 except (TemplateError, ValueError) as exc:
                     raise ServiceError(f"residents' messages: {exc}") from None
                 self.outbox.recover(self._conn)
+            if messages is not None:
+                from lockertools.notify.alerts import AlertError, AlertSender
+
+                try:
+                    self.alerts = AlertSender(messages)
+                except (AlertError, ValueError) as exc:
+                    raise ServiceError(f"staff alerts: {exc}") from None
+                self.alerts.start(self._conn, time.time())
             web = None
             if self.config.metrics_port is not None:
                 from lockertools.service import metrics
@@ -313,7 +327,7 @@ class Service:
                 log.info("health and metrics on http://%s:%d/", self.config.metrics_host, self.metrics_port)
             try:
                 now = time.monotonic()
-                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks", "messages"), now)
+                self._beats = dict.fromkeys(("poller", "notifier", "processor", "webhooks", "messages", "alerts"), now)
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = [
                         tasks.create_task(self._connection_loop()),
@@ -322,6 +336,7 @@ class Service:
                         tasks.create_task(self._notifications()),
                         tasks.create_task(self.webhooks.run(self.conn, lambda: self._beat("webhooks"))),
                         tasks.create_task(self._messages()),
+                        tasks.create_task(self._alerts()),
                     ]
                     tasks.create_task(self._watchdog())
             finally:
@@ -1032,6 +1047,19 @@ class Service:
                         log.info("deleted the contact details of %d ended deliveries", purged)
             except db.Error:
                 log.exception("database error while sending residents' messages")
+
+    async def _alerts(self) -> None:
+        """Staff alerts (lockertools/notify/alerts.py): follow the incidents, close the batches whose
+        window is over, send what is due."""
+        while True:
+            await asyncio.sleep(self.config.alerts_poll_s)
+            self._beat("alerts")
+            if self.alerts is None:
+                continue
+            try:
+                await self.alerts.run_once(self.conn, beat=lambda: self._beat("alerts"))
+            except db.Error:
+                log.exception("database error while alerting staff")
 
 
 def _locker_of(message: aiomqtt.Message) -> dict[str, str]:

@@ -468,3 +468,69 @@ resident_messages = sa.Table(
     sa.CheckConstraint(f"state IN {MESSAGE_STATES!r}", name="resident_messages_state"),
 )
 sa.Index("resident_messages_due", resident_messages.c.state, resident_messages.c.next_at)
+
+# --- staff alerts of incidents (lockertools/notify/alerts.py, docs/notifications.md "Staff alerts") --
+# Whom a locker's incidents are alerted to: e-mail addresses and SMS numbers of staff, several allowed
+# (a locker without any: the configuration's [alerts] default contacts).
+ALERT_CHANNELS = ("email", "sms")
+alert_contacts = sa.Table(
+    "alert_contacts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("locker_id", sa.Text, sa.ForeignKey("lockers.id"), nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("locker_id", "channel", "address", name="alert_contacts_once"),
+    sa.CheckConstraint(f"channel IN {ALERT_CHANNELS!r}", name="alert_contacts_channel"),
+)
+
+# The incident_log entries the alert sender has looked at: the cursor is the highest; the entries a
+# little below it are kept too, since on PostgreSQL a lower id can commit after a higher one.
+alert_seen = sa.Table(
+    "alert_seen",
+    metadata,
+    sa.Column("log_id", Big, primary_key=True, autoincrement=False),
+    sa.Column("seen_at", Time, nullable=False),
+)
+
+# One message to one staff contact: a batch of incident changes, its text rendered when the batch
+# closed (never a code or a resident's data), sent as it is on every attempt with its stable `ref`.
+STAFF_ALERT_STATES = ("pending", "sending", "sent", "failed")
+staff_alerts = sa.Table(
+    "staff_alerts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("ref", sa.Text, nullable=False, unique=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("sms", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=_zero()),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("sent_at", Time),
+    sa.CheckConstraint(f"state IN {STAFF_ALERT_STATES!r}", name="staff_alerts_state"),
+)
+sa.Index("staff_alerts_due", staff_alerts.c.state, staff_alerts.c.next_at)
+
+# Each opened or resolved incident for each contact it goes to: waiting in the contact's batch
+# (alert_id NULL) until the batch window closes, then in the message that carried it.
+alert_items = sa.Table(
+    "alert_items",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("log_id", Big, nullable=False),
+    sa.Column("incident_id", Big, nullable=False),  # incidents.id (no foreign key: alerts never hold that table back)
+    sa.Column("action", sa.Text, nullable=False),  # opened, resolved
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("alert_id", Big, sa.ForeignKey("staff_alerts.id")),
+    sa.UniqueConstraint("log_id", "channel", "address", name="alert_items_once"),
+)
+sa.Index("alert_items_waiting", alert_items.c.alert_id, alert_items.c.channel, alert_items.c.address)

@@ -21,11 +21,12 @@ from lockertools.desk.base import (
     session_of,
     translate,
 )
+from lockertools.desk.pages import messages
 from lockertools.service import db, fleet_db
 
 PAGE_ROWS = 50
-# the printed letter with the resident's code, when the notifications package serves one (a route
-# of that name with a {number} field): the screen that prepares a delivery links to it
+# the printed letter with the resident's code (pages/messages.py; a route with a {number} field): the
+# screen that prepares a delivery for a resident only a letter reaches links to it
 LETTER_ROUTE = "delivery_letter"
 FILTERS = tuple(fleet_db.DELIVERY_FILTERS)
 SIZES = ("any", "S", "M", "L")
@@ -99,6 +100,24 @@ def language_labels(_: Callable[..., str]) -> dict[str, str]:
 
 def size_labels(_: Callable[..., str]) -> dict[str, str]:
     return {"any": _("any size"), "S": "S", "M": "M", "L": "L"}
+
+
+def kind_text(_: Callable[..., str], byte: int) -> str:
+    """A code's kind byte in the reader's language ("levering L lage deur"): fleet_db.describe_kind's
+    words, which stay the CLI's English; the size letters are the same in every language."""
+    kinds = {
+        fleet_db.KIND_PICKUP: _("pickup"),
+        fleet_db.KIND_STAFF: _("staff"),
+        fleet_db.KIND_RETURN: _("return"),
+        fleet_db.KIND_DELIVERY: _("delivery"),
+    }
+    words = [kinds.get(byte & fleet_db.KIND_MASK, str(byte & fleet_db.KIND_MASK))]
+    size = (byte >> 4) & 3
+    if size:
+        words.append(fleet_db.SIZE_NAMES[size])
+    if byte & fleet_db.LOW_BIT:
+        words.append(_("low"))
+    return " ".join(words)
 
 
 # --- the list ----------------------------------------------------------------------------------------
@@ -194,7 +213,7 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     resident = fleet_db.Resident(form["name"], form["email"], form["phone"], form["language"], form["case"])
     size = None if form["size"] == "any" else form["size"]
 
-    def create(conn: db.Connection) -> fleet_db.IssuedDelivery:
+    def create(conn: db.Connection) -> tuple[fleet_db.IssuedDelivery, bool]:
         issued = fleet_db.prepare_delivery(
             conn, form["locker"], size, bool(form["low"]), days, form["item"],
             resident=resident, source="desk", created_by=by,
@@ -203,10 +222,10 @@ async def prepare(request: web.Request) -> web.StreamResponse:
             request, conn, "delivery.prepare", str(issued.number),
             {"locker": issued.locker_id, "item": form["item"], "size": form["size"], "case": form["case"] or None},
         )  # fmt: skip
-        return issued
+        return issued, messages.delivery_messages(conn, request, issued.number)["letter_only"]
 
     try:
-        issued = await run_db(request, create)
+        issued, letter_only = await run_db(request, create)
     except fleet_db.FleetError as exc:
         context = await _form_context(request, form, _("Not prepared: {reason}", reason=str(exc)))
         return await render(request, "delivery_new.html", context, status=400)
@@ -214,6 +233,7 @@ async def prepare(request: web.Request) -> web.StreamResponse:
     letter = request.app.router.named_resources().get(LETTER_ROUTE)
     context = {
         "letter_url": None if letter is None else str(letter.url_for(number=str(issued.number))),
+        "letter_only": letter_only,
         "title": _("Delivery {number} prepared", number=issued.number),
         "issued": issued,
         "item": item_labels(_).get(form["item"], form["item"]),
@@ -249,7 +269,12 @@ async def _delivery_context(request: web.Request, number: int, error: str | None
     if delivery is None:
         raise web.HTTPNotFound()
     delivery["status_text"] = status_text(_, delivery)
+    shown = await run_db(request, lambda conn: messages.delivery_messages(conn, request, number))
+    channels = messages.channel_labels(_)
     return {
+        **shown,
+        **messages.labels(_),
+        "reach_text": ", ".join(channels.get(c, c) for c in shown["reach"]),
         "title": _("Delivery {number}", number=number),
         "d": delivery,
         "error": error,
@@ -257,7 +282,7 @@ async def _delivery_context(request: web.Request, number: int, error: str | None
         "items": item_labels(_),
         "languages_for_residents": language_labels(_),
         "can_cancel": delivery["state"] == "issued" and delivery["door"] == fleet_db.ANY_DOOR,
-        "kind": fleet_db.describe_kind(int(delivery["kind"])),
+        "kind": kind_text(_, int(delivery["kind"])),
     }
 
 

@@ -2,20 +2,19 @@
 
 One asyncio loop (aiohttp) serves static/ and a WebSocket at /ws. Each VirtualBoard reports its
 events on its reader thread; they are handed to the loop (`call_soon_threadsafe`), applied to the
-locker's view and pushed to every page at once, so the page never polls. The page's requests (a key,
-a door pulled, a code issued) run off the loop: a board's actions on a one-thread executor of its
-own (keys stay in order), database work on another. The host service is another process, so what it
-records (the lockers' events, codes used, online status) is read from the fleet database when SQLite's
-`data_version` says it changed (every POLL_S: there is nothing else to wait on). The notification
-hook the service is given (`--notify-url`) is this server's /hook: the page shows each message as
-the resident would get it.
+locker's view and pushed to every page at once, so the page never polls. The page's requests are
+what a person does to the locker itself (a key, a door pulled, a parcel, a latch that sticks): they
+run off the loop, a board's on a one-thread executor of its own (keys stay in order). Staff work on
+the real desk (desk.py), beside the page; this server has no staff operations of its own. The host
+service is another process, so what it records (the lockers' events, online status) is read from
+the fleet database when SQLite's `data_version` says it changed (every POLL_S: there is nothing else
+to wait on). The notification hook the service is given (`--notify-url`) is this server's /hook:
+the page shows each message as it leaves the service, its code masked (the desk shows a code once,
+on the answer to the request that created it; no page here shows one).
 
 Only this machine's browser, on this server's own page, may use it (`guard`): every request must
 name a loopback Host with the port it listens on (a DNS-rebound name is refused), and the WebSocket
 and /hook need the run's token, which only the served page (and the host service's hook URL) has.
-Codes and staff PINs go out in plain only to the connection whose request created them (the reply,
-and a delivery's `loaded` message from the hook); everyone else, and every page that connects
-later, gets the message with its code masked.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ POLL_S = 0.25  # the fleet database is the host service's (another process): rea
 KEEP_EVENTS = 200  # the event log a page gets when it connects
 KEEP_NOTES = 50
 STOP_S = 30.0  # the web server's start or stop, on its loop
-DAY_S = 86400
 # Board events worth a line in the page's event log (keys, acks, buzzer and display show elsewhere).
 LOGGED_BOARD_EVENTS = {"solenoid", "door", "reset", "exit", "hello", "boot", "error", "power_cut", "wdt"}
 
@@ -102,19 +100,6 @@ def door_views(board: dict[str, Any]) -> list[DoorView]:
     ]
 
 
-def capabilities() -> dict[str, bool]:
-    """The host-service functions this checkout has (some are being written as this is)."""
-    from lockertools.service import fleet_db
-
-    return {
-        "pickup": True,
-        "delivery": hasattr(fleet_db, "prepare_delivery"),
-        "return_code": hasattr(fleet_db, "issue_return_code"),
-        "staff": hasattr(fleet_db, "add_staff"),
-        "remote_open": hasattr(fleet_db, "queue_request"),
-    }
-
-
 class WebSim:
     """The page's view of the lockers and the page's requests. Construct on the running loop."""
 
@@ -127,16 +112,11 @@ class WebSim:
         self.hosts = {f"{name}:{port}" for name in LOOPBACK_NAMES}
         if port == 80:  # a browser leaves the default port out
             self.hosts.update(LOOPBACK_NAMES)
-        # The codes each page's requests created (locker id, code id): a hook message carrying one of
-        # them (a delivery's `loaded`) goes in plain to that page only.
-        self.created: dict[web.WebSocketResponse, set[tuple[str, int]]] = {}
         self.boards: list[VirtualBoard] = []
         self.views: list[LockerView] = []
         self.clients: set[web.WebSocketResponse] = set()
         self.events: deque[dict[str, Any]] = deque(maxlen=KEEP_EVENTS)
         self.notes: deque[dict[str, Any]] = deque(maxlen=KEEP_NOTES)
-        self.codes: dict[str, list[dict[str, Any]]] = {}
-        self.caps = capabilities()
         self.ready = asyncio.Event()
         self._board_exec: list[ThreadPoolExecutor] = []
         self._db_exec = ThreadPoolExecutor(1, thread_name_prefix="websim-db")
@@ -254,20 +234,19 @@ class WebSim:
         self.events.append(entry)
         self.broadcast(entry)
 
-    def broadcast(self, msg: dict[str, Any], skip: web.WebSocketResponse | None = None) -> None:
+    def broadcast(self, msg: dict[str, Any]) -> None:
         data = json.dumps(msg, separators=(",", ":"))
         for ws in list(self.clients):
             if ws.closed:
                 self.clients.discard(ws)
-            elif ws is not skip:
+            else:
                 self.loop.create_task(self._send_str(ws, data))
 
-    def _share_note(self, note: dict[str, Any], owner: web.WebSocketResponse | None) -> None:
-        """A message sent (issued here, or from the hook): kept, and pushed to every page but `owner`
-        (the page whose request created its code, which gets it in plain), with its code masked."""
+    def _share_note(self, note: dict[str, Any]) -> None:
+        """A message the host service sent (the hook): kept, and pushed to every page, its code masked."""
         masked = _masked(note)
         self.notes.append(masked)
-        self.broadcast({"type": "note", "note": masked}, skip=owner)
+        self.broadcast({"type": "note", "note": masked})
 
     async def _send_str(self, ws: web.WebSocketResponse, data: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -309,15 +288,13 @@ class WebSim:
         ]
         if events:
             self._last_event_id = int(events[-1]["id"])
-        staff_name = getattr(fleet_db, "staff_name", None)
         for e in events:  # staff are known to the locker by their code's id; the host has the name
             sid = json.loads(e["json"]).get("staff")
-            e["staff_name"] = staff_name(conn, e["locker_id"], sid) if staff_name and sid else None
+            e["staff_name"] = fleet_db.staff_name(conn, e["locker_id"], sid) if sid else None
         lockers = {
             r["id"]: {"online": bool(r["online"]), "locker_rev": r["locker_rev"], "host_rev": int(r["host_rev"])}
             for r in conn.execute(f"SELECT id, online, locker_rev, host_rev FROM lockers WHERE id IN ({marks})", lids)
         }
-        codes = {lid: fleet_db.code_table(conn, lid)[-12:] for lid in lids}
         # The latest door_service event of each door says whether it is out of service.
         service: dict[str, dict[str, bool]] = {}
         for r in conn.execute(
@@ -326,7 +303,7 @@ class WebSim:
             lids,
         ):
             service.setdefault(r["locker_id"], {})[r["door"]] = bool(json.loads(r["json"]).get("on"))
-        return {"events": events, "lockers": lockers, "codes": codes, "service": service}
+        return {"events": events, "lockers": lockers, "service": service}
 
     def _apply_host(self, got: dict[str, Any]) -> None:
         for n, view in enumerate(self.views):
@@ -346,10 +323,6 @@ class WebSim:
                     changed = True
             if changed:
                 self._push_view(n, {"ev": "host"})
-            codes = [_code_json(c) for c in got["codes"].get(view.lid, [])]
-            if codes != self.codes.get(view.lid):
-                self.codes[view.lid] = codes
-                self.broadcast({"type": "codes", "locker": n, "codes": codes})
         index = {v.lid: n for n, v in enumerate(self.views)}
         for r in got["events"]:
             ev = json.loads(r["json"])
@@ -378,9 +351,9 @@ class WebSim:
         vb = self.boards[n]
         return await self.loop.run_in_executor(self._board_exec[n], lambda: fn(vb))
 
-    async def handle(self, req: dict[str, Any], ws: web.WebSocketResponse | None = None) -> dict[str, Any]:
-        """One request from the page (on `ws`) -> the reply's `result`, which alone carries a code it
-        created in plain (`note`). Raises ValueError/SimError/FleetError."""
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One request from the page: what a person does to the locker itself -> the reply's `result`.
+        Raises ValueError/SimError."""
         op = str(req.get("op"))
         n = int(req.get("locker", 0))
         if not 0 <= n < len(self.views):
@@ -392,7 +365,7 @@ class WebSim:
                 raise ValueError(f"no key {key!r}")
             await self.on_board(n, lambda vb: vb.tap(key))
             return {}
-        door_i = self._door(view, req) if op in ("door", "parcel") else -1
+        door_i = self._door(view, req) if op in ("door", "parcel", "jam") else -1
         if op == "door":
             want = bool(req.get("open"))
             d = view.doors[door_i]
@@ -416,13 +389,16 @@ class WebSim:
             what = f"you put a parcel in door {d.label}" if want else f"you took the parcel out of door {d.label}"
             self._log(n, "you", "parcel", what, d.label)
             return {}
-        if op in ("issue_code", "prepare_delivery", "return_code", "add_staff", "remote_open"):
-            result = await self.in_db(lambda conn: self._staff_rev(conn, op, view, req))
-            if ws is not None and isinstance(result.get("code_id"), int):
-                self.created.setdefault(ws, set()).add((view.lid, result["code_id"]))
-            if "note" in result:
-                self._share_note(result["note"], owner=ws)  # the requesting page shows the reply's
-            return result
+        if op == "jam":
+            # The latch sticks (or works again): the spring can no longer pop the door, as in the field.
+            want = bool(req.get("on"))
+            d = view.doors[door_i]
+            await self.on_board(n, lambda vb: vb.jam(door_i, want))
+            d.jammed = want
+            self._push_view(n, {"ev": "jam", "t": time.time_ns() // 1000})
+            what = f"door {d.label}'s latch sticks" if want else f"door {d.label}'s latch works again"
+            self._log(n, "you", "jam", what, d.label)
+            return {}
         raise ValueError(f"unknown request {op!r}")
 
     @staticmethod
@@ -432,105 +408,14 @@ class WebSim:
             raise ValueError(f"no door {i!r}")
         return i
 
-    def _staff_rev(self, conn: Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
-        """`_staff`, and the host's code revision for the locker once it is done (`rev` in the note):
-        the locker holds what was issued once it reports that revision."""
-        result = self._staff(conn, op, view, req)
-        if "note" in result:
-            row = conn.execute("SELECT host_rev FROM lockers WHERE id = ?", (view.lid,)).fetchone()
-            result["note"]["rev"] = int(row[0])
-        return result
-
-    def _staff(self, conn: Connection, op: str, view: LockerView, req: dict[str, Any]) -> dict[str, Any]:
-        """Staff requests, on the database thread. Each returns what the page shows."""
-        from lockertools.service import fleet_db
-        from lockertools.service.notify import Notification
-
-        days = float(req.get("days") or 5)
-        if op == "issue_code":
-            label = str(req.get("door"))
-            issued = fleet_db.issue_code(
-                conn,
-                view.lid,
-                label,
-                kind=0,
-                expires=int(time.time() + days * DAY_S),
-                recipient=req.get("recipient") or None,
-            )
-            sent = Notification(view.lid, issued.door, issued.code, issued.expires, issued.code_id, issued.recipient)
-            # What `lockerctl codes issue` hands the hook: here the hook is this page.
-            fleet_db.record_notification(conn, issued.code_id, None)
-            return {"note": {"kind": "code", **asdict(sent)}, "code_id": issued.code_id}
-        fns: dict[str, Any] = {
-            "prepare_delivery": getattr(fleet_db, "prepare_delivery", None),
-            "return_code": getattr(fleet_db, "issue_return_code", None),
-            "add_staff": getattr(fleet_db, "add_staff", None),
-            "remote_open": getattr(fleet_db, "queue_request", None),
-        }
-        fn = fns[op]
-        if fn is None:
-            raise ValueError(f"{op.replace('_', ' ')} is not in this version of the host service yet")
-        size = str(req.get("size") or "") or None
-        low = bool(req.get("low"))
-        recipient = str(req.get("recipient") or "").strip() or None
-        if op == "prepare_delivery":
-            item = str(req.get("item") or "parcel")
-            got = fn(conn, view.lid, size, low, days=days, item=item, contact=recipient)
-            # The resident's code goes out through the hook once the item is loaded (kind `loaded`).
-            note = {
-                "kind": "delivery",
-                "locker": view.lid,
-                "door": "*",
-                "number": got.number,
-                "code_id": got.code_id,
-                "expires": got.expires,
-                "recipient": recipient,
-                "size": size,
-                "low": low,
-                "item": item,
-            }
-            return {"note": note, "number": got.number, "code_id": got.code_id}
-        if op == "return_code":
-            item = str(req.get("item") or "borrowed material")
-            got = fn(conn, view.lid, size=size, low=low, days=days, item=item, recipient=recipient)
-            note = {
-                "kind": "return",
-                "locker": view.lid,
-                "door": "*",
-                "code": got.code,
-                "code_id": got.code_id,
-                "expires": got.expires,
-                "recipient": recipient,
-                "item": item,
-            }
-            return {"note": note, "code_id": got.code_id}
-        if op == "add_staff":
-            name = str(req.get("name") or "").strip()
-            staff_id, (pin,) = fn(conn, name, [view.lid])  # a PIN for this locker, until the end of the day
-            note = {"kind": "staff", "locker": view.lid, "name": name, "staff_id": staff_id, "code": pin.pin}
-            return {"note": note, "staff_id": staff_id}
-        # remote_open: a request the host service signs and sends (door.open), with who asked
-        d = view.doors[self._door(view, req)]
-        by = str(req.get("by") or "").strip()
-        reason = str(req.get("reason") or "").strip()
-        args = {"door": d.label, **({"r": reason} if reason else {})}
-        request_id, _tx = fn(conn, view.lid, "door.open", args, by)
-        n = self.views.index(view)
-        self.loop.call_soon_threadsafe(
-            self._log, n, "you", "remote_open", f"{by} asked the host to open door {d.label}", d.label
-        )
-        return {"request": request_id}
-
     # --- the web side -------------------------------------------------------------------------
 
     def hello(self) -> dict[str, Any]:
         return {
             "type": "hello",
             "lockers": [v.to_json(n) for n, v in enumerate(self.views)],
-            "caps": self.caps,
             "events": list(self.events),
             "notes": list(self.notes),
-            "codes": {n: self.codes.get(v.lid, []) for n, v in enumerate(self.views)},
             "ready": self.ready.is_set(),
         }
 
@@ -556,16 +441,13 @@ class WebSim:
                 self.loop.create_task(self._answer(ws, req))
         finally:
             self.clients.discard(ws)
-            self.created.pop(ws, None)
         return ws
 
     async def _answer(self, ws: web.WebSocketResponse, req: dict[str, Any]) -> None:
-        from lockertools.service.fleet_db import FleetError
-
         reply: dict[str, Any] = {"type": "reply", "rid": req.get("rid")}
         try:
-            reply.update(ok=True, result=await self.handle(req, ws))
-        except (ValueError, TypeError, SimError, FleetError) as exc:
+            reply.update(ok=True, result=await self.handle(req))
+        except (ValueError, TypeError, SimError) as exc:
             reply.update(ok=False, error=str(exc).split("\n", 1)[0])
         await self._send_str(ws, json.dumps(reply, separators=(",", ":")))
 
@@ -583,11 +465,7 @@ class WebSim:
             return web.Response(status=400, text="not an object")
         note.setdefault("kind", "code")
         note["via"] = "hook"
-        key = (note.get("locker"), note.get("code_id"))
-        owner = next((ws for ws, made in self.created.items() if key in made and not ws.closed), None)
-        self._share_note(note, owner)
-        if owner is not None:
-            await self._send_str(owner, json.dumps({"type": "note", "note": note}, separators=(",", ":")))
+        self._share_note(note)
         return web.Response(text="ok")
 
     async def desk_handler(self, request: web.Request) -> web.StreamResponse:
@@ -647,10 +525,6 @@ def _refused_token() -> web.Response:
 def _masked(note: dict[str, Any]) -> dict[str, Any]:
     """The message as pages other than the one that created its code see it: no code."""
     return {**note, "code": None, "masked": True} if note.get("code") else note
-
-
-def _code_json(c: dict[str, Any]) -> dict[str, Any]:
-    return {k: c.get(k) for k in ("id", "door", "kind", "state", "expires", "recipient", "used_at")}
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -2,14 +2,13 @@
 "use strict";
 
 const S = {
-  ws: null, lockers: [], cur: 0, caps: {}, codes: {}, events: [], notes: [],
+  ws: null, lockers: [], cur: 0, events: [], notes: [],
   rid: 0, pending: new Map(), audio: null, osc: null,
 };
 // For tests and bench/web.py: when things were clicked and shown (ms, the page's wall clock).
 window.simMetrics = { clicks: [], shown: [] };
 
 const $ = (id) => document.getElementById(id);
-const KINDS = { 0: "pickup", 1: "staff", 2: "return", 3: "delivery" };
 const now = () => performance.timeOrigin + performance.now();
 
 function el(tag, attrs = {}, ...children) {
@@ -63,7 +62,7 @@ function request(op, args = {}) {
 function onMessage(msg) {
   switch (msg.type) {
     case "hello":
-      S.lockers = msg.lockers; S.caps = msg.caps; S.codes = msg.codes || {};
+      S.lockers = msg.lockers;
       S.events = msg.events || []; S.notes = msg.notes || [];
       if (S.cur >= S.lockers.length) S.cur = 0;
       document.body.dataset.ready = msg.ready ? "1" : "0";
@@ -84,10 +83,6 @@ function onMessage(msg) {
     case "note":
       addNote(msg.note);
       break;
-    case "codes":
-      S.codes[msg.locker] = msg.codes;
-      if (msg.locker === S.cur) renderCodes();
-      break;
     case "reply": {
       const p = S.pending.get(msg.rid);
       if (p) { S.pending.delete(msg.rid); msg.ok ? p.resolve(msg.result) : p.reject(new Error(msg.error)); }
@@ -105,7 +100,7 @@ function markShown(cause) {
 // --- rendering --------------------------------------------------------------------------------
 
 function renderAll() {
-  renderTabs(); renderLocker(); renderCaps(); renderCodes(); renderDoorSelects();
+  renderTabs(); renderLocker();
   // newest first
   $("events").replaceChildren(...S.events.filter((e) => $("ev-all").checked || e.locker === S.cur).map(eventItem).reverse());
   $("notes").replaceChildren(...S.notes.map(noteItem).reverse());
@@ -149,13 +144,15 @@ function renderLocker() {
       `. ${d.open ? "Click to push it shut" : "Click to pull it (it opens if unlocked)"}.`;
     const door = el("button", {
       class: `door size-${d.size} is-${st}`, id: `door-${i}`, "data-door": d.label, "data-state": st,
-      "data-parcel": d.parcel ? "1" : "0", "data-solenoid": d.solenoid ? "1" : "0", "aria-label": desc,
+      "data-parcel": d.parcel ? "1" : "0", "data-solenoid": d.solenoid ? "1" : "0",
+      "data-jammed": d.jammed ? "1" : "0", "aria-label": desc,
       "aria-pressed": String(d.open), onclick: (ev) => pullDoor(i, !d.open, ev.shiftKey),
     },
       el("span", { class: "label", text: d.label }),
       el("span", { class: "tags", text: `${d.size}${d.low ? " ♿" : ""}` }),
       el("span", { class: "state", text }),
       d.solenoid ? el("span", { class: "latch", text: "latch energized" }) : null,
+      d.jammed ? el("span", { class: "jammed", text: "latch stuck" }) : null,
       el("span", { class: "parcel" + (d.parcel ? " full" : ""), text: d.parcel ? "■ parcel inside" : "empty" }),
     );
     const put = el("button", {
@@ -164,7 +161,12 @@ function renderLocker() {
       text: d.parcel ? `Take the parcel out of door ${d.label}` : `Put a parcel in door ${d.label}`,
       onclick: () => act("parcel", { door: i, present: !d.parcel }),
     });
-    return el("div", { class: "door-cell" }, door, put);
+    const jam = el("button", {
+      class: "jam", id: `jam-${i}`, "aria-pressed": String(d.jammed),
+      text: d.jammed ? `Free the latch of door ${d.label}` : `Make the latch of door ${d.label} stick`,
+      onclick: () => act("jam", { door: i, on: !d.jammed }),
+    });
+    return el("div", { class: "door-cell" }, door, put, jam);
   }));
   // the display, exactly as the firmware wrote it
   const lines = [];
@@ -194,33 +196,6 @@ function renderKeypad(v) {
   })));
 }
 
-function renderDoorSelects() {
-  const v = S.lockers[S.cur];
-  for (const id of ["pickup-door", "remote-door"]) {
-    const sel = $(id);
-    const old = sel.value;
-    sel.replaceChildren(...(v ? v.doors : []).map((d, i) =>
-      el("option", { value: id === "remote-door" ? String(i) : d.label, text: `${d.label} (${d.size}${d.low ? ", low" : ""})` })));
-    if ([...sel.options].some((o) => o.value === old)) sel.value = old;
-  }
-}
-
-function renderCaps() {
-  for (const p of document.querySelectorAll(".cap-note")) {
-    const ok = S.caps[p.dataset.cap];
-    p.textContent = ok ? "" : "Not in this version of the host service yet.";
-    p.closest("form").querySelector("button").disabled = !ok;
-  }
-}
-
-function renderCodes() {
-  const rows = (S.codes[S.cur] || []).slice().reverse();
-  $("codes").replaceChildren(...rows.map((c) => el("tr", { "data-code-id": String(c.id), "data-state": c.state },
-    el("td", { text: String(c.id) }), el("td", { text: c.door }),
-    el("td", { text: KINDS[c.kind & 15] || String(c.kind) }), el("td", { text: c.state }),
-    el("td", { text: c.expires ? new Date(c.expires * 1000).toLocaleString() : "-" }))));
-}
-
 function hhmmss(sec) { return new Date(sec * 1000).toLocaleTimeString(); }
 
 function eventItem(e) {
@@ -237,28 +212,18 @@ function noteItem(n) {
   const until = n.expires ? `, valid until ${new Date(n.expires * 1000).toLocaleString()}` : "";
   const who = n.recipient || "the resident";
   const item = n.item || "parcel";
-  let head, label = "Code: ";
+  let head, label = "Pickup code: ";
   switch (n.kind) {
-    case "delivery":
-      head = `Delivery prepared: number ${n.number} (${item}${n.size ? ", size " + n.size : ""}${n.low ? ", low door" : ""}). ` +
-        "Staff type this number at the locker to load it; the resident gets a code once it is loaded.";
-      label = "Delivery number: ";
-      n = { ...n, code: String(n.number) };
-      break;
-    case "loaded": head = `To ${who}: your ${item} is in door ${n.door} of locker ${n.locker}${until}`; label = "Pickup code: "; break;
+    case "loaded": head = `To ${who}: your ${item} is in door ${n.door} of locker ${n.locker}${until}`; break;
     case "reminder": head = `To ${who}: reminder, your ${item} in door ${n.door} of locker ${n.locker} waits one more day`; break;
-    case "returned": head = `To staff: a resident returned ${item} in door ${n.door} of locker ${n.locker}`; break;
-    case "taken_back": head = `To staff: ${n.staff || "staff"} took back the ${item} from door ${n.door} of locker ${n.locker}`; break;
-    case "staff": head = `Staff PIN for ${n.name} (staff id ${n.staff_id}): type it at the locker, then #`; label = "PIN: "; break;
-    case "return": head = `To ${who}: your code to return ${item} at locker ${n.locker}${until}`; label = "Return code: "; break;
-    default: head = `To ${who}: locker ${n.locker}, door ${n.door}${until}`; label = "Pickup code: ";
+    case "returned": head = `To staff: a resident returned ${item} in door ${n.door} of locker ${n.locker}`; label = "Code: "; break;
+    case "taken_back": head = `To staff: ${n.staff || "staff"} took back the ${item} from door ${n.door} of locker ${n.locker}`; label = "Code: "; break;
+    default: head = `To ${who}: locker ${n.locker}, door ${n.door}${until}`;
   }
-  // A code is shown only on the page that asked for it (in the reply); elsewhere it comes masked.
-  const code = n.masked ? el("span", { class: "masked", text: "•••••• (shown only on the page that issued it)" })
-    : n.code ? el("span", { class: "code", text: n.code }) : null;
-  return el("li", { class: "note", "data-kind": n.kind, "data-door": n.door || "", "data-rev": n.rev ?? null },
-    el("div", { text: head + (n.via === "hook" ? " — sent by the host service's hook" : "") }),
-    code ? el("div", {}, label, code) : null);
+  // The server masks every code: the desk shows a code once, to the member of staff who asked for it.
+  const code = n.masked ? el("div", {}, label, el("span", { class: "masked", text: "•••••• (shown on the staff desk, once)" })) : null;
+  return el("li", { class: "note", "data-kind": n.kind, "data-door": n.door || "" },
+    el("div", { text: head + (n.via === "hook" ? " — sent by the host service's hook" : "") }), code);
 }
 
 // --- sound ------------------------------------------------------------------------------------
@@ -305,33 +270,7 @@ function pullDoor(i, open, force = false) {
   act("door", { door: i, open, force });
 }
 
-function formArgs(form) {
-  const a = {};
-  for (const e of form.elements) {
-    if (!e.name) continue;
-    a[e.name] = e.type === "checkbox" ? e.checked : e.value;
-  }
-  return a;
-}
-
-function wireForm(id, op, fix = (a) => a) {
-  $(id).addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const btn = ev.target.querySelector("button");
-    btn.disabled = true;
-    try {
-      const result = await act(op, fix(formArgs(ev.target)));
-      if (result && result.note) addNote(result.note); // the one place its code comes in plain
-    } finally { btn.disabled = false; renderCaps(); }
-  });
-}
-
 document.addEventListener("DOMContentLoaded", () => {
-  wireForm("f-pickup", "issue_code", (a) => ({ ...a, days: Number(a.days) }));
-  wireForm("f-delivery", "prepare_delivery");
-  wireForm("f-return", "return_code");
-  wireForm("f-staff", "add_staff");
-  wireForm("f-remote", "remote_open", (a) => ({ ...a, door: Number(a.door) }));
   $("ev-all").addEventListener("change", renderAll);
   $("sound").addEventListener("change", (ev) => {
     // Browsers let a page make sound only from a user's gesture: this click.
