@@ -13,8 +13,8 @@ from micropython import const
 from locker import store
 
 _RESERVE = const(64)
-_SUFFIX = ".ev"
-_HWM = "hwm.bin"
+_SUFFIX = const(".ev")
+_HWM = const("hwm.bin")
 
 
 try:
