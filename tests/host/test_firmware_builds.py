@@ -108,3 +108,24 @@ def test_modules_name_their_source_by_module_name(tmp_path: Path) -> None:
         timeout=60,
     )
     assert 'File "locker.ring", line' in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_private_constants_are_neither_globals_nor_interned_names() -> None:
+    """Constants that were globals are const(): the compiler puts their value where they are used, so
+    a resident module has no global for them and the board interns no name for them."""
+    from lockertools.build import compile_tree
+
+    out = compile_tree(ROOT / "firmware", "firmware", mpy_cross=MPY_CROSS)
+    constants = {
+        "locker/doors.mpy": ["_STATE_NAMES"],
+        "locker/outbox.mpy": ["_SUFFIX", "_HWM"],
+        "locker/throttle.mpy": ["_FILE"],
+        "locker/commands.mpy": ["_CODES", "_MAINT", "_MAINT_ONCE", "_DOOR"],
+        "locker/startup.mpy": ["_VERSION", "_RARE"],
+        "locker/appinit.mpy": ["_STAFF", "_SERVICE", "_HELD"],
+        "locker/update.mpy": ["_NEW", "_LST", "_HDR", "_MAC"],
+        "hal/lcd.mpy": ["_FROM", "_TO", "_ROW_OFFSETS"],
+    }
+    for mpy, names in constants.items():
+        data = (out / mpy).read_bytes()
+        assert not [n for n in names if n.encode() + b"\0" in data], (mpy, names)
