@@ -24,7 +24,7 @@ _NEXT = const(5)  # taking back: # = the next door
 _STICKY = const(-1)
 _STAR = const(42)
 _HASH = const(35)
-_SCREENS = ("staff_menu", "staff_number", "staff_size", "staff_door", None, "staff_next")
+_SCREENS = const(("staff_menu", "staff_number", "staff_size", "staff_door", None, "staff_next"))
 
 
 class Session:
