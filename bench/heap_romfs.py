@@ -10,7 +10,8 @@ over the step before the boot, so the image is not in the figures. Neither port 
 partition to deploy to (the unix port has no vfs.rom_ioctl; the webassembly port's one segment is
 empty), which is why the image is mounted by hand.
 
-Run by bench/run.py; `python bench/heap_romfs.py [4-door 16-door ...]` prints the table alone.
+Run by bench/run.py; `python bench/heap_romfs.py [4-door 16-door ...]` prints the table alone;
+`--breakdown` prints where the 32-bit ROMFS heap after boot goes instead (breakdown()).
 """
 
 from __future__ import annotations
@@ -89,6 +90,99 @@ def measure(board: str, ncodes: int = heap32.CODES) -> list[Saving]:
     return out
 
 
+# The interpreter's table of interned names: "qstr pool: n_pool=6, n_qstr=1010, n_str_data_bytes=9051,
+# n_total_bytes=18059". n_total_bytes counts the pools' heap blocks and the names' text; a name from
+# a ROM .mpy keeps its text in the image (qstr_from_strn_static), so the pools' share is the heap.
+QSTRS = "import micropython\nmicropython.qstr_info()"
+# After the boot, what each part holds: the heap a step gives back when it lets go of that part (the
+# steps run in this order; a part still named by an earlier one shows in the later one).
+PARTS = [
+    ("uplink, MQTT client, commands", "rt.uplink = rt.net = rt.commands = None\nif rt.locker: rt.locker.notify = None"),
+    ("used-code journal (RAM)", "rt.locker.codes._jbuf = None"),
+    ("code table and code store", "rt.locker.codes = None"),
+    ("outbox index", "rt.locker.outbox._seqs = None"),
+    ("door bank (per-door state)", "rt.locker.doors = None"),
+    ("keypad and code entry", "rt.locker.keypad = rt.locker.entry = None"),
+    ("display driver", "rt.board.display = None"),
+    ("door pins (solenoid, closed, parcel)", "rt.board.solenoids = rt.board.closed = rt.board.parcels = None"),
+    ("other board objects", "rt.board.expanders = rt.board.expander_list = rt.board.i2c = rt.board.buzzer = None"),
+    ("the rest of the locker and runtime", "rt.locker = rt.board = rt.clock = rt.cfg = None\nrt = None"),
+]
+
+
+@dataclass
+class Breakdown:
+    """The 32-bit live heap after boot from ROMFS, by part (bytes), and the interned names."""
+
+    board: str
+    networked: bool
+    total: int  # the firmware's live heap after boot
+    asyncio: int  # asyncio, imported before the boot (the port's own package: frozen, globals in heap)
+    parts: dict[str, int]
+    names: int  # names the firmware interned (boot included)
+    pools: int  # heap of the name pools they took
+
+    @property
+    def modules(self) -> int:
+        """What no part gives back: the resident modules' objects (functions, classes, globals;
+        their bytecode is in the image) and what boot-only modules left behind, less asyncio and
+        the name pools."""
+        return self.total - sum(self.parts.values()) - self.asyncio - self.pools
+
+
+def _qstr_info(lines: list[str]) -> list[tuple[int, int]]:
+    """(names, pool heap bytes) of every qstr_info line, in order."""
+    out = []
+    for line in lines:
+        if line.startswith("qstr pool:"):
+            f = dict(kv.split("=") for kv in line[len("qstr pool:") :].replace(",", " ").split())
+            out.append((int(f["n_qstr"]), int(f["n_total_bytes"]) - int(f["n_str_data_bytes"])))
+    return out
+
+
+def breakdown(board: str, networked: bool, ncodes: int = heap32.CODES) -> Breakdown:
+    with tempfile.TemporaryDirectory(prefix="locker-heapparts-") as name:
+        tmp = Path(name)
+        image = image_path(tmp)
+        (tmp / board).mkdir()
+        flash = heap32.flash_folder(tmp / board, board, ncodes, networked=networked)
+        steps = [
+            heap32.START,
+            heap32.MACHINE,
+            ("names before", QSTRS),
+            ("asyncio", "import asyncio"),
+            heap32.BOOT,
+            ("names after", QSTRS),
+            *PARTS,
+        ]
+        run = heap32.run_wasm(flash, steps, romfs=image)
+        run.check()
+        (n0, p0), (n1, p1) = _qstr_info(run.lines)[:2]
+        order = [step for step, _ in steps]
+        freed = {}
+        for step, _ in PARTS:
+            freed[step] = run.alloc[order[order.index(step) - 1]] - run.alloc[step]
+        return Breakdown(
+            board,
+            networked,
+            total=run.firmware("boot"),
+            asyncio=run.alloc["asyncio"] - run.alloc["names before"],
+            parts=freed,
+            names=n1 - n0,
+            pools=p1 - p0,
+        )
+
+
+def breakdown_lines(b: Breakdown) -> list[str]:
+    mode = "networked" if b.networked else "offline"
+    out = [f"{b.board}, {mode}: {kb(b.total)} after boot (32-bit, ROMFS)"]
+    out += [f"  {what}: {n} B" for what, n in b.parts.items() if n]
+    out.append(f"  interned names: {b.names} new, their pools {b.pools} B")
+    out.append(f"  asyncio (imported before the boot): {b.asyncio} B")
+    out.append(f"  modules' objects and the rest: {b.modules} B")
+    return out
+
+
 def rows(savings: list[Saving], ncodes: int = heap32.CODES) -> list[Figure]:
     return [
         (
@@ -105,8 +199,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("boards", nargs="*", default=list(S.BOARDS), help="4-door, 16-door (default: both)")
     ap.add_argument("--codes", type=int, default=heap32.CODES)
+    ap.add_argument("--breakdown", action="store_true", help="where the 32-bit ROMFS heap after boot goes")
     args = ap.parse_args()
     heap32.check_versions()
+    if args.breakdown:
+        for b in args.boards:
+            for networked in (False, True):
+                print("\n".join(breakdown_lines(breakdown(b, networked, args.codes))))
+        return 0
     for r in rows([s for b in args.boards for s in measure(b, args.codes)], args.codes):
         print(f"{r[0]}: {r[1]}")
     return 0

@@ -28,8 +28,8 @@ _SET_DDRAM = const(0x80)
 
 # Characters outside printable ASCII -> what the display shows. Two strings of equal length for the
 # one-to-one cases (a dict would cost several KB of RAM), a small dict for the rest.
-_FROM = "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöøùúûüýÿŸ«»‹›‘’‚“”„–—\u00a0\u202f\u2009°\\~"
-_TO = 'AAAAAACEEEEIIIINOOOOOOUUUUYaaaaaaceeeeiiiinoooooouuuuyyY""<>\'\',"""--   \xdf/-'
+_FROM = const("ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöøùúûüýÿŸ«»‹›‘’‚“”„–—\u00a0\u202f\u2009°\\~")
+_TO = const('AAAAAACEEEEIIIINOOOOOOUUUUYaaaaaaceeeeiiiinoooooouuuuyyY""<>\'\',"""--   \xdf/-')
 _MULTI = {
     0xC6: "AE", 0xE6: "ae", 0x152: "OE", 0x153: "oe", 0x132: "IJ", 0x133: "ij", 0xDF: "ss",
     0x2026: "...", 0x20AC: "EUR",
@@ -37,7 +37,7 @@ _MULTI = {
 # "\xdf" is the degree sign in the HD44780's ROM A00, which shows a yen sign for \ and an arrow for ~.
 
 
-_ROW_OFFSETS = (0x00, 0x40)  # rows 2 and 3 continue rows 0 and 1 after `cols` characters
+_ROW_OFFSETS = const((0x00, 0x40))  # rows 2 and 3 continue rows 0 and 1 after `cols` characters
 
 
 def delay_us(us: int) -> None:

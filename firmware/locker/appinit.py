@@ -6,9 +6,9 @@ from micropython import const
 from locker.ticks import ticks_add
 
 _STICKY = const(-1)  # as in locker.app
-_STAFF = "staff.bin"  # the staff id, and a take-back's code id (locker.flows)
-_SERVICE = "service.bin"  # the door indices out of service (store.save framing; locker.doorops)
-_HELD = "held.bin"  # the doors holding an item, with its code id (locker.flows.hold)
+_STAFF = const("staff.bin")  # the staff id, and a take-back's code id (locker.flows)
+_SERVICE = const("service.bin")  # the door indices out of service (store.save framing; locker.doorops)
+_HELD = const("held.bin")  # the doors holding an item, with its code id (locker.flows.hold)
 
 
 def init(lk, key, now_ms, codes):

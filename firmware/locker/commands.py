@@ -21,16 +21,16 @@ _NONCE_RENEW_MS = const(60_000)
 _NONCE_MS = const(120_000)
 
 # Ops after which the tx is remembered (they change the store; the others are safe to run twice).
-_CODES = ("codes.apply", "codes.replace", "codes.snapshot")
+_CODES = const(("codes.apply", "codes.replace", "codes.snapshot"))
 # Technicians' ops (diagnostics, self-test, application updates, the REPL of a production board)
 # live in locker.maint (and locker.update), imported for each one and dropped after it.
-_MAINT = ("diag", "selftest", "app", "repl")
+_MAINT = const(("diag", "selftest", "app", "repl"))
 # Those whose tx is remembered: they act once, a re-send is answered as a duplicate. app.chunk is
 # idempotent by offset; app.status, diag and selftest.keys change nothing that matters twice.
-_MAINT_ONCE = ("app.begin", "app.files", "app.commit", "app.abort")
+_MAINT_ONCE = const(("app.begin", "app.files", "app.commit", "app.abort"))
 # One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
-_DOOR = ("door.open", "door.service")
-_DESK = "desk"  # the desk's phone and opening times (locker.desk): written whole, safe to run twice
+_DOOR = const(("door.open", "door.service"))
+_DESK = const("desk")  # the desk's phone and opening times (locker.desk): written whole, safe to run twice
 
 
 def get(rt):

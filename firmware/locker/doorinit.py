@@ -32,9 +32,10 @@ def init(
     if len(closed_sensors) != n or len(parcel_sensors) != n:
         raise ValueError("one closed sensor and one parcel entry (or None) per solenoid")
     bank.n = n
-    bank.sol = list(solenoids)
-    bank.closed_pin = list(closed_sensors)
-    bank.parcel_pin = list(parcel_sensors)
+    # The board's own lists, not copies (a list per door role saved): nothing changes them after boot.
+    bank.sol = _as_list(solenoids)
+    bank.closed_pin = _as_list(closed_sensors)
+    bank.parcel_pin = _as_list(parcel_sensors)
     bank.pulse_ms = _clamp(pulse_ms, 1, HARD_MAX_PULSE_MS)
     bank.gap_ms = _clamp(gap_ms, 0, _MAX_SPAN_MS)
     bank.confirm_ms = _clamp(confirm_ms, 0, _MAX_SPAN_MS)
@@ -80,6 +81,10 @@ def init(
     for d in range(n):
         if not bank.db[d]:
             bank.enter_open(d, 0, now_ms)
+
+
+def _as_list(pins):
+    return pins if isinstance(pins, list) else list(pins)
 
 
 def _clamp(v, lo, hi):

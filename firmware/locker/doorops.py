@@ -3,10 +3,12 @@
 # loads and take-backs a power cut interrupted. Imported for the call and dropped after it (drop()).
 import sys
 
+from micropython import const
+
 from locker import codes as C
 from locker import lazy
 
-_SERVICE = "service.bin"  # as in locker.app
+_SERVICE = const("service.bin")  # as in locker.app
 
 
 def drop(lk):

@@ -46,7 +46,7 @@ _GAP_AT_NEXT_POLL = const(2)  # all_off() cut a pulse without a time: count the 
 
 _NO_TIME = const(-1)  # ticks are never negative
 
-_STATE_NAMES = ("locked", "unlocking", "open", "closed")
+_STATE_NAMES = const(("locked", "unlocking", "open", "closed"))
 
 
 def event_kind(ev):

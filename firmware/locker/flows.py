@@ -22,12 +22,12 @@ _STICKY = const(-1)
 # The staff id of the last load or take-back started, and for a take-back " <code id>" after it, until
 # its door is settled: after a power cut that code's consumed journal entry is a take-back, not a
 # resident's pickup (locker.appinit.settle, locker.doorops.settle).
-_STAFF = "staff.bin"
+_STAFF = const("staff.bin")
 # The doors the locker knows hold an item (lk.held: door -> the code id it came with, 0 for a load by
 # size), door u8 | code id u32 each, store.save framing: a loaded delivery, a return, an item a
 # take-back left inside. Such a door is never given to another item, parcel sensor or not, until the
 # item is picked up or taken back; loaded by appinit.init, as service.bin.
-_HELD = "held.bin"
+_HELD = const("held.bin")
 
 
 def idle(lk):

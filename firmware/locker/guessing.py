@@ -5,9 +5,11 @@
 # next guess during the wait and press # the moment it ends (a guess still takes at least
 # seconds_per_guess), and may pause to let the count decay. The first guess is at the start of the
 # day; every # pressed within the 24 hours counts.
+from micropython import const
+
 from locker.throttle import cap_level, delay_after
 
-_DAY_MS = 86400 * 1000
+_DAY_MS = const(86_400_000)
 
 
 def _rounds(free_failures, base_delay_ms, max_delay_ms, seconds_per_guess, decay_ms, day_ms, keep):

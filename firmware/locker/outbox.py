@@ -3,7 +3,9 @@
 # Sequence numbers only grow, across reboots and across an emptied outbox: hwm.bin holds a
 # reservation, rewritten once every _RESERVE events (before the first number past it is used), and
 # the next number after a boot is past both the reservation and the newest file.
-# When full, the oldest event is dropped and counted in `dropped` (the app reports it).
+# When full, the oldest event is dropped and counted in `dropped` (the app reports it); so is an
+# event 65,536 or more numbers older than the newest (the index keeps 2 bytes an event: that takes
+# thousands of boots with the same event still unsent).
 import os
 import struct
 from array import array
@@ -13,8 +15,11 @@ from micropython import const
 from locker import store
 
 _RESERVE = const(64)
-_SUFFIX = ".ev"
-_HWM = "hwm.bin"
+# The index holds each number as its distance from `_base` in two bytes: the events on flash span
+# far fewer numbers than that (at most `capacity` events, plus _RESERVE skipped at each boot).
+_SPAN = const(0xFFFF)
+_SUFFIX = const(".ev")
+_HWM = const("hwm.bin")
 
 
 try:
@@ -30,6 +35,16 @@ def _name(seq):
     return "%010d.ev" % seq
 
 
+def _seq_of(name):
+    """An event file's number from its name; -1 for any other name."""
+    if name.endswith(_SUFFIX) and len(name) == 13:
+        try:
+            return int(name[:10])
+        except ValueError:
+            pass
+    return -1
+
+
 class Outbox:
     def __init__(self, directory="outbox", capacity=500):
         self.directory = directory
@@ -37,8 +52,10 @@ class Outbox:
         self.dropped = 0
         self.problems = []  # damaged events found after load() (by peek)
         # Sequence numbers on flash, oldest first: one preallocated array, so a locker whose host
-        # is away for days does not grow (and fragment) a list by one entry per event.
-        self._seqs = array("I", bytes(4 * (capacity + 1)))  # raw zeros: 4-byte items on both runtimes
+        # is away for days does not grow (and fragment) a list by one entry per event. Each entry is
+        # seq - _base in two bytes (raw zeros: 2-byte items on both runtimes); _fit() moves _base on.
+        self._seqs = array("H", bytes(2 * (capacity + 1)))
+        self._base = 0
         self._n = 0
         self._next = 1
         self._reserved = 0
@@ -73,20 +90,26 @@ class Outbox:
         cap = self.capacity
         n = 0
         top = 0
+        # The newest number first (names only, nothing read): the index spans the _SPAN numbers up
+        # to it, and an event older than that goes as the oldest go when the outbox is full.
+        newest = 0
+        for entry in _ilistdir(d):
+            newest = max(newest, _seq_of(entry[0]))
+        base = max(0, newest - _SPAN)
+        self._base = base
         for entry in _ilistdir(d):
             name = entry[0]
             if name == _HWM:
                 continue
-            seq = -1
-            if name.endswith(_SUFFIX) and len(name) == 13:
-                try:
-                    seq = int(name[:10])
-                except ValueError:
-                    seq = -1
+            seq = _seq_of(name)
             path = store.join(d, name)
             if seq < 0:
                 problems.append("outbox: removed stray %s" % name)
                 doomed.append(path)
+                continue
+            if seq < base:
+                doomed.append(path)
+                self.dropped += 1
                 continue
             try:
                 payload = store.load(path)
@@ -99,14 +122,14 @@ class Outbox:
             payload = None
             top = max(top, seq)
             i = n
-            if n and seqs[n - 1] > seq:  # names usually come in order: an append
+            if n and seqs[n - 1] > seq - base:  # names usually come in order: an append
                 i = self._index(seq, n)
                 mv = memoryview(seqs)
                 mv[i + 1 : n + 1] = mv[i:n]
-            seqs[i] = seq
+            seqs[i] = seq - base
             n += 1
             if n > cap:  # the oldest goes, as put() does when full
-                doomed.append(self._path(seqs[0]))
+                doomed.append(self._path(base + seqs[0]))
                 self.dropped += 1
                 mv = memoryview(seqs)
                 mv[0:cap] = mv[1 : cap + 1]
@@ -122,11 +145,12 @@ class Outbox:
     def _index(self, seq, n=None):
         """Index of the first stored number >= seq (binary search of the ordered index)."""
         seqs = self._seqs
+        key = seq - self._base  # below 0 or above _SPAN: before or after every entry
         lo = 0
         hi = self._n if n is None else n
         while lo < hi:
             mid = (lo + hi) >> 1
-            if seqs[mid] < seq:
+            if seqs[mid] < key:
                 lo = mid + 1
             else:
                 hi = mid
@@ -144,9 +168,23 @@ class Outbox:
         self._n = n - 1
 
     def _drop_oldest(self):
-        store.remove(self._path(self._seqs[0]))
+        store.remove(self._path(self._base + self._seqs[0]))
         self._forget(0)
         self.dropped += 1
+
+    def _fit(self, seq):
+        """Make room in the index's span for seq (above every stored number): _base moves to the
+        oldest event, and when even that is too far back, the oldest events go (counted)."""
+        while self._n and seq - self._base - self._seqs[0] > _SPAN:
+            self._drop_oldest()
+        if not self._n:
+            self._base = seq
+        elif seq - self._base > _SPAN:
+            shift = self._seqs[0]
+            seqs = self._seqs
+            for i in range(self._n):  # rare: once per tens of thousands of events
+                seqs[i] -= shift
+            self._base += shift
 
     def put(self, payload):
         """Store one event (bytes) on flash; returns its sequence number."""
@@ -159,7 +197,8 @@ class Outbox:
         self._next = seq + 1
         if self._n >= self.capacity:
             self._drop_oldest()
-        self._seqs[self._n] = seq
+        self._fit(seq)
+        self._seqs[self._n] = seq - self._base
         self._n += 1
         return seq
 
@@ -172,7 +211,7 @@ class Outbox:
         and skipped."""
         i = self._index(seq + 1)
         while i < self._n:
-            seq = self._seqs[i]
+            seq = self._base + self._seqs[i]
             try:
                 payload = store.load(self._path(seq))
             except store.Corrupt as exc:
@@ -187,6 +226,6 @@ class Outbox:
     def ack(self, seq):
         """The host has the event: forget it. Unknown numbers are ignored."""
         i = self._index(seq)
-        if i < self._n and self._seqs[i] == seq:
+        if i < self._n and self._base + self._seqs[i] == seq:
             store.remove(self._path(seq))
             self._forget(i)

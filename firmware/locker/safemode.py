@@ -3,9 +3,11 @@
 # (solenoids off, console and network only) and clears the counter, so the next boot tries again.
 import struct
 
+from micropython import const
+
 from locker import store
 
-_PATH = "boots.bin"
+_PATH = const("boots.bin")
 
 
 class BootCounter:

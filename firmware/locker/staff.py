@@ -25,7 +25,7 @@ _STICKY = const(-1)
 _STAR = const(42)
 _HASH = const(35)
 _BACKSPACE = const(68)  # "D" on a 4x4 keypad: the last digit typed goes (locker.entry)
-_SCREENS = ("staff_menu", "staff_number", "staff_size", "staff_door", None, "staff_next")
+_SCREENS = const(("staff_menu", "staff_number", "staff_size", "staff_door", None, "staff_next"))
 
 
 class Session:

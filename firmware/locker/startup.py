@@ -3,13 +3,15 @@
 import gc
 import json
 
+from micropython import const
+
 from locker import lazy, store
 from locker.log import log
 
-_VERSION = "0.1.0"
+_VERSION = const("0.1.0")
 # What a networked locker loads only for a command: technicians' ops, door commands, snapshots, the
 # console, and the staff flows (locker.doorops takes locker.flows along).
-_RARE = ("maint", "update", "doorops", "snapshot", "staff", "console")
+_RARE = const(("maint", "update", "doorops", "snapshot", "staff", "console"))
 
 
 def boot(rt, now):

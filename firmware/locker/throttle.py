@@ -21,7 +21,7 @@ from locker.ticks import ticks_diff
 
 _MAX_SHIFT = const(30)
 _MAX_COUNT = const(0xFFFF)
-_FILE = "<HI"
+_FILE = const("<HI")
 
 
 def delay_after(n, free_failures, base_delay_ms, max_delay_ms):

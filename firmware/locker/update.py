@@ -19,10 +19,10 @@ from binascii import a2b_base64, hexlify
 
 from micropython import const
 
-_NEW = "app.new"
-_LST = "app.new/app.lst"
-_HDR = "app.new/app.hdr"
-_MAC = "app.new/app.mac"
+_NEW = const("app.new")
+_LST = const("app.new/app.lst")
+_HDR = const("app.new/app.hdr")
+_MAC = const("app.new/app.mac")
 _MAX_FILES = const(128)
 _PER_MSG = const(16)
 _MAX_FILE = const(262144)

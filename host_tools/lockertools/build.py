@@ -55,6 +55,21 @@ def sources(tree: Path) -> list[Path]:
     return sorted(p for p in tree.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+# How a module names its source in its .mpy (tracebacks print it): "dotted" is its module name
+# ("locker.app"), an interned name the import makes anyway, where the file path ("locker/app.py")
+# would be one more interned name per module on the board's heap. In the cache key: a change of
+# scheme rebuilds.
+SOURCE_NAMES = "dotted"
+
+
+def source_name(rel: Path) -> str:
+    """The module's dotted name for `rel`, a source path inside the tree ("hal/__init__.py": "hal")."""
+    parts = rel.with_suffix("").parts
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
 def compile_tree(
     tree: Path,
     kind: str,
@@ -69,7 +84,7 @@ def compile_tree(
     """
     tool = mpy_cross or mpy_cross_path()
     files = sources(tree)
-    digest = hashlib.sha256(f"{tool.resolve()}|{arch}|{sorted(keep_source)}".encode())
+    digest = hashlib.sha256(f"{tool.resolve()}|{arch}|{sorted(keep_source)}|{SOURCE_NAMES}".encode())
     for src in files:
         digest.update(str(src.relative_to(tree)).encode() + b"\0" + src.read_bytes())
     out = cache_dir() / kind / digest.hexdigest()[:16]
@@ -90,7 +105,7 @@ def compile_tree(
             if rel.name in keep_source and rel.parent == Path("."):
                 shutil.copyfile(src, tmp / rel)
                 continue
-            cmd = [str(tool), "-s", str(rel), "-o", str(tmp / rel.with_suffix(".mpy"))]
+            cmd = [str(tool), "-s", source_name(rel), "-o", str(tmp / rel.with_suffix(".mpy"))]
             if arch:
                 cmd.append(f"-march={arch}")
             proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True)

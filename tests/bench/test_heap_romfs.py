@@ -61,3 +61,19 @@ def test_a_run_whose_firmware_is_not_on_the_image_fails(tmp_path: Path) -> None:
     (tmp_path / "flash").mkdir()
     with pytest.raises(heap32.Heap32Error, match="no module named 'locker'"):
         heap32.run_unix(tmp_path / "flash", [heap32.START, heap32.BOOT], romfs=image)
+
+
+def test_the_breakdown_finds_the_code_table_the_names_and_the_modules() -> None:
+    heap32.check_versions()
+    b = heap_romfs.breakdown("4-door", networked=False, ncodes=CODES)
+    assert "uplink, MQTT client, commands" in b.parts and b.parts["uplink, MQTT client, commands"] == 0, b
+    # The table is preallocated at its capacity (config code_capacity, 512 by default), whatever the
+    # codes it holds: 512 x 26 bytes; the journal beside it 512 x 6.
+    assert 512 * 26 <= b.parts["code table and code store"] < 512 * 26 + 2048, b
+    assert 512 * 6 <= b.parts["used-code journal (RAM)"] < 512 * 6 + 64, b
+    assert b.parts["door pins (solenoid, closed, parcel)"] > 0 and b.parts["door bank (per-door state)"] > 0, b
+    # Names from a ROM .mpy keep their text in the image: the pools hold 7 bytes a name on this
+    # port, in blocks that double (so never less than that, and at most about twice it).
+    assert b.names > 300 and 7 * b.names <= b.pools < 3 * 7 * b.names, b
+    assert b.asyncio > 0 and b.modules > 5 * 1024, b
+    assert heap_romfs.breakdown_lines(b)[0].startswith("4-door, offline: ")

@@ -66,6 +66,17 @@ def test_constructor_switches_every_solenoid_off():
     assert sol[0].level == 0 and sol[1].level == 0
 
 
+def test_the_bank_uses_the_boards_pin_lists_not_copies():
+    # One list per door role on the heap, not two: the board's lists are the bank's.
+    clock = FakeClock(0)
+    sol, closed, parcel = [FakePin(0, clock), FakePin(0, clock)], [FakePin(1), FakePin(1)], [None, FakePin(0)]
+    bank = D.DoorBank(sol, closed, parcel)
+    assert bank.sol is sol and bank.closed_pin is closed and bank.parcel_pin is parcel
+    # A tuple still works (and becomes a list of its own).
+    bank = D.DoorBank(tuple(sol), tuple(closed), tuple(parcel))
+    assert bank.sol == sol and bank.request_unlock(1, 0)
+
+
 def test_normal_unlock_open_close_cycle():
     r = Rig(n=2)
     assert r.bank.state(0) == D.LOCKED and r.bank.is_closed(0)

@@ -251,3 +251,61 @@ def test_load_orders_events_whatever_order_the_directory_lists_them_in():
     assert got == [(s, b"%d" % s) for s in want]
     assert sorted(n for n in os.listdir(d + "/outbox") if n.endswith(".ev")) == []
     assert o.put(b"next") == 45
+
+
+def _reserve(d, seq):
+    # As after many boots: the reservation in hwm.bin says where the numbers go on.
+    import struct
+
+    store.save(d + "/outbox/hwm.bin", struct.pack("<I", seq))
+
+
+def test_the_index_takes_two_bytes_an_event():
+    d = fakes.scratch_dir("outbox")
+    o = _new(d, capacity=500)
+    o.load()
+    assert len(bytes(o._seqs)) == 2 * 501
+
+
+def test_numbers_far_apart_stay_in_order_and_in_reach():
+    d = fakes.scratch_dir("outbox")
+    o = _new(d)
+    o.load()
+    first = [o.put(b"a"), o.put(b"b")]
+    _reserve(d, 60_000)
+    o = _new(d)
+    assert o.load() == []
+    late = o.put(b"c")
+    assert late >= 60_000 and len(o) == 3 and o.dropped == 0
+    assert o.peek() == (first[0], b"a")
+    assert o.after(first[1]) == (late, b"c")
+    o.ack(first[0])
+    # 70,000 numbers on: the oldest left (2) goes past the index's span; the event at 60,000 stays.
+    _reserve(d, late + 10_000)
+    o.put(b"d")  # before the reboot: the numbers go on in this run
+    o = _new(d)
+    o.load()
+    newest = o.put(b"e")
+    assert newest - first[1] > 0xFFFF
+    assert o.dropped == 1 and len(o) == 3, (o.dropped, len(o))
+    assert o.peek() == (late, b"c")
+    seen = []
+    at = o.peek()
+    while at is not None:
+        seen.append(at[1])
+        at = o.after(at[0])
+    assert seen == [b"c", b"d", b"e"]
+
+
+def test_a_reboot_finds_only_the_newest_span_of_numbers():
+    d = fakes.scratch_dir("outbox")
+    o = _new(d)
+    o.load()
+    old = o.put(b"old")
+    _reserve(d, old + 0x10000 + 5)
+    o = _new(d)
+    o.load()
+    new = o.put(b"new")
+    assert o.dropped == 1 and len(o) == 1 and o.peek() == (new, b"new")
+    o = _new(d)  # the old file went: a reboot finds the new one alone
+    assert o.load() == [] and len(o) == 1 and o.dropped == 0 and o.peek() == (new, b"new")

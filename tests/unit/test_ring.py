@@ -81,3 +81,24 @@ def test_size_must_be_positive():
     except ValueError:
         return
     assert False, "Ring(0) accepted"
+
+
+def test_slots_hold_what_the_queues_carry_in_two_bytes():
+    # Door events (kind << 8 | door), key codes and lock-board events all fit 16 bits: a slot of
+    # two bytes, not four (the door bank's ring has 32 of them).
+    r = Ring(32)
+    assert len(bytes(r._buf)) == 2 * 32
+    assert r.put(0xFFFF) and r.put(11 << 8 | 255)
+    assert r.get() == 0xFFFF and r.get() == 11 << 8 | 255
+
+
+def test_a_value_that_does_not_fit_is_refused_not_cut_short():
+    r = Ring(2)
+    for bad in (0x10000, -1):
+        try:
+            r.put(bad)
+        except ValueError:
+            pass
+        else:
+            assert False, "%d accepted" % bad
+    assert len(r) == 0 and r.dropped == 0
