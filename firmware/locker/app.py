@@ -56,6 +56,13 @@ class Locker:
         self._shown_key = None
         self._shown_arg = None
         self._shown_lang = None
+        self._shown_idle = 0
+        # The idle prompt in every language, the default first (appinit), and which one is on
+        # screen until when (ticks): it turns on a timer (cfg.idle_turn_ms).
+        self.idle_texts = ()
+        self._idle_i = 0
+        self._idle_at = 0
+        self.desk = (None, (), "")  # the desk's phone and opening times for the help line (locker.desk)
         # What a reboot interrupted, settled once the door sensors have settled (appinit.settle):
         # the journal's pickups and loads, and the doors found open at boot; None: nothing to settle.
         self._resume = None
@@ -124,10 +131,12 @@ class Locker:
         if self.staff is not None:  # a staff session: its menu has the keys, no code is looked up
             self.staff.key(ch if isinstance(ch, int) else ord(ch), now_ms)
             return
+        # The idle prompt's turns do not change the language: most residents read the default one
+        # and must not get another's screens by chance; "*" picks one, as the prompts' screen says.
         result = self.entry.key(ch, now_ms)
-        if result == E.DIGIT or result == E.FULL:
+        if result == E.DIGIT or result == E.FULL or (result == E.BACK and self.entry.length):
             self.show("entry", self.entry.masked(), self.cfg.entry_timeout_ms, now_ms)
-        elif result == E.CLEARED:
+        elif result == E.CLEARED or result == E.BACK:
             self.show("idle", None, _STICKY, now_ms)
         elif result == E.LANGUAGE:
             self.lang = messages.next_language(self.lang)
@@ -265,7 +274,7 @@ class Locker:
                 self.throttle.success()
             if door in self.pending:
                 self.beep("DOOR_OPEN", now_ms)
-                self.show("take", label, _STICKY, now_ms)
+                self.show(messages.take_key(self.codes.item_of(self.pending[door])), label, _STICKY, now_ms)
             self.record("opened", door, None, now_ms)
         elif kind == D.EV_CLOSED:
             self.on_closed(door, now_ms)
@@ -351,12 +360,31 @@ class Locker:
             buzzer.play(getattr(B, name), now_ms)
 
     def show(self, key, arg, ms, now_ms):
+        if arg is None and key in messages.HELP_KEYS:
+            arg = self.help_phone(now_ms)  # None: "ask at the desk"
         if ms == _STICKY and self.lang != self.cfg.language:
             # A resident's language choice lasts while they use the keypad, then resets.
             ms = self.cfg.entry_timeout_ms
         self._screen = key
         self._screen_arg = arg
         self._screen_until = _STICKY if ms == _STICKY else ticks_add(now_ms, ms)
+        if key == "idle":
+            self._idle_i = 0  # the prompt starts in the default language
+            self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
+
+    def help_phone(self, now_ms):
+        """The desk's phone number while the desk is closed (by the host's opening times, which
+        the locker's clock falls in or not), else None: the help line says to ask at the desk.
+        Without a number from the host, always None, as before."""
+        phone, spans, _ = self.desk
+        if phone is None:
+            return None
+        now = self.clock.now(now_ms)
+        if now is not None:
+            for i in range(0, len(spans), 2):
+                if spans[i] <= now < spans[i + 1]:
+                    return None
+        return phone
 
     def showing(self):
         """The screen show() last asked for (a key of locker.messages)."""
@@ -364,12 +392,28 @@ class Locker:
 
     def _refresh_screen(self, now_ms):
         if self._screen_until != _STICKY and ticks_diff(now_ms, self._screen_until) >= 0:
-            self._screen, self._screen_arg, self._screen_until = "idle", None, _STICKY
             self.lang = self.cfg.language  # the next resident starts in the default language
-        # Field by field: a tuple of the three, built on every poll, was the hot loop's allocation.
-        if self._screen != self._shown_key or self._screen_arg != self._shown_arg or self.lang != self._shown_lang:
+            self.show("idle", None, _STICKY, now_ms)
+        # The idle prompt in each language in turn, unless a resident chose a language: the texts
+        # were rendered at boot (idle_texts) and a turn only moves an index, so a poll between
+        # turns allocates nothing.
+        rotating = self._screen == "idle" and self.lang == self.cfg.language
+        if rotating and self.cfg.idle_turn_ms and ticks_diff(now_ms, self._idle_at) >= 0:
+            self._idle_i = (self._idle_i + 1) % len(self.idle_texts)
+            self._idle_at = ticks_add(now_ms, self.cfg.idle_turn_ms)
+        # Field by field: a tuple of them, built on every poll, was the hot loop's allocation.
+        if (
+            self._screen != self._shown_key
+            or self._screen_arg != self._shown_arg
+            or self.lang != self._shown_lang
+            or self._idle_i != self._shown_idle
+        ):
             self._shown_key, self._shown_arg, self._shown_lang = self._screen, self._screen_arg, self.lang
-            lines = messages.render(self.lang, self._screen, self._screen_arg)
+            self._shown_idle = self._idle_i
+            if rotating:
+                lines = self.idle_texts[self._idle_i]
+            else:
+                lines = messages.render(self.lang, self._screen, self._screen_arg)
             display = self.board.display
             if display is not None:
                 display.show(lines)

@@ -15,10 +15,19 @@ def init(lk, key, now_ms, codes):
     """Fills in the Locker's parts (declared in Locker.__init__). Returns what a reboot interrupted:
     (the journal's pickups and loads to settle, the doors found open at boot, ticks when to settle
     them: once the door sensors have settled)."""
+    cfg = lk.cfg
+    # The idle prompt in every language, default first, rendered once (each language's text is
+    # loaded once, the default last, so it stays): its turns then build no string in the poll.
+    # First thing, so that the other texts' passing blocks are not holes among what stays.
+    from locker import messages
+
+    langs = [cfg.language] + [lang for lang in messages.LANGUAGES if lang != cfg.language]
+    texts = [messages.render(lang, "idle") for lang in reversed(langs)]
+    texts.reverse()
+    lk.idle_texts = tuple(texts)
     from locker.codes import CodeStore
 
     board = lk.board
-    cfg = lk.cfg
     # The code store's table is the one large allocation: the runtime makes it right after
     # the board, before the other modules' imports fragment the heap.
     lk.codes = codes or CodeStore(key, board.labels, capacity=cfg.code_capacity)
@@ -72,6 +81,19 @@ def init(lk, key, now_ms, codes):
                 lk.doors.set_out_of_service(d, True)
     except Exception as exc:  # damaged: every door in service, and the host hears of it
         lk.problems.append("%s: %s" % (_SERVICE, exc))
+    try:
+        there = store.load("desk.bin") is not None  # read whole again below: small, and rare
+    except store.Corrupt:
+        there = True
+    if there:  # locker.desk only then: a locker the host never sent them to does not load it
+        from locker import lazy
+
+        try:
+            lk.desk, problem = lazy.load("desk").load()
+        finally:
+            lazy.drop("desk")
+        if problem:
+            lk.problems.append(problem)
     try:
         raw = store.load(_HELD) or b""
         if len(raw) % 5:

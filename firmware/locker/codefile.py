@@ -18,9 +18,10 @@ from locker.codes import (
 )
 
 _MAX_KIND = const(3)  # kinds 1..3 are door-free: door byte 0xFF
-_SLOT = const(30)  # record + checksum, on flash
-_FIELDS = "<BBII"  # door, kind, expiry, code_id after the tag
-_VERSION = const(1)
+_SLOT = const(31)  # record + checksum, on flash
+_FIELDS = "<BBIIB"  # door, kind, expiry, code_id, item after the tag
+_VERSION = const(2)
+_V1_RECORD = const(26)  # version 1: the record without its item byte
 _CODES_MAGIC = b"LC"
 _CODES_HEAD = "<2sBBII"
 _CODES_HEAD_LEN = const(12)
@@ -47,6 +48,14 @@ def _load_gone(cs, problems):
     except store.Corrupt as exc:  # those used codes count as unknown again: nothing opens
         problems.append(str(exc))
         return
+    if raw is not None and len(raw) % RECORD_SIZE and not len(raw) % _V1_RECORD:
+        # written before records had an item (GONE_KEPT of either size cannot be mistaken for the other)
+        old = raw
+        raw = bytearray()
+        for off in range(0, len(old), _V1_RECORD):
+            raw.extend(old[off : off + _V1_RECORD])
+            raw.append(0)
+        raw = bytes(raw)
     if raw is not None and (len(raw) % RECORD_SIZE or len(raw) > GONE_KEPT * RECORD_SIZE):
         problems.append("%s: bad length" % _gone_path(cs))
     elif raw is not None:
@@ -131,15 +140,20 @@ def _read_codes(cs, f, problems):
         and store.checksum(head[:_CODES_HEAD_LEN]) == head[_CODES_HEAD_LEN:]
     ):
         _, version, _, revision, count = struct.unpack(_CODES_HEAD, head[:_CODES_HEAD_LEN])
-        if version != _VERSION:
+        if version != _VERSION and version != 1:
             problems.append("%s: version %d" % (path, version))
             cs.prune_ok = False
             return
     else:
         problems.append("%s: bad header" % path)
+        version = _VERSION
     buf = cs.buf
     slot = cs.slot
-    mv = memoryview(slot)
+    size = RECORD_SIZE if version == _VERSION else _V1_RECORD
+    if size != RECORD_SIZE:
+        slot = memoryview(slot)[: size + 4]
+    mv = memoryview(cs.slot)
+    full = size + 4
     ndoors = len(cs.prefixes)
     seen = bad = n = 0
     while count is None or seen < count:
@@ -147,10 +161,10 @@ def _read_codes(cs, f, problems):
         if not got:
             break
         seen += 1
-        if got < _SLOT:
+        if got < full:
             bad += 1
             break
-        if store.checksum(mv[:RECORD_SIZE]) != slot[RECORD_SIZE:]:
+        if store.checksum(mv[:size]) != bytes(mv[size:full]):
             bad += 1
             continue
         off = n * RECORD_SIZE
@@ -162,6 +176,8 @@ def _read_codes(cs, f, problems):
             bad += 1
             continue
         buf[off : off + RECORD_SIZE] = mv[:RECORD_SIZE]
+        if size != RECORD_SIZE:
+            buf[off + RECORD_SIZE - 1] = 0  # a version-1 record's item: a parcel
         n += 1
     cs.n = n
     lost = bad
@@ -266,14 +282,17 @@ def adopt(cs, revision, count, problems):
 
 
 def _check(cs, rec):
-    t, door, kind, expiry, cid = rec
+    t, door, kind, expiry, cid = rec[:5]
+    item = rec[5] if len(rec) > 5 else 0
     if len(t) != TAG_SIZE:
         raise ValueError("tag size")
     if not (isinstance(kind, int) and isinstance(door, int) and _valid(door, kind, len(cs.prefixes))):
         raise ValueError("door index or kind")
     if not (0 <= expiry <= _U32 and 0 <= cid <= _U32):
         raise ValueError("expiry or code_id")
-    return (bytes(t), door, kind, expiry, cid)
+    if not (isinstance(item, int) and 0 <= item <= 255):
+        raise ValueError("item")
+    return (bytes(t), door, kind, expiry, cid, item)
 
 
 def _normalize(cs, records):
@@ -315,7 +334,7 @@ def _packed(cs, recs):
     one = bytearray(RECORD_SIZE)
     for r in recs:
         one[:TAG_SIZE] = r[0]
-        struct.pack_into(_FIELDS, one, TAG_SIZE, r[1], r[2], r[3], r[4])
+        struct.pack_into(_FIELDS, one, TAG_SIZE, r[1], r[2], r[3], r[4], r[5])
         yield one
 
 
@@ -389,7 +408,7 @@ def apply(cs, revision, add_records, remove_ids):
             i -= 1
         else:
             one[:TAG_SIZE] = a[0]
-            struct.pack_into(_FIELDS, one, TAG_SIZE, a[1], a[2], a[3], a[4])
+            struct.pack_into(_FIELDS, one, TAG_SIZE, a[1], a[2], a[3], a[4], a[5])
             buf[k * RECORD_SIZE : (k + 1) * RECORD_SIZE] = one
             j -= 1
         k -= 1

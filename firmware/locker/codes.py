@@ -4,11 +4,14 @@
 # which the host computes with the same tag(). A typed code is tagged once per door and looked up
 # by binary search in ONE preallocated bytearray of fixed-size records sorted by tag.
 #
-# RAM record (26 bytes): tag(16) | door u8 | kind u8 | expiry u32 (epoch s, 0 = none) | code_id u32
+# RAM record (27 bytes): tag(16) | door u8 | kind u8 | expiry u32 (epoch s, 0 = none) | code_id u32
+#   | item u8 (what the resident takes out: the host's ITEMS index, 0 parcel; the "take" text)
 #
 # codes.bin (written whole, tmp + rename):
-#   header: b"LC" | version u8 | 0 u8 | revision u32 | count u32 | sha256(header)[:4]
-#   count x (record(26) | sha256(record)[:4])
+#   header: b"LC" | version u8 (2) | 0 u8 | revision u32 | count u32 | sha256(header)[:4]
+#   count x (record(27) | sha256(record)[:4])
+# A version 1 file (26-byte records, no item: from before items) loads with every item 0.
+# Records given to replace()/apply() are (tag, door, kind, expiry, code_id[, item]).
 # Each record carries its own checksum, so a truncated or partly damaged file still yields every
 # intact record; load() reports what was lost, sets revision to 0 and `damaged` (the status asks the
 # host for a full snapshot) until replace() or a staged snapshot (adopt()) writes the store whole.
@@ -81,14 +84,14 @@ STATE_LOADING = const(5)
 # a random wrong code matches one of 600 stored tags with odds of 600 / 2**128, and the table
 # takes 16 KB of heap instead of 25 KB.
 TAG_SIZE = const(16)
-RECORD_SIZE = const(26)
+RECORD_SIZE = const(27)
 GONE_KEPT = const(16)  # used codes removed by the host that still answer USED (usedtags.bin)
 
 # File-format constants shared with locker/codefile.py. `_X = const()` names are compiled in and
 # cannot be imported, so the two modules each carry them; tests/host/test_firmware_builds.py
 # checks that they agree.
-_SLOT = const(30)  # record + checksum, on flash
-_FIELDS = "<BBII"  # door, kind, expiry, code_id after the tag
+_SLOT = const(31)  # record + checksum, on flash
+_FIELDS = "<BBIIB"  # door, kind, expiry, code_id, item after the tag
 _USED_MAGIC = b"LU"
 _USED_VERSION = const(2)
 _USED_HEAD = "<2sBBI"
@@ -224,7 +227,7 @@ class CodeStore:
                         found = g
                 continue
             off = i * RECORD_SIZE
-            door, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
+            door, kind, expiry, cid = struct.unpack_from("<BBII", buf, off + TAG_SIZE)
             if door != (d if d < nd else NO_DOOR) or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
             k = self._jfind(cid)
@@ -257,7 +260,7 @@ class CodeStore:
         for off in range(0, len(g), RECORD_SIZE):
             if g[off] != t0 or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
-            door, kind, _, cid = struct.unpack_from(_FIELDS, g, off + TAG_SIZE)
+            door, kind, _, cid = struct.unpack_from("<BBII", g, off + TAG_SIZE)
             if (door if not kind & KIND_MASK else NO_DOOR) == prefix_door:
                 return (door, cid, kind)
         return None
@@ -270,6 +273,16 @@ class CodeStore:
             if struct.unpack_from("<I", buf, off + 6)[0] == cid:
                 return struct.unpack_from("<BBI", buf, off)
         return None
+
+    def item_of(self, cid):
+        """The item number of the record with this code_id (0: a parcel, or no such record). A scan
+        comparing bytes in place: once per door opened for a pickup."""
+        buf = self.buf
+        low = cid & 0xFF
+        for off in range(_ID_OFF, self.n * RECORD_SIZE, RECORD_SIZE):
+            if buf[off] == low and struct.unpack_from("<I", buf, off)[0] == cid:
+                return buf[off + 4]
+        return 0
 
     def state_of(self, cid):
         """(journal state, door) of a code id; (0, None) without an entry."""
@@ -284,7 +297,7 @@ class CodeStore:
         buf = self.buf
         for i in range(self.n):
             off = i * RECORD_SIZE
-            door, kind, expiry, cid = struct.unpack_from(_FIELDS, buf, off + TAG_SIZE)
+            door, kind, expiry, cid = struct.unpack_from("<BBII", buf, off + TAG_SIZE)
             yield (bytes(buf[off : off + TAG_SIZE]), door, kind, expiry, cid)
 
     # --- host updates ----------------------------------------------------------------------------

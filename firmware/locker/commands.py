@@ -14,6 +14,7 @@ from locker.ticks import ticks_diff
 _REFUSED_MS = const(10_000)  # one refused event per reason per this
 _MAX_ROWS = const(64)  # code rows per message: keeps one message well inside the heap
 _U32 = const(0xFFFFFFFF)
+_ITEM_MAX = const(255)
 # The clock challenge (docs/protocol.md, "The clock"): a nonce in the status, renewed when the one on
 # offer is older than _NONCE_RENEW_MS, taken by a `time` echoing it within _NONCE_MS of its offer.
 _NONCE_RENEW_MS = const(60_000)
@@ -29,6 +30,7 @@ _MAINT = const(("diag", "selftest", "app", "repl"))
 _MAINT_ONCE = const(("app.begin", "app.files", "app.commit", "app.abort"))
 # One door, asked for by someone on the host (locker.flows): tx remembered, a re-sent door.open opens once.
 _DOOR = const(("door.open", "door.service"))
+_DESK = const("desk")  # the desk's phone and opening times (locker.desk): written whole, safe to run twice
 
 
 def get(rt):
@@ -148,11 +150,16 @@ class Commands:
                 return lazy.load("maint").run(self.rt, op, args, now_ms)
             finally:
                 lazy.drop("maint", "update")  # an update's state is on flash, between its commands
-        if op not in _CODES and op not in _DOOR:
+        if op not in _CODES and op not in _DOOR and op != _DESK:
             return {"ok": False, "error": "unknown_op"}
         locker = self.rt.locker
         if locker is None:
             return {"ok": False, "error": "safe_mode"}
+        if op == _DESK:
+            try:
+                return lazy.load("desk").command(locker, args)
+            finally:
+                lazy.drop("desk")
         if op in _DOOR:
             doorops = lazy.load("doorops")
             try:
@@ -190,7 +197,11 @@ class Commands:
 
         labels = self.rt.locker.labels
         for i in range(len(rows)):
-            tag_hex, label, kind, expiry, code_id = rows[i]
+            row = rows[i]
+            if not isinstance(row, (list, tuple)):
+                raise ValueError("code row")
+            item = row_item(row)  # checks the length too; no slice: 64 rows convert allocating nothing more
+            tag_hex, label, kind, expiry, code_id = row[0], row[1], row[2], row[3], row[4]
             # Exactly the schema's types: no int() coercion of strings, floats or dicts.
             if not _u32(code_id) or not code_id:
                 raise ValueError("code id")
@@ -199,7 +210,7 @@ class Commands:
             # kinds 1..3 are door-free: label "*", door byte 0xFF (the store checks the kind)
             if (label == "*") != bool(kind & 15):
                 raise ValueError("code row: door")
-            rows[i] = (unhexlify(tag_hex), 0xFF if kind & 15 else labels.index(label), kind, expiry, code_id)
+            rows[i] = (unhexlify(tag_hex), 0xFF if kind & 15 else labels.index(label), kind, expiry, code_id, item)
         return rows
 
     def _snapshot(self, args, now_ms):
@@ -242,7 +253,10 @@ class Commands:
             "heap": gc.mem_free() if hasattr(gc, "mem_free") else None,  # None: CPython (tests)
             # The last admitted command seq: where a host that lost its own count goes on from.
             "cseq": self.gate.last_seq if self.gate is not None else 0,
+            "items": True,  # this firmware reads a code row's item: the host may send it
         }
+        if locker is not None:
+            st["desk"] = locker.desk[2]  # the tag of the desk settings it holds ("": none)
         nonce = self._nonce(now_ms)
         if nonce is not None:
             st["nonce"] = nonce
@@ -282,3 +296,15 @@ def _list(v, name):
     if not isinstance(v, list):
         raise ValueError(name)
     return v
+
+
+def row_item(row):
+    """A code row's item number: its 6th element, 0 (a parcel) in a row from a host before items."""
+    if len(row) == 5:
+        return 0
+    if len(row) != 6:  # a newer host's longer row is refused whole, never half read
+        raise ValueError("code row: 5 or 6 fields")
+    item = row[5]
+    if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item <= _ITEM_MAX:
+        raise ValueError("code row: item")
+    return item

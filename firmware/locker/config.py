@@ -30,6 +30,7 @@ _NUMBERS = {
     "grace_ms": (120000, 0, 600000),  # a resident may reopen their door with the same code
     "staff_timeout_ms": (120000, 10000, 900000),  # a session's door open: ends after this without a key
     "staff_idle_ms": (30000, 5000, 300000),  # at a staff screen: the session ends after this without a key
+    "idle_turn_ms": (3000, 0, 60000),  # the idle prompt shows each language in turn for this (0: default only)
 }
 _STRINGS = {
     "language": ("nl", ("nl", "fr", "en")),

@@ -11,12 +11,14 @@ SUBMIT = const(3)  # "#" with a valid length: read code(), check it, then wipe()
 TOO_SHORT = const(4)  # "#" with a length out of range: entry wiped
 FULL = const(5)  # digit ignored: already max_len digits
 LANGUAGE = const(6)  # "*" on an empty entry: cycle the display language
-IGNORED = const(7)  # A-D or anything else
+IGNORED = const(7)  # A-C, D on an empty entry, anything else
+BACK = const(8)  # "D" (4x4 keypads) took the last digit back; `length` may now be 0
 
 _ZERO = const(48)
 _NINE = const(57)
 _STAR = const(42)
 _HASH = const(35)
+_BACKSPACE = const(68)  # "D": the 4x4 keypad's bottom-right key (docs/operation.md, "The keypad")
 
 
 class CodeEntry:
@@ -52,6 +54,10 @@ class CodeEntry:
                 return SUBMIT
             self.wipe()
             return TOO_SHORT
+        if ch == _BACKSPACE and self.length:
+            self.length -= 1
+            self._buf[self.length] = 0  # the digit taken back leaves memory too
+            return BACK
         return IGNORED
 
     def tick(self, now_ms):

@@ -38,7 +38,20 @@ _KEYS = (
     "returned",
     "return_empty",
     "staff_bye",  # the end of a staff session (a resident message: shown after the session is gone)
+    "take_document",
+    "take_permit",
+    "take_bags",
+    "take_material",
+    "desk_closed",  # its line 2 ("Bel %s") is the help line while the desk is closed
 )
+
+# "take" for each item kind, by the item number the host sends with a code (its ITEMS order:
+# parcel, document, permit, waste bags, borrowed material); an unknown number shows the parcel text.
+TAKE_KEYS = ("take", "take_document", "take_permit", "take_bags", "take_material")
+# The messages whose line 2 sends the resident to the desk: given a phone number as their argument
+# (the desk is closed), they show desk_closed's line 2 ("Bel 020 1234567") there instead.
+HELP_KEYS = ("expired", "used", "no_codes", "door_oos", "no_door")
+PHONE_MAX = 12  # the help line's prefix ("Bel ", "Tél ", "Tel ") leaves 12 of the 16 columns
 
 # Staff screens (locker.staff), in the same layout: locker/stafftext_<lang>.py, on the heap only
 # during a staff session. docs/operation.md, "At the locker: staff", explains every screen.
@@ -102,6 +115,8 @@ def render(lang, key, arg=None):
         p = text.index("\n", p) + 1
     q = text.index("\n", p)
     line1, line2 = text[p:q], text[q + 1 : text.index("\n", q + 1)]
+    if arg is not None and key in HELP_KEYS:
+        return line1, render(lang, "desk_closed", arg)[1]
     if arg is not None:
         if "%s" in line1:
             line1 = line1 % (arg,)
@@ -122,6 +137,11 @@ def _staff_text(lang):
 def drop_staff_text():
     """The staff session is over: its screens' text goes."""
     _staff[0] = _staff[1] = None
+
+
+def take_key(item):
+    """The "take" message for an item number (0 or unknown: the parcel's)."""
+    return TAKE_KEYS[item] if 0 < item < len(TAKE_KEYS) else "take"
 
 
 def next_language(lang):

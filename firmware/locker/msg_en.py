@@ -12,11 +12,11 @@ TEXT = (
     "Code was used\nAsk at the desk\n"  # used
     "Too many tries\nWait %s sec\n"  # wait
     "Too many tries\nWait %s min\n"  # wait_min
-    "Door %s\nis stuck\n"  # jammed
-    "Close door %s\nplease\n"  # close
+    "Door %s stuck\nPlease try again\n"  # jammed
+    "Please close\ndoor %s\n"  # close
     "Parcel still in\ndoor %s\n"  # still_full
     "Thank you!\nGoodbye\n"  # thanks
-    "One moment...\nDoor opens soon\n"  # busy
+    "Your door opens\nin a moment\n"  # busy
     "Out of service\nSorry!\n"  # out_of_service
     "Not ready yet\nAsk at the desk\n"  # no_codes
     "English\n* = language\n"  # language
@@ -24,8 +24,13 @@ TEXT = (
     "Door is broken\nAsk at the desk\n"  # door_oos
     "Not here yet\nCome back later\n"  # not_yet
     "No free door\nAsk at the desk\n"  # no_door
-    "Put it in door\n%s, then close\n"  # return_open
-    "Thank you!\nWe got it\n"  # returned
+    "Put it in door\n%s and close it\n"  # return_open
+    "Thank you!\nItem received\n"  # returned
     "Door was empty\nCode still works\n"  # return_empty
-    "Session over\nGoodbye\n"  # staff_bye
+    "Session ended\nGoodbye\n"  # staff_bye
+    "Take your papers\nClose door %s\n"  # take_document
+    "Take your permit\nClose door %s\n"  # take_permit
+    "Take your bags\nClose door %s\n"  # take_bags
+    "Take your items\nClose door %s\n"  # take_material
+    "Desk is closed\nTel %s\n"  # desk_closed
 )

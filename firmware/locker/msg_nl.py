@@ -28,4 +28,9 @@ TEXT = (
     "Dank u wel!\nWe hebben het\n"  # returned
     "De deur was leeg\nCode werkt nog\n"  # return_empty
     "Sessie klaar\nTot ziens\n"  # staff_bye
+    "Neem uw document\nSluit deur %s\n"  # take_document
+    "Neem vergunning\nSluit deur %s\n"  # take_permit
+    "Neem uw zakken\nSluit deur %s\n"  # take_bags
+    "Neem uw spullen\nSluit deur %s\n"  # take_material
+    "Loket gesloten\nBel %s\n"  # desk_closed
 )

@@ -15,19 +15,20 @@ from binascii import unhexlify
 from micropython import const
 
 from locker import store
+from locker.commands import row_item
 from locker.ticks import ticks_diff
 
 GAP_MS = const(60_000)  # the longest wait for the next part
 MAX_ROWS = const(64)
 # codes.bin's format: the same constants as in locker/codes.py and locker/codefile.py (checked by
 # tests/host/test_firmware_builds.py).
-_SLOT = const(30)  # record + checksum, on flash
-_FIELDS = "<BBII"  # door, kind, expiry, code_id after the tag
-_VERSION = const(1)
+_SLOT = const(31)  # record + checksum, on flash
+_FIELDS = "<BBIIB"  # door, kind, expiry, code_id, item after the tag
+_VERSION = const(2)
 _CODES_MAGIC = b"LC"
 _CODES_HEAD = "<2sBBII"
 _TAG = const(16)
-_RECORD = const(26)
+_RECORD = const(27)
 _MAX_KIND = const(3)  # kinds 1..3: door-free, label "*", door byte 0xFF
 _U32 = const(0xFFFFFFFF)
 
@@ -113,7 +114,9 @@ class Snapshot:
         mv = memoryview(buf)
         prev = self._last if part > 1 else b""
         off = 0
-        for tag_hex, label, kind, expiry, cid in rows:
+        for row in rows:
+            item = row_item(row)
+            tag_hex, label, kind, expiry, cid = row[0], row[1], row[2], row[3], row[4]
             t = unhexlify(tag_hex)
             if len(t) != _TAG:
                 raise ValueError("tag must be %d bytes" % _TAG)
@@ -123,7 +126,7 @@ class Snapshot:
                 raise ValueError("kind")
             buf[off : off + _TAG] = t
             door = 0xFF if kind & 15 else labels.index(label)
-            struct.pack_into(_FIELDS, buf, off + _TAG, door, kind, _u32(expiry), _u32(cid, 1))
+            struct.pack_into(_FIELDS, buf, off + _TAG, door, kind, _u32(expiry), _u32(cid, 1), item)
             buf[off + _RECORD : off + _SLOT] = store.checksum(mv[off : off + _RECORD])
             prev = t
             off += _SLOT

@@ -24,6 +24,7 @@ _NEXT = const(5)  # taking back: # = the next door
 _STICKY = const(-1)
 _STAR = const(42)
 _HASH = const(35)
+_BACKSPACE = const(68)  # "D" on a 4x4 keypad: the last digit typed goes (locker.entry)
 _SCREENS = const(("staff_menu", "staff_number", "staff_size", "staff_door", None, "staff_next"))
 
 
@@ -86,6 +87,9 @@ class Session:
         elif m == _NUMBER or m == _DOOR:
             if c >= 0 and len(self.typed) < (6 if m == _NUMBER else 3):
                 self.typed += chr(ch)
+                self._screen(now_ms)
+            elif ch == _BACKSPACE and self.typed:
+                self.typed = self.typed[:-1]
                 self._screen(now_ms)
             elif ch == _HASH and self.typed:
                 typed = self.typed

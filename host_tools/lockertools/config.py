@@ -103,6 +103,10 @@ class TownSettings:
     name: str = "Gemeente"
     help_phone: str | None = None  # whom to call when the locker does not open
     help_hours: str | None = None  # when that number answers, as people read it ("ma-vr 9-17 uur")
+    # The desk residents are sent to: while it is open (these intervals, in `timezone`) the lockers'
+    # help line says to ask there, otherwise it gives help_phone (lockertools.helpline).
+    desk_hours: list[str] = field(default_factory=list)  # "mon-fri 09:00-12:30", "sat 10:00-12:00", ...
+    timezone: str = "Europe/Brussels"
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,11 @@ def _cross_checks(settings: Settings, where: str, problems: list[str]) -> None:
     if desk.idle_minutes < 1:
         problems.append(f"{where}: desk.idle_minutes: at least 1, not {desk.idle_minutes}")
     _messages_checks(settings, where, problems)
+    from lockertools import helpline
+
+    town = settings.town
+    for problem in helpline.check(town.help_phone, town.desk_hours, town.timezone):
+        problems.append(f"{where}: town.{problem}")
     _alerts_checks(settings, where, problems)
     broker = settings.broker
     if broker.port is not None and not broker.plain:

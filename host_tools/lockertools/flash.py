@@ -28,21 +28,23 @@ class LockerSecrets:
 class CodeSpec:
     """A code as staff see it. `code` never leaves the host in this form. `kind` is the kind byte
     (docs/protocol.md: bits 0-3 the kind, 4-5 a size wanted, 6 a low door); kinds 1-3 (staff PIN,
-    return, delivery) are door-free: `door` is "*"."""
+    return, delivery) are door-free: `door` is "*". `item`: what the resident takes out (the host's
+    ITEMS index, 0 a parcel)."""
 
     code: str
     door: str
     expiry: int = 0
     kind: int = 0
     code_id: int = 0
+    item: int = 0
 
 
 def board_labels(board: Mapping[str, Any]) -> list[str]:
     return [str(d.get("label", i + 1)) for i, d in enumerate(board["doors"])]
 
 
-def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[tuple[bytes, int, int, int, int]]:
-    """Code-store records (tag, door index, kind, expiry, id): the HMAC tags, never the codes."""
+def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[tuple[bytes, int, int, int, int, int]]:
+    """Code-store records (tag, door index, kind, expiry, id, item): the HMAC tags, never the codes."""
     from locker import codes as fw_codes  # type: ignore[import-not-found]
     from locker.hmac256 import HmacKey  # type: ignore[import-not-found]
 
@@ -56,7 +58,7 @@ def code_rows(key: bytes, labels: list[str], codes: Iterable[CodeSpec]) -> list[
         else:
             door = labels.index(spec.door)
         tag = fw_codes.tag(hkey, spec.door, spec.code.encode())
-        rows.append((tag, door, spec.kind, spec.expiry, spec.code_id or n))
+        rows.append((tag, door, spec.kind, spec.expiry, spec.code_id or n, spec.item))
     return rows
 
 

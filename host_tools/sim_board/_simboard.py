@@ -49,6 +49,12 @@ _xregs = []  # per chip: bytearray(23): 22 registers (BANK=0) + the register poi
 _xouts = []  # per chip: its output-role pin keys
 _fail = []  # I2C addresses the controller made fail
 _dead = []  # keypad key indices whose contact is broken (controller's dead_key)
+# The key released last and the column reads since (ticks of the first one, of the latest one), so
+# that a press of the same key waits until the firmware's scans saw the keypad empty for longer
+# than its debounce: on a loaded host the release and the next press can reach the board in one
+# pump, and the press would be lost to the host's load, not to anything the firmware does.
+_rel = [-1, 0, 0, 0]  # key, first read, latest read, ticks of the release
+_key_gap_ms = 0  # key_debounce_ms of config.json, and two scans more (set at the first access)
 cable = 0 if os.getenv("LOCKER_SIM_ETH") == "off" else 1  # the Ethernet cable (network.LAN's link)
 _sock = None
 _poller = None
@@ -123,6 +129,7 @@ def up():
         _krow = tuple(assign(s, _KROW, i) for i, s in enumerate(kp["rows"]))
         _kcol = tuple(assign(s, _KCOL, i) for i, s in enumerate(kp["cols"]))
         _held = bytearray(len(_keys))
+        _key_gap_ms_set()
     doors = b.get("doors") or ()
     _nd = n = len(doors)
     _open, _parcel, _jam, _sol, _spring = (bytearray(n) for _ in range(5))
@@ -187,6 +194,30 @@ def _send(line, t=None):
 _ev = _send
 
 
+def _key_gap_ms_set():
+    global _key_gap_ms
+    try:
+        with open("config.json") as f:
+            c = json.load(f)
+    except (OSError, ValueError):
+        c = {}
+    _key_gap_ms = int(c.get("key_debounce_ms", 20)) + 2 * int(c.get("scan_ms", 10)) + 5
+
+
+def _key_ready(k):
+    """Whether a press of key k may go to the keypad now: not while the firmware's scans have not yet
+    seen it released for _key_gap_ms."""
+    if k != _rel[0]:
+        return True
+    if not _rel[1]:
+        # No scan since: a firmware that reads no keys (safe mode) gets the press anyway.
+        return ticks_diff(ticks_ms(), _rel[3]) >= 20 * _key_gap_ms
+    if ticks_diff(_rel[2], _rel[1]) < _key_gap_ms:
+        return False
+    _rel[0] = -1
+    return True
+
+
 def pump():
     """Apply pending controller commands: at most once per millisecond, never blocking."""
     global _last, _rx
@@ -203,20 +234,34 @@ def pump():
         lockbus.report()
     if _poller is None:
         return
+    if _rx and not _drain():  # a press that waits (_key_ready), and what came after it
+        return
     for _ in _poller.ipoll(0):
         data = _sock.recv(512)
         if not data:  # the controller went away: power off
             raise SystemExit(0)
         _rx += data
+        if not _drain():
+            return
+
+
+def _drain():
+    """Apply the whole commands received; False when one has to wait for a later pump."""
+    global _rx
+    i = _rx.find(b"\n")
+    while i >= 0:
+        line = _rx[:i]
+        _rx = _rx[i + 1 :]
+        try:
+            c = json.loads(line)
+            if c.get("cmd") == "key" and c.get("down") and not _key_ready(_keys.find(c["key"])):
+                _rx = line + b"\n" + _rx  # it stays first, for a later pump
+                return False
+            _command(c)
+        except Exception as e:  # a bad command must never break the firmware
+            _ev('"ev":"error","error":%s' % json.dumps(repr(e)))
         i = _rx.find(b"\n")
-        while i >= 0:
-            line = _rx[:i]
-            _rx = _rx[i + 1 :]
-            try:
-                _command(json.loads(line))
-            except Exception as e:  # a bad command must never break the firmware
-                _ev('"ev":"error","error":%s' % json.dumps(repr(e)))
-            i = _rx.find(b"\n")
+    return True
 
 
 def _command(c):
@@ -228,6 +273,8 @@ def _command(c):
         k = _keys.find(c["key"])
         if k >= 0:
             _held[k] = on if k not in _dead else 0
+            if not on:
+                _rel[0], _rel[1], _rel[3] = k, 0, ticks_ms()
             _ev('"ev":"key","key":%s,"down":%d' % (json.dumps(c["key"]), on))
     elif cmd == "door":
         _open[i] = on
@@ -298,6 +345,11 @@ def level(k, pull):
             return _parcel[i] ^ ((r >> 7) & 1)
         # a held key joins its row to its column: a line reads 0 while the other one is driven low
         nc = len(_kcol)
+        if kind == _KCOL and _rel[0] >= 0:
+            t = ticks_ms()
+            if not _rel[1]:
+                _rel[1] = t | 1  # (never 0: 0 is "no read yet")
+            _rel[2] = t
         if kind == _KCOL:
             for j in range(len(_krow)):
                 if _held[j * nc + i] and _low(_krow[j]):

@@ -1,7 +1,8 @@
 """A resident's e-mail through the whole chain (e2e_chain.Chain: real firmware on a simulated board,
 real mosquitto, the host service with residents' messages on): a delivery prepared for a French
 speaker, staff load it at the simulated keypad, an SMTP server on loopback receives the French
-e-mail with the code, the resident picks up with the code from the e-mail."""
+e-mail with the code, the resident picks up with the code from the e-mail, in French at the
+keypad, and the locker's display names the item the host sent with the code (a document)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def test_a_french_resident_gets_the_code_by_email_and_picks_up(
     chain: Callable[..., Chain], smtp_sink: SmtpSink
 ) -> None:
-    c = chain()
+    # The language the resident picks lasts while they read the screen: the short message_ms of
+    # the other e2e tests would turn it back to Dutch before the first digit on a loaded machine.
+    c = chain(config={"message_ms": 60_000})
     assert c.service.service is not None
     c.service.service.outbox = Outbox(settings(["email"], smtp_port=smtp_sink.port))  # as [messages] would
     set_locker_place(c.conn, LID, "Grand-Place 1, 1000 Bruxelles")
@@ -73,7 +76,26 @@ def test_a_french_resident_gets_the_code_by_email_and_picks_up(
     c.wait(lambda: not c.query("SELECT 1 FROM held_codes"), "the held code deleted once the e-mail went")
     assert [(m.channel, m.state) for m in messages_of_delivery(c.conn, delivery.number)] == [("email", "sent")]
 
-    c.pickup(code, label)  # the code as the resident read it in the e-mail
+    # At the locker: "*" for French (the idle prompt's French turn says so), then the code as the
+    # resident read it in the e-mail. The take screen names the document, in French.
+    before = c.fw_count("pickup", d=label)
+    b.tap("*")
+    b.wait_display("Francais")  # the display's character set has no ç
+    mark = b.mark()
+    b.type_code(code)
+    b.wait_event("solenoid", 5, since=mark, door=door, on=1)
+    b.wait_event("door", 5, since=mark, door=door, open=1)
+
+    def screens() -> list[list[str]]:
+        return [[line.rstrip() for line in e["lines"]] for e in b.events("display", since=mark)]
+
+    take = ["Prenez le pli", "Fermez la porte"]  # a parcel's: "Prenez le colis"
+    b.wait_for(lambda: take in screens(), 10, f"the French take screen for a document (shown: {screens()})")
+    assert ["Prenez le colis", "Fermez la porte"] not in screens() and screens()[0] == ["Votre code :", "*"]
+    b.set_parcel(door, False)
+    b.wait_event("solenoid", 5, since=mark, door=door, on=0)
+    b.close_door(door)
+    c.wait_fw("pickup", before + 1, 10, d=label)
     c.wait(lambda: c.query("SELECT state FROM codes WHERE id = ?", delivery.number)[0][0] == "used", "recorded")
     c.wait_all_events()
     c.check_codes_consistent()

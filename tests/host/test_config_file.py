@@ -97,6 +97,24 @@ def test_the_file_comes_from_the_option_or_the_environment(tmp_path: Path) -> No
         ("[service]\nplain = true\ntls_ca = 'ca.crt'\n", r"service\.plain: plain = true and tls_ca: choose one"),
         ("[notify]\ncommand = 'a'\nurl = 'https://b'\n", r"notify: command and url: choose one"),
         ("[incidents]\noffline_after_min = 0\n", r"incidents\.offline_after_min: a number of minutes above 0"),
+        # The lockers' help line ([town]): the entry of desk_hours that cannot be read is named.
+        (
+            '[town]\nhelp_phone = "09 210 10 10"\ndesk_hours = ["mon-fri 09:00-12:30", "mon-fri 9-17"]\n',
+            r"town\.desk_hours: 'mon-fri 9-17': write it as 'mon-fri 09:00-17:00'",
+        ),
+        (
+            '[town]\nhelp_phone = "09 210 10 10"\ndesk_hours = ["fri-mon 09:00-17:00"]\n',
+            r"town\.desk_hours: 'fri-mon 09:00-17:00': the days run from monday to sunday",
+        ),
+        (
+            '[town]\nhelp_phone = "09 210 10 10"\ndesk_hours = ["mon 17:00-09:00"]\n',
+            r"town\.desk_hours: 'mon 17:00-09:00': the desk closes after it opens",
+        ),
+        ('[town]\nhelp_phone = "09 210 10 10 10"\n', r"town\.help_phone: '09 210 10 10 10': 1-12 characters"),
+        ('[town]\nhelp_phone = "call us"\n', r"town\.help_phone: 'call us'"),
+        ('[town]\ntimezone = "Mars/Olympus"\n', r"town\.timezone: 'Mars/Olympus' is not a time zone"),
+        ('[town]\ndesk_hours = ["mon 09:00-17:00"]\n', r"town\.desk_hours: without help_phone"),
+        ('[town]\ndesk_hours = "mon 09:00-17:00"\n', r"town\.desk_hours: a list of strings, not the string"),
         ("[service\n", r"not valid TOML"),
     ],
 )
@@ -109,6 +127,25 @@ def test_each_error_names_the_file_and_the_field(tmp_path: Path, text: str, prob
     # every other command refuses the broken file too, and says where to look
     code, output = _run("--config", str(path), "lockers", env=env)
     assert code == 1 and "configuration file has errors" in output and str(path) in output, output
+
+
+def test_the_help_lines_fields_load_in_the_town_section(tmp_path: Path) -> None:
+    hours = ["mon-fri 09:00-12:30", "sat 10:00-12:00"]
+    path = _write(
+        tmp_path,
+        '[town]\nhelp_phone = "09 210 10 10"\nhelp_hours = "ma-vr 9-17 uur"\n'
+        f'desk_hours = ["{hours[0]}", "{hours[1]}"]\ntimezone = "Europe/Paris"\n',
+    )
+    code, output = _run("config", "check", str(path))
+    assert code == 0, output
+    town = load(path).town
+    assert (town.help_phone, town.help_hours, town.desk_hours, town.timezone) == (
+        "09 210 10 10",
+        "ma-vr 9-17 uur",
+        hours,
+        "Europe/Paris",
+    )
+    assert load(_write(tmp_path, "", name="empty.toml")).town.timezone == "Europe/Brussels"
 
 
 def test_a_world_readable_secret_file_is_refused_and_never_shown(tmp_path: Path) -> None:

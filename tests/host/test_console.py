@@ -26,7 +26,7 @@ def _wait_reply(board: VirtualBoard, n: int) -> dict[str, object]:
 
 
 def _apply_row(key: bytes, code: str, door: str, code_id: int) -> list[object]:
-    tag, _, kind, expiry, cid = code_rows(key, ["1", "2", "3", "4"], [CodeSpec(code, door, 0, 0, code_id)])[0]
+    tag, _, kind, expiry, cid, _ = code_rows(key, ["1", "2", "3", "4"], [CodeSpec(code, door, 0, 0, code_id)])[0]
     return [tag.hex(), door, kind, expiry, cid]
 
 

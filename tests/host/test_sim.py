@@ -153,6 +153,21 @@ def test_keypad_matrix_is_read_through_pins_and_latency_is_on_the_board_clock(tm
         assert st["keys"] == ""
 
 
+def test_a_key_released_and_pressed_in_one_pump_is_seen_up_between(tmp_path: Path) -> None:
+    # On a loaded host the release and the next press of the same key can reach the board together:
+    # the firmware's scans must still see the key up in between, or the second press is lost.
+    flash, script = flash_with(tmp_path, "esp32-4door", KEYPAD_PROG)
+    with VirtualBoard(flash, script=script) as b:
+        b.boot()
+        b.wait_log("down ''")
+        b.press("5")
+        b.wait_log("down '5'")
+        mark = len(b.log_lines())
+        b.release_and_press("5")
+        b.wait_for(lambda: b.log_lines()[mark:] == ["down ''", "down '5'"], 5, "the key seen up, then down again")
+        assert b.state()["keys"] == "5"
+
+
 # --- MCP23017 at register level -------------------------------------------------------------
 
 MCP_PROG = """

@@ -68,6 +68,7 @@ class FakeLocker:
         self.outbox.load()
         self.doors = FakeDoors()
         self.events: list[dict[str, Any]] = []
+        self.desk: tuple[Any, ...] = (None, (), "")  # the Locker's: no desk settings from the host
 
     def record(self, kind: str, door: Any, extra: Any, now_ms: int, to_host: bool = True) -> None:
         ev = {"k": kind}

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locker.entry import CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
+from locker.entry import BACK, CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
 
 KEYS = "0123456789*#ABCD"
 
@@ -67,6 +67,9 @@ def test_entry_matches_model(lengths, timeout_ms, seq):
                     assert r == TOO_SHORT
                     model = ""
                     assert _zeroed(e)
+            elif ch == "D" and model:  # backspace (4x4 keypads): the last digit goes
+                assert r == BACK
+                model = model[:-1]
             else:
                 assert r == IGNORED
         assert e.length == len(model) <= max_len

@@ -126,6 +126,28 @@ def test_a_prepared_delivery_is_a_door_free_row_with_its_number_as_id(tmp_path: 
     )
 
 
+def test_a_delivery_row_carries_its_item_to_a_locker_that_reads_items(tmp_path: Path) -> None:
+    conn = _fleet(tmp_path / "f.db")
+    bags = fleet_db.prepare_delivery(conn, "hall-1", item="waste bags")
+    parcel = fleet_db.prepare_delivery(conn, "hall-1", item="parcel")
+    status = {"v": 1, "lid": "hall-1", "online": True, "mode": "normal", "fw": "0.1.0", "rev": 0, "snap": False}
+    for reads, bags_item in ((False, None), (True, 3)):
+        msg = {**status, "items": True} if reads else status
+        with db.transaction(conn):
+            ingest.apply_status(conn, "hall-1", msg, RECEIVED)
+        inputs = fleet_db.sync_input(conn, "hall-1")
+        assert inputs is not None
+        (apply,) = plan(inputs)
+        rows = {row[4]: row for row in apply.args["add"]}
+        # a locker from before items gets five fields (six would be refused); a parcel never needs a sixth
+        assert (rows[bags.number][5:], rows[parcel.number][5:]) == ([bags_item] if bags_item else [], [])
+        check(
+            "command",
+            {"v": 1, "lid": "hall-1", "seq": 1, "now": 1, "exp": 2, "tx": "t", "op": apply.op, "args": apply.args},
+        )
+        check("status", msg)
+
+
 def test_prepare_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     conn = _fleet(tmp_path / "f.db")
     with pytest.raises(fleet_db.FleetError, match="unknown locker"):

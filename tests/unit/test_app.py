@@ -126,8 +126,10 @@ class Rig:
         self.board = board(self.ticks)
         hkey = HmacKey(KEY)
         rows = []
-        for i, (code, label, expiry) in enumerate(codes):
-            rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i))
+        for i, spec in enumerate(codes):  # (code, label, expiry[, item])
+            code, label, expiry = spec[:3]
+            item = spec[3] if len(spec) > 3 else 0
+            rows.append((C.tag(hkey, label, code.encode()), LABELS.index(label), C.KIND_PICKUP, expiry, 100 + i, item))
         if codes:
             C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows)
         self.cfg = cfg or settings({"locker_id": "t1", "code_capacity": 64})
@@ -285,6 +287,40 @@ def test_reboot_before_the_door_opened_gives_the_code_back():
         rig.close()
 
 
+def test_the_take_screen_names_the_item_the_host_sent():
+    rig = Rig("app-item", codes=[("12345678", "2", 0, 3), ("23456789", "3", 0)])
+    try:
+        rig.type("12345678#")
+        rig.board.closed[1].level = 0
+        rig.run(200)
+        assert rig.board.display.lines == ("Neem uw zakken", "Sluit deur 2")
+        rig.board.parcels[1].level = 0
+        rig.board.closed[1].level = 1
+        rig.run(200)
+        rig.type("23456789#")  # no item from the host: a parcel
+        rig.board.closed[2].level = 0
+        rig.run(200)
+        assert rig.board.display.lines == ("Neem uw pakket", "Sluit deur 3")
+    finally:
+        rig.close()
+
+
+def test_d_takes_a_mistyped_digit_back():
+    rig = Rig("app-back", codes=[("12345678", "2", 0)])
+    try:
+        rig.type("12345679")
+        assert rig.board.display.lines == ("Uw code:", "********")
+        rig.type("D")
+        assert rig.board.display.lines == ("Uw code:", "*******")
+        rig.type("8#")
+        assert rig.energized_doors() == [1]
+        assert rig.events("denied") == []
+        rig.type("1D")  # every digit taken back: the start screen again
+        assert rig.board.display.lines == ("Typ uw code", "en druk op #")
+    finally:
+        rig.close()
+
+
 def test_the_lock_bus_is_left_free_while_a_code_is_typed():
     rig = Rig("app-lockbus", codes=[("12345678", "2", 0)], board=LockBoardBoard)
     try:
@@ -348,6 +384,85 @@ def test_the_code_is_looked_up_once_while_hash_is_debounced_and_opens_on_its_rep
         rig.board.held = None
         rig.run(100)
         assert [e["id"] for e in rig.events("unlock")] == [100]
+    finally:
+        rig.close()
+
+
+def test_the_idle_prompt_shows_each_language_in_turn():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 3000, "code_capacity": 64})
+    rig = Rig("app-idle-turn", cfg=cfg)
+    try:
+        seen = [rig.board.display.lines]
+        for _ in range(3):
+            rig.run(3000)
+            seen.append(rig.board.display.lines)
+        assert seen == [
+            ("Typ uw code", "en druk op #"),
+            ("Tapez votre code", "et validez par #"),
+            ("Type your code", "then press #"),
+            ("Typ uw code", "en druk op #"),
+        ]
+    finally:
+        rig.close()
+
+
+def test_a_key_under_another_languages_prompt_answers_in_the_default_language():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 3000, "entry_timeout_ms": 5000, "code_capacity": 64})
+    rig = Rig("app-idle-key", cfg=cfg)
+    try:
+        rig.run(3000)
+        assert rig.board.display.lines[0] == "Tapez votre code"
+        rig.type("1")
+        assert rig.board.display.lines[0] == "Uw code:"
+        rig.type("*")  # cleared: the turns start again from the default language
+        assert rig.board.display.lines[0] == "Typ uw code"
+        rig.run(3000)
+        assert rig.board.display.lines[0] == "Tapez votre code"
+        rig.type("*")  # the language key, as before
+        assert rig.board.display.lines[0] == "Français"
+        rig.run(cfg.message_ms)
+        assert rig.board.display.lines[0] == "Typ uw code"
+    finally:
+        rig.close()
+
+
+def test_no_turns_when_the_setting_is_off():
+    cfg = settings({"locker_id": "t1", "idle_turn_ms": 0, "code_capacity": 64})
+    rig = Rig("app-idle-off", cfg=cfg)
+    try:
+        rig.run(10000)
+        assert rig.board.display.lines == ("Typ uw code", "en druk op #")
+    finally:
+        rig.close()
+
+
+def test_the_help_line_gives_the_number_outside_the_desks_hours():
+    rig = Rig("app-help", codes=[("12345678", "1", T0 - 10)])
+    try:
+        rig.type("12345678#")  # no desk settings from the host: ask at the desk, as before
+        assert rig.board.display.lines == ("Code is verlopen", "Vraag het loket")
+        from locker import desk, lazy
+
+        now = rig.locker.clock.now(rig.ticks.now)
+        hours = {"phone": "020 1234567", "open": [[now - 3600, now + 60], [now + 7200, now + 9000]], "tag": "t"}
+        lazy.load("desk").command(rig.locker, hours)
+        lazy.drop("desk")
+        rig.run(rig.cfg.message_ms)
+        rig.type("12345678#")  # open: ask at the desk
+        assert rig.board.display.lines == ("Code is verlopen", "Vraag het loket")
+        rig.run(rig.cfg.message_ms)
+        rig.ticks.advance(61000)  # closed: the number
+        rig.type("12345678#")
+        assert rig.board.display.lines == ("Code is verlopen", "Bel 020 1234567")
+        rig.run(rig.cfg.message_ms)
+        rig.boot()  # kept on the board
+        rig.ticks.advance((now + 7300 - rig.locker.clock.now(rig.ticks.now)) * 1000)
+        rig.type("*12345678#")  # open again, in French
+        assert rig.board.display.lines == ("Code expiré", "Voir l'accueil")
+        rig.ticks.advance(1800 * 1000)  # past the last interval the host sent: the number
+        rig.type("12345678#")
+        assert rig.board.display.lines == ("Code expiré", "Tél 020 1234567")
+        assert desk.PATH == "desk.bin"
     finally:
         rig.close()
 

@@ -611,3 +611,50 @@ def test_500_codes_24_doors_fit_and_are_found():
         assert gc.mem_alloc() - before < 512  # the journal in the preallocated buffer: nothing per entry
     for i in range(0, 500, 37):
         assert _look(s2, _code(i))[0] == (codes.USED if i < 400 else codes.OK), i
+
+
+def test_a_records_item_is_kept_through_writes_and_reboots():
+    d = fakes.scratch_dir("codes-item")
+    s = _new(d)
+    s.replace(1, [_rec(0, 1) + (1,), _rec(1, 2), _rec(2, 3) + (3,)])
+    assert (s.item_of(1), s.item_of(2), s.item_of(3), s.item_of(99)) == (1, 0, 3, 0)
+    s.apply(2, [_rec(3, 4) + (2,)], [1])
+    assert (s.item_of(1), s.item_of(3), s.item_of(4)) == (0, 3, 2)
+    s, problems = _reboot(d)
+    assert problems == []
+    assert (s.item_of(2), s.item_of(3), s.item_of(4)) == (0, 3, 2)
+    assert _look(s, _code(4))[0] == codes.OK
+
+
+def test_a_code_file_from_before_items_loads_with_parcels():
+    # codes.bin version 1: 26-byte records (no item byte), as an older firmware wrote it
+    import struct
+
+    d = fakes.scratch_dir("codes-v1")
+    recs = sorted([_rec(0, 1), _rec(1, 2), _rec(2, 3, cid=77)])
+    head = struct.pack("<2sBBII", b"LC", 1, 0, 5, len(recs))
+    out = head + store.checksum(head)
+    for t, door, kind, expiry, cid in recs:
+        rec = t + struct.pack("<BBII", door, kind, expiry, cid)
+        out += rec + store.checksum(rec)
+    with open(d + "/codes.bin", "wb") as f:
+        f.write(out)
+    s, problems = _reboot(d)
+    assert problems == [] and s.revision == 5 and s.count() == 3 and not s.damaged
+    assert (s.item_of(1), s.item_of(77)) == (0, 0)
+    assert _look(s, _code(3))[:3] == (codes.OK, 2, 77)
+    s.apply(6, [_rec(3, 4) + (4,)], [])  # written back in the current version, with items
+    s, problems = _reboot(d)
+    assert problems == [] and s.count() == 4 and s.item_of(4) == 4 and s.item_of(77) == 0
+
+
+def test_an_item_out_of_range_is_refused():
+    d = fakes.scratch_dir("codes-item-bad")
+    s = _new(d)
+    for item in (-1, 256, "1"):
+        try:
+            s.replace(1, [_rec(0, 1) + (item,)])
+            assert False, item
+        except (ValueError, TypeError):
+            pass
+    assert s.count() == 0

@@ -34,6 +34,7 @@ class FakeLocker:
         self.outbox.load()
         self.doors = FakeDoors()
         self.events = []
+        self.desk = (None, (), "")
 
     def record(self, kind, door, extra, now_ms, to_host=True):
         ev = {"k": kind}
@@ -503,5 +504,68 @@ def test_a_clock_a_day_behind_is_set_by_the_time_command_too():
     try:
         assert rig.send(rig.wire("time", {"nonce": _nonce(rig)}, now=NOW))["ok"]
         assert rig.rt.clock.now(0) == NOW
+    finally:
+        rig.close()
+
+
+def test_a_rows_item_reaches_the_store_and_a_row_without_one_is_a_parcel():
+    rig = Rig("cmd-item")
+    try:
+        rows = _rows([_rec(i) for i in range(3)])
+        rows[0].append(1)  # a document
+        rows[2].append(0)
+        r = rig.send(rig.wire("codes.replace", {"rev": 4, "codes": rows}))
+        assert r["ok"] and r["count"] == 3, r
+        cs = rig.rt.locker.codes
+        ids = [row[4] for row in rows]
+        assert [cs.item_of(i) for i in ids] == [1, 0, 0]
+        add = [_row(_rec(5)) + [3]]
+        r = rig.send(rig.wire("codes.apply", {"base": 4, "rev": 5, "add": add, "del": []}))
+        assert r["ok"] and cs.item_of(1005) == 3, r
+        parts = _snap_args([_rec(i) for i in range(10, 13)], [3], 6)
+        parts[0]["codes"][1].append(2)
+        r = rig.send(rig.wire("codes.snapshot", parts[0]))
+        assert r["ok"] and r["count"] == 3, r
+        assert cs.item_of(parts[0]["codes"][1][4]) == 2 and cs.item_of(parts[0]["codes"][0][4]) == 0
+        for bad in ([_row(_rec(7)) + [256]], [_row(_rec(7)) + [True]], [_row(_rec(7)) + [1, 2]]):
+            r = rig.send(rig.wire("codes.apply", {"base": 6, "rev": 7, "add": bad, "del": []}))
+            assert r["error"] == "bad_args" and cs.revision == 6, r
+        for bad in ([1], [2, 3]):  # the same checks in a snapshot's part
+            parts = _snap_args([_rec(20)], [1], 8)
+            parts[0]["codes"][0].extend(bad if len(bad) > 1 else [999])
+            r = rig.send(rig.wire("codes.snapshot", parts[0]))
+            assert r["error"] == "bad_args" and cs.revision == 6, r
+    finally:
+        rig.close()
+
+
+def test_the_desk_command_is_kept_across_a_reboot_and_bad_args_change_nothing():
+    rig = Rig("cmd-desk")
+    try:
+        assert commands.get(rig.rt).status(0)["desk"] == ""
+        args = {"phone": "020 1234567", "open": [[NOW - 60, NOW + 3600]], "tag": "d1"}
+        r = rig.send(rig.wire("desk", args))
+        assert r["ok"], r
+        assert rig.rt.locker.desk == ("020 1234567", (NOW - 60, NOW + 3600), "d1")
+        assert commands.get(rig.rt).status(0)["desk"] == "d1"
+        for bad in (
+            {"phone": "0201234567890", "open": [], "tag": "d2"},  # longer than the help line's room
+            {"phone": "020; rm", "open": [], "tag": "d2"},
+            {"phone": "020", "open": [[NOW, NOW]], "tag": "d2"},
+            {"phone": "020", "open": [[NOW, "x"]], "tag": "d2"},
+            {"phone": "020", "open": [[NOW]], "tag": "d2"},
+            {"phone": "020", "open": [], "tag": "x" * 17},
+        ):
+            r = rig.send(rig.wire("desk", bad))
+            assert r["error"] == "bad_args" and not r["ok"], (bad, r)
+            assert rig.rt.locker.desk[2] == "d1"
+        from locker import desk
+
+        assert desk.load() == (("020 1234567", (NOW - 60, NOW + 3600), "d1"), None)
+        with open(desk.PATH, "r+b") as f:
+            f.seek(-2, 2)
+            f.write(b"!!")
+        loaded, problem = desk.load()
+        assert loaded == desk.NONE and problem is not None  # damaged: "ask at the desk", reported
     finally:
         rig.close()

@@ -1,6 +1,6 @@
 # CodeEntry: digits, * and #, length limits, timeout, and a buffer that is really wiped.
 from locker import entry
-from locker.entry import CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
+from locker.entry import BACK, CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
 from locker.ticks import ticks_add
 
 
@@ -21,7 +21,7 @@ def all_zero(e):
 
 def test_constants_distinct():
     e = entry
-    vals = (e.DIGIT, e.CLEARED, e.SUBMIT, e.TOO_SHORT, e.FULL, e.LANGUAGE, e.IGNORED)
+    vals = (e.DIGIT, e.CLEARED, e.SUBMIT, e.TOO_SHORT, e.FULL, e.LANGUAGE, e.IGNORED, e.BACK)
     for i in range(len(vals)):
         for j in range(i + 1, len(vals)):
             assert vals[i] != vals[j]
@@ -103,10 +103,32 @@ def test_star_on_empty_is_language():
 def test_letters_ignored():
     e = CodeEntry()
     feed(e, "12")
-    for ch in "ABCD":
+    for ch in "ABC":
         assert e.key(ord(ch), 0) == IGNORED
     assert e.key(ord("x"), 0) == IGNORED
     assert bytes(e.code()) == b"12"
+
+
+def test_d_takes_the_last_digit_back():
+    e = CodeEntry(4, 8)
+    feed(e, "1239")
+    assert e.key(ord("D"), 0) == BACK
+    assert bytes(e.code()) == b"123"
+    assert e._buf[3] == 0  # the digit taken back is gone from memory, not just hidden
+    assert e.masked() == "***"
+    feed(e, "4")
+    assert e.key(ord("#"), 0) == SUBMIT
+    assert bytes(e.code()) == b"1234"
+
+
+def test_d_on_an_empty_entry_does_nothing():
+    e = CodeEntry(4, 8)
+    assert e.key(ord("D"), 0) == IGNORED
+    feed(e, "1")
+    assert e.key(ord("D"), 0) == BACK
+    assert e.length == 0 and all_zero(e)
+    assert e.key(ord("D"), 0) == IGNORED
+    assert e.key(ord("*"), 0) == LANGUAGE  # empty again: * is the language key, as before
 
 
 def test_timeout_wipes_once():

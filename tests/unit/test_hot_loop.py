@@ -52,9 +52,11 @@ class Column:
 class Display:
     def __init__(self):
         self.shown = 0
+        self.lines = None
 
     def show(self, lines):
         self.shown += 1
+        self.lines = lines
 
 
 class Board:
@@ -80,7 +82,7 @@ class Board:
 
 
 class Rig:
-    def __init__(self):
+    def __init__(self, **settings_over):
         self.dir = fakes.scratch_dir("hot-loop")
         import os
 
@@ -90,16 +92,16 @@ class Rig:
         self.board = Board()
         rows = [(C.tag(HmacKey(KEY), "2", b"48291357"), 1, C.KIND_PICKUP, 0, 501)]
         C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows)
-        cfg = settings(
-            {
-                "locker_id": "t1",
-                "code_capacity": 16,
-                "scan_ms": STEP,
-                "key_debounce_ms": KEY_DEBOUNCE,
-                "sensor_debounce_ms": SENSOR_DEBOUNCE,
-                "grace_ms": 0,
-            }
-        )
+        raw = {
+            "locker_id": "t1",
+            "code_capacity": 16,
+            "scan_ms": STEP,
+            "key_debounce_ms": KEY_DEBOUNCE,
+            "sensor_debounce_ms": SENSOR_DEBOUNCE,
+            "grace_ms": 0,
+        }
+        raw.update(settings_over)  # (MicroPython's dict displays take no **)
+        cfg = settings(raw)
         clock = WallClock()
         clock.boot(T0, self.now)
         self.locker = Locker(self.board, cfg, KEY, clock, self.now)
@@ -182,5 +184,32 @@ def test_the_poll_allocates_nothing_while_keys_doors_and_the_display_are_busy():
         kinds = [line.split('"k": "')[1].split('"')[0] for line in lk.audit.tail(10)]
         assert "opened" in kinds and "pickup" in kinds, kinds
         assert rig.locked_polls > 500
+    finally:
+        rig.close()
+
+
+def test_the_idle_prompts_turns_allocate_nothing_between_them():
+    # The idle prompt shows each language in turn (idle_turn_ms): a turn redraws the display (an
+    # active poll); every poll between two turns runs with the heap locked.
+    turn = 200
+    rig = Rig(idle_turn_ms=turn)
+    try:
+        lk = rig.locker
+        board = rig.board
+        texts = lk.idle_texts
+        assert len(texts) == 3 and len(set(texts)) == 3, texts  # nl, fr, en: three different prompts
+        # The boot's settling (400 ms of polls from the construction at tick 1000) saw the turns at
+        # 1200 and 1400: the next one is due on the poll at 1600.
+        assert board.display.lines == texts[2]
+        seen = []
+        for _ in range(6):
+            rig.steady(turn - STEP)
+            assert board.display.lines == texts[seen[-1] if seen else 2], "no turn before it is due"
+            shown = board.display.shown
+            rig.active(STEP)
+            assert board.display.shown == shown + 1, "a turn redraws the display once"
+            seen.append(texts.index(board.display.lines))
+        assert seen == [0, 1, 2, 0, 1, 2], seen
+        assert rig.locked_polls == 6 * (turn // STEP - 1)
     finally:
         rig.close()

@@ -5,13 +5,20 @@ from locker import messages
 # a 12-digit code shown masked.
 LONGEST_ARGS = ("123", "300")
 MASKED_CODE = "*" * 12
+LONGEST_PHONE = "+31 20 12345"  # the help line's number, at its longest (messages.PHONE_MAX)
 
 
 def test_every_message_fits_16_columns_in_every_language():
     too_long = []
     for lang in messages.LANGUAGES:
         for key in messages.keys():
-            for arg in (MASKED_CODE,) if key == "entry" else LONGEST_ARGS:
+            if key == "entry":
+                args = (MASKED_CODE,)
+            elif key in messages.HELP_KEYS or key == "desk_closed":
+                args = (None, LONGEST_PHONE)  # the desk open, then closed
+            else:
+                args = LONGEST_ARGS
+            for arg in args:
                 for line in messages.render(lang, key, arg):
                     if len(line) > messages.WIDTH:
                         too_long.append((lang, key, arg, line))
@@ -70,5 +77,34 @@ def test_no_resident_message_names_another_door_or_a_code():
     for lang in messages.LANGUAGES:
         for key in ("wrong", "used", "expired", "not_yet", "no_door"):
             assert "%s" not in messages._text(lang).split("\n")[2 * messages.keys().index(key)]
-            line1, line2 = messages.render(lang, key, "7")
+            line1, line2 = messages.render(lang, key, None if key in messages.HELP_KEYS else "7")
             assert "7" not in line1 + line2, (lang, key)
+
+
+def test_the_take_text_names_the_item_in_every_language():
+    assert len(LONGEST_PHONE) == messages.PHONE_MAX
+    assert messages.render("nl", messages.take_key(1), "3") == ("Neem uw document", "Sluit deur 3")
+    assert messages.render("nl", messages.take_key(3), "3") == ("Neem uw zakken", "Sluit deur 3")
+    assert messages.render("fr", messages.take_key(1), "3")[0] == "Prenez le pli"
+    assert messages.render("en", messages.take_key(2), "3")[0] == "Take your permit"
+    for lang in messages.LANGUAGES:
+        firsts = [messages.render(lang, key, "123")[0] for key in messages.TAKE_KEYS]
+        assert len(set(firsts)) == len(firsts), (lang, firsts)  # every item its own words
+        for key in messages.TAKE_KEYS:
+            assert messages.render(lang, key, "123")[1] == messages.render(lang, "take", "123")[1], (lang, key)
+
+
+def test_an_unknown_item_shows_the_parcel_text():
+    assert messages.take_key(0) == "take"
+    assert messages.take_key(len(messages.TAKE_KEYS)) == "take"  # a newer host's item
+    assert messages.take_key(255) == "take"
+
+
+def test_the_help_line_sends_to_the_desk_or_gives_the_number():
+    assert messages.render("nl", "expired") == ("Code is verlopen", "Vraag het loket")
+    assert messages.render("nl", "expired", "020 1234567") == ("Code is verlopen", "Bel 020 1234567")
+    assert messages.render("fr", "no_door", "020 1234567") == ("Plus de place", "Tél 020 1234567")
+    assert messages.render("en", "door_oos", "020 1234567") == ("Door is broken", "Tel 020 1234567")
+    for lang in messages.LANGUAGES:
+        for key in messages.HELP_KEYS:
+            assert messages.render(lang, key, LONGEST_PHONE)[1].endswith(LONGEST_PHONE), (lang, key)

@@ -122,3 +122,18 @@ def test_a_session_left_alone_ends_after_the_short_idle_time_out():
         assert rig.board.display.lines[0] == "Uw code:"
     finally:
         rig.close()
+
+
+def test_d_takes_back_a_digit_of_the_delivery_number():
+    rig = Rig("staff-back")
+    try:
+        rig.type(STAFF_PIN + "#")
+        rig.type("1123457")
+        assert rig.board.display.lines == ("Leveringsnummer", "123457")
+        rig.type("D")
+        assert rig.board.display.lines == ("Leveringsnummer", "12345")
+        rig.type("6#")
+        assert rig.energized_doors() == [1]
+        assert rig.locker.codes.state_of(123456)[0] == C.STATE_LOADING
+    finally:
+        rig.close()

@@ -197,6 +197,7 @@ def run_cmd(
         webhook_retry_max_s=api.webhook_retry_max_s,
         webhook_attempts=api.webhook_attempts,
         messages=settings,
+        helpline=settings.town if settings.town.help_phone is not None else None,
     )
     try:
         run_service(config)

@@ -51,8 +51,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
+from lockertools import helpline
 from lockertools.api.webhooks import SenderOptions, WebhookSender
-from lockertools.config import Settings
+from lockertools.config import Settings, TownSettings
 from lockertools.notify.held import purge_contacts, release_held_code
 from lockertools.service import db, fleet_db, incidents, ingest, sdnotify
 from lockertools.service.notify import Notification, Notifier, NotifyError, make_notifier
@@ -117,6 +118,10 @@ class ServiceConfig:
     # messages.channels: the hook only. The outbox looks for due messages every `messages_poll_s`.
     messages: Settings | None = None
     messages_poll_s: float = 0.2
+    # The lockers' help line: [town]'s help_phone and the desk's hours (lockertools.helpline), sent
+    # to every locker whose status holds other ones (a `desk` command, renewed daily). None: nothing
+    # is sent.
+    helpline: TownSettings | None = None
     # Staff alerts of incidents (notify/alerts.py) follow the same file's [alerts] (None: no alerts);
     # the alert sender goes round every `alerts_poll_s` (its loop checks in then: keep it short).
     alerts_poll_s: float = 0.2
@@ -636,6 +641,11 @@ class Service:
                 state.blocked, state.failures = None, 0
                 if clock_off(msg.get("t"), now):
                     out.append(self._set_clock(lid, msg.get("nonce"), now))
+                town = self.config.helpline
+                if town is not None and isinstance(msg.get("desk"), str):  # older firmware has no desk
+                    args = helpline.command_args(town.help_phone, town.desk_hours, town.timezone, now)
+                    if msg["desk"] != args["tag"]:
+                        out.append(self._set_desk(lid, args, now))
                 if not was_online and state.outstanding is not None:
                     # The locker (re)connected: whatever was in flight may be lost; its status says
                     # where it stands, so plan again from there.
@@ -759,6 +769,20 @@ class Service:
         )
         self.counters.commands_sent += 1
         log.info("locker %s: clock off, sending the time", lid, extra={"locker": lid})
+        return f"lockers/{lid}/cmd", wire
+
+    def _set_desk(self, lid: str, args: dict[str, Any], now: float) -> tuple[str, bytes]:
+        """A `desk` command: the locker's status showed other desk settings than today's. Not a sync
+        command either; the next status shows whether it took them."""
+        tx = uuid.uuid4().hex[:12]
+        seq, wire = self._command(lid, "desk", args, tx)
+        self.conn.send(
+            "INSERT INTO commands(locker_id, tx, seq, op, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'desk', 'sent', ?, ?)",
+            (lid, tx, seq, now, now),
+        )
+        self.counters.commands_sent += 1
+        log.info("locker %s: sending the desk's phone and hours", lid, extra={"locker": lid})
         return f"lockers/{lid}/cmd", wire
 
     def _close_command(self, lid: str, tx: str, state: str, detail: str | None) -> None:

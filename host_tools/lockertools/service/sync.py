@@ -18,16 +18,22 @@ MAX_ROWS = 32  # per codes.snapshot part
 
 @dataclass(frozen=True)
 class CodeRow:
-    """A code as the locker holds it. `exp` 0: no expiry."""
+    """A code as the locker holds it. `exp` 0: no expiry. `item`: what the resident takes out (the
+    ITEMS index, 0 a parcel); it travels as the row's 6th element only when not 0, so a parcel's
+    row is the same for every locker, and the caller leaves it 0 for a locker that does not read it."""
 
     tag_hex: str
     door: str
     kind: int
     exp: int
     id: int
+    item: int = 0
 
     def wire(self) -> list[Any]:
-        return [self.tag_hex, self.door, self.kind, self.exp, self.id]
+        row: list[Any] = [self.tag_hex, self.door, self.kind, self.exp, self.id]
+        if self.item:
+            row.append(self.item)
+        return row
 
 
 @dataclass(frozen=True)

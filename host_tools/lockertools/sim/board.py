@@ -540,11 +540,11 @@ class VirtualBoard:
 
     # --- acting on the board ------------------------------------------------------------------
 
-    def _send(self, obj: dict[str, Any]) -> None:
+    def _send(self, *objs: dict[str, Any]) -> None:
         run = self._run
         if run is None or run.conn is None or run.proc.poll() is not None:
             raise SimError(f"the board is not running (exit status {self.exit_code})\n{self.log_tail(10)}")
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        data = "".join(json.dumps(obj, separators=(",", ":")) + "\n" for obj in objs).encode()
         with self._send_lock:
             try:
                 run.conn.sendall(data)
@@ -567,6 +567,12 @@ class VirtualBoard:
 
     def release(self, key: str, wait: bool = True, timeout: float = 5.0) -> Event | None:
         return self._key(key, 0, wait, timeout)
+
+    def release_and_press(self, key: str) -> None:
+        """Release a held key and press it again in one write: what a loaded host may deliver in one
+        pump. The board holds the press back until the firmware's scans saw the key up for longer than
+        its debounce, so the second press still counts."""
+        self._send({"cmd": "key", "key": key, "down": 0}, {"cmd": "key", "key": key, "down": 1})
 
     def _key(self, key: str, down: int, wait: bool, timeout: float) -> Event | None:
         keys = self.board.get("keypad", {}).get("keys", "")

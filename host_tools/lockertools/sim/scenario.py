@@ -15,7 +15,8 @@ The format is documented for people who don't read this code in docs/simulator.m
       - expect_solenoid: {door: "2", on: 1, within_ms: 500}
 
 Codes may be door-free (`door: "*"`): `kind: staff | return | delivery` (default pickup), `id` (the
-code id: a delivery's number, a staff member's id), `size: S | M | L`, `low: true`. The `command`
+code id: a delivery's number, a staff member's id), `size: S | M | L`, `low: true`, `item` (what
+the resident takes out: parcel, document, permit, waste bags, borrowed material; default parcel). The `command`
 action sends a command signed with the locker's key on the console: `{op, args, tx?}` (the same `tx`
 again: a re-sent command).
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from lockertools import BOARDS_DIR, FIRMWARE_DIR
+from lockertools.service.fleet.common import ITEMS
 from lockertools.sim.board import DEFAULT_HEAP, Event, SimError, VirtualBoard, format_event
 
 ACTIONS = {
@@ -102,7 +104,7 @@ class Scenario:
     name: str
     board: Path
     config: dict[str, Any]
-    codes: list[tuple[str, str, int] | tuple[str, str, int, int, int]]
+    codes: list[tuple[str, str, int] | tuple[str, str, int, int, int] | tuple[str, str, int, int, int, int]]
     time: int | None
     parcels: list[str]
     heap: str | None
@@ -169,15 +171,21 @@ def load(path: Path, board_override: Path | None = None) -> Scenario:
         raise ScenarioError(f"{path}: `board` is missing")
     board = board_override.resolve() if board_override else _board_path(doc["board"], path.parent)
     start = parse_time(doc["time"]) if doc.get("time") is not None else None
-    codes = []
+    codes: list[tuple[str, str, int] | tuple[str, str, int, int, int] | tuple[str, str, int, int, int, int]] = []
     for n, c in enumerate(doc.get("codes") or [], 1):
         if not isinstance(c, dict) or "code" not in c or "door" not in c:
             raise ScenarioError(f"{path}: code #{n} needs `code` and `door` (got {c!r})")
         expiry = c.get("expiry")
         spec = (str(c["code"]), str(c["door"]), 0 if expiry in (None, 0) else parse_time(expiry, start))
         kind, cid = _kind_byte(path, n, c), int(c.get("id", 0))
-        # (code, door, expiry) for a plain pickup, as before; with a kind or an id, flash.CodeSpec's order
-        codes.append(spec + (kind, cid) if kind or cid else spec)
+        item = c.get("item", "parcel")
+        if item not in ITEMS:
+            raise ScenarioError(f"{path}: code #{n}: item is one of {', '.join(ITEMS)}")
+        # (code, door, expiry) for a plain pickup, as before; with a kind, an id or an item, flash.CodeSpec's order
+        if ITEMS.index(item):
+            codes.append(spec + (kind, cid, ITEMS.index(item)))
+        else:
+            codes.append(spec + (kind, cid) if kind or cid else spec)
     steps = []
     for n, raw in enumerate(doc.get("steps") or [], 1):
         steps.append(_step(path, n, raw))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from lockertools.service import db, schema
-from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, KIND_DELIVERY, KIND_MASK, FleetError
+from lockertools.service.fleet.common import ANY_DOOR, DOOR_FREE, ITEMS, KIND_DELIVERY, KIND_MASK, FleetError
 from lockertools.service.sync import Change, CodeRow, SyncInput
 
 
@@ -97,6 +97,21 @@ def prune_log(conn: db.Connection, locker_id: str, keep: int) -> None:
         )
 
 
+def reads_items(status_json: str | None) -> bool:
+    """Whether the locker's last status said it reads a code row's item (firmware before items
+    refuses a row with six elements)."""
+    try:
+        status = json.loads(status_json) if status_json else None
+    except ValueError:
+        return False
+    return isinstance(status, dict) and status.get("items") is True
+
+
+def item_number(item: str | None) -> int:
+    """A code's item as the locker's number: its index in ITEMS (0, a parcel, for none)."""
+    return ITEMS.index(item) if item in ITEMS else 0
+
+
 _lockers, _changes, _codes = schema.lockers, schema.changes, schema.codes
 
 
@@ -111,9 +126,9 @@ def _locker_value(dialect: str, column: str) -> Any:
 
 
 _SYNC_STATE = db.Query(
-    lambda _: sa.select(_lockers.c.host_rev, _lockers.c.log_floor, _lockers.c.locker_rev, _lockers.c.snap).where(
-        _lockers.c.id == sa.bindparam("lid")
-    )
+    lambda _: sa.select(
+        _lockers.c.host_rev, _lockers.c.log_floor, _lockers.c.locker_rev, _lockers.c.snap, _lockers.c.status_json
+    ).where(_lockers.c.id == sa.bindparam("lid"))
 )
 # The changes after min(R, H), each with whether it may repeat an add the locker has: a delivery's row
 # goes again on `loaded` (its new expiry, start_pickup_window), so any `add` of a delivery the locker
@@ -137,7 +152,9 @@ _SYNC_CHANGES = db.Query(
 # The host's set (issued codes) and every code a change after the locker's revision names.
 _SYNC_CODES = db.Query(
     lambda dialect: (
-        sa.select(_codes.c.id, _codes.c.tag_hex, _codes.c.door, _codes.c.kind, _codes.c.expires, _codes.c.state)
+        sa.select(
+            _codes.c.id, _codes.c.tag_hex, _codes.c.door, _codes.c.kind, _codes.c.expires, _codes.c.state, _codes.c.item
+        )
         .where(_codes.c.locker_id == sa.bindparam("lid"))
         .where(
             sa.or_(
@@ -163,6 +180,7 @@ def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) ->
     row = state.fetchone()
     if row is None or row["locker_rev"] is None:
         return None
+    items = reads_items(row["status_json"])
     now = time.time() if now is None else now
     locker_rev = int(row["locker_rev"])
     changes = [Change(int(r[0]), r[1], int(r[2]), r[1] == "add" and bool(r[3])) for r in change_rows]
@@ -173,7 +191,8 @@ def sync_input(conn: db.Connection, locker_id: str, now: float | None = None) ->
         # A door-free code travels as "*" even once the host knows its door (a loaded delivery, a used
         # return): the locker keeps that in its own journal, and its rows must stay door-free.
         door = ANY_DOOR if int(r["kind"]) & KIND_MASK in DOOR_FREE else r["door"]
-        code = CodeRow(r["tag_hex"], door, int(r["kind"]), int(r["expires"]), int(r["id"]))
+        item = item_number(r["item"]) if items else 0
+        code = CodeRow(r["tag_hex"], door, int(r["kind"]), int(r["expires"]), int(r["id"]), item)
         if code.id in ids:
             codes[code.id] = code
         if r["state"] == "issued" and not (code.exp and code.exp <= now):
