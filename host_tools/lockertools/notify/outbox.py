@@ -104,14 +104,16 @@ class MessageView:
         return self.channel == "letter" and self.state == "to_print"
 
 
-def _view(row: db.Row) -> MessageView:
+def _view(row: db.Row, channel: str | None = None) -> MessageView:
+    """A resident_messages row, or with `channel` "hook" a `notifications` row (no language of its own;
+    code_id NULL, shown as delivery 0: a staff notification of no delivery)."""
     return MessageView(
         id=int(row["id"]),
-        delivery=int(row["code_id"]),
+        delivery=int(row["code_id"] or 0),
         locker_id=row["locker_id"],
         kind=row["kind"],
-        channel=row["channel"],
-        language=row["language"],
+        channel=channel or row["channel"],
+        language="" if channel else row["language"],
         state=row["state"],
         attempts=int(row["attempts"]),
         error=row["error"],
@@ -145,27 +147,10 @@ def letters_to_print(conn: db.Connection, locker_id: str | None = None) -> list[
     return [_view(r) for r in conn.execute(sql + " ORDER BY id", params).fetchall()]
 
 
-def _hook_view(row: db.Row) -> MessageView:
-    return MessageView(
-        id=int(row["id"]),
-        delivery=int(row["code_id"] or 0),  # 0: a staff notification of no delivery
-        locker_id=row["locker_id"],
-        kind=row["kind"],
-        channel="hook",
-        language="",
-        state=row["state"],
-        attempts=int(row["attempts"]),
-        error=row["error"],
-        created_at=float(row["created_at"]),
-        sent_at=None if row["sent_at"] is None else float(row["sent_at"]),
-        next_at=float(row["next_at"]) if row["state"] == "failed" else None,
-    )
-
-
 def hook_messages_of_delivery(conn: db.Connection, number: int) -> list[MessageView]:
     """The notification hook's messages of a delivery (the `notifications` queue), channel `hook`."""
     rows = conn.execute("SELECT * FROM notifications WHERE code_id = ? ORDER BY id", (number,)).fetchall()
-    return [_hook_view(r) for r in rows]
+    return [_view(r, "hook") for r in rows]
 
 
 def failed_hook_messages(conn: db.Connection, locker_id: str | None = None) -> list[MessageView]:
@@ -173,7 +158,7 @@ def failed_hook_messages(conn: db.Connection, locker_id: str | None = None) -> l
     sql, params = "SELECT * FROM notifications WHERE state = 'failed'", []
     if locker_id is not None:
         sql, params = sql + " AND locker_id = ?", [locker_id]
-    return [_hook_view(r) for r in conn.execute(sql + " ORDER BY next_at", params).fetchall()]
+    return [_view(r, "hook") for r in conn.execute(sql + " ORDER BY next_at", params).fetchall()]
 
 
 def failed_count(conn: db.Connection) -> int:
@@ -199,7 +184,7 @@ def retry_now(conn: db.Connection, channel: str, message_id: int, now: float) ->
         if row is None or (channel != "hook" and row["channel"] != channel):
             return None
         conn.execute(f"UPDATE {table} SET next_at = ? WHERE id = ?", (now, message_id))
-    return _hook_view(row) if channel == "hook" else _view(row)
+    return _view(row, "hook" if channel == "hook" else None)
 
 
 # --- what a message says --------------------------------------------------------------------------------
