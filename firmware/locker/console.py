@@ -5,6 +5,8 @@
 import json
 import os
 
+from micropython import const
+
 _PRODUCTION = const("production.json")
 
 
