@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 CMD_STATUS = const(0x30)
 CMD_UNLOCK = const(0x31)
-REPLY_STATUS = const(0x35)
+_REPLY_STATUS = const(0x35)
 REQUEST_LEN = const(5)
-REPLY_LEN = const(9)
+_REPLY_LEN = const(9)
 
 # Parser.feed() results
 NEED_MORE = const(0)
@@ -61,7 +61,7 @@ class Parser:
     that fails a check is dropped whole (BAD) and the search for the next STX starts again."""
 
     def __init__(self) -> None:
-        self._buf = bytearray(REPLY_LEN)
+        self._buf = bytearray(_REPLY_LEN)
         self._n = 0
         self._sum = 0
         self.addr = 0  # of the last good frame: the board (high nibble of its ADDR byte)
@@ -81,10 +81,10 @@ class Parser:
         buf = self._buf
         buf[n] = b
         n += 1
-        if n < REPLY_LEN:
+        if n < _REPLY_LEN:
             self._sum = (self._sum + b) & 0xFF
             self._n = n
-            if n == 3 and b != REPLY_STATUS:
+            if n == 3 and b != _REPLY_STATUS:
                 return self._drop()
             return NEED_MORE
         self._n = 0
@@ -113,9 +113,9 @@ _ALL_CLOSED = const(0xFFFF)  # hooks assumed before a board has ever answered
 _TYPING_POLL_MS = const(1000)  # the longest a board goes unread while a code is being typed
 
 # LockBus.typing, as the app sets it on every poll
-NOT_TYPING = const(0)
-TYPING = const(1)  # the entry holds digits: the next key may be `#`
-KEY_DOWN = const(2)  # a key is down, not debounced yet: it may be `#`, due within key_debounce_ms
+_NOT_TYPING = const(0)
+_TYPING = const(1)  # the entry holds digits: the next key may be `#`
+_KEY_DOWN = const(2)  # a key is down, not debounced yet: it may be `#`, due within key_debounce_ms
 
 _IDLE = const(0)
 _WAIT = const(1)
@@ -177,9 +177,9 @@ class LockBus:
         self._next = 0  # round-robin position
         self._poll_ms = poll_ms
         self._typing_poll_ms = poll_ms if poll_ms > _TYPING_POLL_MS else _TYPING_POLL_MS
-        self.typing = NOT_TYPING  # set by the app (see the header)
+        self.typing = _NOT_TYPING  # set by the app (see the header)
         # the reply's deadline after the request's last byte: both frames' time on the wire + margin
-        self._reply_ms = (wire_us(REQUEST_LEN + REPLY_LEN, baud) + 999) // 1000 + _TURNAROUND_MS
+        self._reply_ms = (wire_us(REQUEST_LEN + _REPLY_LEN, baud) + 999) // 1000 + _TURNAROUND_MS
         self._tx = bytearray(REQUEST_LEN)
         self._rx = bytearray(16)
         self._parser = Parser()
@@ -216,7 +216,7 @@ class LockBus:
 
     def keypad(self, key_down: bool, digits: int) -> None:
         """What the keypad shows, on every poll: a key down (not debounced yet), the digits typed."""
-        self.typing = KEY_DOWN if key_down else (TYPING if digits else NOT_TYPING)
+        self.typing = _KEY_DOWN if key_down else (_TYPING if digits else _NOT_TYPING)
 
     def tick(self) -> None:
         self.poll(self._clock())
@@ -283,7 +283,7 @@ class LockBus:
         every = self._poll_ms
         if typing:
             # A status exchange now could hold up the unlock frame of a `#` typed meanwhile.
-            every = self._typing_poll_ms if typing == TYPING else 2 * self._typing_poll_ms
+            every = self._typing_poll_ms if typing == _TYPING else 2 * self._typing_poll_ms
         for _ in range(n):
             b = self._next
             self._next = b + 1 if b + 1 < n else 0

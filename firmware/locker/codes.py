@@ -67,16 +67,16 @@ KIND_STAFF = const(1)
 KIND_RETURN = const(2)
 KIND_DELIVERY = const(3)
 KIND_MASK = const(0x0F)
-NO_DOOR = const(0xFF)  # the door byte of a door-free kind
+_NO_DOOR = const(0xFF)  # the door byte of a door-free kind
 
 OK = const(0)
-UNKNOWN = const(1)
+_UNKNOWN = const(1)
 EXPIRED = const(2)
 USED = const(3)
 
 STATE_CONSUMED = const(1)
 STATE_COMPLETED = const(2)
-STATE_RELEASED = const(3)  # on flash only: a released code has no entry in RAM
+_STATE_RELEASED = const(3)  # on flash only: a released code has no entry in RAM
 STATE_LOADED = const(4)
 STATE_LOADING = const(5)
 
@@ -213,26 +213,26 @@ class CodeStore:
         key = self._key
         buf = self.buf
         mv = self.mv
-        status = UNKNOWN
+        status = _UNKNOWN
         found = None
         nd = len(self.prefixes)
         for d in range(nd + 1):
             t = memoryview(key.digest(self.prefixes[d] if d < nd else b"*:", code))[:TAG_SIZE]
             i = self._find(t)
             if i < 0:
-                if self.gone and status == UNKNOWN:
-                    g = self._find_gone(t, d if d < nd else NO_DOOR)
+                if self.gone and status == _UNKNOWN:
+                    g = self._find_gone(t, d if d < nd else _NO_DOOR)
                     if g is not None:
                         status = USED
                         found = g
                 continue
             off = i * RECORD_SIZE
             door, kind, expiry, cid = struct.unpack_from("<BBII", buf, off + TAG_SIZE)
-            if door != (d if d < nd else NO_DOOR) or not hmac256.equal(mv[off : off + TAG_SIZE], t):
+            if door != (d if d < nd else _NO_DOOR) or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
             k = self._jfind(cid)
             js = self._jbuf[k * _ENTRY_LEN + 5] if k >= 0 else 0
-            if door == NO_DOOR:
+            if door == _NO_DOOR:
                 door = self._jbuf[k * _ENTRY_LEN + 4] if k >= 0 and js != STATE_LOADING else None
             if js == STATE_CONSUMED or js == STATE_COMPLETED:
                 st = USED
@@ -244,11 +244,11 @@ class CodeStore:
                 st = EXPIRED
             else:
                 return (OK, door, cid, kind)
-            if status == UNKNOWN or (st == EXPIRED and status == USED):
+            if status == _UNKNOWN or (st == EXPIRED and status == USED):
                 status = st
                 found = (door, cid, kind)
         if found is None:
-            return (UNKNOWN, None, None, None)
+            return (_UNKNOWN, None, None, None)
         return (status, found[0], found[1], found[2])
 
     def _find_gone(self, t, prefix_door):
@@ -261,7 +261,7 @@ class CodeStore:
             if g[off] != t0 or not hmac256.equal(mv[off : off + TAG_SIZE], t):
                 continue
             door, kind, _, cid = struct.unpack_from("<BBII", g, off + TAG_SIZE)
-            if (door if not kind & KIND_MASK else NO_DOOR) == prefix_door:
+            if (door if not kind & KIND_MASK else _NO_DOOR) == prefix_door:
                 return (door, cid, kind)
         return None
 
@@ -363,21 +363,21 @@ class CodeStore:
         if k >= 0:
             p = k * _ENTRY_LEN
             old = j[p + 5]
-            if old == STATE_COMPLETED and state == STATE_RELEASED:
+            if old == STATE_COMPLETED and state == _STATE_RELEASED:
                 return False  # a recorded pickup is never released
             if not replay:
                 if old == STATE_COMPLETED or (state == old and state == STATE_CONSUMED):
                     return True  # done already
                 if door is None:
                     door = j[p + 4]
-            if state == STATE_RELEASED:
+            if state == _STATE_RELEASED:
                 mv = memoryview(j)  # overlapping moves are memmoves, in CPython and MicroPython
                 mv[p : (n - 1) * _ENTRY_LEN] = mv[p + _ENTRY_LEN : n * _ENTRY_LEN]
                 self.jn = n - 1
             else:
                 j[p + 4] = door
                 j[p + 5] = state
-        elif state == STATE_RELEASED or (state == STATE_COMPLETED and not replay) or door is None:
+        elif state == _STATE_RELEASED or (state == STATE_COMPLETED and not replay) or door is None:
             return False
         else:
             if n * _ENTRY_LEN == len(j):  # past capacity (consumed codes no longer stored): rare
@@ -471,7 +471,7 @@ class CodeStore:
             rec = self.find_id(code_id)
             if rec is not None and rec[1] & KIND_MASK == KIND_DELIVERY:
                 return self.set_state(code_id, None, STATE_LOADED)
-        return self.set_state(code_id, None, STATE_RELEASED)
+        return self.set_state(code_id, None, _STATE_RELEASED)
 
     def loading(self, code_id, door_index):
         """Staff are given this door for the delivery code_id (0: a load by size); on flash before
@@ -483,7 +483,7 @@ class CodeStore:
         load-by-size entry is dropped)."""
         if code_id:
             return self.set_state(code_id, door_index, STATE_LOADED)
-        return self.set_state(0, None, STATE_RELEASED)
+        return self.set_state(0, None, _STATE_RELEASED)
 
     def pending(self, state=STATE_CONSUMED):
         """(code_id, door_index) of the entries in this state (consumed: not completed), by code_id."""

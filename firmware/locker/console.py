@@ -5,13 +5,15 @@
 import json
 import os
 
-PRODUCTION = "production.json"
+from micropython import const
+
+_PRODUCTION = const("production.json")
 
 
 def production():
     """True on a production board. The file's presence is what counts, whatever it holds."""
     try:
-        os.stat(PRODUCTION)
+        os.stat(_PRODUCTION)
         return True
     except OSError:
         return False

@@ -15,13 +15,13 @@ HARD_MAX_PULSE_MS = const(1000)
 
 # door states
 LOCKED = const(0)
-UNLOCKING = const(1)
+_UNLOCKING = const(1)
 OPEN = const(2)
 CLOSED = const(3)  # shut again after an unlock, until acknowledge()
 
 # event kinds
-EV_PULSE_ON = const(1)
-EV_PULSE_OFF = const(2)
+_EV_PULSE_ON = const(1)
+_EV_PULSE_OFF = const(2)
 EV_OPENED = const(3)
 EV_CLOSED = const(4)
 EV_JAMMED = const(5)
@@ -29,8 +29,8 @@ EV_RETRY = const(6)
 EV_LEFT_OPEN = const(7)
 EV_FORCED = const(8)
 EV_SENSOR_SUSPECT = const(9)
-EV_PARCEL_IN = const(10)
-EV_PARCEL_OUT = const(11)
+_EV_PARCEL_IN = const(10)
+_EV_PARCEL_OUT = const(11)
 
 
 # where a door is in its unlock (independent of the door state the app sees)
@@ -105,9 +105,9 @@ class DoorBank:
         """Queue an unlock. False for a bad index, a door out of service or already unlocking."""
         if not (0 <= door < self.n) or self.oos[door]:
             return False
-        if self.states[door] == UNLOCKING or self.phase[door] != _P_IDLE:
+        if self.states[door] == _UNLOCKING or self.phase[door] != _P_IDLE:
             return False
-        self.states[door] = UNLOCKING
+        self.states[door] = _UNLOCKING
         self.unlocks[door] = (self.unlocks[door] + 1) & 0xFF
         self.tries[door] = 0
         self.suspect[door] = 0
@@ -120,7 +120,7 @@ class DoorBank:
         self.oos[door] = 1 if flag else 0
         if flag and self.phase[door] == _P_QUEUED:
             self.phase[door] = _P_IDLE
-            if self.states[door] == UNLOCKING:
+            if self.states[door] == _UNLOCKING:
                 self.states[door] = LOCKED
 
     def out_of_service(self, door):
@@ -156,11 +156,11 @@ class DoorBank:
         if a >= 0:
             self.active = -1
             self.gap_armed = _GAP_AT_NEXT_POLL
-            self._emit(EV_PULSE_OFF, a)
+            self._emit(_EV_PULSE_OFF, a)
         for d in range(self.n):
             if self.phase[d] == _P_QUEUED:
                 self.phase[d] = _P_IDLE
-                if self.states[d] == UNLOCKING:
+                if self.states[d] == _UNLOCKING:
                     self.states[d] = LOCKED
             elif d == a:
                 self._after_pulse(d, _NO_TIME)  # the confirm window starts at the next poll
@@ -215,7 +215,7 @@ class DoorBank:
                 self.active = -1
                 self.off_at = now_ms
                 self.gap_armed = _GAP_SET
-                self._emit(EV_PULSE_OFF, a)
+                self._emit(_EV_PULSE_OFF, a)
                 self._after_pulse(a, now_ms)
         elif self.gap_armed == _GAP_AT_NEXT_POLL:
             self.off_at = now_ms
@@ -230,7 +230,7 @@ class DoorBank:
                     self._on_open(d, now_ms)
             p = self.parcel_pin[d]
             if p is not None and self._debounce(self.n + d, 1 if p.value() else 0, now_ms):
-                self._emit(EV_PARCEL_IN if self.db[self.n + d] else EV_PARCEL_OUT, d)
+                self._emit(_EV_PARCEL_IN if self.db[self.n + d] else _EV_PARCEL_OUT, d)
 
             # 3. timers
             ph = self.phase[d]
@@ -298,14 +298,14 @@ class DoorBank:
         self.active = d
         self.on_at = now_ms
         self.sol[d].value(1)
-        self._emit(EV_PULSE_ON, d)
-        if self.states[d] == UNLOCKING and not self.db[d] and not self.suspect[d]:
+        self._emit(_EV_PULSE_ON, d)
+        if self.states[d] == _UNLOCKING and not self.db[d] and not self.suspect[d]:
             # "open" before the latch was released: a cut wire reads like this. Pulse anyway.
             self.suspect[d] = 1
             self._emit(EV_SENSOR_SUSPECT, d)
 
     def _after_pulse(self, d, now_ms):
-        if self.states[d] == UNLOCKING:
+        if self.states[d] == _UNLOCKING:
             self.phase[d] = _P_CONFIRM
             self.times[d] = now_ms
         else:

@@ -11,7 +11,7 @@ SUBMIT = const(3)  # "#" with a valid length: read code(), check it, then wipe()
 TOO_SHORT = const(4)  # "#" with a length out of range: entry wiped
 FULL = const(5)  # digit ignored: already max_len digits
 LANGUAGE = const(6)  # "*" on an empty entry: cycle the display language
-IGNORED = const(7)  # A-C, D on an empty entry, anything else
+_IGNORED = const(7)  # A-C, D on an empty entry, anything else
 BACK = const(8)  # "D" (4x4 keypads) took the last digit back; `length` may now be 0
 
 _ZERO = const(48)
@@ -58,7 +58,7 @@ class CodeEntry:
             self.length -= 1
             self._buf[self.length] = 0  # the digit taken back leaves memory too
             return BACK
-        return IGNORED
+        return _IGNORED
 
     def tick(self, now_ms):
         """True (once; the entry is wiped) when a non-empty entry saw no key for timeout_ms."""

@@ -6,7 +6,7 @@ import hashlib
 from micropython import const
 
 _BLOCK = const(64)
-DIGEST_SIZE = const(32)
+_DIGEST_SIZE = const(32)
 
 
 def _pads(key):

@@ -7,8 +7,9 @@
 # (locker/msg_nl.py, msg_fr.py, msg_en.py): only the language on screen is on the heap. render()
 # finds a message's lines in place.
 
+from micropython import const
+
 LANGUAGES = ("nl", "fr", "en")
-WIDTH = 16
 
 _KEYS = (
     "starting",
@@ -47,7 +48,7 @@ _KEYS = (
 
 # "take" for each item kind, by the item number the host sends with a code (its ITEMS order:
 # parcel, document, permit, waste bags, borrowed material); an unknown number shows the parcel text.
-TAKE_KEYS = ("take", "take_document", "take_permit", "take_bags", "take_material")
+_TAKE_KEYS = const(("take", "take_document", "take_permit", "take_bags", "take_material"))
 # The messages whose line 2 sends the resident to the desk: given a phone number as their argument
 # (the desk is closed), they show desk_closed's line 2 ("Bel 020 1234567") there instead.
 HELP_KEYS = ("expired", "used", "no_codes", "door_oos", "no_door")
@@ -141,7 +142,7 @@ def drop_staff_text():
 
 def take_key(item):
     """The "take" message for an item number (0 or unknown: the parcel's)."""
-    return TAKE_KEYS[item] if 0 < item < len(TAKE_KEYS) else "take"
+    return _TAKE_KEYS[item] if 0 < item < len(_TAKE_KEYS) else "take"
 
 
 def next_language(lang):

@@ -16,15 +16,15 @@ from micropython import const
 
 from locker.ticks import ticks_diff, ticks_ms
 
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-SUBACK = const(9)
-UNSUBACK = const(11)
-PINGRESP = const(13)
-MAX_PACKET = const(16384)
-PINGREQ = b"\xc0\x00"
-DISCONNECT = b"\xe0\x00"
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGRESP = const(13)
+_MAX_PACKET = const(16384)
+_PINGREQ = const(b"\xc0\x00")
+_DISCONNECT = const(b"\xe0\x00")
 
 _MAX_REMAINING = const(268435455)
 _JOIN_MAX = const(2048)  # parts of a packet up to this size are sent as one write
@@ -175,7 +175,7 @@ async def _read_payload(r, n):
     return b
 
 
-async def read_packet(r, max_packet=MAX_PACKET):
+async def read_packet(r, max_packet=_MAX_PACKET):
     """One broker packet from stream r (needs readexactly). Returns
     (CONNACK, session_present, rc) | (PUBLISH, topic, payload, qos, retain, dup, pid) |
     (PUBACK, pid) | (SUBACK, pid, codes) | (UNSUBACK, pid) | (PINGRESP,).
@@ -193,7 +193,7 @@ async def read_packet(r, max_packet=MAX_PACKET):
         n |= (c & 127) << shift
         shift += 7
     kind = first >> 4
-    if kind == PUBLISH:
+    if kind == _PUBLISH:
         qos = (first >> 1) & 3
         if qos > 1:
             raise MQTTError("PUBLISH qos %d" % qos)
@@ -224,23 +224,23 @@ async def read_packet(r, max_packet=MAX_PACKET):
         except ValueError:  # UnicodeError on MicroPython
             raise MQTTError("topic not UTF-8") from None
         payload = await _read_payload(r, n - vh - tl)
-        return (PUBLISH, topic, payload, qos, bool(first & 1), bool(first & 8), pid)
-    if kind == PINGRESP and first == 0xD0 and n == 0:
-        return (PINGRESP,)
-    if kind == SUBACK and first == 0x90 and n >= 3:
+        return (_PUBLISH, topic, payload, qos, bool(first & 1), bool(first & 8), pid)
+    if kind == _PINGRESP and first == 0xD0 and n == 0:
+        return (_PINGRESP,)
+    if kind == _SUBACK and first == 0x90 and n >= 3:
         if n > max_packet:
             raise Oversized("SUBACK of %d bytes > %d" % (n, max_packet))
         b = await r.readexactly(n)
         for c in b[2:]:
             if c > 2 and c != 0x80:
                 raise MQTTError("SUBACK code %d" % c)
-        return (SUBACK, (b[0] << 8) | b[1], b[2:])
+        return (_SUBACK, (b[0] << 8) | b[1], b[2:])
     if first in (0x20, 0x40, 0xB0) and n == 2:
         b = await r.readexactly(2)
-        if kind == CONNACK:
+        if kind == _CONNACK:
             if b[0] > 1:
                 raise MQTTError("CONNACK flags")
-            return (CONNACK, b[0], b[1])
+            return (_CONNACK, b[0], b[1])
         return (kind, (b[0] << 8) | b[1])
     raise MQTTError("unexpected packet 0x%02x/%d" % (first, n))
 
@@ -258,7 +258,7 @@ class _Bytes:
         return bytes(self.b[i : i + n])
 
 
-def decode(buf, max_packet=MAX_PACKET):
+def decode(buf, max_packet=_MAX_PACKET):
     """The first packet in buf -> (packet, bytes used); raises MQTTError if bad or incomplete.
     After an Oversized PUBLISH, its .used says how many bytes it took."""
     src = _Bytes(buf)
@@ -318,7 +318,7 @@ class Client:
         will=None,
         user=None,
         password=None,
-        max_packet=MAX_PACKET,
+        max_packet=_MAX_PACKET,
         on_message=None,
         on_status=None,
         now_ms=None,
@@ -402,7 +402,7 @@ class Client:
         self._stop = True
         if self.connected:
             try:
-                await self._send(DISCONNECT)
+                await self._send(_DISCONNECT)
             except Exception:
                 pass
         if self._down is not None:
@@ -457,7 +457,7 @@ class Client:
         except MQTTError:
             self.stats["malformed"] += 1
             raise
-        if p[0] != CONNACK:
+        if p[0] != _CONNACK:
             self.stats["malformed"] += 1
             raise MQTTError("expected CONNACK")
         if p[2]:
@@ -492,7 +492,7 @@ class Client:
                 raise MQTTError("keepalive: broker silent")
             if ticks_diff(now, self._tx) >= ka >> 1 or (not self._pinged and ticks_diff(now, self._rx) >= ka >> 1):
                 self._pinged = True
-                await self._send(PINGREQ)
+                await self._send(_PINGREQ)
 
     async def _close(self):
         self.connected = False
@@ -551,15 +551,15 @@ class Client:
                     continue
                 self._got()
                 kind = p[0]
-                if kind == PUBLISH:
+                if kind == _PUBLISH:
                     await _call(self._on_msg, p[1], p[2], p[4])
                     if p[3]:
                         await self._send(encode_puback(p[6]))
-                elif kind == CONNACK:
+                elif kind == _CONNACK:
                     raise MQTTError("CONNACK on an open connection")
-                elif kind != PINGRESP:
+                elif kind != _PINGRESP:
                     for e in self._inflight:
-                        if e[0] == p[1] and (e[2] is None) == (kind != PUBACK):
+                        if e[0] == p[1] and (e[2] is None) == (kind != _PUBACK):
                             e[5] = p
                             e[1].set()
                             break

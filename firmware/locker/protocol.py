@@ -20,20 +20,20 @@ from micropython import const
 from locker import hmac256, store
 
 VERSION = const(1)
-MAX_MESSAGE = const(8192)  # host -> locker (docs/protocol.md)
-TX_MEMORY = const(8)  # transaction ids remembered
-MAX_TX = const(64)  # characters in a transaction id
+_MAX_MESSAGE = const(8192)  # host -> locker (docs/protocol.md)
+_TX_MEMORY = const(8)  # transaction ids remembered
+_MAX_TX = const(64)  # characters in a transaction id
 _SIG_HEX = const(64)
 _U32 = const(0xFFFFFFFF)
 
 # Refusal reasons, reported as events.
-BAD_SIGNATURE = "bad_signature"
-MALFORMED = "malformed"
-WRONG_LOCKER = "wrong_locker"
-REPLAY = "replay"
+_BAD_SIGNATURE = const("bad_signature")
+_MALFORMED = const("malformed")
+_WRONG_LOCKER = const("wrong_locker")
+_REPLAY = const("replay")
 EXPIRED = "expired"
 TOO_LARGE = "too_large"
-RETAINED = "retained"
+_RETAINED = const("retained")
 
 
 class Refused(Exception):
@@ -51,17 +51,17 @@ def sign(hkey, payload):
 
 def open_signed(hkey, wire):
     """Check the signature; returns the payload bytes or raises Refused."""
-    if len(wire) > MAX_MESSAGE:
+    if len(wire) > _MAX_MESSAGE:
         raise Refused(TOO_LARGE)
     if len(wire) < _SIG_HEX + 2 or wire[_SIG_HEX] != 32:  # 32 = ord(" ")
-        raise Refused(MALFORMED, "no signature")
+        raise Refused(_MALFORMED, "no signature")
     try:
         sig = unhexlify(wire[:_SIG_HEX])
     except ValueError:
-        raise Refused(MALFORMED, "signature not hex")
+        raise Refused(_MALFORMED, "signature not hex")
     payload = wire[_SIG_HEX + 1 :]
     if not hmac256.equal(sig, hkey.digest(payload)):
-        raise Refused(BAD_SIGNATURE)
+        raise Refused(_BAD_SIGNATURE)
     return payload
 
 
@@ -71,9 +71,9 @@ def open_message(hkey, wire):
     try:
         msg = json.loads(payload)
     except (ValueError, RuntimeError, MemoryError):  # deep nesting: recursion limit (RuntimeError) or heap
-        raise Refused(MALFORMED, "payload not JSON")
+        raise Refused(_MALFORMED, "payload not JSON")
     if not isinstance(msg, dict) or msg.get("v") != VERSION:
-        raise Refused(MALFORMED, "not a version-1 message")
+        raise Refused(_MALFORMED, "not a version-1 message")
     return msg
 
 
@@ -155,7 +155,7 @@ class CommandGate:
             self.problem = "%s: bad contents" % self.path
             return
         self.last_seq = struct.unpack_from("<Q", raw)[0]
-        self.txs = raw[8:].decode().split("\n")[-TX_MEMORY:] if len(raw) > 8 else []
+        self.txs = raw[8:].decode().split("\n")[-_TX_MEMORY:] if len(raw) > 8 else []
 
     def _save(self):
         store.save(self.path, struct.pack("<Q", self.last_seq) + "\n".join(self.txs).encode())
@@ -166,28 +166,28 @@ class CommandGate:
         cmd = open_message(self.hkey, wire)
         seq, exp, op, tx = cmd.get("seq"), cmd.get("exp"), cmd.get("op"), cmd.get("tx")
         if not isinstance(op, str):
-            raise Refused(MALFORMED, "op is required")
+            raise Refused(_MALFORMED, "op is required")
         op = op[:24]  # it goes into a refused event: bounded
         if not isinstance(seq, int) or not isinstance(exp, int) or not 0 <= seq < 1 << 63:
-            raise Refused(MALFORMED, "seq and exp are required", op)
+            raise Refused(_MALFORMED, "seq and exp are required", op)
         sent = cmd.get("now")
         if not 0 <= exp <= _U32 or (sent is not None and not (isinstance(sent, int) and 0 <= sent <= _U32)):
-            raise Refused(MALFORMED, "exp and now are epoch seconds (u32)", op)  # the clock keeps u32
-        if tx is not None and not (isinstance(tx, str) and 0 < len(tx) <= MAX_TX and "\n" not in tx):
-            raise Refused(MALFORMED, "bad tx", op)
+            raise Refused(_MALFORMED, "exp and now are epoch seconds (u32)", op)  # the clock keeps u32
+        if tx is not None and not (isinstance(tx, str) and 0 < len(tx) <= _MAX_TX and "\n" not in tx):
+            raise Refused(_MALFORMED, "bad tx", op)
         if retained:
-            raise Refused(RETAINED, "", op)
+            raise Refused(_RETAINED, "", op)
         if cmd.get("lid") != self.locker_id:
-            raise Refused(WRONG_LOCKER, "", op)
+            raise Refused(_WRONG_LOCKER, "", op)
         ack = op == "ack"
         if not ack and seq <= self.last_seq:
-            raise Refused(REPLAY, "seq %d <= %d" % (seq, self.last_seq), op)
+            raise Refused(_REPLAY, "seq %d <= %d" % (seq, self.last_seq), op)
         args = cmd.get("args")
         nonce = args.get("nonce") if op == "time" and isinstance(args, dict) else None
         proven = nonce is not None and nonce == self.challenge
         if not proven:
             if not ack and self.last_seq == 0 and floor is not None and not (isinstance(sent, int) and sent >= floor):
-                raise Refused(REPLAY, "sequence unknown; now %s < %d" % (sent, floor), op)
+                raise Refused(_REPLAY, "sequence unknown; now %s < %d" % (sent, floor), op)
             # With the clock unknown, the host's signed send time is the best bound we have.
             reference = now_epoch if now_epoch is not None else sent if isinstance(sent, int) else None
             if reference is not None and exp < reference:
@@ -211,6 +211,6 @@ class CommandGate:
         if tx is None or tx in self.txs:
             return
         self.txs.append(tx)
-        if len(self.txs) > TX_MEMORY:
+        if len(self.txs) > _TX_MEMORY:
             self.txs.pop(0)
         self._save()

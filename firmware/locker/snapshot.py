@@ -18,8 +18,8 @@ from locker import store
 from locker.commands import row_item
 from locker.ticks import ticks_diff
 
-GAP_MS = const(60_000)  # the longest wait for the next part
-MAX_ROWS = const(64)
+_GAP_MS = const(60_000)  # the longest wait for the next part
+_MAX_ROWS = const(64)
 # codes.bin's format: the same constants as in locker/codes.py and locker/codefile.py (checked by
 # tests/host/test_firmware_builds.py).
 _SLOT = const(31)  # record + checksum, on flash
@@ -32,7 +32,7 @@ _RECORD = const(27)
 _MAX_KIND = const(3)  # kinds 1..3: door-free, label "*", door byte 0xFF
 _U32 = const(0xFFFFFFFF)
 
-ORDER = "snapshot_order"
+_ORDER = const("snapshot_order")
 
 
 def _error(error, detail):
@@ -62,7 +62,7 @@ class Snapshot:
 
     def tick(self, now_ms):
         """Abandons a snapshot whose next part is overdue; True when it did."""
-        if self._f is not None and ticks_diff(now_ms, self._at) >= GAP_MS:
+        if self._f is not None and ticks_diff(now_ms, self._at) >= _GAP_MS:
             self.abandon()
             return True
         return False
@@ -97,18 +97,18 @@ class Snapshot:
         if part == 1:
             self.abandon()  # a new snapshot replaces one staged
         elif self._f is None or part != self._next or rev != self.rev or parts != self.parts or total != self.total:
-            return _error(ORDER, "part %d of %d at rev %d" % (part, parts, rev))
+            return _error(_ORDER, "part %d of %d at rev %d" % (part, parts, rev))
         if part > parts:
             return _error("bad_args", "part > parts")
         if total > self.cs.capacity:
             return _error("capacity", "%d > %d" % (total, self.cs.capacity))
         n = len(rows)
-        if n > MAX_ROWS:
-            return _error("bad_args", "at most %d codes per part" % MAX_ROWS)
+        if n > _MAX_ROWS:
+            return _error("bad_args", "at most %d codes per part" % _MAX_ROWS)
         last = part == parts
         have = self._n if part > 1 else 0
         if have + n > total or (last and have + n != total):
-            return _error(ORDER, "%d codes, total %d" % (have + n, total))
+            return _error(_ORDER, "%d codes, total %d" % (have + n, total))
         # The whole part is checked (into its flash form) before any byte of it is written.
         buf = bytearray(n * _SLOT)
         mv = memoryview(buf)
@@ -121,7 +121,7 @@ class Snapshot:
             if len(t) != _TAG:
                 raise ValueError("tag must be %d bytes" % _TAG)
             if t <= prev:
-                return _error(ORDER, "tags not increasing")
+                return _error(_ORDER, "tags not increasing")
             if _u32(kind) > 127 or kind & 15 > _MAX_KIND or (label == "*") != bool(kind & 15):
                 raise ValueError("kind")
             buf[off : off + _TAG] = t

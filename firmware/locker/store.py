@@ -18,7 +18,7 @@ import struct
 from micropython import const
 
 VERSION = const(1)
-HEADER_SIZE = const(11)
+_HEADER_SIZE = const(11)
 _MAGIC = b"LK"
 _HEAD = "<2sBI"
 _HEAD_LEN = const(7)
@@ -147,17 +147,17 @@ def load(path):
         f.close()
     if not raw:
         raise Corrupt(path, "empty")
-    if len(raw) < HEADER_SIZE:
+    if len(raw) < _HEADER_SIZE:
         raise Corrupt(path, "truncated")
     magic, version, length = struct.unpack(_HEAD, raw[:_HEAD_LEN])
     if magic != _MAGIC:
         raise Corrupt(path, "bad magic")
     if version != VERSION:
         raise Corrupt(path, "version %d" % version)
-    if length != len(raw) - HEADER_SIZE:
-        raise Corrupt(path, "truncated" if length > len(raw) - HEADER_SIZE else "bad length")
-    payload = raw[HEADER_SIZE:]
-    if checksum(raw[2:_HEAD_LEN], payload) != raw[_HEAD_LEN:HEADER_SIZE]:
+    if length != len(raw) - _HEADER_SIZE:
+        raise Corrupt(path, "truncated" if length > len(raw) - _HEADER_SIZE else "bad length")
+    payload = raw[_HEADER_SIZE:]
+    if checksum(raw[2:_HEAD_LEN], payload) != raw[_HEAD_LEN:_HEADER_SIZE]:
         raise Corrupt(path, "checksum")
     return payload
 

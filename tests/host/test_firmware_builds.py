@@ -67,7 +67,7 @@ def test_snapshot_writes_codes_bin_with_the_same_format_constants() -> None:
     # and the names it spells differently
     from locker import codes  # type: ignore[import-not-found]
 
-    assert (snapshot._TAG, snapshot._RECORD, snapshot.MAX_ROWS) == (codes.TAG_SIZE, codes.RECORD_SIZE, 64)
+    assert (snapshot._TAG, snapshot._RECORD, snapshot._MAX_ROWS) == (codes.TAG_SIZE, codes.RECORD_SIZE, 64)
 
 
 def _mpy_source_name(mpy: bytes) -> str:

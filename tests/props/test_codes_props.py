@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from locker import codes, hmac256, store
 
+NO_DOOR = 0xFF  # the door byte of a door-free kind (codes.bin)
+UNKNOWN = 1  # lookup(): no such code
+
 SLOT = codes.RECORD_SIZE + 4  # a record and its checksum, on flash
 
 KEY = b"property test key"
@@ -62,7 +65,7 @@ rec_spec = st.one_of(
 
 def _rec(spec):
     door, code, kind, expiry, cid = spec
-    return (TAGS[(door, POOL[code])], codes.NO_DOOR if door == FREE else door, kind, expiry, cid)
+    return (TAGS[(door, POOL[code])], NO_DOOR if door == FREE else door, kind, expiry, cid)
 
 
 ops = st.one_of(
@@ -190,12 +193,10 @@ class Model:
             if r is None and best is None:
                 # a used code the host removed: still USED (checked where the table has no such tag)
                 for g in self.gone:
-                    if g[0] == t and (g[1] if not g[2] & 15 else codes.NO_DOOR) == (
-                        door if door < FREE else codes.NO_DOOR
-                    ):
+                    if g[0] == t and (g[1] if not g[2] & 15 else NO_DOOR) == (door if door < FREE else NO_DOOR):
                         best = (codes.USED, g[1], g[4], g[2])
                         break
-            if r is None or r[1] != (door if door < FREE else codes.NO_DOOR):
+            if r is None or r[1] != (door if door < FREE else NO_DOOR):
                 continue
             j = self.used.get(r[4])
             d = door
@@ -211,7 +212,7 @@ class Model:
                 return (codes.OK, d, r[4], r[2])
             if best is None or (status == codes.EXPIRED and best[0] == codes.USED):
                 best = (status, d, r[4], r[2])
-        return best or (codes.UNKNOWN, None, None, None)
+        return best or (UNKNOWN, None, None, None)
 
     def copy(self):
         m = Model()
@@ -691,7 +692,9 @@ def test_snapshot_parts_in_any_order_leave_the_old_store_or_the_whole_new_one(ol
     snapshot, never a mix, and a reboot finds no staged file."""
     from binascii import hexlify
 
-    from locker.snapshot import GAP_MS, Snapshot
+    from locker.snapshot import Snapshot
+
+    GAP_MS = 60_000  # the longest wait for the next part (locker.snapshot)
 
     d = _dir()
     try:

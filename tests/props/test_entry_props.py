@@ -3,7 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locker.entry import BACK, CLEARED, DIGIT, FULL, IGNORED, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
+from locker.entry import BACK, CLEARED, DIGIT, FULL, LANGUAGE, SUBMIT, TOO_SHORT, CodeEntry
+
+IGNORED = 7  # CodeEntry.key(): a key that does nothing
 
 KEYS = "0123456789*#ABCD"
 

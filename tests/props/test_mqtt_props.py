@@ -7,7 +7,16 @@ from hypothesis import strategies as st
 
 from locker import mqtt
 
-KINDS = {mqtt.CONNACK, mqtt.PUBLISH, mqtt.PUBACK, mqtt.SUBACK, mqtt.UNSUBACK, mqtt.PINGRESP}
+# MQTT 3.1.1 packet types, as decode() reports them, and the firmware's packet limit
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBACK = 9
+UNSUBACK = 11
+PINGRESP = 13
+MAX_PACKET = 16384
+
+KINDS = {CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP}
 topics = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 pids = st.integers(1, 65535)
 
@@ -16,20 +25,20 @@ pids = st.integers(1, 65535)
 def broker_packet(draw):
     """(wire bytes, the tuple read_packet must return) for one valid broker packet."""
     kind = draw(st.sampled_from(sorted(KINDS)))
-    if kind == mqtt.PUBLISH:
+    if kind == PUBLISH:
         topic, payload = draw(topics), draw(st.binary(max_size=300))
         qos, retain, dup = draw(st.integers(0, 1)), draw(st.booleans()), draw(st.booleans())
         pid = draw(pids) if qos else 0
         wire = bytes(mqtt.publish_header(topic, len(payload), qos, retain, dup, pid)) + payload
-        return wire, (mqtt.PUBLISH, topic, payload, qos, retain, dup, pid)
-    if kind == mqtt.CONNACK:
+        return wire, (PUBLISH, topic, payload, qos, retain, dup, pid)
+    if kind == CONNACK:
         sp, rc = draw(st.integers(0, 1)), draw(st.integers(0, 255))
-        return bytes((0x20, 2, sp, rc)), (mqtt.CONNACK, sp, rc)
-    if kind == mqtt.SUBACK:
+        return bytes((0x20, 2, sp, rc)), (CONNACK, sp, rc)
+    if kind == SUBACK:
         pid, codes = draw(pids), bytes(draw(st.lists(st.sampled_from([0, 1, 2, 0x80]), min_size=1, max_size=5)))
-        return bytes((0x90, 2 + len(codes), pid >> 8, pid & 255)) + codes, (mqtt.SUBACK, pid, codes)
-    if kind == mqtt.PINGRESP:
-        return b"\xd0\x00", (mqtt.PINGRESP,)
+        return bytes((0x90, 2 + len(codes), pid >> 8, pid & 255)) + codes, (SUBACK, pid, codes)
+    if kind == PINGRESP:
+        return b"\xd0\x00", (PINGRESP,)
     pid = draw(pids)
     return bytes((kind << 4, 2, pid >> 8, pid & 255)), (kind, pid)
 
@@ -77,7 +86,7 @@ async def _read_all(reader, max_packet):
 
 def _valid(p):
     assert p[0] in KINDS
-    if p[0] == mqtt.PUBLISH:
+    if p[0] == PUBLISH:
         assert isinstance(p[1], str) and isinstance(p[2], (bytes, bytearray)) and p[3] in (0, 1)
         assert (p[6] == 0) == (p[3] == 0)
 
@@ -132,7 +141,7 @@ def test_valid_packets_survive_any_chunking_and_truncation(pkts, sizes, readinto
             n += len(w)
             ends.append(n)
         want = want[: sum(1 for e in ends if e <= cut)]
-    got, exc = asyncio.run(_read_all(ChunkReader(wire, sizes, readinto), mqtt.MAX_PACKET))
+    got, exc = asyncio.run(_read_all(ChunkReader(wire, sizes, readinto), MAX_PACKET))
     assert isinstance(exc, EOFError) and not isinstance(exc, mqtt.MQTTError)  # truncation is EOF, not garbage
     assert [tuple(bytes(x) if isinstance(x, bytearray) else x for x in p) for p in got] == want
 
@@ -144,7 +153,7 @@ def test_oversized_publish_is_skipped_and_the_rest_read(pkts, max_packet):
     want = []
     for w, p in pkts:
         if len(w) - (2 if len(w) < 130 else 3) > max_packet:  # remaining length over the limit
-            want.append(("oversized", p[6]) if p[0] == mqtt.PUBLISH else ("stop",))
+            want.append(("oversized", p[6]) if p[0] == PUBLISH else ("stop",))
         else:
             want.append(p)
     got = []

@@ -9,6 +9,8 @@ from locker import codes as C
 from locker.config import settings
 from locker.hmac256 import HmacKey
 
+NO_DOOR = 0xFF  # the door byte of a door-free kind (codes.bin)
+
 STAFF_PIN = "11223344"
 DELIVERY = "55667788"
 RETURN = "66554433"
@@ -45,9 +47,9 @@ class Rig(AppRig):
                 self.board.parcels[d].level = 1 if d in self._parcels else 0
             h = HmacKey(KEY)
             rows = [
-                (C.tag(h, "*", STAFF_PIN), C.NO_DOOR, C.KIND_STAFF, T0 + 30 * 86400, 7),  # a long-lived PIN
-                (C.tag(h, "*", DELIVERY), C.NO_DOOR, C.KIND_DELIVERY, T0 + 5 * 86400, 123456),
-                (C.tag(h, "*", RETURN), C.NO_DOOR, C.KIND_RETURN | 0x20, T0 + 86400, 31),
+                (C.tag(h, "*", STAFF_PIN), NO_DOOR, C.KIND_STAFF, T0 + 30 * 86400, 7),  # a long-lived PIN
+                (C.tag(h, "*", DELIVERY), NO_DOOR, C.KIND_DELIVERY, T0 + 5 * 86400, 123456),
+                (C.tag(h, "*", RETURN), NO_DOOR, C.KIND_RETURN | 0x20, T0 + 86400, 31),
                 (C.tag(h, "1", PICKUP), 0, C.KIND_PICKUP, T0 + 86400, 11),
             ]
             C.CodeStore(KEY, LABELS, capacity=16).replace(1, rows + list(self._extra))
@@ -74,7 +76,7 @@ def _prec(door, i, kind=0, expiry=0):
 
 
 def _pfree(i, kind, expiry=0, cid=None):
-    return (C.tag(HmacKey(KEY), "*", _pcode(i)), C.NO_DOOR, kind, expiry, i if cid is None else cid)
+    return (C.tag(HmacKey(KEY), "*", _pcode(i)), NO_DOOR, kind, expiry, i if cid is None else cid)
 
 
 def wrong_codes(rig, times, wait_out=True):

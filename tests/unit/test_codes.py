@@ -5,6 +5,9 @@ import os
 import fakes
 from locker import codes, hmac256, store
 
+NO_DOOR = 0xFF  # the door byte of a door-free kind (codes.bin)
+UNKNOWN = 1  # lookup(): no such code
+
 SLOT = codes.RECORD_SIZE + 4  # a record and its checksum, on flash
 
 KEY = b"locker key for the unit tests, 32"
@@ -70,7 +73,7 @@ def test_empty_store_loads_without_problems():
     assert s.load() == []
     assert s.count() == 0
     assert s.revision == 0
-    assert _look(s, "12345678") == (codes.UNKNOWN, None, None, None)
+    assert _look(s, "12345678") == (UNKNOWN, None, None, None)
     assert s.pending() == []
 
 
@@ -83,8 +86,8 @@ def test_replace_and_lookup():
     for i in range(40):
         assert _look(s, _code(i)) == (codes.OK, i % 4, i, codes.KIND_PICKUP), i
         assert s.lookup(memoryview(_code(i).encode()), 0)[0] == codes.OK
-    assert _look(s, _code(40))[0] == codes.UNKNOWN
-    assert _look(s, "")[0] == codes.UNKNOWN
+    assert _look(s, _code(40))[0] == UNKNOWN
+    assert _look(s, "")[0] == UNKNOWN
     assert sorted(s.records()) == sorted(recs)
     tags = [r[0] for r in s.records()]
     assert tags == sorted(tags)
@@ -93,7 +96,7 @@ def test_replace_and_lookup():
     assert _state(s2) == _state(s)
     s.replace(8, recs[:3])
     assert s.count() == 3
-    assert _look(s, _code(5))[0] == codes.UNKNOWN
+    assert _look(s, _code(5))[0] == UNKNOWN
 
 
 def test_rare_parts_are_not_kept_loaded():
@@ -124,7 +127,7 @@ def test_a_code_only_opens_its_own_door():
 
 def _free(i, kind, expiry=0, cid=None):
     """A door-free record (staff PIN, return, delivery): tag over "*:" code, door byte 0xFF."""
-    return (codes.tag(hmac256.HmacKey(KEY), "*", _code(i)), codes.NO_DOOR, kind, expiry, i if cid is None else cid)
+    return (codes.tag(hmac256.HmacKey(KEY), "*", _code(i)), NO_DOOR, kind, expiry, i if cid is None else cid)
 
 
 def test_kinds_and_expiry():
@@ -139,7 +142,7 @@ def test_kinds_and_expiry():
     assert _look(s, _code(2), None) == (codes.OK, None, 2, codes.KIND_RETURN | 0x50)  # clock unknown
     assert _look(s, _code(3), 5000)[0] == codes.EXPIRED
     assert codes.KIND_PICKUP == 0 and codes.KIND_STAFF == 1 and codes.KIND_RETURN == 2 and codes.KIND_DELIVERY == 3
-    assert len(set((codes.OK, codes.UNKNOWN, codes.EXPIRED, codes.USED))) == 4
+    assert len(set((codes.OK, UNKNOWN, codes.EXPIRED, codes.USED))) == 4
 
 
 def test_a_staff_pin_works_only_before_its_expiry_on_a_clock_the_locker_has():
@@ -293,7 +296,7 @@ def test_apply_delta():
     assert s.revision == 2
     assert s.count() == 20 - 3 + 2  # 3 was replaced by an equal id (now on door 2)
     for i in (0, 1, 2):
-        assert _look(s, _code(i))[0] == codes.UNKNOWN
+        assert _look(s, _code(i))[0] == UNKNOWN
     assert _look(s, _code(3))[:3] == (codes.OK, 2, 3)
     assert _look(s, _code(100))[:3] == (codes.OK, 0, 100)
     tags = [r[0] for r in s.records()]
@@ -590,7 +593,7 @@ def test_500_codes_24_doors_fit_and_are_found():
     assert s.count() == 500
     for i in range(0, 500, 37):
         assert _look(s, _code(i)) == (codes.OK, i % 24, i, 0), i
-    assert _look(s, "99999999")[0] in (codes.UNKNOWN, codes.OK)
+    assert _look(s, "99999999")[0] in (UNKNOWN, codes.OK)
     # 400 pickups kept in the journal (the host cannot remove them): each appends 20 bytes
     for i in range(400):
         if i == 399:

@@ -4,6 +4,13 @@ from fakes import FakeClock, FakePin
 from locker import doors as D
 from locker.ticks import ticks_add, ticks_diff
 
+# the door bank's state and events these tests read (locker.doors)
+UNLOCKING = 1
+EV_PULSE_ON = 1
+EV_PULSE_OFF = 2
+EV_PARCEL_IN = 10
+EV_PARCEL_OUT = 11
+
 
 class Rig:
     """A bank of n doors on fake pins, all closed, polled every `step` ms of fake (wrapping) ticks."""
@@ -81,14 +88,14 @@ def test_normal_unlock_open_close_cycle():
     r = Rig(n=2)
     assert r.bank.state(0) == D.LOCKED and r.bank.is_closed(0)
     assert r.bank.request_unlock(0, r.clock.now)
-    assert r.bank.state(0) == D.UNLOCKING
+    assert r.bank.state(0) == UNLOCKING
     r.poll()
     assert r.sol[0].level == 1 and r.bank.energized() == 0
     r.run(300)
     assert r.sol[0].level == 0 and r.bank.energized() == -1
     assert r.pulses(0) == [(0, 300)]
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF]
-    assert r.bank.state(0) == D.UNLOCKING
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF]
+    assert r.bank.state(0) == UNLOCKING
     r.run(200)
     r.closed[0].level = 0  # the spring pushes the door open
     r.run(100)
@@ -98,7 +105,7 @@ def test_normal_unlock_open_close_cycle():
     r.closed[0].level = 1
     r.run(100)
     assert r.bank.state(0) == D.CLOSED
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_OPENED, D.EV_CLOSED]
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_OPENED, D.EV_CLOSED]
     r.run(10000)  # no retry, no jam, no alarm
     assert len(r.log) == 4
     assert r.bank.acknowledge(0)
@@ -117,7 +124,7 @@ def test_two_requests_run_one_after_the_other_with_the_gap():
     assert p2 == [(5, 305)]  # first requested, first served
     assert p0 == [(455, 755)]  # 150 ms gap after the first pulse
     assert r.pulses(1) == []
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_PULSE_ON, D.EV_PULSE_OFF]
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF, EV_PULSE_ON, EV_PULSE_OFF]
     assert [d for (_, d, _) in r.log] == [2, 2, 0, 0]
 
 
@@ -134,7 +141,7 @@ def test_many_requests_never_overlap():
     spans.sort()
     for i in range(1, 4):
         assert spans[i][0] >= spans[i - 1][1]
-    assert [d for (k, d, _) in r.log if k == D.EV_PULSE_ON] == [3, 1, 0, 2]
+    assert [d for (k, d, _) in r.log if k == EV_PULSE_ON] == [3, 1, 0, 2]
 
 
 def test_already_queued_out_of_range_and_out_of_service_are_refused():
@@ -170,11 +177,11 @@ def test_jammed_latch_two_pulses_then_jammed():
     r.bank.request_unlock(0, r.clock.now)
     r.run(20000)
     assert r.kinds() == [
-        D.EV_PULSE_ON,
-        D.EV_PULSE_OFF,
+        EV_PULSE_ON,
+        EV_PULSE_OFF,
         D.EV_RETRY,
-        D.EV_PULSE_ON,
-        D.EV_PULSE_OFF,
+        EV_PULSE_ON,
+        EV_PULSE_OFF,
         D.EV_JAMMED,
     ]
     assert r.pulses(0) == [(10, 310), (3310, 3610)]
@@ -187,7 +194,7 @@ def test_no_retries_means_one_pulse():
     r = Rig(n=1, retries=0)
     r.bank.request_unlock(0, r.clock.now)
     r.run(10000)
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_JAMMED]
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_JAMMED]
 
 
 def test_door_opening_during_the_retry_wait_cancels_the_retry():
@@ -195,11 +202,11 @@ def test_door_opening_during_the_retry_wait_cancels_the_retry():
     r.bank.request_unlock(0, r.clock.now)
     r.bank.request_unlock(1, r.clock.now)
     r.run(500)  # door 0: pulse 10-310, retry queued at 410 behind door 1 (pulse from 460)
-    assert r.kinds(0) == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_RETRY]
+    assert r.kinds(0) == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_RETRY]
     assert r.bank.energized() == 1
     r.closed[0].level = 0
     r.run(5000)
-    assert r.kinds(0) == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_RETRY, D.EV_OPENED]
+    assert r.kinds(0) == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_RETRY, D.EV_OPENED]
     assert r.pulses(0) == [(10, 310)]
     assert r.bank.state(0) == D.OPEN
 
@@ -210,7 +217,7 @@ def test_opened_while_the_pulse_is_still_on():
     r.run(100)
     r.closed[0].level = 0
     r.run(1000)
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_OPENED, D.EV_PULSE_OFF]
+    assert r.kinds() == [EV_PULSE_ON, D.EV_OPENED, EV_PULSE_OFF]
     assert r.pulses(0) == [(10, 310)]  # the pulse runs its course
     assert r.bank.state(0) == D.OPEN
     r.run(10000)
@@ -225,7 +232,7 @@ def test_cut_wire_still_pulses_and_counts_as_open():
     r.poll()
     assert r.sol[0].level == 1
     r.run(1000)
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_SENSOR_SUSPECT, D.EV_PULSE_OFF, D.EV_OPENED]
+    assert r.kinds() == [EV_PULSE_ON, D.EV_SENSOR_SUSPECT, EV_PULSE_OFF, D.EV_OPENED]
     assert r.bank.state(0) == D.OPEN
     r.run(10000)
     assert D.EV_RETRY not in r.kinds() and D.EV_JAMMED not in r.kinds()
@@ -297,7 +304,7 @@ def test_bouncing_contacts_make_no_events():
         r.closed[0].level = level
         r.run(20, step=5)
     r.run(200)
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_OPENED]
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_OPENED]
 
 
 def test_parcel_sensor_events_and_none_without_sensor():
@@ -310,11 +317,11 @@ def test_parcel_sensor_events_and_none_without_sensor():
     r.run(30)
     r.parcel[0].level = 1
     r.run(100)
-    assert r.kinds() == [D.EV_PARCEL_IN]
+    assert r.kinds() == [EV_PARCEL_IN]
     assert r.bank.has_parcel(0) is True
     r.parcel[0].level = 0
     r.run(100)
-    assert r.kinds() == [D.EV_PARCEL_IN, D.EV_PARCEL_OUT]
+    assert r.kinds() == [EV_PARCEL_IN, EV_PARCEL_OUT]
 
 
 def test_huge_pulse_ms_is_clamped():
@@ -336,7 +343,7 @@ def test_a_late_poll_still_switches_the_pulse_off_first():
     assert r.sol[0].level == 0
     assert r.sol[1].level == 1
     assert r.pulses(0) == [(0, 5000)]
-    assert r.kinds()[:2] == [D.EV_PULSE_ON, D.EV_PULSE_OFF]
+    assert r.kinds()[:2] == [EV_PULSE_ON, EV_PULSE_OFF]
 
 
 def test_ticks_wrap():
@@ -366,7 +373,7 @@ def test_all_off():
     assert r.bank.state(1) == D.LOCKED and r.bank.state(2) == D.LOCKED
     r.run(10000)
     assert r.pulses(1) == [] and r.pulses(2) == []
-    assert r.kinds(0) == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_JAMMED]  # cut pulse: no retry
+    assert r.kinds(0) == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_JAMMED]  # cut pulse: no retry
     assert r.bank.request_unlock(1, r.clock.now)
     r.run(1000)
     assert len(r.pulses(1)) == 1
@@ -378,7 +385,7 @@ def test_all_off_stops_retries_too():
     r.run(500)  # pulse over, waiting to see the door open
     r.bank.all_off()
     r.run(5000)
-    assert r.kinds() == [D.EV_PULSE_ON, D.EV_PULSE_OFF, D.EV_JAMMED]
+    assert r.kinds() == [EV_PULSE_ON, EV_PULSE_OFF, D.EV_JAMMED]
 
 
 def test_assume_open_after_reboot():
@@ -412,12 +419,12 @@ def test_a_door_open_at_boot_is_open_not_locked():
 
 def test_names_and_event_encoding():
     assert D.name_of_state(D.LOCKED) == "locked"
-    assert D.name_of_state(D.UNLOCKING) == "unlocking"
+    assert D.name_of_state(UNLOCKING) == "unlocking"
     assert D.name_of_state(D.OPEN) == "open"
     assert D.name_of_state(D.CLOSED) == "closed"
     kinds = (
-        D.EV_PULSE_ON,
-        D.EV_PULSE_OFF,
+        EV_PULSE_ON,
+        EV_PULSE_OFF,
         D.EV_OPENED,
         D.EV_CLOSED,
         D.EV_JAMMED,
@@ -425,8 +432,8 @@ def test_names_and_event_encoding():
         D.EV_LEFT_OPEN,
         D.EV_FORCED,
         D.EV_SENSOR_SUSPECT,
-        D.EV_PARCEL_IN,
-        D.EV_PARCEL_OUT,
+        EV_PARCEL_IN,
+        EV_PARCEL_OUT,
     )
     assert len(set(kinds)) == len(kinds) and 0 not in kinds and max(kinds) < 256
     for k in kinds:

@@ -4,6 +4,15 @@ import asyncio
 
 from locker import mqtt
 
+# MQTT 3.1.1 packet types, as decode() reports them, and the firmware's packet limit
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBACK = 9
+UNSUBACK = 11
+PINGRESP = 13
+MAX_PACKET = 16384
+
 try:
     _wait_ms = asyncio.wait_for_ms
 except AttributeError:  # CPython
@@ -246,20 +255,19 @@ def test_encode_publish_subscribe_and_small_packets():
     assert bytes(mqtt.encode_subscribe(10, [("a", 1), ("bc", 0)])) == b"\x82\x0b\x00\x0a\x00\x01a\x01\x00\x02bc\x00"
     assert bytes(mqtt.encode_unsubscribe(7, ["a"])) == b"\xa2\x05\x00\x07\x00\x01a"
     assert mqtt.encode_puback(0x0102) == b"\x40\x02\x01\x02"
-    assert mqtt.PINGREQ == b"\xc0\x00" and mqtt.DISCONNECT == b"\xe0\x00"
 
 
 def test_decode_broker_packets():
-    assert mqtt.decode(b"\x20\x02\x01\x00") == ((mqtt.CONNACK, 1, 0), 4)
-    assert mqtt.decode(b"\x90\x04\x00\x05\x01\x80") == ((mqtt.SUBACK, 5, b"\x01\x80"), 6)
-    assert mqtt.decode(b"\x40\x02\x00\x09\xd0\x00") == ((mqtt.PUBACK, 9), 4)
-    assert mqtt.decode(b"\xb0\x02\x00\x09") == ((mqtt.UNSUBACK, 9), 4)
-    assert mqtt.decode(b"\xd0\x00") == ((mqtt.PINGRESP,), 2)
+    assert mqtt.decode(b"\x20\x02\x01\x00") == ((CONNACK, 1, 0), 4)
+    assert mqtt.decode(b"\x90\x04\x00\x05\x01\x80") == ((SUBACK, 5, b"\x01\x80"), 6)
+    assert mqtt.decode(b"\x40\x02\x00\x09\xd0\x00") == ((PUBACK, 9), 4)
+    assert mqtt.decode(b"\xb0\x02\x00\x09") == ((UNSUBACK, 9), 4)
+    assert mqtt.decode(b"\xd0\x00") == ((PINGRESP,), 2)
     wire = _pub("a/b", b"hello", 1, True, 7)
-    assert mqtt.decode(wire + b"\xd0\x00") == ((mqtt.PUBLISH, "a/b", b"hello", 1, True, False, 7), len(wire))
+    assert mqtt.decode(wire + b"\xd0\x00") == ((PUBLISH, "a/b", b"hello", 1, True, False, 7), len(wire))
     wire = b"\x38" + _pub("t", b"x" * 200)[1:]  # DUP set, two-byte length
-    assert mqtt.decode(wire) == ((mqtt.PUBLISH, "t", b"x" * 200, 0, False, True, 0), 206)
-    assert mqtt.decode(_pub("t", b"")) == ((mqtt.PUBLISH, "t", b"", 0, False, False, 0), 5)
+    assert mqtt.decode(wire) == ((PUBLISH, "t", b"x" * 200, 0, False, True, 0), 206)
+    assert mqtt.decode(_pub("t", b"")) == ((PUBLISH, "t", b"", 0, False, False, 0), 5)
 
 
 def test_decode_rejects_malformed():
@@ -299,7 +307,9 @@ def test_oversized_is_refused_and_skipped():
     # A huge declared length costs no heap: it is refused, never allocated.
     exc = _raises(mqtt.MQTTError, mqtt.decode, b"\x30\xff\xff\xff\x7f\x00\x01t" + b"z" * 100)
     assert "truncated" in str(exc)
-    assert mqtt.MAX_PACKET == 16384
+    # the default limit, 16 KiB
+    assert mqtt.decode(_pub("t", b"z" * 16000))[0][2] == b"z" * 16000
+    assert _raises(mqtt.Oversized, mqtt.decode, _pub("t", b"z" * (MAX_PACKET + 1))).pid == 0
 
 
 def test_backoff_grows_and_is_capped():

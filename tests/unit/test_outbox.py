@@ -4,6 +4,8 @@ import os
 import fakes
 from locker import outbox, store
 
+HEADER_SIZE = 11  # a store record's header on flash
+
 
 class PowerCut(Exception):
     pass
@@ -69,7 +71,7 @@ def test_high_water_mark_is_written_rarely():
     store.reset_counter()
     for _ in range(20):
         o.put(b"0123456789")
-    assert store.bytes_written() == 20 * (store.HEADER_SIZE + 10)
+    assert store.bytes_written() == 20 * (HEADER_SIZE + 10)
 
 
 def test_full_outbox_drops_the_oldest_and_counts():
@@ -95,7 +97,7 @@ def test_damaged_empty_and_stray_files_are_removed_and_reported():
     with open(d + "/outbox/" + names[1], "wb") as f:
         f.write(b"")
     with open(d + "/outbox/" + names[2], "r+b") as f:
-        f.seek(store.HEADER_SIZE)
+        f.seek(HEADER_SIZE)
         f.write(b"X")
     with open(d + "/outbox/" + names[3] + ".tmp", "wb") as f:
         f.write(b"half")

@@ -5,6 +5,15 @@ import fakes
 from locker import protocol
 from locker.hmac256 import HmacKey
 
+# the refusal reasons on the wire (docs/protocol.md) and the firmware's limits
+MAX_MESSAGE = 8192
+MAX_TX = 64
+BAD_SIGNATURE = "bad_signature"
+MALFORMED = "malformed"
+WRONG_LOCKER = "wrong_locker"
+REPLAY = "replay"
+RETAINED = "retained"
+
 KEY = HmacKey(b"p" * 32)
 OTHER = HmacKey(b"q" * 32)
 NOW = 1_790_000_000
@@ -35,7 +44,7 @@ def test_a_good_command_is_admitted_once():
     gate, _ = _gate("proto-ok")
     wire = _cmd(5)
     assert gate.admit(wire, NOW)["op"] == "status"
-    assert _refused(gate, wire) == protocol.REPLAY
+    assert _refused(gate, wire) == REPLAY
 
 
 def test_replay_is_refused_after_a_reboot():
@@ -43,17 +52,17 @@ def test_replay_is_refused_after_a_reboot():
     gate.admit(_cmd(10), NOW)
     again = protocol.CommandGate(KEY, "L1", d + "/cmdseq.bin")
     again.load()
-    assert _refused(again, _cmd(10)) == protocol.REPLAY
-    assert _refused(again, _cmd(9)) == protocol.REPLAY
+    assert _refused(again, _cmd(10)) == REPLAY
+    assert _refused(again, _cmd(9)) == REPLAY
     assert again.admit(_cmd(11), NOW)["seq"] == 11
 
 
 def test_forged_expired_foreign_and_retained_commands_are_refused():
     gate, _ = _gate("proto-bad")
-    assert _refused(gate, _cmd(1, key=OTHER)) == protocol.BAD_SIGNATURE
+    assert _refused(gate, _cmd(1, key=OTHER)) == BAD_SIGNATURE
     assert _refused(gate, _cmd(2, exp=NOW - 1)) == protocol.EXPIRED
-    assert _refused(gate, _cmd(3, lid="L2")) == protocol.WRONG_LOCKER
-    assert _refused(gate, _cmd(4), retained=True) == protocol.RETAINED
+    assert _refused(gate, _cmd(3, lid="L2")) == WRONG_LOCKER
+    assert _refused(gate, _cmd(4), retained=True) == RETAINED
     # none of the refusals moved the sequence forward
     assert gate.last_seq == 0
 
@@ -62,20 +71,20 @@ def test_a_flipped_payload_byte_breaks_the_signature():
     gate, _ = _gate("proto-flip")
     wire = bytearray(_cmd(7))
     wire[-3] ^= 1
-    assert _refused(gate, bytes(wire)) == protocol.BAD_SIGNATURE
+    assert _refused(gate, bytes(wire)) == BAD_SIGNATURE
 
 
 def test_malformed_input_is_refused_not_raised():
     gate, _ = _gate("proto-junk")
     for junk in (b"", b"hello", b"x" * 64 + b" {}", b"0" * 64 + b"{}", b"0" * 65):
-        assert _refused(gate, junk) in (protocol.MALFORMED, protocol.BAD_SIGNATURE), junk
+        assert _refused(gate, junk) in (MALFORMED, BAD_SIGNATURE), junk
     unsigned_json = protocol.sign(KEY, b"[1, 2]")
-    assert _refused(gate, unsigned_json) == protocol.MALFORMED
+    assert _refused(gate, unsigned_json) == MALFORMED
     not_json = protocol.sign(KEY, b"{nope")
-    assert _refused(gate, not_json) == protocol.MALFORMED
+    assert _refused(gate, not_json) == MALFORMED
     no_seq = protocol.sign(KEY, protocol.encode({"v": 1, "lid": "L1", "op": "x", "exp": NOW + 5}))
-    assert _refused(gate, no_seq) == protocol.MALFORMED
-    assert _refused(gate, b"0" * (protocol.MAX_MESSAGE + 1)) == protocol.TOO_LARGE
+    assert _refused(gate, no_seq) == MALFORMED
+    assert _refused(gate, b"0" * (MAX_MESSAGE + 1)) == protocol.TOO_LARGE
 
 
 def test_clock_unknown_uses_the_signed_send_time():
@@ -109,21 +118,21 @@ def test_ack_is_exempt_from_the_sequence_but_not_from_the_other_checks():
     assert gate.admit(_ack(3), NOW)["op"] == "ack"  # and again (idempotent)
     assert store.bytes_written() == 0  # nothing written for it
     assert gate.last_seq == 50
-    assert _refused(gate, _ack(4, key=OTHER)) == protocol.BAD_SIGNATURE
-    assert _refused(gate, _ack(5), retained=True) == protocol.RETAINED
+    assert _refused(gate, _ack(4, key=OTHER)) == BAD_SIGNATURE
+    assert _refused(gate, _ack(5), retained=True) == RETAINED
     assert _refused(gate, _ack(6, exp=NOW - 1)) == protocol.EXPIRED
-    assert _refused(gate, _cmd(50)) == protocol.REPLAY  # the others still are not
+    assert _refused(gate, _cmd(50)) == REPLAY  # the others still are not
 
 
 def test_refusals_carry_the_op_when_the_payload_was_authentic():
     gate, _ = _gate("proto-op")
     gate.admit(_cmd(9, op="codes.apply"), NOW)
     for wire, retained, reason, op in (
-        (_cmd(9, op="codes.apply"), False, protocol.REPLAY, "codes.apply"),
-        (_cmd(10, op="time"), True, protocol.RETAINED, "time"),
-        (_cmd(11, lid="L2", op="status"), False, protocol.WRONG_LOCKER, "status"),
+        (_cmd(9, op="codes.apply"), False, REPLAY, "codes.apply"),
+        (_cmd(10, op="time"), True, RETAINED, "time"),
+        (_cmd(11, lid="L2", op="status"), False, WRONG_LOCKER, "status"),
         (_cmd(12, op="x" * 100, exp=NOW - 5), False, protocol.EXPIRED, "x" * 24),
-        (_cmd(13, key=OTHER, op="status"), False, protocol.BAD_SIGNATURE, None),
+        (_cmd(13, key=OTHER, op="status"), False, BAD_SIGNATURE, None),
     ):
         try:
             gate.admit(wire, NOW, retained)
@@ -158,7 +167,7 @@ def test_the_first_cmdseq_format_still_loads():
     gate = protocol.CommandGate(KEY, "L1", d + "/cmdseq.bin")
     gate.load()
     assert gate.problem is None and gate.last_seq == 77 and gate.txs == []
-    assert _refused(gate, _cmd(77)) == protocol.REPLAY
+    assert _refused(gate, _cmd(77)) == REPLAY
     assert gate.admit(_cmd(78), NOW)["seq"] == 78
 
 
@@ -172,7 +181,7 @@ def test_a_corrupt_cmdseq_is_reported_and_expiry_still_holds():
     assert gate.last_seq == 0
     assert _refused(gate, _cmd(5, exp=NOW - 1)) == protocol.EXPIRED
     assert gate.admit(_cmd(5), NOW)["seq"] == 5
-    assert _refused(gate, _cmd(5)) == protocol.REPLAY
+    assert _refused(gate, _cmd(5)) == REPLAY
     again = protocol.CommandGate(KEY, "L1", d + "/cmdseq.bin")
     again.load()  # the admission rewrote the file whole
     assert again.problem is None and again.last_seq == 5
@@ -180,10 +189,10 @@ def test_a_corrupt_cmdseq_is_reported_and_expiry_still_holds():
 
 def test_bad_tx_is_malformed():
     gate, _ = _gate("proto-badtx")
-    assert _refused(gate, _cmd(1, tx=5)) == protocol.MALFORMED
-    assert _refused(gate, _cmd(2, tx="x" * (protocol.MAX_TX + 1))) == protocol.MALFORMED
-    assert _refused(gate, _cmd(3, tx="")) == protocol.MALFORMED
-    assert _refused(gate, _cmd(3, tx="a\nb")) == protocol.MALFORMED  # the separator in cmdseq.bin
+    assert _refused(gate, _cmd(1, tx=5)) == MALFORMED
+    assert _refused(gate, _cmd(2, tx="x" * (MAX_TX + 1))) == MALFORMED
+    assert _refused(gate, _cmd(3, tx="")) == MALFORMED
+    assert _refused(gate, _cmd(3, tx="a\nb")) == MALFORMED  # the separator in cmdseq.bin
     assert gate.admit(_cmd(4, tx=None), NOW)["tx"] is None
 
 
@@ -206,11 +215,11 @@ def test_locker_messages_are_built_and_checked_with_the_same_file():
 
 def test_open_message_refuses_forged_and_foreign_versions():
     for wire, reason in (
-        (protocol.sign(OTHER, b'{"v":1}'), protocol.BAD_SIGNATURE),
-        (protocol.sign(KEY, b'{"v":2}'), protocol.MALFORMED),
-        (protocol.sign(KEY, b"[1]"), protocol.MALFORMED),
-        (protocol.sign(KEY, b"{oops"), protocol.MALFORMED),
-        (b"short", protocol.MALFORMED),
+        (protocol.sign(OTHER, b'{"v":1}'), BAD_SIGNATURE),
+        (protocol.sign(KEY, b'{"v":2}'), MALFORMED),
+        (protocol.sign(KEY, b"[1]"), MALFORMED),
+        (protocol.sign(KEY, b"{oops"), MALFORMED),
+        (b"short", MALFORMED),
     ):
         try:
             protocol.open_message(KEY, wire)

@@ -5,7 +5,9 @@ from binascii import hexlify
 
 import fakes
 from locker import codes, hmac256, store
-from locker.snapshot import GAP_MS, Snapshot
+from locker.snapshot import Snapshot
+
+GAP_MS = 60_000  # the longest wait for the next part (locker.snapshot)
 
 KEY = b"snapshot unit test key, 32 bytes"
 DOORS = ("A1", "A2", "B1")

@@ -4,6 +4,8 @@ import os
 import fakes
 from locker import store
 
+HEADER_SIZE = 11  # a store record's header on flash
+
 
 class PowerCut(Exception):
     pass
@@ -38,8 +40,8 @@ def test_save_load_round_trip():
     for payload in (b"", b"x", bytes(range(256)) * 3, bytearray(b"ba"), memoryview(b"mv")):
         store.save(p, payload)
         assert store.load(p) == bytes(payload)
-    assert store.HEADER_SIZE == 11
-    assert len(_read(p)) == store.HEADER_SIZE + 2
+    assert HEADER_SIZE == 11
+    assert len(_read(p)) == HEADER_SIZE + 2
     assert _read(p)[:2] == b"LK"
     assert sorted(os.listdir(d)) == ["a.bin"]
 
@@ -66,7 +68,7 @@ def test_empty_truncated_and_damaged_files_raise_corrupt():
     good = _read(p)
     _write_raw(p, b"")
     assert _corrupt_reason(p) == "empty"
-    for n in (1, 5, store.HEADER_SIZE, len(good) - 1):
+    for n in (1, 5, HEADER_SIZE, len(good) - 1):
         _write_raw(p, good[:n])
         assert _corrupt_reason(p) == "truncated", n
     for i in range(len(good)):
@@ -97,10 +99,10 @@ def test_byte_counter_counts_every_byte():
     store.reset_counter()
     assert store.bytes_written() == 0
     store.save(d + "/a.bin", b"12345")
-    assert store.bytes_written() == store.HEADER_SIZE + 5
+    assert store.bytes_written() == HEADER_SIZE + 5
     store.write_atomic(d + "/b.bin", (b"12", b"345"))
     store.append(d + "/c.log", b"xy")
-    assert store.bytes_written() == store.HEADER_SIZE + 5 + 5 + 2
+    assert store.bytes_written() == HEADER_SIZE + 5 + 5 + 2
     store.reset_counter()
     assert store.bytes_written() == 0
 
