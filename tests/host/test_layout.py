@@ -246,3 +246,13 @@ def test_a_click_definition_outside_the_cli_is_found(tmp_path: Path, source: str
     root = _package(tmp_path, {"lib.py": source, "cli/ok.py": source})
     found = click_definitions(root, "pkg.cli")
     assert len(found) == 1 and found[0].startswith("pkg.lib:")
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    """pytest imports test modules by their file name (rootdir-relative packages aside): a second
+    tests/*/test_x.py stops the first one's directory from being collected at all in a full run."""
+    seen: dict[str, list[str]] = {}
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(root)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
